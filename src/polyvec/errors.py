@@ -1,0 +1,110 @@
+"""Typed errors. Each subclasses the builtin a caller would naturally catch.
+
+Every message says what was expected and what was got, so the caller can fix the
+input without reading polyvec's source.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PolyvecError",
+    "DimensionMismatch",
+    "DTypeMismatch",
+    "InvalidVector",
+    "DuplicateId",
+    "UnknownField",
+    "UnknownCollection",
+    "CollectionExists",
+    "FilterError",
+    "CorruptFile",
+    "FormatVersionError",
+    "Locked",
+    "MissingExtra",
+    "ModelMismatch",
+    "InvalidPayload",
+    "InvalidId",
+    "InvalidArgument",
+]
+
+
+class PolyvecError(Exception):
+    """Base class of every error polyvec raises on purpose."""
+
+
+class DimensionMismatch(PolyvecError, ValueError):
+    """A vector or token set has the wrong number of dimensions."""
+
+
+class DTypeMismatch(PolyvecError, TypeError):
+    """An array has a dtype polyvec cannot store (e.g. int or object)."""
+
+
+class InvalidVector(PolyvecError, ValueError):
+    """A vector holds NaN/inf, is all zeros under cosine, or a token set is empty/ragged."""
+
+
+class DuplicateId(PolyvecError, ValueError):
+    """An id occurs twice in one batch, or `add` was given an id that already exists."""
+
+
+class UnknownField(PolyvecError, KeyError):
+    """A vector field name that the collection's schema does not declare."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownCollection(PolyvecError, KeyError):
+    """No collection of that name exists in the database folder."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CollectionExists(PolyvecError, ValueError):
+    """`create_collection` was asked for a name that is already taken."""
+
+
+class FilterError(PolyvecError, ValueError):
+    """A malformed payload filter. `path` names the offending node, e.g. ``$and[1].year.$gte``."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(f"{message} (at {path})" if path else message)
+
+
+class CorruptFile(PolyvecError, OSError):
+    """A file of the database folder failed its format or checksum checks. `filename` names it."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(f"corrupt file {filename}: {reason}")
+        self.filename = filename
+        self.reason = reason
+
+
+class FormatVersionError(CorruptFile):
+    """A file was written by a format version this polyvec cannot read."""
+
+
+class Locked(PolyvecError, TimeoutError):
+    """Another process holds the collection's write lock and did not release it in time."""
+
+
+class MissingExtra(PolyvecError, ImportError):
+    """An optional dependency is not installed; the message gives the pip line that installs it."""
+
+
+class ModelMismatch(PolyvecError, ValueError):
+    """A query was embedded by a model other than the one that made the field's vectors."""
+
+
+class InvalidPayload(PolyvecError, TypeError):
+    """A payload that is not a JSON object of finite JSON values."""
+
+
+class InvalidId(PolyvecError, TypeError):
+    """An external id that is neither a str nor an int in the int64 range."""
+
+
+class InvalidArgument(PolyvecError, ValueError):
+    """A search or API argument out of its domain (e.g. ``k < 1``)."""
