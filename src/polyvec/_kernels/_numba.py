@@ -1,0 +1,38 @@
+"""Lazy access to numba: the package imports without compiling anything."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+
+@functools.cache
+def have_numba() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: compile ``fn`` with ``numba.njit(**options)`` on its first call."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.cache
+        def compiled() -> Callable[..., Any]:
+            import numba
+
+            # kernels loop with the module-level name ``prange`` (plain ``range`` until now)
+            fn.__globals__["prange"] = numba.prange
+            return numba.njit(cache=True, **options)(fn)
+
+        @functools.wraps(fn)
+        def call(*args: Any) -> Any:
+            return compiled()(*args)
+
+        call.py_func = fn  # type: ignore[attr-defined]
+        return call
+
+    return wrap

@@ -1,0 +1,57 @@
+"""MaxSim (late-interaction) reduction.
+
+Given the similarity matrix ``sim`` (m query tokens x T document tokens, documents laid out
+contiguously with ``offsets`` of length ndoc + 1), the MaxSim score of document d is
+``sum_i max_{offsets[d] <= j < offsets[d+1]} sim[i, j]``. The matrix product itself is left
+to BLAS; these kernels do the segmented max-and-sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import have_numba, lazy_njit
+
+prange = range  # replaced by numba.prange when the kernel is compiled
+
+__all__ = ["maxsim_numpy", "maxsim_reduce"]
+
+
+def maxsim_numpy(sim: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Reference twin. Every document must have at least one token."""
+    if len(offsets) <= 1:
+        return np.zeros(0, dtype=np.float32)
+    per_doc_max = np.maximum.reduceat(sim, offsets[:-1], axis=1)
+    return per_doc_max.sum(axis=0, dtype=np.float32)
+
+
+@lazy_njit(parallel=True)
+def _maxsim_numba(sim, offsets, out):  # type: ignore[no-untyped-def]  # pragma: no cover
+    m = sim.shape[0]
+    ndoc = offsets.shape[0] - 1
+    for d in prange(ndoc):
+        lo = offsets[d]
+        hi = offsets[d + 1]
+        total = np.float32(0.0)
+        for i in range(m):
+            best = sim[i, lo]
+            for j in range(lo + 1, hi):
+                if sim[i, j] > best:
+                    best = sim[i, j]
+            total += best
+        out[d] = total
+
+
+def maxsim_reduce(sim: np.ndarray, offsets: np.ndarray, *, backend: str = "auto") -> np.ndarray:
+    """Per-document MaxSim scores from a query-by-token similarity matrix."""
+    if backend == "auto":
+        backend = "numba" if have_numba() else "numpy"
+    if backend == "numpy":
+        return maxsim_numpy(sim, offsets)
+    if backend != "numba":
+        raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
+    out = np.empty(len(offsets) - 1, dtype=np.float32)
+    if len(out):
+        _maxsim_numba(np.ascontiguousarray(sim, dtype=np.float32),
+                      np.ascontiguousarray(offsets, dtype=np.int64), out)
+    return out

@@ -1,0 +1,102 @@
+"""Streaming top-k over blocks of scores (higher is better).
+
+``TopK`` keeps, per query, the k best (score, row id) pairs seen so far; blocks of a score
+matrix are pushed in any order and ``result()`` returns them sorted best first. Rows to skip
+are given as ``-inf`` scores: they never enter the result, so a query with fewer than k
+candidates ends with trailing ``(-inf, -1)`` slots.
+
+>>> import numpy as np
+>>> t = TopK(nq=1, k=2, backend="numpy")
+>>> t.push(np.array([[0.1, 0.9, 0.5]], dtype=np.float32), ids=np.array([10, 11, 12]))
+>>> t.result()[1].tolist()
+[[11, 12]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import have_numba, lazy_njit
+
+prange = range  # replaced by numba.prange when the kernel is compiled
+
+__all__ = ["TopK", "push_numpy"]
+
+
+def push_numpy(
+    heap_s: np.ndarray, heap_i: np.ndarray, scores: np.ndarray, ids: np.ndarray
+) -> None:
+    """Reference: merge a block into the running top-k with argpartition."""
+    k = heap_s.shape[1]
+    all_s = np.concatenate([heap_s, scores], axis=1)
+    all_i = np.concatenate([heap_i, np.broadcast_to(ids, scores.shape)], axis=1)
+    part = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
+    heap_s[:] = np.take_along_axis(all_s, part, axis=1)
+    heap_i[:] = np.take_along_axis(all_i, part, axis=1)
+    heap_i[heap_s == -np.inf] = -1
+
+
+@lazy_njit(parallel=True, fastmath=False)
+def _push_numba(heap_s, heap_i, scores, ids):  # type: ignore[no-untyped-def]  # pragma: no cover
+    nq, k = heap_s.shape
+    n = scores.shape[1]
+    for q in prange(nq):
+        hs = heap_s[q]
+        hi = heap_i[q]
+        row = scores[q]
+        for j in range(n):
+            s = row[j]
+            if s > hs[0]:
+                # replace the root of the min-heap and sift it down
+                pos = 0
+                while True:
+                    child = 2 * pos + 1
+                    if child >= k:
+                        break
+                    if child + 1 < k and hs[child + 1] < hs[child]:
+                        child += 1
+                    if hs[child] >= s:
+                        break
+                    hs[pos] = hs[child]
+                    hi[pos] = hi[child]
+                    pos = child
+                hs[pos] = s
+                hi[pos] = ids[j]
+
+
+class TopK:
+    """Running top-k for ``nq`` queries."""
+
+    def __init__(self, nq: int, k: int, *, backend: str = "auto") -> None:
+        if backend == "auto":
+            backend = "numba" if have_numba() else "numpy"
+        if backend not in ("numpy", "numba"):
+            raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
+        self.backend = backend
+        self.scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        self.ids = np.full((nq, k), -1, dtype=np.int64)
+
+    def push(self, scores: np.ndarray, ids: np.ndarray, *, row: int | None = None) -> None:
+        """Merge ``scores`` (nq, n) whose columns are the rows ``ids`` (n,).
+
+        With ``row=i``, ``scores`` is (1, n) and is merged into query i's top-k only.
+        """
+        if scores.shape[1] == 0:
+            return
+        scores = np.ascontiguousarray(scores, dtype=np.float32)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        heap_s, heap_i = self.scores, self.ids
+        if row is not None:
+            heap_s, heap_i = heap_s[row:row + 1], heap_i[row:row + 1]
+        if self.backend == "numba":
+            _push_numba(heap_s, heap_i, scores, ids)
+        else:
+            push_numpy(heap_s, heap_i, scores, ids)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, each (nq, k), best first; empty slots are ``(-inf, -1)``."""
+        order = np.argsort(-self.scores, axis=1, kind="stable")
+        s = np.take_along_axis(self.scores, order, axis=1)
+        i = np.take_along_axis(self.ids, order, axis=1)
+        i[s == -np.inf] = -1
+        return s, i
