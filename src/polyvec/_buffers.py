@@ -1,0 +1,33 @@
+"""Amortized-growth numpy buffers (capacity doubling): append is O(1) per row."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Growable"]
+
+
+class Growable:
+    """A 1-D or 2-D array that grows along axis 0."""
+
+    def __init__(self, dtype: np.dtype | type, width: int | None = None) -> None:
+        shape = (16,) if width is None else (16, width)
+        self._buf = np.empty(shape, dtype=dtype)
+        self.n = 0
+
+    def extend(self, rows: np.ndarray) -> None:
+        need = self.n + len(rows)
+        if need > len(self._buf):
+            cap = max(need, 2 * len(self._buf))
+            new = np.empty((cap, *self._buf.shape[1:]), dtype=self._buf.dtype)
+            new[: self.n] = self._buf[: self.n]
+            self._buf = new
+        self._buf[self.n : need] = rows
+        self.n = need
+
+    @property
+    def view(self) -> np.ndarray:
+        return self._buf[: self.n]
+
+    def __len__(self) -> int:
+        return self.n

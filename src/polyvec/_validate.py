@@ -1,0 +1,213 @@
+"""Input checks at the API boundary. Each failure raises a typed error saying expected vs got.
+
+After these checks the layers below may assume clean input: finite float vectors of the right
+shape (L2-normalized for cosine), unique int/str ids, JSON-object payloads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import (
+    DimensionMismatch,
+    DTypeMismatch,
+    DuplicateId,
+    InvalidArgument,
+    InvalidId,
+    InvalidPayload,
+    InvalidVector,
+)
+from .spec import Dense, FieldSpec, Multi
+
+__all__ = [
+    "check_ids",
+    "check_payloads",
+    "check_field_vectors",
+    "check_query",
+    "check_k",
+    "storage_dtype",
+]
+
+Key = int | str
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def storage_dtype(spec: FieldSpec) -> np.dtype:
+    return np.dtype(np.float16 if spec.dtype == "f16" else np.float32)
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise InvalidArgument(f"k: expected an int >= 1, got {k!r}")
+    return int(k)
+
+
+def check_ids(ids: object) -> list[Key]:
+    if isinstance(ids, str | bytes | int) or ids is None:
+        raise InvalidId(f"ids: expected a sequence of str/int ids, got {type(ids).__name__}")
+    out: list[Key] = []
+    seen: set[Key] = set()
+    for i in ids:  # type: ignore[attr-defined]
+        if isinstance(i, bool | np.bool_):
+            raise InvalidId(f"id: expected str or int, got bool {i!r}")
+        if isinstance(i, np.integer):
+            i = int(i)
+        elif isinstance(i, np.str_):
+            i = str(i)
+        if isinstance(i, int):
+            if not _INT64[0] <= i <= _INT64[1]:
+                raise InvalidId(f"id: expected an int in the int64 range, got {i}")
+        elif not isinstance(i, str):
+            raise InvalidId(f"id: expected str or int, got {type(i).__name__} {i!r}")
+        if i in seen:
+            raise DuplicateId(f"id {i!r} occurs twice in this batch")
+        seen.add(i)
+        out.append(i)
+    return out
+
+
+def _check_json(value: Any, where: str) -> None:
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidPayload(f"{where}: expected a finite number, got {value!r}")
+        return
+    if isinstance(value, list):
+        for j, v in enumerate(value):
+            _check_json(v, f"{where}[{j}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidPayload(f"{where}: expected str keys, got {type(k).__name__} {k!r}")
+            _check_json(v, f"{where}.{k}")
+        return
+    raise InvalidPayload(
+        f"{where}: expected JSON values (dict, list, str, int, float, bool, None), "
+        f"got {type(value).__name__}")
+
+
+def check_payloads(payloads: object, n: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Return the payloads and their canonical JSON text."""
+    if payloads is None:
+        return [{} for _ in range(n)], ["{}"] * n
+    if isinstance(payloads, dict) or not isinstance(payloads, Sequence):
+        raise InvalidPayload(f"payloads: expected a list of {n} dicts, got "
+                             f"{type(payloads).__name__}")
+    if len(payloads) != n:
+        raise InvalidPayload(f"payloads: expected {n} (one per id), got {len(payloads)}")
+    texts = []
+    for i, p in enumerate(payloads):
+        if p is None:
+            p = {}
+        if not isinstance(p, dict):
+            raise InvalidPayload(f"payloads[{i}]: expected a dict, got {type(p).__name__}")
+        _check_json(p, f"payloads[{i}]")
+        texts.append(json.dumps(p, ensure_ascii=False, separators=(",", ":")))
+    return [json.loads(t) for t in texts], texts
+
+
+def _as_float_array(x: object, where: str) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:  # ragged nested lists
+            raise InvalidVector(f"{where}: expected a rectangular array, got ragged input ({e})"
+                                ) from None
+    if arr.dtype == object:
+        raise InvalidVector(f"{where}: expected a rectangular float array, got ragged/object "
+                            "input")
+    if arr.dtype.kind != "f":
+        raise DTypeMismatch(f"{where}: expected a float16/32/64 array, got dtype {arr.dtype}")
+    return arr
+
+
+def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:
+    """Check finiteness, normalize for cosine, cast to the storage dtype."""
+    arr = arr.astype(np.float32, copy=True)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row "
+                            f"{int(np.flatnonzero(bad)[0])}")
+    if spec.metric == "cosine":
+        norms = np.linalg.norm(arr, axis=1)
+        if (norms == 0).any():
+            raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
+                                f"vector in row {int(np.flatnonzero(norms == 0)[0])}")
+        arr /= norms[:, None]
+    out = arr.astype(storage_dtype(spec))
+    if not np.isfinite(out).all():
+        raise InvalidVector(f"{where}: values overflow {spec.dtype} storage")
+    return out
+
+
+def _check_matrix(x: object, spec: FieldSpec, where: str, rows: int | None) -> np.ndarray:
+    arr = _as_float_array(x, where)
+    if arr.ndim != 2 or arr.shape[1] != spec.dim or (rows is not None and arr.shape[0] != rows):
+        want = f"({rows if rows is not None else 'n'}, {spec.dim})"
+        raise DimensionMismatch(f"{where}: expected shape {want}, got {arr.shape}")
+    return _finish(arr, spec, where)
+
+
+def check_field_vectors(name: str, spec: FieldSpec, data: object, n: int
+                        ) -> np.ndarray | list[np.ndarray]:
+    """Dense: an (n, dim) array. Multi: a list of n (tokens_i, dim) arrays, tokens_i >= 1."""
+    if isinstance(spec, Dense):
+        return _check_matrix(data, spec, f"vectors[{name!r}]", n)
+    if isinstance(data, np.ndarray) and data.ndim == 3:
+        data = list(data)
+    if not isinstance(data, Sequence) or isinstance(data, str | bytes):
+        raise InvalidVector(f"vectors[{name!r}]: expected a list of {n} token arrays, got "
+                            f"{type(data).__name__}")
+    if len(data) != n:
+        raise InvalidVector(f"vectors[{name!r}]: expected {n} token sets, got {len(data)}")
+    out = []
+    for i, t in enumerate(data):
+        arr = _as_float_array(t, f"vectors[{name!r}][{i}]")
+        if arr.ndim != 2 or arr.shape[1] != spec.dim:
+            raise DimensionMismatch(f"vectors[{name!r}][{i}]: expected shape (tokens, "
+                                    f"{spec.dim}), got {arr.shape}")
+        if arr.shape[0] == 0:
+            raise InvalidVector(f"vectors[{name!r}][{i}]: expected at least one token, got 0")
+        out.append(_finish(arr, spec, f"vectors[{name!r}][{i}]"))
+    return out
+
+
+def check_query(spec: FieldSpec, q: object) -> tuple[list[np.ndarray] | np.ndarray, bool]:
+    """Return float32 queries (normalized for cosine) and whether the input was a single query.
+
+    Dense: (dim,) -> single, (nq, dim) -> batch; returns an (nq, dim) array.
+    Multi: (m, dim) -> single, list of (m_i, dim) -> batch; returns a list of arrays.
+    """
+    f32 = Dense(spec.dim, spec.metric, "f32") if isinstance(spec, Dense) else Multi(
+        spec.dim, spec.metric, "f32")
+    if isinstance(spec, Dense):
+        arr = _as_float_array(q, "query")
+        if arr.ndim == 1:
+            if arr.shape != (spec.dim,):
+                raise DimensionMismatch(f"query: expected shape ({spec.dim},), got {arr.shape}")
+            return _check_matrix(arr[None, :], f32, "query", 1), True
+        if arr.ndim == 2:
+            return _check_matrix(arr, f32, "query", None), False
+        raise DimensionMismatch(f"query: expected shape ({spec.dim},) or (nq, {spec.dim}), "
+                                f"got {arr.shape}")
+    if isinstance(q, np.ndarray) and q.ndim == 2:
+        return check_field_vectors("query", f32, [q], 1), True  # type: ignore[return-value]
+    if isinstance(q, np.ndarray) and q.ndim == 3:
+        q = list(q)
+    if isinstance(q, Sequence) and not isinstance(q, str | bytes):
+        if len(q) and not isinstance(q[0], np.ndarray) and np.ndim(q[0]) == 1:
+            return check_field_vectors("query", f32, [q], 1), True  # type: ignore[return-value]
+        return check_field_vectors("query", f32, q, len(q)), False  # type: ignore[return-value]
+    raise InvalidVector(f"query: expected a (tokens, {spec.dim}) array or a list of them, got "
+                        f"{type(q).__name__}")

@@ -1,0 +1,64 @@
+"""Exact dense search: chunked matrix products and a streaming top-k, with bounded memory.
+
+Scores are "higher is better": inner product for ``cosine`` (vectors are stored normalized)
+and ``dot``, minus the squared Euclidean distance for ``l2``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._kernels import TopK
+
+__all__ = ["scan_dense", "SCORE_BUDGET_BYTES"]
+
+SCORE_BUDGET_BYTES = 64 << 20  # the largest score block held at once
+_GATHER_BELOW = 0.25  # selected fraction under which selected rows are gathered, not masked
+
+
+def _scores(q: np.ndarray, x: np.ndarray, metric: str, q_sq: np.ndarray | None) -> np.ndarray:
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    s = q @ x.T
+    if metric == "l2":
+        s *= 2.0
+        s -= q_sq[:, None]  # type: ignore[index]
+        s -= np.einsum("ij,ij->i", x, x)[None, :]
+    return s
+
+
+def scan_dense(
+    queries: np.ndarray,
+    vectors: np.ndarray,
+    row_ids: np.ndarray,
+    topk: TopK,
+    *,
+    metric: str,
+    mask: np.ndarray | None = None,
+) -> None:
+    """Push the exact scores of ``queries`` against ``vectors`` into ``topk``.
+
+    ``row_ids[i]`` is the id reported for row i; ``mask`` (bool, optional) selects the rows
+    that may be returned. ``vectors`` may be a memory-mapped f16 or f32 array.
+    """
+    n = len(vectors)
+    if n == 0:
+        return
+    q_sq = np.einsum("ij,ij->i", queries, queries) if metric == "l2" else None
+    if mask is not None:
+        n_sel = int(np.count_nonzero(mask))
+        if n_sel == 0:
+            return
+        if n_sel == n:
+            mask = None
+        elif n_sel < _GATHER_BELOW * n:
+            rows = np.flatnonzero(mask)
+            vectors, row_ids, mask, n = vectors[rows], row_ids[rows], None, n_sel
+    nq = len(queries)
+    chunk = max(256, SCORE_BUDGET_BYTES // (4 * max(nq, 1)))
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        s = _scores(queries, vectors[lo:hi], metric, q_sq)
+        if mask is not None:
+            s[:, ~mask[lo:hi]] = -np.inf
+        topk.push(s, row_ids[lo:hi])
