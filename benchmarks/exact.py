@@ -14,7 +14,6 @@ Writes benchmarks/results/exact.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -25,7 +24,15 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import DATA, RESULTS, machine, markdown_table, peak_rss_mib, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    DATA,
+    RESULTS,
+    machine,
+    markdown_table,
+    peak_rss_mib,
+    read_jsonl,
+    write_results,
+)
 
 import polyvec as pv  # noqa: E402
 
@@ -45,7 +52,7 @@ def main() -> None:
     base = np.load(d / "base_f16.npy").astype(np.float32)
     queries = np.load(d / "queries_f16.npy").astype(np.float32)
     gt = np.load(d / "gt_top100_ids.npy")[:, :K]
-    docs = [json.loads(line) for line in open(d / "docs.jsonl", encoding="utf-8")]
+    docs = read_jsonl(d / "docs.jsonl")
     payloads = [{"package": x["package"], "section": x["section"]} for x in docs]
     n, nq = len(base), len(queries)
     faiss.omp_set_num_threads(2)

@@ -22,13 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "debian-minilm"
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
 def load(data: Path) -> tuple[np.ndarray, np.ndarray, list[dict], list[dict], np.ndarray]:
     if not (data / "base_f16.npy").exists():
         raise SystemExit(f"error: no debian-minilm data at {data}; pass --data PATH")
     base = np.load(data / "base_f16.npy")
     queries = np.load(data / "queries_f16.npy").astype(np.float32)
-    docs = [json.loads(line) for line in open(data / "docs.jsonl", encoding="utf-8")]
-    qs = [json.loads(line) for line in open(data / "queries.jsonl", encoding="utf-8")]
+    docs = read_jsonl(data / "docs.jsonl")
+    qs = read_jsonl(data / "queries.jsonl")
     return base, queries, docs, qs, np.load(data / "gt_top100_ids.npy")
 
 

@@ -24,10 +24,7 @@ def _fill(coll: pv.Database, rng: np.random.Generator, n: int, dim: int, multi: 
         ids = list(range(lo, min(n, lo + 37)))
         vec = unit(rng, len(ids), dim) * rng.uniform(0.5, 2.0, (len(ids), 1)).astype(np.float32)
         payloads = [_payload(rng, i) for i in ids]
-        if multi:
-            vectors = {"t": token_sets(rng, len(ids), dim)}
-        else:
-            vectors = {"v": vec}
+        vectors = {"t": token_sets(rng, len(ids), dim)} if multi else {"v": vec}
         coll.add(ids, vectors, payloads)
         if lo % 111 == 0:
             coll.flush()

@@ -202,12 +202,12 @@ def check_query(spec: FieldSpec, q: object) -> tuple[list[np.ndarray] | np.ndarr
         raise DimensionMismatch(f"query: expected shape ({spec.dim},) or (nq, {spec.dim}), "
                                 f"got {arr.shape}")
     if isinstance(q, np.ndarray) and q.ndim == 2:
-        return check_field_vectors("query", f32, [q], 1), True  # type: ignore[return-value]
+        return check_field_vectors("query", f32, [q], 1), True
     if isinstance(q, np.ndarray) and q.ndim == 3:
         q = list(q)
     if isinstance(q, Sequence) and not isinstance(q, str | bytes):
         if len(q) and not isinstance(q[0], np.ndarray) and np.ndim(q[0]) == 1:
-            return check_field_vectors("query", f32, [q], 1), True  # type: ignore[return-value]
-        return check_field_vectors("query", f32, q, len(q)), False  # type: ignore[return-value]
+            return check_field_vectors("query", f32, [q], 1), True
+        return check_field_vectors("query", f32, q, len(q)), False
     raise InvalidVector(f"query: expected a (tokens, {spec.dim}) array or a list of them, got "
                         f"{type(q).__name__}")

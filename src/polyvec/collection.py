@@ -321,7 +321,7 @@ class Collection:
             outputs: list[dict[str, np.ndarray]] = []
             pending: list[tuple[_Segment, np.ndarray]] = []
             size = 0
-            for seg in old + [None]:  # type: ignore[list-item]
+            for seg in old + [None]:
                 if seg is not None:
                     rows = np.flatnonzero(isin_sorted(seg.seqs, live))
                     if len(rows):
@@ -338,7 +338,7 @@ class Collection:
             if isinstance(spec, Dense):
                 arrays[name] = np.concatenate([s.fields[name][r] for s, r in parts])  # type: ignore[index]
             else:
-                sets = [s.fields[name][int(i)] for s, r in parts for i in r]  # type: ignore[index]
+                sets = [s.fields[name][int(i)] for s, r in parts for i in r]
                 arrays |= _field_arrays(name, TokenSets.from_list(
                     sets, spec.dim, v.storage_dtype(spec)))
         return arrays
@@ -436,7 +436,8 @@ class Collection:
             nq = len(queries)
             topk = TopK(nq, k)
             live = self._live.live_seqs()
-            blocks = [(self._growing[name].seqs.view, self._growing[name].data, None)]
+            blocks: list[tuple[np.ndarray, Any, _Segment | None]] = [
+                (self._growing[name].seqs.view, self._growing[name].data, None)]
             blocks += [(s.seqs, s.fields[name], s) for s in self._segments]
             for seqs, data, seg in blocks:
                 mask = self._block_mask(seqs, live, seg)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 __all__ = ["Metric", "SearchResult"]
 
 
-class Metric(str, Enum):
+class Metric(StrEnum):
     """How similarity is measured. Scores are always "higher is better".
 
     - ``cosine``: vectors are L2-normalized on write; score = cosine similarity.
@@ -41,7 +41,7 @@ class SearchResult:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         """Iterate ``(id, score)`` pairs of a single-query result."""
         if self.ids.ndim != 1:
             raise TypeError("iterate a batch result row by row: result[i]")

@@ -26,7 +26,7 @@ def maxsim_numpy(sim: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 @lazy_njit(parallel=True)
-def _maxsim_numba(sim, offsets, out):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _maxsim_numba(sim, offsets, out):  # pragma: no cover
     m = sim.shape[0]
     ndoc = offsets.shape[0] - 1
     for d in prange(ndoc):

@@ -37,7 +37,7 @@ def push_numpy(
 
 
 @lazy_njit(parallel=True, fastmath=False)
-def _push_numba(heap_s, heap_i, scores, ids):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _push_numba(heap_s, heap_i, scores, ids):  # pragma: no cover
     nq, k = heap_s.shape
     n = scores.shape[1]
     for q in prange(nq):

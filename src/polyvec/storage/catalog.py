@@ -125,7 +125,8 @@ class Catalog:
             raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
         if problems != ["ok"]:
             conn.close()
-            raise CorruptFile(str(path), "sqlite integrity check failed: " + "; ".join(problems[:3]))
+            raise CorruptFile(str(path),
+                              "sqlite integrity check failed: " + "; ".join(problems[:3]))
         cat = cls(path, conn)
         meta = cat.guard(cat.read_meta)
         if meta.get("magic") != MAGIC:
@@ -141,7 +142,7 @@ class Catalog:
     def close(self) -> None:
         self.conn.close()
 
-    def guard(self, fn, *args):  # type: ignore[no-untyped-def]
+    def guard(self, fn, *args):
         """Run ``fn``; sqlite failures become ``CorruptFile``/``Locked`` naming this file."""
         try:
             return fn(*args)

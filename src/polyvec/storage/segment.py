@@ -51,7 +51,8 @@ class SegmentFiles:
         return self.arrays[key]
 
 
-def write_segment(folder: Path, name: str, arrays: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+def write_segment(folder: Path, name: str, arrays: Mapping[str, np.ndarray]
+                  ) -> dict[str, list[int]]:
     """Write ``arrays`` as ``folder/name/<key>.npy``, durably, and return the manifest.
 
     Files are written into a temporary sibling folder, fsync'd, then renamed into place; a
