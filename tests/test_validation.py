@@ -76,6 +76,10 @@ BAD_WRITES = [
                              payloads=[{1: "a"}]), E.InvalidPayload, ["str keys"]),
     ("payload set", dict(ids=[100], vectors={"v": _vec(), "t": _toks()},
                          payloads=[{"a": {1, 2}}]), E.InvalidPayload, ["set"]),
+    ("payload NUL", dict(ids=[100], vectors={"v": _vec(), "t": _toks()},
+                         payloads=[{"a": "x\x00y"}]), E.InvalidPayload, ["NUL"]),
+    ("payload huge int", dict(ids=[100], vectors={"v": _vec(), "t": _toks()},
+                              payloads=[{"a": [2**64]}]), E.InvalidPayload, ["int64"]),
     ("payload count", dict(ids=[100], vectors={"v": _vec(), "t": _toks()}, payloads=[{}, {}]),
      E.InvalidPayload, ["expected 1", "got 2"]),
 ]

@@ -72,9 +72,15 @@ def check_ids(ids: object) -> list[Key]:
 
 
 def _check_json(value: Any, where: str) -> None:
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if "\x00" in value:  # SQLite's JSON functions stop at NUL: the value would not round-trip
+            raise InvalidPayload(f"{where}: expected a string without NUL characters")
         return
     if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise InvalidPayload(f"{where}: expected an int in the int64 range, got {value}")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -86,8 +92,9 @@ def _check_json(value: Any, where: str) -> None:
         return
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str):
-                raise InvalidPayload(f"{where}: expected str keys, got {type(k).__name__} {k!r}")
+            if not isinstance(k, str) or "\x00" in k:
+                raise InvalidPayload(f"{where}: expected str keys without NUL, got "
+                                     f"{type(k).__name__} {k!r}")
             _check_json(v, f"{where}.{k}")
         return
     raise InvalidPayload(

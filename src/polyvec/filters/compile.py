@@ -1,0 +1,129 @@
+"""Compile a filter into a boolean row mask, mixing indexed columns and SQLite.
+
+Leaves on an indexed path are evaluated on their :class:`~polyvec.filters.Column`; every
+maximal part of the tree that reads no indexed path goes, whole, to the caller's
+``sql_mask`` (which runs :func:`~polyvec.filters.to_sql` against SQLite). The non-indexed
+children of one ``And``/``Or`` are bundled into a single ``And``/``Or`` so that they cost one
+query, and that query is skipped when the indexed children already decide the result.
+
+Examples
+--------
+>>> import numpy as np
+>>> from polyvec.filters.columns import Column
+>>> from polyvec.filters.parse import parse_filter
+>>> rows = [{"year": 1999, "lang": "en"}, {"year": 2005, "lang": "fr"}]
+>>> year = Column(("year",))
+>>> year.extend(rows)
+>>> asked = []
+>>> def sql_mask(node):  # stands in for a query on SQLite
+...     asked.append(node)
+...     return np.array([r.get("lang") == "fr" for r in rows])
+>>> node = parse_filter({"year": {"$gt": 2000}, "lang": "fr"})
+>>> compile_filter(node, n=2, columns={("year",): year}, sql_mask=sql_mask).tolist()
+[False, True]
+>>> asked
+[Compare(path=('lang',), op='eq', value='fr')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from .ast import And, Compare, Exists, In, MatchAll, Node, Not, Or, Path, leaf_paths
+from .columns import Column
+
+__all__ = ["compile_filter"]
+
+Mask = npt.NDArray[np.bool_]
+
+
+def compile_filter(
+    node: Node,
+    *,
+    n: int,
+    columns: Mapping[Path, Column],
+    sql_mask: Callable[[Node], npt.ArrayLike],
+) -> Mask:
+    """Return the boolean mask of the row positions that match ``node``.
+
+    Parameters
+    ----------
+    node : Node
+        A tree from :func:`polyvec.filters.parse_filter`.
+    n : int
+        Number of row positions.
+    columns : mapping of path to Column
+        The indexed paths; each column must hold ``n`` rows.
+    sql_mask : callable
+        ``sql_mask(subtree)`` returns a boolean array of shape ``(n,)`` for a subtree that
+        reads no indexed path.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is negative, a column does not hold ``n`` rows, or ``sql_mask`` returns an
+        array of the wrong shape.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return _Compiler(n, columns, sql_mask).mask(node)
+
+
+class _Compiler:
+    def __init__(
+        self, n: int, columns: Mapping[Path, Column], sql_mask: Callable[[Node], npt.ArrayLike]
+    ) -> None:
+        self.n = n
+        self.columns = columns
+        self.sql_mask = sql_mask
+
+    def indexed(self, node: Node) -> bool:
+        return any(path in self.columns for path in leaf_paths(node))
+
+    def mask(self, node: Node) -> Mask:
+        if isinstance(node, MatchAll):
+            return np.ones(self.n, dtype=bool)
+        if not self.indexed(node):
+            return self.sql(node)
+        if isinstance(node, (Compare, In, Exists)):
+            return self.leaf(node)
+        if isinstance(node, Not):
+            return ~self.mask(node.child)
+        if isinstance(node, (And, Or)):
+            return self.junction(node)
+        raise TypeError(f"expected a filter Node, got {type(node).__name__}")
+
+    def junction(self, node: And | Or) -> Mask:
+        is_and = isinstance(node, And)
+        result = np.full(self.n, is_and, dtype=bool)
+        rest = []
+        for child in node.children:
+            if not self.indexed(child):
+                rest.append(child)
+                continue
+            result = result & self.mask(child) if is_and else result | self.mask(child)
+            if (is_and and not result.any()) or (not is_and and result.all()):
+                return result  # decided: all False under And, all True under Or
+        if rest:
+            sub = rest[0] if len(rest) == 1 else type(node)(tuple(rest))
+            result = result & self.sql(sub) if is_and else result | self.sql(sub)
+        return result
+
+    def leaf(self, leaf: Compare | In | Exists) -> Mask:
+        column = self.columns[leaf.path]
+        if len(column) != self.n:
+            raise ValueError(f"column {leaf.path!r} holds {len(column)} rows, expected {self.n}")
+        return column.evaluate(leaf)
+
+    def sql(self, node: Node) -> Mask:
+        mask = np.asarray(self.sql_mask(node), dtype=bool)
+        if mask.shape != (self.n,):
+            raise ValueError(f"sql_mask must return shape ({self.n},), got {mask.shape}")
+        return mask
