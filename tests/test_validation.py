@@ -142,7 +142,7 @@ def test_errors_subclass_builtins() -> None:
 
 
 def test_bad_schema_and_names(db) -> None:
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(E.InvalidArgument, match="positive int"):
         pv.Dense(0)
     with pytest.raises(ValueError, match="metric"):
         pv.Dense(3, metric="hamming")

@@ -11,6 +11,7 @@
 """
 
 from . import errors
+from .collection import Collection, Item
 from .db import Database, connect
 from .errors import *  # noqa: F403
 from .spec import Dense, Multi
@@ -21,6 +22,8 @@ __version__ = "0.1.0"
 __all__ = [
     "connect",
     "Database",
+    "Collection",
+    "Item",
     "Dense",
     "Multi",
     "Metric",

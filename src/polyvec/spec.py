@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from .errors import PolyvecError
+from .errors import InvalidArgument
 from .types import Metric
 
 __all__ = ["Dense", "Multi", "FieldSpec", "CollectionSchema", "field_from_dict"]
@@ -15,13 +15,13 @@ _DTYPES = ("f32", "f16")
 
 def _check_common(kind: str, dim: int, metric: str, dtype: str) -> None:
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"{kind}(dim=...): expected a positive int, got {dim!r}")
+        raise InvalidArgument(f"{kind}(dim=...): expected a positive int, got {dim!r}")
     if metric not in {m.value for m in Metric}:
-        raise ValueError(
+        raise InvalidArgument(
             f"{kind}(metric=...): expected one of {[m.value for m in Metric]}, got {metric!r}"
         )
     if dtype not in _DTYPES:
-        raise ValueError(f"{kind}(dtype=...): expected one of {list(_DTYPES)}, got {dtype!r}")
+        raise InvalidArgument(f"{kind}(dtype=...): expected one of {list(_DTYPES)}, got {dtype!r}")
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,11 @@ class Dense:
     kind: ClassVar[str] = "dense"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "metric", Metric(self.metric).value if isinstance(
-            self.metric, Metric) else self.metric)
+        object.__setattr__(
+            self,
+            "metric",
+            Metric(self.metric).value if isinstance(self.metric, Metric) else self.metric,
+        )
         _check_common("Dense", self.dim, self.metric, self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,11 +63,14 @@ class Multi:
     kind: ClassVar[str] = "multi"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "metric", Metric(self.metric).value if isinstance(
-            self.metric, Metric) else self.metric)
+        object.__setattr__(
+            self,
+            "metric",
+            Metric(self.metric).value if isinstance(self.metric, Metric) else self.metric,
+        )
         _check_common("Multi", self.dim, self.metric, self.dtype)
         if self.metric == Metric.L2.value:
-            raise ValueError("Multi(metric=...): MaxSim needs 'cosine' or 'dot', got 'l2'")
+            raise InvalidArgument("Multi(metric=...): MaxSim needs 'cosine' or 'dot', got 'l2'")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
@@ -78,7 +84,7 @@ def field_from_dict(d: dict[str, Any]) -> FieldSpec:
     d = dict(d)
     kind = d.pop("kind", None)
     if kind not in _KINDS:
-        raise PolyvecError(f"unknown vector field kind {kind!r}; expected one of {list(_KINDS)}")
+        raise InvalidArgument(f"unknown vector field kind {kind!r}; expected one of {list(_KINDS)}")
     return _KINDS[kind](**d)
 
 
@@ -90,20 +96,27 @@ class CollectionSchema:
     indexed: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, vectors: dict[str, FieldSpec], indexed: list[str] | tuple[str, ...] = ()
-              ) -> CollectionSchema:
+    def build(
+        cls, vectors: dict[str, FieldSpec], indexed: list[str] | tuple[str, ...] = ()
+    ) -> CollectionSchema:
         if not isinstance(vectors, dict) or not vectors:
-            raise ValueError(
-                f"vectors: expected a non-empty dict of name -> Dense/Multi, got {vectors!r}")
+            raise InvalidArgument(
+                f"vectors: expected a non-empty dict of name -> Dense/Multi, got {vectors!r}"
+            )
         for name, spec in vectors.items():
             if not isinstance(name, str) or not name.isidentifier():
-                raise ValueError(f"vector field name: expected an identifier, got {name!r}")
+                raise InvalidArgument(f"vector field name: expected an identifier, got {name!r}")
             if not isinstance(spec, Dense | Multi):
-                raise TypeError(f"vector field {name!r}: expected Dense or Multi, got {spec!r}")
+                raise InvalidArgument(
+                    f"vector field {name!r}: expected Dense or Multi, got {spec!r}"
+                )
         for path in indexed:
-            if not isinstance(path, str) or not path or any(
-                    not s or s.startswith("$") or '"' in s for s in path.split(".")):
-                raise ValueError(f"indexed: expected dotted payload paths, got {path!r}")
+            if (
+                not isinstance(path, str)
+                or not path
+                or any(not s or s.startswith("$") or '"' in s for s in path.split("."))
+            ):
+                raise InvalidArgument(f"indexed: expected dotted payload paths, got {path!r}")
         return cls(tuple(vectors.items()), tuple(dict.fromkeys(indexed)))
 
     @property
@@ -111,10 +124,11 @@ class CollectionSchema:
         return dict(self.vectors)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"vectors": {n: s.to_dict() for n, s in self.vectors},
-                "indexed": list(self.indexed)}
+        return {"vectors": {n: s.to_dict() for n, s in self.vectors}, "indexed": list(self.indexed)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CollectionSchema:
-        return cls(tuple((n, field_from_dict(s)) for n, s in d["vectors"].items()),
-                   tuple(d.get("indexed", ())))
+        return cls(
+            tuple((n, field_from_dict(s)) for n, s in d["vectors"].items()),
+            tuple(d.get("indexed", ())),
+        )

@@ -1,0 +1,5 @@
+"""``python -m polyvec.cli``."""
+
+from polyvec.cli import main
+
+raise SystemExit(main())

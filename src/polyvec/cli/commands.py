@@ -1,0 +1,203 @@
+"""The commands. Each takes the parsed arguments, prints its answer and returns the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import polyvec
+from polyvec.errors import PolyvecError
+
+from .add import check_items, read_items, write_items
+from .io import CliError, parse_field_spec, parse_filter_json, parse_id, parse_query, read_query
+from .output import emit_json, info_lines, item_json, item_lines, result_json, search_table
+
+if TYPE_CHECKING:
+    from polyvec.collection import Collection
+
+__all__ = ["COMMANDS"]
+
+
+def _open(args: argparse.Namespace, *, create: bool = False) -> polyvec.Database:
+    """The database of ``--db``; only ``create`` may make a new folder."""
+    path = Path(args.db)
+    if not create and not path.is_dir():
+        raise CliError(f"no database folder at {path} (pass --db PATH or set POLYVEC_DB; "
+                       "`polyvec create` makes one)")
+    return polyvec.connect(path)
+
+
+def _print(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+
+
+def create(args: argparse.Namespace) -> int:
+    vectors: dict[str, Any] = {}
+    for kind in ("dense", "multi"):
+        for text in getattr(args, kind) or []:
+            name, spec = parse_field_spec(text, kind)
+            if name in vectors:
+                raise CliError(f"--{kind} {text!r}: field {name!r} is declared twice")
+            vectors[name] = spec
+    if not vectors:
+        raise CliError("expected at least one vector field: --dense FIELD:DIM or --multi "
+                       "FIELD:DIM")
+    options = {} if args.segment_rows is None else {"segment_rows": args.segment_rows}
+    with _open(args, create=True) as db:
+        try:
+            coll = db.create_collection(args.name, vectors, indexed=args.indexed or [],
+                                        **options)
+        except ValueError as e:  # the schema's own checks raise plain ValueError
+            if isinstance(e, PolyvecError):
+                raise
+            raise CliError(str(e)) from None
+        info = coll.info()
+    if args.json:
+        emit_json(info)
+    else:
+        print(f"created collection {args.name!r} in {db.path}")
+    return 0
+
+
+def add(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        coll = db.get_collection(args.name)
+        fields = coll.schema.fields
+        items = read_items(args, fields)
+        check_items(items, fields, coll, upsert=args.upsert)
+        n = write_items(coll, items, upsert=args.upsert, batch_size=args.batch_size,
+                        progress=not args.json and sys.stderr.isatty())
+        count = len(coll)
+    if args.json:
+        emit_json({"written": n, "upsert": args.upsert, "count": count})
+    else:
+        print(f"{'upserted' if args.upsert else 'added'} {n} items to {args.name!r} "
+              f"(now {count})")
+    return 0
+
+
+def _payloads(coll: Collection, ids: np.ndarray) -> dict[Any, Any]:
+    """Payloads of every hit, fetched in one bulk ``get``."""
+    keys = list(dict.fromkeys(i for i in ids.ravel().tolist() if i is not None))
+    items = coll.get(keys) if keys else []
+    return {k: it.payload for k, it in zip(keys, items, strict=True) if it is not None}
+
+
+def search(args: argparse.Namespace) -> int:
+    if args.query is not None:
+        query = read_query(args.query)
+    else:
+        try:
+            value = json.loads(args.query_json)
+        except ValueError as e:
+            raise CliError(f"--query-json: expected a JSON list ({e})") from None
+        query = parse_query(value, "--query-json")
+    flt = parse_filter_json(args.filter)
+    with _open(args) as db:
+        coll = db.get_collection(args.name)
+        res = coll.search(query, k=args.k, field=args.field, filter=flt)
+        payloads = _payloads(coll, res.ids) if not args.json or args.with_payloads else None
+    if args.json:
+        emit_json(result_json(res.ids, res.scores, res.info, payloads))
+    elif res.ids.ndim == 1:
+        _print(search_table(res.ids, res.scores, payloads or {}))
+    else:
+        for i in range(len(res.ids)):
+            print(f"{'' if i == 0 else chr(10)}query {i}:")
+            _print(search_table(res.ids[i], res.scores[i], payloads or {}))
+    return 0
+
+
+def get(args: argparse.Namespace) -> int:
+    keys = [parse_id(t, args.str_ids) for t in args.ids]
+    with _open(args) as db:
+        items = db.get_collection(args.name).get(keys)
+    if args.json:
+        emit_json([item_json(it, args.with_vectors) for it in items])
+    else:
+        for key, it in zip(keys, items, strict=True):
+            _print(item_lines(key, it, args.with_vectors))
+    return 0
+
+
+def delete(args: argparse.Namespace) -> int:
+    keys = [parse_id(t, args.str_ids) for t in args.ids]
+    with _open(args) as db:
+        n = db.get_collection(args.name).delete(keys)
+    if args.json:
+        emit_json({"deleted": n})
+    else:
+        print(f"deleted {n} of {len(keys)} ids from {args.name!r}")
+    return 0
+
+
+def _collection_table(rows: list[dict[str, Any]]) -> list[str]:
+    w = max(4, *(len(r["name"]) for r in rows))
+    cells = [(r["name"], r["count"] if "error" not in r else f"error: {r['error']}")
+             for r in rows]
+    return [f"{'name':<{w}}  count"] + [f"{n:<{w}}  {c}" for n, c in cells]
+
+
+def info(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        if args.name is not None:
+            out: Any = db.get_collection(args.name).info()
+            lines = info_lines(out)
+        else:
+            rows = []
+            for name in db.list_collections():
+                try:  # one damaged collection must not hide the others
+                    rows.append({"name": name, "count": len(db.get_collection(name))})
+                except PolyvecError as e:
+                    rows.append({"name": name, "count": None, "error": str(e)})
+            out = {"db": str(db.path), "collections": rows}
+            lines = _collection_table(rows) if rows else [f"(no collections in {db.path})"]
+    if args.json:
+        emit_json(out)
+    else:
+        _print(lines)
+    return 0
+
+
+def _maintain(args: argparse.Namespace, method: str, verb: str) -> int:
+    with _open(args) as db:
+        coll = db.get_collection(args.name)
+        getattr(coll, method)()
+        out = coll.info()
+    if args.json:
+        emit_json(out)
+    else:
+        print(f"{verb} {args.name!r}: {out['count']} items, {len(out['segments'])} sealed "
+              f"segments, {out['growing_rows']} growing rows")
+    return 0
+
+
+def compact(args: argparse.Namespace) -> int:
+    return _maintain(args, "compact", "compacted")
+
+
+def flush(args: argparse.Namespace) -> int:
+    return _maintain(args, "flush", "flushed")
+
+
+def drop(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise CliError(f"drop deletes collection {args.name!r} and all its data; pass --yes "
+                       "to confirm")
+    with _open(args) as db:
+        db.drop_collection(args.name)
+    if args.json:
+        emit_json({"dropped": args.name})
+    else:
+        print(f"dropped collection {args.name!r}")
+    return 0
+
+
+COMMANDS = {"create": create, "add": add, "search": search, "get": get, "delete": delete,
+            "info": info, "compact": compact, "flush": flush, "drop": drop}

@@ -1,0 +1,176 @@
+"""End-to-end tests of the ``polyvec`` command line, run as a real subprocess.
+
+The Python API is the oracle: what the CLI prints with ``--json`` must equal what the API answers
+on the same folder. Each subprocess costs a fraction of a second, so steps are combined.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import polyvec as pv
+from polyvec.cli import main
+
+SRC = str(Path(pv.__file__).resolve().parents[1])
+N, DIM = 60, 8
+
+
+def run(*args: str, db: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m polyvec.cli`` with the database given by ``$POLYVEC_DB``."""
+    env = {**os.environ, "PYTHONPATH": SRC, "POLYVEC_DB": str(db)}
+    proc = subprocess.run([sys.executable, "-m", "polyvec.cli", *args], env=env, text=True,
+                          capture_output=True, timeout=120)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+    return proc
+
+
+def run_json(*args: str, db: Path) -> Any:
+    return json.loads(run(*args, "--json", db=db).stdout)
+
+
+def as_json(res: pv.SearchResult) -> dict[str, Any]:
+    """The API's answer in the CLI's JSON form: empty slots (None, -inf) become null."""
+    scores = np.where(np.isfinite(res.scores), res.scores, np.nan).tolist()
+    nulls = json.loads(json.dumps(scores).replace("NaN", "null"))
+    return {"ids": res.ids.tolist(), "scores": nulls, "info": res.info}
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli-files")
+    rng = np.random.default_rng(0)
+    np.save(d / "ids.npy", np.arange(N))
+    np.save(d / "vecs.npy", rng.standard_normal((N, DIM)).astype(np.float32))
+    np.save(d / "clash_ids.npy", np.r_[np.arange(N, 2 * N - 1), 0])  # only the last one exists
+    np.save(d / "bad_dim.npy", rng.standard_normal((N, DIM + 1)).astype(np.float32))
+    np.save(d / "q.npy", rng.standard_normal(DIM))
+    np.save(d / "qs.npy", rng.standard_normal((3, DIM)).astype(np.float32))
+    with open(d / "payloads.jsonl", "w") as f:
+        for i in range(N):
+            f.write(json.dumps({"lang": ["en", "fr", "de"][i % 3], "year": 2000 + i}) + "\n")
+    with open(d / "records.jsonl", "w") as f:
+        for i in range(20):
+            tokens = rng.standard_normal((1 + i % 4, 4)).tolist()
+            f.write(json.dumps({"id": f"doc{i}", "payload": {"i": i},
+                                "vectors": {"d": rng.standard_normal(4).tolist(),
+                                            "tok": tokens}}) + "\n")
+    return d
+
+
+def test_end_to_end_matches_the_python_api(files: Path, tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    run("create", "docs", "--dense", f"emb:{DIM}", "--indexed", "lang", "--segment-rows", "25",
+        db=db)
+    added = run_json("add", "docs", "--ids", str(files / "ids.npy"),
+                     "--vectors", f"emb={files / 'vecs.npy'}",
+                     "--payloads", str(files / "payloads.jsonl"), "--batch-size", "16", db=db)
+    assert added == {"written": N, "upsert": False, "count": N}
+
+    flt = {"lang": "fr", "year": {"$gte": 2010}}
+    single = run_json("search", "docs", "--query", str(files / "q.npy"), "-k", "5", db=db)
+    batch = run_json("search", "docs", "--query", str(files / "qs.npy"), "-k", "40",
+                     "--filter", json.dumps(flt), db=db)
+    got = run_json("get", "docs", "3", "999", "--with-vectors", db=db)
+    with pv.connect(db) as api:
+        coll = api.get_collection("docs")
+        assert single == as_json(coll.search(np.load(files / "q.npy"), k=5))
+        want = coll.search(np.load(files / "qs.npy"), k=40, filter=flt)
+        assert batch == as_json(want)
+        assert batch["ids"][0][-1] is None  # 17 items match; the rest are empty slots
+        (item,) = coll.get([3])
+        assert item is not None
+        assert got == [{"id": 3, "payload": {"lang": "en", "year": 2003},
+                        "vectors": {"emb": item.vectors["emb"].tolist()}}, None]
+
+    assert run_json("delete", "docs", "3", "4", "999", db=db) == {"deleted": 2}
+    compacted = run_json("compact", "docs", db=db)
+    assert compacted["count"] == N - 2 and compacted["growing_rows"] == 0
+    listing = run_json("info", db=db)
+    assert listing["collections"] == [{"name": "docs", "count": N - 2}]
+    text = run("search", "docs", "--query-json", json.dumps([1.0] + [0.0] * (DIM - 1)),
+               "-k", "3", "--filter", '{"lang": "de"}', db=db).stdout
+    with pv.connect(db) as api:
+        coll = api.get_collection("docs")
+        assert coll.info() == run_json("info", "docs", db=db)
+        hits = coll.search(np.eye(DIM)[0], k=3, filter={"lang": "de"})
+    rows = text.splitlines()
+    assert rows[0].split() == ["rank", "id", "score", "payload"] and len(rows) == 4
+    for row, key in zip(rows[1:], hits.ids, strict=True):
+        assert row.split()[1] == str(key) and '"lang":"de"' in row
+
+
+def test_user_errors_exit_2_and_change_nothing(files: Path, tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    run("create", "docs", "--dense", f"emb:{DIM}", db=db)
+    run("add", "docs", "--ids", str(files / "ids.npy"), "--vectors",
+        f"emb={files / 'vecs.npy'}", db=db)
+    sample = ("get", "docs", "0", str(N - 1), "--with-vectors")
+    before = run_json(*sample, db=db)
+
+    assert_user_error(run("add", "docs", "--ids", str(files / "ids.npy"), "--upsert",
+                          "--vectors", f"emb={files / 'bad_dim.npy'}", db=db, ok=False),
+                      f"({N}, {DIM})", f"({N}, {DIM + 1})")
+    assert_user_error(run("add", "docs", "--ids", str(files / "clash_ids.npy"), "--batch-size",
+                          "16", "--vectors", f"emb={files / 'vecs.npy'}", db=db, ok=False),
+                      "id 0 already exists")  # found before the first batch is written
+    assert_user_error(run("search", "docs", "--query", str(files / "q.npy"), "--filter",
+                          "{lang: en}", db=db, ok=False), "--filter")
+    assert_user_error(run("search", "docs", "--query", str(files / "q.npy"), "--filter",
+                          '{"year": {"$around": 3}}', db=db, ok=False), "$around")
+    assert_user_error(run("get", "nope", "1", db=db, ok=False), "nope")
+    assert_user_error(run("add", "docs", "--ids", str(files / "missing.npy"), "--vectors",
+                          f"emb={files / 'vecs.npy'}", db=db, ok=False), "missing.npy")
+    assert_user_error(run("drop", "docs", db=db, ok=False), "--yes")
+    usage = run("search", "docs", db=db, ok=False)  # argparse: no query given
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+    assert run_json(*sample, db=db) == before
+    assert run_json("info", "docs", db=db)["count"] == N
+
+
+def test_multi_vector_collection_from_jsonl(files: Path, tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    run("create", "mv", "--dense", "d:4:dot:f16", "--multi", "tok:4", db=db)
+    run("add", "mv", "--jsonl", str(files / "records.jsonl"), "--batch-size", "6", db=db)
+    query = [[1.0, 0.0, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0]]  # one token set
+    got = run_json("search", "mv", "--field", "tok", "--query-json", json.dumps(query),
+                   "-k", "4", "--with-payloads", db=db)
+    with pv.connect(db) as api:
+        want = as_json(api.get_collection("mv").search(np.array(query), k=4, field="tok"))
+    assert got.pop("payloads") == [{"i": int(str(i)[3:])} for i in want["ids"]]
+    assert got == want
+    run("drop", "mv", "--yes", db=db)
+    with pv.connect(db) as api:
+        assert api.list_collections() == []
+
+
+def test_main_returns_the_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POLYVEC_DB", raising=False)
+    assert main(["--db", str(tmp_path / "none"), "info"]) == 2
+    assert capsys.readouterr().err.startswith("error: no database folder")
+    assert main(["create", "x"]) == 2  # no vector field: refused before any folder is made
+    assert not (tmp_path / "polyvec-data").exists()
+    assert main(["get", "x"]) == 2  # argparse: no ID
+    assert main(["--db", str(tmp_path), "create", "x", "--dense", "v:0"]) == 2
+    assert "expected a positive int" in capsys.readouterr().err
