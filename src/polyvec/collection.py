@@ -22,11 +22,12 @@ from . import _validate as v
 from ._growing import GrowingField, TokenSets
 from ._kernels import TopK
 from ._live import LiveTable, isin_sorted
+from ._text import TextMixin
 from .errors import CorruptFile, DuplicateId, UnknownField
 from .filters import MatchAll, compile_filter, parse_filter, to_sql
 from .index import scan_dense
 from .multivector import scan_multi
-from .spec import CollectionSchema, Dense, FieldSpec
+from .spec import CollectionSchema, Dense, FieldSpec, ModelSpec
 from .storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
 from .storage.catalog import SegmentRow
 from .types import SearchResult
@@ -61,13 +62,14 @@ def _field_arrays(name: str, data: np.ndarray | TokenSets) -> dict[str, np.ndarr
     return {name: data}
 
 
-class Collection:
+class Collection(TextMixin):
     """Use :meth:`polyvec.Database.create_collection` / ``get_collection`` to get one."""
 
     def __init__(self, path: Path, *, lock_timeout: float = 10.0, verify: bool = True) -> None:
         self.path = Path(path)
         self.name = self.path.name
         self._verify = verify
+        self._embedders: dict[str, Any] = {}
         self._mutex = threading.RLock()
         self._lock = WriteLock(self.path / "LOCK", lock_timeout)
         self._catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)
@@ -100,6 +102,11 @@ class Collection:
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptFile(str(self._catalog.path), f"bad schema in meta: {e}") from None
         self._fields: dict[str, FieldSpec] = self.schema.fields
+        try:
+            self._models = {f: ModelSpec.from_dict(d)
+                            for f, d in snap.meta.get("models", {}).items()}
+        except (TypeError, ValueError) as e:
+            raise CorruptFile(str(self._catalog.path), f"bad model specs in meta: {e}") from None
         payloads = [json.loads(r.payload) for r in snap.items] if self.schema.indexed else None
         live = LiveTable(self.schema.indexed)
         live.append(np.array([r.seq for r in snap.items], dtype=np.int64),
@@ -479,6 +486,7 @@ class Collection:
                 "name": self.name,
                 "count": len(self._live),
                 "schema": self.schema.to_dict(),
+                "models": {f: m.to_dict() for f, m in self._models.items()},
                 "segment_rows": self._segment_rows,
                 "growing_rows": len(g0),
                 "segments": [{"name": s.row.name, "rows": s.row.nrows} for s in self._segments],

@@ -13,8 +13,15 @@ from pathlib import Path
 from secrets import token_hex
 from typing import Any
 
+from ._text import check_compatible
 from .collection import CATALOG, DEFAULT_SEGMENT_ROWS, Collection
-from .errors import CollectionExists, CorruptFile, InvalidArgument, UnknownCollection
+from .errors import (
+    CollectionExists,
+    CorruptFile,
+    InvalidArgument,
+    UnknownCollection,
+    UnknownField,
+)
 from .spec import CollectionSchema, FieldSpec
 from .storage.segment import fsync_dir
 
@@ -71,15 +78,27 @@ class Database:
     def create_collection(self, name: str, vectors: dict[str, FieldSpec], *,
                           indexed: list[str] | tuple[str, ...] = (),
                           segment_rows: int = DEFAULT_SEGMENT_ROWS,
+                          embedders: dict[str, Any] | None = None,
                           exist_ok: bool = False) -> Collection:
-        """Create a collection with named vector fields and indexed payload paths."""
+        """Create a collection with named vector fields and indexed payload paths.
+
+        ``embedders`` (field -> Embedder) attach models to fields: the collection records each
+        model's spec, and :meth:`Collection.add_texts` / ``search_text`` use them.
+        """
         final = self._dir(name)
         schema = CollectionSchema.build(vectors, indexed)
+        for fname, embedder in (embedders or {}).items():
+            if fname not in schema.fields:
+                raise UnknownField(f"embedders: no vector field {fname!r}; have "
+                                   f"{list(schema.fields)}")
+            check_compatible(fname, schema.fields[fname], embedder.spec)
         if isinstance(segment_rows, bool) or not isinstance(segment_rows, int) or segment_rows < 1:
             raise InvalidArgument(f"segment_rows: expected an int >= 1, got {segment_rows!r}")
         if final.exists():
             if exist_ok:
                 coll = self.get_collection(name)
+                for fname, embedder in (embedders or {}).items():
+                    coll.use_embedder(fname, embedder)
                 if coll.schema != schema:
                     raise CollectionExists(f"collection {name!r} exists with another schema: "
                                            f"{coll.schema.to_dict()}")
@@ -97,7 +116,10 @@ class Database:
                 raise CollectionExists(f"collection {name!r} already exists") from None
             raise
         fsync_dir(self.path)
-        return self.get_collection(name)
+        coll = self.get_collection(name)
+        for fname, embedder in (embedders or {}).items():
+            coll.use_embedder(fname, embedder)
+        return coll
 
     def get_collection(self, name: str) -> Collection:
         path = self._dir(name)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from .errors import InvalidArgument
 from .types import Metric
 
-__all__ = ["Dense", "Multi", "FieldSpec", "CollectionSchema", "field_from_dict"]
+__all__ = ["Dense", "Multi", "FieldSpec", "CollectionSchema", "ModelSpec", "field_from_dict"]
 
 _DTYPES = ("f32", "f16")
 
@@ -132,3 +132,45 @@ class CollectionSchema:
             tuple((n, field_from_dict(s)) for n, s in d["vectors"].items()),
             tuple(d.get("indexed", ())),
         )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What produced a vector field's vectors. Two specs are compatible only if equal.
+
+    ``output`` is ``"dense"`` (one vector per text) or ``"tokens"`` (one vector per token,
+    for :class:`Multi` fields). ``projection_dim``/``projection_seed`` describe an optional
+    seeded orthonormal projection of token vectors (the matrix is rebuilt from the seed).
+
+    >>> spec = ModelSpec("all-MiniLM-L6-v2", revision="gt-0.1.0", dim=384)
+    >>> ModelSpec.from_dict(spec.to_dict()) == spec
+    True
+    """
+
+    name: str
+    revision: str
+    dim: int
+    metric: str = "cosine"
+    normalize: bool = True
+    output: str = "dense"
+    query_prefix: str = ""
+    document_prefix: str = ""
+    max_tokens: int = 256
+    projection_dim: int | None = None
+    projection_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidArgument(f"ModelSpec(name=...): expected a non-empty str, got "
+                                  f"{self.name!r}")
+        if self.output not in ("dense", "tokens"):
+            raise InvalidArgument(f"ModelSpec(output=...): expected 'dense' or 'tokens', got "
+                                  f"{self.output!r}")
+        _check_common("ModelSpec", self.dim, self.metric, "f32")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        return cls(**d)

@@ -1,0 +1,136 @@
+"""Text in, text out: embedders attached to vector fields, and the model each field remembers.
+
+A field records the :class:`~polyvec.spec.ModelSpec` of the model that made its vectors (in
+the catalog, so it survives reopening). Embedders are live objects and are attached per process
+with :meth:`TextMixin.use_embedder`; attaching or querying with a model whose spec differs from
+the recorded one raises :class:`~polyvec.errors.ModelMismatch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidArgument, ModelMismatch, UnknownField
+from .spec import Dense, FieldSpec, ModelSpec
+from .types import SearchResult
+
+if TYPE_CHECKING:
+    from .storage import Catalog, WriteLock
+
+__all__ = ["TextMixin", "check_compatible"]
+
+
+def check_compatible(field: str, spec: FieldSpec, model: ModelSpec) -> None:
+    """A model fits a field when its output kind, dimension and metric match."""
+    want = "dense" if isinstance(spec, Dense) else "tokens"
+    if model.output != want or model.dim != spec.dim or model.metric != spec.metric:
+        raise ModelMismatch(
+            f"field {field!r} ({type(spec).__name__}, dim {spec.dim}, {spec.metric}) expects a "
+            f"{want!r} model of dim {spec.dim} and metric {spec.metric!r}; got {model.name!r} "
+            f"({model.output!r}, dim {model.dim}, {model.metric!r})")
+
+
+def _texts(texts: object, what: str) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise InvalidArgument(f"{what}: expected a list of str, got {type(texts).__name__}")
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InvalidArgument(f"{what}: expected a list of str, got an item of type "
+                              f"{type(bad).__name__}")
+    return list(texts)
+
+
+class TextMixin:
+    """Mixed into :class:`~polyvec.collection.Collection`."""
+
+    _fields: dict[str, FieldSpec]
+    _models: dict[str, ModelSpec]
+    _embedders: dict[str, Any]
+    _catalog: Catalog
+    _lock: WriteLock
+
+    def _field(self, name: str | None) -> tuple[str, FieldSpec]:
+        raise NotImplementedError
+
+    def _refresh(self) -> None:
+        raise NotImplementedError
+
+    def model_of(self, field: str | None = None) -> ModelSpec | None:
+        """The model recorded for ``field`` (``None`` if its vectors came without one)."""
+        name, _ = self._field(field)
+        self._refresh()
+        return self._models.get(name)
+
+    def use_embedder(self, field: str, embedder: Any) -> None:
+        """Attach ``embedder`` to ``field`` for :meth:`add_texts` / :meth:`search_text`.
+
+        The first embedder attached to a field records its model; later ones must match it.
+        """
+        name, spec = self._field(field)
+        model = getattr(embedder, "spec", None)
+        if not isinstance(model, ModelSpec):
+            raise InvalidArgument(f"embedder: expected an object with a ModelSpec `.spec`, got "
+                                  f"{type(embedder).__name__}")
+        check_compatible(name, spec, model)
+        with self._lock:
+            self._refresh()
+            recorded = self._models.get(name)
+            if recorded is None:
+                models = {**self._models, name: model}
+                with self._catalog.transaction():
+                    self._catalog.set_meta(
+                        {"models": {f: m.to_dict() for f, m in models.items()}})
+                self._models = models
+            elif recorded != model:
+                raise ModelMismatch(
+                    f"field {name!r} holds vectors of {recorded.name!r} (revision "
+                    f"{recorded.revision!r}); the embedder is {model.name!r} (revision "
+                    f"{model.revision!r}). Use the same model, or register the new one and fit "
+                    "a mapping")
+        self._embedders[name] = embedder
+
+    def _embedder(self, field: str) -> Any:
+        if field not in self._embedders:
+            raise UnknownField(f"field {field!r} has no embedder attached; call "
+                               f"use_embedder({field!r}, embedder) first")
+        return self._embedders[field]
+
+    def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
+                  payloads: Sequence[dict[str, Any] | None] | None = None, *,
+                  vectors: Mapping[str, Any] | None = None, upsert: bool = False,
+                  batch_size: int = 32, progress: bool = False) -> None:
+        """Embed ``texts`` with every field's embedder and add them (fields without an
+        embedder take their vectors from ``vectors``)."""
+        texts = _texts(texts, "texts")
+        data = dict(vectors or {})
+        for name in self._fields:
+            if name not in data:
+                data[name] = self._embedder(name).embed_documents(
+                    texts, batch_size=batch_size, progress=progress)
+        (self.upsert if upsert else self.add)(ids, data, payloads)  # type: ignore[attr-defined]
+
+    def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,
+                    filter: Mapping[str, Any] | None = None, embedder: Any = None
+                    ) -> SearchResult:
+        """Embed ``query`` (one str or a list) with the field's embedder and search.
+
+        ``embedder`` overrides the attached one for this call; its model must be the one the
+        field's vectors were made with.
+        """
+        name, _ = self._field(field)
+        if embedder is not None:
+            self._refresh()
+            recorded = self._models.get(name)
+            if recorded is not None and embedder.spec != recorded:
+                raise ModelMismatch(
+                    f"field {name!r} holds vectors of {recorded.name!r} (revision "
+                    f"{recorded.revision!r}); the query embedder is {embedder.spec.name!r} "
+                    f"(revision {embedder.spec.revision!r})")
+        else:
+            embedder = self._embedder(name)
+        single = isinstance(query, str)
+        texts = [query] if single else _texts(query, "query")
+        vecs = embedder.embed_queries(texts)
+        q = (vecs[0] if single else vecs)
+        return self.search(q, k, field=name, filter=filter)  # type: ignore[attr-defined]
