@@ -28,9 +28,11 @@ def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., An
             fn.__globals__["prange"] = numba.prange
             return numba.njit(cache=True, **options)(fn)
 
-        @functools.wraps(fn)
         def call(*args: Any) -> Any:
             return compiled()(*args)
+
+        call.__name__ = call.__qualname__ = fn.__name__
+        call.__doc__ = fn.__doc__
 
         call.py_func = fn  # type: ignore[attr-defined]
         return call

@@ -25,8 +25,7 @@ def maxsim_numpy(sim: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return per_doc_max.sum(axis=0, dtype=np.float32)
 
 
-@lazy_njit(parallel=True)
-def _maxsim_numba(sim, offsets, out):  # pragma: no cover
+def _maxsim_loop(sim, offsets, out):  # pragma: no cover
     m = sim.shape[0]
     ndoc = offsets.shape[0] - 1
     for d in prange(ndoc):
@@ -42,6 +41,11 @@ def _maxsim_numba(sim, offsets, out):  # pragma: no cover
         out[d] = total
 
 
+_maxsim_parallel = lazy_njit(parallel=True)(_maxsim_loop)
+_maxsim_serial = lazy_njit()(_maxsim_loop)
+_PARALLEL_MIN_WORK = 1 << 18  # similarities per call below which threads do not pay
+
+
 def maxsim_reduce(sim: np.ndarray, offsets: np.ndarray, *, backend: str = "auto") -> np.ndarray:
     """Per-document MaxSim scores from a query-by-token similarity matrix."""
     if backend == "auto":
@@ -52,6 +56,7 @@ def maxsim_reduce(sim: np.ndarray, offsets: np.ndarray, *, backend: str = "auto"
         raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
     out = np.empty(len(offsets) - 1, dtype=np.float32)
     if len(out):
-        _maxsim_numba(np.ascontiguousarray(sim, dtype=np.float32),
-                      np.ascontiguousarray(offsets, dtype=np.int64), out)
+        kernel = _maxsim_parallel if sim.size >= _PARALLEL_MIN_WORK else _maxsim_serial
+        kernel(np.ascontiguousarray(sim, dtype=np.float32),
+               np.ascontiguousarray(offsets, dtype=np.int64), out)
     return out

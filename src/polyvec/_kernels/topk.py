@@ -36,8 +36,7 @@ def push_numpy(
     heap_i[heap_s == -np.inf] = -1
 
 
-@lazy_njit(parallel=True, fastmath=False)
-def _push_numba(heap_s, heap_i, scores, ids):  # pragma: no cover
+def _push_loop(heap_s, heap_i, scores, ids):  # pragma: no cover
     nq, k = heap_s.shape
     n = scores.shape[1]
     for q in prange(nq):
@@ -62,6 +61,12 @@ def _push_numba(heap_s, heap_i, scores, ids):  # pragma: no cover
                     pos = child
                 hs[pos] = s
                 hi[pos] = ids[j]
+
+
+# one parallel region costs far more than a small push: few queries take the serial twin
+_push_parallel = lazy_njit(parallel=True)(_push_loop)
+_push_serial = lazy_njit()(_push_loop)
+_PARALLEL_MIN_WORK = 1 << 18  # scores per push below which threads do not pay
 
 
 class TopK:
@@ -89,7 +94,8 @@ class TopK:
         if row is not None:
             heap_s, heap_i = heap_s[row:row + 1], heap_i[row:row + 1]
         if self.backend == "numba":
-            _push_numba(heap_s, heap_i, scores, ids)
+            parallel = len(heap_s) > 1 and scores.size >= _PARALLEL_MIN_WORK
+            (_push_parallel if parallel else _push_serial)(heap_s, heap_i, scores, ids)
         else:
             push_numpy(heap_s, heap_i, scores, ids)
 
