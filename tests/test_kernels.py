@@ -54,3 +54,21 @@ def test_maxsim_numba_equals_numpy() -> None:
     for d in (0, 17, 299):
         block = sim[:, offsets[d]:offsets[d + 1]]
         assert ref[d] == pytest.approx(block.max(axis=1).sum(), rel=1e-5)
+
+
+def test_parallel_twins_equal_numpy() -> None:
+    """Inputs large enough to take the parallel kernels (the small tests take the serial ones)."""
+    rng = np.random.default_rng(2)
+    s = rng.standard_normal((40, 10_000)).astype(np.float32)  # 400k scores
+    ids = np.arange(10_000)
+    out = {}
+    for backend in ("numpy", "numba"):
+        t = TopK(40, 10, backend=backend)
+        t.push(s, ids)
+        out[backend] = t.result()
+    np.testing.assert_array_equal(out["numpy"][1], out["numba"][1])
+    lens = rng.integers(1, 60, size=20_000)
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    sim = rng.standard_normal((4, offsets[-1])).astype(np.float32)  # > 2**18 similarities
+    np.testing.assert_allclose(maxsim_reduce(sim, offsets, backend="numba"),
+                               maxsim_numpy(sim, offsets), rtol=1e-6, atol=1e-5)
