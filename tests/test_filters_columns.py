@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polyvec.filters import (
     And,
@@ -78,7 +80,7 @@ def test_take_reorders_and_compacts_strings() -> None:
     assert len(taken) == 5
     for leaf in LEAVES:
         assert taken.evaluate(leaf).tolist() == [matches(leaf, row) for row in kept]  # type: ignore[arg-type]
-    assert repr(taken) == "Column(path=('a',), rows=5, strings=1)"  # "fig" is in a list
+    assert repr(taken) == "Column(path=('a',), rows=5, strings=2)"  # "apple", and "fig" in a list
     taken.extend([{"a": "pear"}, {"a": "zebra"}])  # the taken column keeps growing on its own
     assert taken.evaluate(Compare(A, "gt", "pear")).tolist() == [False] * 6 + [True]
     assert len(col) == len(ROWS)  # the source is untouched
@@ -113,6 +115,185 @@ def test_evaluate_rejects_foreign_leaves() -> None:
         col.evaluate(Not(Exists(A)))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Column(())
+
+
+# ---- list values: elements are evaluated with the same vectorized code as scalar rows ----
+
+L = ("l",)
+LIST_ROWS: list[dict[str, Any]] = [
+    {"l": ["gpu", "cpu"]},
+    {"l": []},
+    {"l": [1, "1", True, None, 2.5]},
+    {"l": [[2], {"l": 2}, [], {}]},  # nested lists and dicts never match (no recursion)
+    {"l": [False, 0]},
+    {"l": [True]},
+    {"l": [-0.0, "b"]},
+    {"l": ["apple", "pear", "fig"]},
+    {"l": [3, 2**60]},  # a huge int: the reference decides this row
+    {"l": [[2**60], {"x": 2**60}, 7]},  # nested huge ints are not elements: still vectorized
+    {"l": "pear"},
+    {"l": 2},
+    {},
+    {"l": None},
+    {"l": [None]},
+    {"l": ["Zed", "ab", "b"]},
+    {"l": [-(2**53), 2**53, 1e300]},
+]
+
+LIST_LEAVES: list[Compare | In | Exists] = [
+    Compare(L, "eq", "gpu"),
+    Compare(L, "eq", "pear"),
+    Compare(L, "eq", 1),
+    Compare(L, "eq", 2),
+    Compare(L, "eq", 0),
+    Compare(L, "eq", True),
+    Compare(L, "eq", False),
+    Compare(L, "eq", None),
+    Compare(L, "eq", 3),
+    Compare(L, "eq", 7),
+    Compare(L, "eq", "1"),
+    Compare(L, "gt", 2),
+    Compare(L, "gte", 2),
+    Compare(L, "lt", 0.5),
+    Compare(L, "lte", -0.0),
+    Compare(L, "gt", 2**53 - 1),
+    Compare(L, "lt", -(2**53) + 1),
+    Compare(L, "gt", 1e299),
+    Compare(L, "gt", "b"),
+    Compare(L, "gte", "b"),
+    Compare(L, "lt", "b"),
+    Compare(L, "lte", "apple"),
+    Compare(L, "lt", "a"),
+    In(L, ("fig", 2.5, "nope")),
+    In(L, (None, False)),
+    In(L, (True, "cpu", 7)),
+    In(L, (0, "zzz")),
+    Exists(L),
+]
+
+
+def expected_mask(leaf: Node, rows: list[dict[str, Any]]) -> list[bool]:
+    return [matches(leaf, row) for row in rows]
+
+
+@pytest.mark.parametrize("leaf", LIST_LEAVES, ids=repr)
+def test_list_rows_match_reference(leaf: Compare | In | Exists) -> None:
+    expected = expected_mask(leaf, LIST_ROWS)
+    assert column(LIST_ROWS, L).evaluate(leaf).tolist() == expected
+    assert any(expected) and not all(expected)  # the table makes every leaf discriminate
+    one_by_one = Column(L)
+    for row in LIST_ROWS:  # element buffers grow one list at a time
+        one_by_one.extend([row])
+    assert one_by_one.evaluate(leaf).tolist() == expected
+
+
+def test_only_huge_int_rows_use_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    from polyvec.filters import columns as module
+
+    calls: list[object] = []
+
+    def spy(leaf: Node, value: object) -> bool:
+        calls.append(value)
+        return matches(leaf, {"l": value})
+
+    monkeypatch.setattr(module, "leaf_matches_value", spy)
+    col = column(LIST_ROWS, L)
+    assert col.evaluate(Compare(L, "eq", 3)).tolist() == expected_mask(
+        Compare(L, "eq", 3), LIST_ROWS
+    )
+    assert calls == [[3, 2**60]]  # the one row holding a huge int as an element
+    calls.clear()
+    col.evaluate(Exists(L))
+    assert calls == []
+
+
+def test_lists_of_a_batch_with_a_huge_int_in_the_middle() -> None:
+    rows: list[dict[str, Any]] = [
+        {"l": ["a", 1]},
+        {"l": [2, -(2**60), "b"]},
+        {"l": []},
+        {"l": ["b", None]},
+    ]
+    col = column(rows, L)
+    leaves: list[Compare | In | Exists] = [
+        Compare(L, "eq", "b"),
+        Compare(L, "lt", 0),
+        In(L, (None, 1)),
+        Exists(L),
+    ]
+    for leaf in leaves:
+        assert col.evaluate(leaf).tolist() == expected_mask(leaf, rows), leaf
+
+
+def test_take_carries_list_elements() -> None:
+    col = column(LIST_ROWS, L)
+    positions = np.array([7, 1, 8, 7, 0, 15, 3, 9, 0, 13, 2])  # repeats, any order
+    taken = col.take(positions)
+    kept = [LIST_ROWS[i] for i in positions]
+    for leaf in LIST_LEAVES:
+        assert taken.evaluate(leaf).tolist() == expected_mask(leaf, kept), leaf
+    again = taken.take(np.array([10, 5, 5, 0, 1]))  # a take of a take, then growth
+    kept = [kept[i] for i in [10, 5, 5, 0, 1]]
+    more: list[dict[str, Any]] = [{"l": ["zebra", "gpu"]}, {"l": [2**60]}, {"l": ["apple"]}]
+    again.extend(more)
+    kept += more
+    for leaf in LIST_LEAVES:
+        assert again.evaluate(leaf).tolist() == expected_mask(leaf, kept), leaf
+    assert again.evaluate(Compare(L, "gt", "pear")).tolist() == [False] * 5 + [True, False, False]
+
+
+def test_take_compacts_strings_of_elements() -> None:
+    col = column([{"l": ["x", "y"]}, {"l": "y"}, {"l": ["z"]}, {"l": ["w", "x"]}], L)
+    taken = col.take(np.array([3, 2, 3]))  # "y" is dropped, "w", "x", "z" are kept
+    assert repr(taken) == "Column(path=('l',), rows=3, strings=3)"
+    assert taken.evaluate(Compare(L, "gte", "x")).tolist() == [True, True, True]
+    assert taken.evaluate(Compare(L, "lt", "x")).tolist() == [True, False, True]
+    assert taken.evaluate(In(L, ("y", "z"))).tolist() == [False, True, False]
+    assert repr(col.take(np.array([1, 1]))) == "Column(path=('l',), rows=2, strings=1)"
+
+
+LIST_SCALARS = st.sampled_from(
+    [None, True, False, 0, 1, -1, 2, 0.5, -0.0, 2**53, -(2**53), 2**60, "", "a", "b", "é"]
+)
+LIST_ITEMS = LIST_SCALARS | st.lists(LIST_SCALARS, max_size=2) | st.just({"k": 1})
+LIST_PAYLOADS = st.lists(
+    st.one_of(
+        st.just({}),
+        st.builds(lambda v: {"l": v}, LIST_SCALARS),
+        st.builds(lambda v: {"l": v}, st.lists(LIST_ITEMS, max_size=4)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+LIST_OPERANDS = st.sampled_from([None, True, False, 0, 1, 2, -1, 0.5, 2**53, "", "a", "b", "ab"])
+
+
+@st.composite
+def list_leaves(draw: st.DrawFn) -> Compare | In | Exists:
+    kind = draw(st.sampled_from(["eq", "range", "in", "exists"]))
+    if kind == "eq":
+        return Compare(L, "eq", draw(LIST_OPERANDS))
+    if kind == "in":
+        return In(L, tuple(draw(st.lists(LIST_OPERANDS, min_size=1, max_size=3))))
+    if kind == "exists":
+        return Exists(L)
+    operand = draw(LIST_OPERANDS.filter(lambda v: v is not None and not isinstance(v, bool)))
+    return Compare(L, draw(st.sampled_from(["gt", "gte", "lt", "lte"])), operand)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=LIST_PAYLOADS, data=st.data())
+def test_list_columns_extend_take_property(rows: list[dict[str, Any]], data: st.DataObject) -> None:
+    col = Column(L)
+    cut = data.draw(st.integers(0, len(rows)), label="cut")
+    col.extend(rows[:cut])  # two batches
+    col.extend(rows[cut:])
+    order = data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=15), label="order")
+    taken = col.take(np.array(order, dtype=np.int64))
+    kept = [rows[i] for i in order]
+    for leaf in data.draw(st.lists(list_leaves(), min_size=1, max_size=4), label="leaves"):
+        assert col.evaluate(leaf).tolist() == expected_mask(leaf, rows)
+        assert taken.evaluate(leaf).tolist() == expected_mask(leaf, kept)
 
 
 class SqlSpy:
