@@ -155,3 +155,10 @@ def test_bad_schema_and_names(db) -> None:
         db.create_collection("ok", {"v": pv.Dense(3)})
     with pytest.raises(E.UnknownCollection):
         db.get_collection("missing")
+
+
+def test_error_messages_keep_their_reason() -> None:
+    e = E.CorruptFile("/x/seg.npy", "checksum mismatch")
+    assert str(e) == "corrupt file /x/seg.npy: checksum mismatch"
+    assert e.filename == "/x/seg.npy" and e.reason == "checksum mismatch"
+    assert str(E.UnknownField("no field 'x'")) == "no field 'x'"

@@ -81,6 +81,9 @@ class CorruptFile(PolyvecError, OSError):
         self.filename = filename
         self.reason = reason
 
+    def __str__(self) -> str:  # OSError would print "[Errno None] None: <filename>"
+        return str(self.args[0])
+
 
 class FormatVersionError(CorruptFile):
     """A file was written by a format version this polyvec cannot read."""
