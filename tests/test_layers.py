@@ -55,6 +55,14 @@ def test_import_direction(package: str) -> None:
         assert not bad, f"{f.relative_to(SRC)} imports {sorted(bad)}"
 
 
+def test_only_cli_imports_eval() -> None:
+    for f in SRC.rglob("*.py"):
+        top = f.relative_to(SRC).parts[0]
+        if top in ("cli", "eval"):
+            continue
+        assert "eval" not in _polyvec_imports(f, top.removesuffix(".py")), f
+
+
 def test_import_is_cheap() -> None:
     code = ("import sys, polyvec; heavy = [m for m in ('numba', 'faiss', 'matplotlib', 'torch') "
             "if m in sys.modules]; print(heavy)")

@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("drop", parents=common, help="delete a collection and its data")
     p.add_argument("name")
     p.add_argument("--yes", action="store_true", help="confirm")
+
+    from .eval import add_parser as add_eval_parser
+
+    add_eval_parser(sub, common)
     return parser
 
 

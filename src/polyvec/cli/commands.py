@@ -199,5 +199,11 @@ def drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_eval(args: argparse.Namespace) -> int:
+    from .eval import run_eval as run
+
+    return run(args)
+
+
 COMMANDS = {"create": create, "add": add, "search": search, "get": get, "delete": delete,
-            "info": info, "compact": compact, "flush": flush, "drop": drop}
+            "info": info, "compact": compact, "flush": flush, "drop": drop, "eval": run_eval}

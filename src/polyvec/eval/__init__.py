@@ -1,0 +1,1 @@
+"""Evaluation: ANN recall, IR metrics against qrels, intrinsic dimensionality, reports."""
