@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Install polyvec with its test extras into ./.venv and run the full test suite.
+# Install polyvec with every extra into ./.venv and run the full test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
-.venv/bin/python -m ruff check src tests benchmarks examples
+# torch first, pinned: the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e '.[test,models,eval]'
+.venv/bin/python -m ruff check src tests benchmarks examples scripts
+.venv/bin/python -m mypy src/polyvec
 .venv/bin/python -m pytest -q "$@"
