@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 import polyvec as pv
 
@@ -67,9 +68,11 @@ def build_text_collection(db: pv.Database, name: str, data: Dataset, *, backend:
              for d in data.corpus]
     payloads = data.payloads or [{"title": d.get("title", "")} for d in data.corpus]
     ids = [d["id"] for d in data.corpus]
-    for lo in range(0, len(ids), batch):
-        coll.add_texts(texts[lo:lo + batch], ids[lo:lo + batch], payloads[lo:lo + batch],
-                       progress=progress)
+    with tqdm(total=len(ids), desc=f"embedding + indexing ({', '.join(fields)})", unit="doc",
+              disable=not progress) as bar:
+        for lo in range(0, len(ids), batch):
+            coll.add_texts(texts[lo:lo + batch], ids[lo:lo + batch], payloads[lo:lo + batch])
+            bar.update(len(texts[lo:lo + batch]))
     coll.flush()
     return coll
 
