@@ -23,13 +23,13 @@ from ._growing import GrowingField, TokenSets
 from ._kernels import TopK
 from ._live import LiveTable, isin_sorted
 from ._text import TextMixin
-from .errors import CorruptFile, DuplicateId, UnknownField
+from .errors import CorruptFile, DuplicateId, Locked, UnknownField
 from .filters import MatchAll, compile_filter, parse_filter, to_sql
 from .index import scan_dense
 from .multivector import scan_multi
 from .spec import CollectionSchema, Dense, FieldSpec, ModelSpec
 from .storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
-from .storage.catalog import SegmentRow
+from .storage.catalog import SegmentRow, Snapshot
 from .types import SearchResult
 
 __all__ = ["Collection", "Item"]
@@ -37,6 +37,11 @@ __all__ = ["Collection", "Item"]
 CATALOG = "catalog.sqlite"
 SEGMENTS = "segments"
 DEFAULT_SEGMENT_ROWS = 50_000
+_RETRIES = 20  # reloads when another process commits while we read
+
+
+class _Stale(Exception):
+    """A read saw a newer catalog state than the in-memory mirror: reload and retry."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Collection(TextMixin):
         self.name = self.path.name
         self._verify = verify
         self._embedders: dict[str, Any] = {}
+        self._segments: list[_Segment] = []
         self._mutex = threading.RLock()
         self._lock = WriteLock(self.path / "LOCK", lock_timeout)
         self._catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)
@@ -93,9 +99,25 @@ class Collection(TextMixin):
         return cls(path, lock_timeout=lock_timeout)
 
     def _load(self) -> None:
-        """(Re)build the in-memory state from the catalog and the segment files."""
-        snap = self._catalog.snapshot()
-        self._version = self._catalog.data_version()
+        """(Re)build the in-memory state from the catalog and the segment files.
+
+        A writer in another process may commit (and a compaction delete old segment files)
+        between reading the catalog and opening the files: then the data version has moved,
+        and the load starts over from the newer catalog.
+        """
+        for _ in range(_RETRIES):
+            version, snap = self._catalog.snapshot()
+            try:
+                self._build(snap)
+            except CorruptFile:
+                if self._catalog.data_version() != version:
+                    continue  # changed under us: not corruption
+                raise
+            self._version = version
+            return
+        raise Locked(f"{self.name}: the collection changed {_RETRIES} times while loading")
+
+    def _build(self, snap: Snapshot) -> None:
         try:
             self.schema = CollectionSchema.from_dict(snap.meta["schema"])
             self._segment_rows = int(snap.meta["segment_rows"])
@@ -134,7 +156,11 @@ class Collection(TextMixin):
                                   "fields")
             growing_seqs = seqs
             self._growing[name] = g
-        self._segments = [self._open_segment(r) for r in snap.segments]
+        # segment files are immutable and uniquely named: keep the ones already open (verified)
+        opened = {s.row.name: s for s in self._segments}
+        self._segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
+                          else self._open_segment(r) for r in snap.segments]
+        self._invalidate()  # cached alive masks belong to the old live set
         self._check_coverage(growing_seqs if growing_seqs is not None else np.zeros(0, np.int64))
 
     def _open_segment(self, row: SegmentRow) -> _Segment:
@@ -294,6 +320,7 @@ class Collection(TextMixin):
                 self._catalog.register_segments([], [], int(g0.seqs.view[-1]))
             self._version = self._catalog.data_version()
         self._growing = {n: GrowingField(s, v.storage_dtype(s)) for n, s in self._fields.items()}
+        self._catalog.reclaim()
 
     def _commit_segments(self, outputs: list[dict[str, np.ndarray]], remove: list[str],
                          drop_upto: int | None) -> None:
@@ -373,19 +400,41 @@ class Collection(TextMixin):
     def get(self, ids: Sequence[int | str]) -> list[Item | None]:
         """Fetch items by id, in bulk; ``None`` where an id does not exist."""
         keys = v.check_ids(ids)
+        return self._consistent(self._get, keys)
+
+    def _get(self, keys: list[int | str]) -> list[Item | None]:
+        live = self._live
+        seqs = {k: int(live.seqs.view[live.pos[k]]) for k in keys if k in live.pos}
+        rows = self._read(self._catalog.items_by_seqs, list(seqs.values()))
+        out: list[Item | None] = []
+        for k in keys:
+            if k not in seqs:
+                out.append(None)
+                continue
+            seq = seqs[k]
+            if seq not in rows or rows[seq][0] != k:  # the mirror matched the catalog's version
+                raise CorruptFile(str(self._catalog.path), f"item {k!r} (seq={seq}) is missing "
+                                  "from the items table")
+            out.append(Item(k, json.loads(rows[seq][1]), self._vectors_of(seq)))
+        return out
+
+    def _read(self, fn: Any, *args: Any) -> Any:
+        """Run a catalog read; raise ``_Stale`` if it saw a state newer than the mirror."""
+        version, result = self._catalog.read(fn, *args)
+        if version != self._version:
+            raise _Stale
+        return result
+
+    def _consistent(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` against a mirror that matches the catalog, reloading while it moves."""
         with self._mutex:
-            self._refresh()
-            live = self._live
-            seqs = {k: int(live.seqs.view[live.pos[k]]) for k in keys if k in live.pos}
-            texts = self._catalog.guard(self._catalog.payloads, list(seqs.values()))
-            out: list[Item | None] = []
-            for k in keys:
-                if k not in seqs:
-                    out.append(None)
-                    continue
-                s = seqs[k]
-                out.append(Item(k, json.loads(texts[s]), self._vectors_of(s)))
-            return out
+            for _ in range(_RETRIES):
+                self._refresh()
+                try:
+                    return fn(*args)
+                except _Stale:
+                    self._load()
+            raise Locked(f"{self.name}: the collection changed {_RETRIES} times during a read")
 
     def _vectors_of(self, seq: int) -> dict[str, np.ndarray]:
         g0 = next(iter(self._growing.values()))
@@ -402,13 +451,16 @@ class Collection(TextMixin):
     def select(self, filter: Mapping[str, Any] | None) -> np.ndarray:
         """Sorted seqs of the live items matching ``filter`` (the selection searches use)."""
         node = parse_filter(filter)
+        return self._consistent(self._select, node)
+
+    def _select(self, node: Any) -> np.ndarray:
         live = self._live
         if isinstance(node, MatchAll):
             return live.live_seqs()
 
         def sql_mask(sub: Any) -> np.ndarray:
             where, params = to_sql(sub)
-            seqs = np.array(self._catalog.guard(self._catalog.item_seqs_matching, where, params),
+            seqs = np.array(self._read(self._catalog.item_seqs_matching, where, params),
                             dtype=np.int64)
             mask = np.zeros(live.size, dtype=bool)
             mask[np.searchsorted(live.seqs.view, np.sort(seqs))] = True
@@ -437,33 +489,37 @@ class Collection(TextMixin):
         k = v.check_k(k)
         name, spec = self._field(field)
         queries, single = v.check_query(spec, query)
-        with self._mutex:
-            self._refresh()
-            selected = None if filter is None else self.select(filter)
-            nq = len(queries)
-            topk = TopK(nq, k)
-            live = self._live.live_seqs()
-            blocks: list[tuple[np.ndarray, Any, _Segment | None]] = [
-                (self._growing[name].seqs.view, self._growing[name].data, None)]
-            blocks += [(s.seqs, s.fields[name], s) for s in self._segments]
-            for seqs, data, seg in blocks:
-                mask = self._block_mask(seqs, live, seg)
-                if selected is not None:
-                    sel = isin_sorted(seqs, selected)
-                    mask = sel if mask is None else (mask & sel)
-                if isinstance(data, TokenSets):
-                    scan_multi(queries, data.tokens, data.offsets, seqs, topk,  # type: ignore[arg-type]
-                               mask=mask)
-                else:
-                    scan_dense(queries, data, seqs, topk, metric=spec.metric,  # type: ignore[arg-type]
-                               mask=mask)
-            scores, seqs = topk.result()
-            ids = self._live.seqs_to_keys(seqs)
-        info = {"strategy": "exact", "field": name,
-                "selected": None if selected is None else len(selected)}
+        node = None if filter is None else parse_filter(filter)
+        ids, scores, info = self._consistent(self._search, queries, k, name, spec, node)
         if single:
             return SearchResult(ids[0], scores[0], info)
         return SearchResult(ids, scores, info)
+
+    def _search(self, queries: Any, k: int, name: str, spec: FieldSpec, node: Any
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        selected = None if node is None else self._select(node)
+        nq = len(queries)
+        topk = TopK(nq, k)
+        live = self._live.live_seqs()
+        blocks: list[tuple[np.ndarray, Any, _Segment | None]] = [
+            (self._growing[name].seqs.view, self._growing[name].data, None)]
+        blocks += [(s.seqs, s.fields[name], s) for s in self._segments]
+        for seqs, data, seg in blocks:
+            mask = self._block_mask(seqs, live, seg)
+            if selected is not None:
+                sel = isin_sorted(seqs, selected)
+                mask = sel if mask is None else (mask & sel)
+            if isinstance(data, TokenSets):
+                scan_multi(queries, data.tokens, data.offsets, seqs, topk,
+                           mask=mask)
+            else:
+                scan_dense(queries, data, seqs, topk, metric=spec.metric,
+                           mask=mask)
+        scores, seqs = topk.result()
+        ids = self._live.seqs_to_keys(seqs)
+        info = {"strategy": "exact", "field": name,
+                "selected": None if selected is None else len(selected)}
+        return ids, scores, info
 
     def _block_mask(self, seqs: np.ndarray, live: np.ndarray, seg: _Segment | None
                     ) -> np.ndarray | None:

@@ -20,10 +20,10 @@ import contextlib
 import json
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import CorruptFile, FormatVersionError, Locked
 
@@ -31,6 +31,7 @@ __all__ = ["Catalog", "ItemRow", "FORMAT_VERSION", "MAGIC", "Snapshot"]
 
 FORMAT_VERSION = 1
 MAGIC = "polyvec-collection"
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL, crc INTEGER NOT NULL);
@@ -91,16 +92,18 @@ class Catalog:
     # -- opening -------------------------------------------------------------------------------
 
     @staticmethod
-    def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    def _connect(path: Path, busy_timeout: float, *, new: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout,
                                check_same_thread=False)
+        if new:  # before anything initializes the file: lets seals give pages back
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
     @classmethod
     def create(cls, path: Path, meta: dict[str, Any], *, busy_timeout: float = 10.0) -> Catalog:
-        conn = cls._connect(path, busy_timeout)
+        conn = cls._connect(path, busy_timeout, new=True)
         cat = cls(path, conn)
         with cat.transaction():
             for statement in _SCHEMA.split(";"):
@@ -116,7 +119,8 @@ class Catalog:
             raise CorruptFile(str(path), "catalog file is missing")
         try:
             conn = cls._connect(path, busy_timeout)
-            problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
+            # integrity_check, not quick_check: it also verifies indexes against their tables
+            problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
                 raise Locked(f"{path}: {e}") from None
@@ -170,6 +174,11 @@ class Catalog:
             raise
         self.guard(self.conn.execute, "COMMIT")
 
+    def reclaim(self) -> None:
+        """Return free pages (e.g. of sealed vectors) to the file system."""
+        # the pragma frees one page per step; executescript steps it to the end
+        self.guard(self.conn.executescript, "PRAGMA incremental_vacuum;")
+
     def data_version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
@@ -194,10 +203,23 @@ class Catalog:
 
     # -- reading everything --------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
-        """Read and verify the whole catalog in one read transaction."""
+    def snapshot(self) -> tuple[int, Snapshot]:
+        """Read and verify the whole catalog in one read transaction.
+
+        Returns the data version the snapshot was read at, with the snapshot.
+        """
+        return self.read(self._snapshot)
+
+    def read(self, fn: Callable[..., T], *args: Any) -> tuple[int, T]:
+        """Run ``fn(*args)`` in one read transaction; returns ``(data_version, result)``.
+
+        The data version is read inside the transaction, so it names the state ``fn`` saw:
+        compare it with the version an in-memory mirror was built at to detect staleness.
+        """
         with self.transaction(write=False):
-            return self.guard(self._snapshot)
+            result = self.guard(fn, *args)
+            version = self.data_version()
+        return version, result
 
     def _snapshot(self) -> Snapshot:
         meta = self.read_meta()
@@ -275,10 +297,18 @@ class Catalog:
         return [s for (s,) in self.conn.execute(
             f"SELECT seq FROM items WHERE {where_sql}", params)]
 
-    def payloads(self, seqs: list[int]) -> dict[int, str]:
-        out: dict[int, str] = {}
+    def items_by_seqs(self, seqs: list[int]) -> dict[int, tuple[int | str, str]]:
+        """``seq -> (key, payload)`` of the seqs that are live, checksums verified.
+
+        Looked up by rowid in the table itself, not through the key index.
+        """
+        out: dict[int, tuple[int | str, str]] = {}
         for i in range(0, len(seqs), 500):
             part = seqs[i:i + 500]
-            q = f"SELECT seq, payload FROM items WHERE seq IN ({','.join('?' * len(part))})"
-            out.update(self.conn.execute(q, part))
+            q = (f"SELECT seq, key, payload, crc FROM items "
+                 f"WHERE seq IN ({','.join('?' * len(part))})")
+            for seq, key, payload, crc in self.conn.execute(q, part):
+                if item_crc(seq, key, payload) != crc:
+                    raise CorruptFile(str(self.path), f"item row seq={seq}: checksum mismatch")
+                out[seq] = (key, payload)
         return out

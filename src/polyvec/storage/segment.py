@@ -84,16 +84,21 @@ def open_segment(path: Path, manifest: Mapping[str, list[int]], *, verify: bool 
     for fname, (size, crc) in manifest.items():
         fpath = path / fname
         try:
-            actual = os.path.getsize(fpath)
-        except FileNotFoundError:
+            arrays[fname.removesuffix(".npy")] = _open_array(fpath, size, crc, verify)
+        except FileNotFoundError:  # also when it vanishes between two of the steps
             raise CorruptFile(str(fpath), "file is missing") from None
-        if actual != size:
-            raise CorruptFile(str(fpath), f"expected {size} bytes, got {actual} (truncated?)")
-        if verify and file_crc32(fpath) != crc:
-            raise CorruptFile(str(fpath), "checksum mismatch (bytes changed on disk)")
-        try:
-            arr = np.load(fpath, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise CorruptFile(str(fpath), f"not a readable .npy array: {e}") from None
-        arrays[fname.removesuffix(".npy")] = arr
     return SegmentFiles(path.name, path, arrays)
+
+
+def _open_array(fpath: Path, size: int, crc: int, verify: bool) -> np.ndarray:
+    actual = os.path.getsize(fpath)
+    if actual != size:
+        raise CorruptFile(str(fpath), f"expected {size} bytes, got {actual} (truncated?)")
+    if verify and file_crc32(fpath) != crc:
+        raise CorruptFile(str(fpath), "checksum mismatch (bytes changed on disk)")
+    try:
+        return np.load(fpath, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as e:
+        raise CorruptFile(str(fpath), f"not a readable .npy array: {e}") from None
