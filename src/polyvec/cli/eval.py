@@ -38,7 +38,7 @@ def run_eval(args: argparse.Namespace) -> int:
     data = load(args.dataset, **kw)
     if args.queries:
         data = data.head(args.queries)
-    name = data.name + ("-mv" if args.mv_subset else "")
+    name = data.name
     with tempfile.TemporaryDirectory(prefix="polyvec-eval-") as tmp:
         if data.base is None or args.text:
             fields = tuple(f.strip() for f in args.fields.split(",") if f.strip())

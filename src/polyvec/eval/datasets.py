@@ -246,7 +246,9 @@ def load_debian_minilm(folder: PathLike | None = None, *, mv_subset: bool = Fals
     for row, d in enumerate(docs):
         if d["id"] != row:
             raise CorruptFile(str(root / "docs.jsonl"), f"line {row + 1} has id {d['id']}")
-    corpus = [{"id": str(d["id"]), "text": d["description"], "title": d["package"]} for d in docs]
+    # the document is the description alone, as embedded in base_f16.npy (title left empty so
+    # that text evaluations embed the same text); the package name stays in the payload
+    corpus = [{"id": str(d["id"]), "text": d["description"], "title": ""} for d in docs]
     payloads = [{k: d[k] for k in ("package", "source", "section", "synopsis")} for d in docs]
     queries = [{"id": str(q["qid"]), "text": q["text"]}
                for q in _read_jsonl(root / "queries.jsonl")]
