@@ -256,7 +256,7 @@ def test_debian_minilm_fixture():
     assert_exact(ds.neighbors, brute_force(ds.base, ds.query_vectors, "dot"), rtol=1e-6)
     assert all(set(rel) <= {d["id"] for d in ds.corpus} for rel in ds.qrels.values())
     assert set(ds.payloads[0]) == {"package", "source", "section", "synopsis"}
-    assert ds.corpus[0]["title"] == ds.payloads[0]["package"]
+    assert ds.corpus[0]["title"] == "" and ds.payloads[0]["package"]  # description alone
     mv = load_debian_minilm(FIX / "debian-minilm", mv_subset=True)
     assert mv.name == "debian-minilm-mv" and len(mv.corpus) == 20 and len(mv.queries) == 5
     assert set(mv.qrels) == {q["id"] for q in mv.queries}
@@ -293,7 +293,8 @@ def test_debian_minilm_full(minilm):
     ds = minilm
     assert ds.base.shape == (58026, 384) and ds.query_vectors.shape == (2000, 384)
     assert ds.neighbors.shape == (2000, 100) and len(ds.qrels) == 2000
-    assert ds.corpus[0] == {"id": "0", "text": ds.corpus[0]["text"], "title": "0ad"}
+    assert ds.corpus[0] == {"id": "0", "text": ds.corpus[0]["text"], "title": ""}
+    assert ds.payloads[0]["package"] == "0ad"
     assert all(len(rel) == 1 for rel in ds.qrels.values())
     pick = [0, 777, 1999]  # gt was made in float32 on the float16 rows: ties within 1e-5
     assert_exact(ds.neighbors[pick], brute_force(ds.base, ds.query_vectors[pick], "dot"),
