@@ -40,9 +40,6 @@ DEFAULT_SEGMENT_ROWS = 50_000
 _RETRIES = 20  # reloads when another process commits while we read
 
 
-class _Stale(Exception):
-    """A read saw a newer catalog state than the in-memory mirror: reload and retry."""
-
 
 @dataclass(frozen=True)
 class Item:
@@ -419,22 +416,32 @@ class Collection(TextMixin):
         return out
 
     def _read(self, fn: Any, *args: Any) -> Any:
-        """Run a catalog read; raise ``_Stale`` if it saw a state newer than the mirror."""
+        """A catalog read inside :meth:`_consistent`'s pinned snapshot."""
         version, result = self._catalog.read(fn, *args)
-        if version != self._version:
-            raise _Stale
+        if version != self._version:  # cannot happen inside a pinned snapshot
+            raise CorruptFile(str(self._catalog.path), "read outside the mirror's snapshot")
         return result
 
     def _consistent(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` against a mirror that matches the catalog, reloading while it moves."""
+        """Run ``fn`` in one pinned read snapshot, reloading the mirror first if it is stale.
+
+        Every catalog read of ``fn`` (payloads, SQL filters) sees the snapshot the mirror was
+        built from, however fast other processes commit. The one thing that forces a retry is
+        a compaction that deleted segment files after the snapshot was taken.
+        """
         with self._mutex:
             for _ in range(_RETRIES):
-                self._refresh()
                 try:
-                    return fn(*args)
-                except _Stale:
-                    self._load()
-            raise Locked(f"{self.name}: the collection changed {_RETRIES} times during a read")
+                    with self._catalog.pinned():
+                        version, _ = self._catalog.read(int)
+                        if version != self._version:
+                            self._load()
+                        return fn(*args)
+                except CorruptFile:
+                    if self._catalog.data_version() == self._version:
+                        raise  # nothing moved: real damage
+            raise Locked(f"{self.name}: segment files were replaced {_RETRIES} times during "
+                         "a read")
 
     def _vectors_of(self, seq: int) -> dict[str, np.ndarray]:
         g0 = next(iter(self._growing.values()))

@@ -211,15 +211,26 @@ class Catalog:
         return self.read(self._snapshot)
 
     def read(self, fn: Callable[..., T], *args: Any) -> tuple[int, T]:
-        """Run ``fn(*args)`` in one read transaction; returns ``(data_version, result)``.
+        """Run ``fn(*args)`` in one read snapshot; returns ``(data_version, result)``.
 
-        The data version is read inside the transaction, so it names the state ``fn`` saw:
-        compare it with the version an in-memory mirror was built at to detect staleness.
+        Inside an open transaction (see :meth:`pinned`) it reads that snapshot; otherwise in a
+        read transaction of its own. The data version names the state ``fn`` saw: compare it
+        with the version an in-memory mirror was built at to detect staleness.
         """
+        if self.conn.in_transaction:
+            return self._pinned_version(), self.guard(fn, *args)
         with self.transaction(write=False):
+            version = self._pinned_version()
             result = self.guard(fn, *args)
-            version = self.data_version()
         return version, result
+
+    def pinned(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A read transaction: every :meth:`read` inside it sees one snapshot."""
+        return self.transaction(write=False)
+
+    def _pinned_version(self) -> int:
+        self.guard(self.conn.execute, "SELECT 1 FROM meta LIMIT 1")  # starts the WAL snapshot
+        return self.data_version()
 
     def _snapshot(self) -> Snapshot:
         meta = self.read_meta()
