@@ -75,7 +75,7 @@ def main() -> None:
         show(coll, q, "dense")
         print("   multi-vector (MaxSim):")
         show(coll, q, "tokens")
-    q = "how do I find the current module name"
+    q = "how do I generate random numbers"
     print(f"\n  Q: {q}   filter: page == 'library'")
     show(coll, q, "tokens", filter={"page": "library"})
 
