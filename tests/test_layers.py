@@ -16,6 +16,7 @@ FORBIDDEN = {
     "storage": {"collection", "db", "index", "multivector", "filters", "cli", "_kernels"},
     "_kernels": {"collection", "db", "storage", "index", "multivector", "filters", "cli"},
     "filters": {"collection", "db", "storage", "index", "multivector", "cli", "_kernels"},
+    "codecs": {"collection", "db", "storage", "index", "multivector", "filters", "cli"},
     "index": {"collection", "db", "storage", "multivector", "filters", "cli"},
     "multivector": {"collection", "db", "storage", "filters", "cli"},
     "cli": {"storage", "index", "multivector", "_kernels", "_live", "_growing", "_validate"},

@@ -1,0 +1,293 @@
+"""Frozen settings of a vector index: the stack a factory string describes.
+
+A stack is, in order: an optional *transform* (:class:`Proj`, :class:`Prefix`), an *index*
+(:class:`Flat`, :class:`HNSW`, :class:`IVF`), an optional *codec* (:class:`SQ8`, :class:`F16`,
+:class:`Binary`, :class:`PQ`) and an optional :class:`Refine` (rescore the candidates with the
+stored full-precision vectors). :class:`IndexSpec` holds one stack; ``polyvec.factory`` turns it
+into a string and back. Every class round-trips through ``to_dict``/``from_dict`` (JSON-safe).
+
+Only build-time settings live here; query-time knobs (``ef``, ``nprobe``, ``oversample``) are
+passed per search. ``Refine(oversample=...)`` is the index's *default* oversampling, ``None``
+meaning the query-time default :data:`DEFAULT_OVERSAMPLE`.
+
+A ``Refine`` without a transform or codec before it is allowed: the candidates are then already
+exact, so refining only recomputes the same scores (an index may skip it).
+
+Settings that depend on the data (``PQ(m)`` must divide the dimension, a projection may not
+grow it) are checked by :meth:`IndexSpec.check_dim` when an index is built, not here.
+
+>>> spec = IndexSpec(index=HNSW(32), codec=SQ8(), refine=Refine())
+>>> IndexSpec.from_dict(spec.to_dict()) == spec
+True
+>>> spec.check_dim(384)
+384
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+from .errors import InvalidArgument
+
+__all__ = [
+    "DEFAULT_OVERSAMPLE",
+    "Proj", "Prefix", "Flat", "HNSW", "IVF", "SQ8", "F16", "Binary", "PQ", "Refine",
+    "IndexSpec", "TransformSpec", "IndexKind", "CodecSpec", "SPEC_TYPES", "stage_from_dict",
+]
+
+DEFAULT_OVERSAMPLE = 4.0  # candidates = k * oversample when neither the query nor the spec says
+
+
+def _int(owner: str, name: str, value: object, lo: int, hi: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or value < lo or (hi is not None and value > hi):  # type: ignore[operator]
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise InvalidArgument(f"{owner}: expected {name} an int {bound}, got {value!r}")
+
+
+def _float(owner: str, name: str, value: object, lo: float) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < lo:  # type: ignore[arg-type,operator]
+        raise InvalidArgument(f"{owner}: expected {name} a finite number >= {lo}, got {value!r}")
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+class _Stage:
+    """Shared ``to_dict``; ``type`` names the class, the other keys are its fields."""
+
+    name: ClassVar[str]
+    role: ClassVar[str]  # "transform" | "index" | "codec" | "refine"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.name, **asdict(self)}  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Proj(_Stage):
+    """LeanVec projection to ``dim`` dims: ``kind="id"`` (PCA of the database second moment,
+    one matrix for both sides) or ``"ood"`` (separate query/database matrices fitted with a
+    query sample; ``reg`` shrinks the query second moment towards a multiple of I)."""
+
+    dim: int
+    kind: str = "id"
+    reg: float = 0.01
+    name: ClassVar[str] = "Proj"
+    role: ClassVar[str] = "transform"
+
+    def __post_init__(self) -> None:
+        _int("Proj", "dim", self.dim, 1)
+        if self.kind not in ("id", "ood"):
+            raise InvalidArgument(f"Proj: expected kind 'id' or 'ood', got {self.kind!r}")
+        _float("Proj", "reg", self.reg, 0.0)
+        object.__setattr__(self, "reg", float(self.reg))
+        if self.kind == "id" and self.reg != Proj.reg:
+            raise InvalidArgument(f"Proj: reg applies to kind='ood' only, got reg={self.reg!r} "
+                                  "with kind='id'")
+
+
+@dataclass(frozen=True)
+class Prefix(_Stage):
+    """Matryoshka truncation: keep the first ``dim`` dims (no fitting)."""
+
+    dim: int
+    name: ClassVar[str] = "Prefix"
+    role: ClassVar[str] = "transform"
+
+    def __post_init__(self) -> None:
+        _int("Prefix", "dim", self.dim, 1)
+
+
+@dataclass(frozen=True)
+class Flat(_Stage):
+    """Exhaustive scan (the oracle when nothing is compressed)."""
+
+    name: ClassVar[str] = "Flat"
+    role: ClassVar[str] = "index"
+
+
+@dataclass(frozen=True)
+class HNSW(_Stage):
+    """Graph index with ``M`` links per node, built with ``ef_construction``."""
+
+    M: int = 32
+    ef_construction: int = 200
+    name: ClassVar[str] = "HNSW"
+    role: ClassVar[str] = "index"
+
+    def __post_init__(self) -> None:
+        _int("HNSW", "M", self.M, 2, 512)
+        _int("HNSW", "ef_construction", self.ef_construction, 1)
+
+
+@dataclass(frozen=True)
+class IVF(_Stage):
+    """Inverted file over ``nlist`` k-means cells, trained with ``seed``."""
+
+    nlist: int
+    seed: int = 0
+    name: ClassVar[str] = "IVF"
+    role: ClassVar[str] = "index"
+
+    def __post_init__(self) -> None:
+        _int("IVF", "nlist", self.nlist, 1)
+        _int("IVF", "seed", self.seed, 0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class SQ8(_Stage):
+    """Scalar int8: per-dimension min/max fitted on the collection, 1 byte per dim."""
+
+    name: ClassVar[str] = "SQ8"
+    role: ClassVar[str] = "codec"
+
+
+@dataclass(frozen=True)
+class F16(_Stage):
+    """IEEE half precision, 2 bytes per dim."""
+
+    name: ClassVar[str] = "F16"
+    role: ClassVar[str] = "codec"
+
+
+@dataclass(frozen=True)
+class Binary(_Stage):
+    """One sign bit per dim, compared by Hamming distance."""
+
+    name: ClassVar[str] = "Binary"
+    role: ClassVar[str] = "codec"
+
+
+@dataclass(frozen=True)
+class PQ(_Stage):
+    """Product quantization: ``m`` sub-vectors of ``nbits`` bits each, k-means with ``seed``."""
+
+    m: int
+    nbits: int = 8
+    seed: int = 0
+    name: ClassVar[str] = "PQ"
+    role: ClassVar[str] = "codec"
+
+    def __post_init__(self) -> None:
+        _int("PQ", "m", self.m, 1)
+        _int("PQ", "nbits", self.nbits, 1, 16)
+        _int("PQ", "seed", self.seed, 0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class Refine(_Stage):
+    """Rescore ``k * oversample`` candidates with the stored full-precision vectors.
+
+    ``oversample=None`` defers to the query (or :data:`DEFAULT_OVERSAMPLE`).
+    """
+
+    oversample: float | None = None
+    name: ClassVar[str] = "Refine"
+    role: ClassVar[str] = "refine"
+
+    def __post_init__(self) -> None:
+        if self.oversample is not None:
+            _float("Refine", "oversample", self.oversample, 1.0)
+            object.__setattr__(self, "oversample", float(self.oversample))
+
+    def effective(self, query_oversample: float | None = None) -> float:
+        """The oversampling a search uses: the query's, else this spec's, else the default."""
+        if query_oversample is not None:
+            _float("search", "oversample", query_oversample, 1.0)
+            return float(query_oversample)
+        return DEFAULT_OVERSAMPLE if self.oversample is None else self.oversample
+
+
+TransformSpec = Proj | Prefix
+IndexKind = Flat | HNSW | IVF
+CodecSpec = SQ8 | F16 | Binary | PQ
+
+SPEC_TYPES: dict[str, type[_Stage]] = {
+    c.name: c for c in (Proj, Prefix, Flat, HNSW, IVF, SQ8, F16, Binary, PQ, Refine)
+}
+
+
+def stage_from_dict(d: object, role: str | None = None) -> Any:
+    """One stage from its ``to_dict`` form; ``role`` (optional) is the slot it must fill."""
+    if not isinstance(d, dict) or d.get("type") not in SPEC_TYPES:
+        got = d.get("type") if isinstance(d, dict) else d
+        raise InvalidArgument(f"index stage: expected a dict with 'type' in {list(SPEC_TYPES)}, "
+                              f"got {got!r}")
+    cls = SPEC_TYPES[d["type"]]
+    if role is not None and cls.role != role:
+        raise InvalidArgument(f"index stage: expected {_a(role)}, got {cls.name} "
+                              f"({_a(cls.role)})")
+    kwargs = {k: v for k, v in d.items() if k != "type"}
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    if set(kwargs) - known:
+        raise InvalidArgument(f"{cls.name}: expected keys among {sorted(known)}, got "
+                              f"{sorted(kwargs)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a missing required field
+        raise InvalidArgument(f"{cls.name}: {e}") from None
+
+
+_SLOTS = (("transform", "transform"), ("index", "index"), ("codec", "codec"),
+          ("refine", "refine"))
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A whole stack: ``transform -> index -> codec -> refine``."""
+
+    transform: TransformSpec | None = None
+    index: IndexKind = Flat()
+    codec: CodecSpec | None = None
+    refine: Refine | None = None
+
+    def __post_init__(self) -> None:
+        for slot, role in _SLOTS:
+            value = getattr(self, slot)
+            if value is None and slot != "index":
+                continue
+            if not isinstance(value, _Stage) or value.role != role:
+                raise InvalidArgument(f"IndexSpec({slot}=...): expected {_a(role)} stage, got "
+                                      f"{value!r}")
+
+    @property
+    def compressed(self) -> bool:
+        """Whether candidates come from anything but the full vectors (a transform or codec)."""
+        return self.transform is not None or self.codec is not None
+
+    def check_dim(self, dim: int) -> int:
+        """Build-time checks against the field's dimension; returns the dimension the index sees.
+
+        >>> IndexSpec(transform=Proj(128), codec=PQ(7)).check_dim(384)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        polyvec.errors.InvalidArgument: PQ7: expected m to divide the indexed dimension 128, ...
+        """
+        _int("IndexSpec.check_dim", "dim", dim, 1)
+        out = dim
+        if self.transform is not None:
+            if self.transform.dim > dim:
+                raise InvalidArgument(f"{self.transform.name}{self.transform.dim}: expected a "
+                                      f"dim <= the field's {dim}, got {self.transform.dim}")
+            out = self.transform.dim
+        if isinstance(self.codec, PQ) and out % self.codec.m:
+            raise InvalidArgument(f"PQ{self.codec.m}: expected m to divide the indexed dimension "
+                                  f"{out}, got {out} % {self.codec.m} = {out % self.codec.m}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {slot: (None if getattr(self, slot) is None else getattr(self, slot).to_dict())
+                for slot, _ in _SLOTS}
+
+    @classmethod
+    def from_dict(cls, d: object) -> IndexSpec:
+        if not isinstance(d, dict) or set(d) - {s for s, _ in _SLOTS}:
+            raise InvalidArgument(f"IndexSpec: expected a dict with keys among "
+                                  f"{[s for s, _ in _SLOTS]}, got {d!r}")
+        kwargs = {slot: stage_from_dict(d[slot], role) for slot, role in _SLOTS
+                  if d.get(slot) is not None}
+        return cls(**kwargs)
