@@ -25,55 +25,48 @@ def _check_common(kind: str, dim: int, metric: str, dtype: str) -> None:
 
 
 @dataclass(frozen=True)
-class Dense:
-    """One vector per item.
-
-    >>> Dense(384).to_dict()
-    {'kind': 'dense', 'dim': 384, 'metric': 'cosine', 'dtype': 'f32'}
-    """
+class _VectorField:
+    """What every vector field has: a dimension, a metric and a storage dtype."""
 
     dim: int
     metric: str = "cosine"
     dtype: str = "f32"
-    kind: ClassVar[str] = "dense"
+    kind: ClassVar[str]
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "metric",
-            Metric(self.metric).value if isinstance(self.metric, Metric) else self.metric,
-        )
-        _check_common("Dense", self.dim, self.metric, self.dtype)
+        if isinstance(self.metric, Metric):
+            object.__setattr__(self, "metric", self.metric.value)
+        _check_common(type(self).__name__, self.dim, self.metric, self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
 
 
 @dataclass(frozen=True)
-class Multi:
+class Dense(_VectorField):
+    """One vector per item.
+
+    >>> Dense(384).to_dict()
+    {'kind': 'dense', 'dim': 384, 'metric': 'cosine', 'dtype': 'f32'}
+    """
+
+    kind: ClassVar[str] = "dense"
+
+
+@dataclass(frozen=True)
+class Multi(_VectorField):
     """A set of token vectors per item, scored by MaxSim (late interaction).
 
     >>> Multi(128).to_dict()
     {'kind': 'multi', 'dim': 128, 'metric': 'cosine', 'dtype': 'f32'}
     """
 
-    dim: int
-    metric: str = "cosine"
-    dtype: str = "f32"
     kind: ClassVar[str] = "multi"
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "metric",
-            Metric(self.metric).value if isinstance(self.metric, Metric) else self.metric,
-        )
-        _check_common("Multi", self.dim, self.metric, self.dtype)
+        super().__post_init__()
         if self.metric == Metric.L2.value:
             raise InvalidArgument("Multi(metric=...): MaxSim needs 'cosine' or 'dot', got 'l2'")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
 
 
 FieldSpec = Dense | Multi

@@ -16,6 +16,15 @@ def have_numba() -> bool:
     return True
 
 
+def resolve_backend(backend: str) -> str:
+    """``"auto"`` -> ``"numba"`` when numba is installed, else ``"numpy"``; checks the name."""
+    if backend == "auto":
+        return "numba" if have_numba() else "numpy"
+    if backend not in ("numpy", "numba"):
+        raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
+    return backend
+
+
 def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: compile ``fn`` with ``numba.njit(**options)`` on its first call."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import have_numba, lazy_njit
+from ._numba import lazy_njit, resolve_backend
 from .topk import TopK
 
 prange = range  # replaced by numba.prange when the kernel is compiled
@@ -87,12 +87,8 @@ def hamming_distances(a: np.ndarray, b: np.ndarray, *, backend: str = "auto",
 
     ``parallel=None`` picks the threaded kernel for large inputs; True/False forces it.
     """
-    if backend == "auto":
-        backend = "numba" if have_numba() else "numpy"
-    if backend == "numpy":
+    if resolve_backend(backend) == "numpy":
         return hamming_numpy(a, b)
-    if backend != "numba":
-        raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
     _check(a, b)
     out = np.empty((len(a), len(b)), dtype=np.int32)
     if out.size:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import have_numba, lazy_njit
+from ._numba import lazy_njit, resolve_backend
 
 prange = range  # replaced by numba.prange when the kernel is compiled
 
@@ -48,12 +48,8 @@ _PARALLEL_MIN_WORK = 1 << 18  # similarities per call below which threads do not
 
 def maxsim_reduce(sim: np.ndarray, offsets: np.ndarray, *, backend: str = "auto") -> np.ndarray:
     """Per-document MaxSim scores from a query-by-token similarity matrix."""
-    if backend == "auto":
-        backend = "numba" if have_numba() else "numpy"
-    if backend == "numpy":
+    if resolve_backend(backend) == "numpy":
         return maxsim_numpy(sim, offsets)
-    if backend != "numba":
-        raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
     out = np.empty(len(offsets) - 1, dtype=np.float32)
     if len(out):
         kernel = _maxsim_parallel if sim.size >= _PARALLEL_MIN_WORK else _maxsim_serial

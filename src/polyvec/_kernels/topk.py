@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import have_numba, lazy_njit
+from ._numba import lazy_njit, resolve_backend
 
 prange = range  # replaced by numba.prange when the kernel is compiled
 
@@ -73,11 +73,7 @@ class TopK:
     """Running top-k for ``nq`` queries."""
 
     def __init__(self, nq: int, k: int, *, backend: str = "auto") -> None:
-        if backend == "auto":
-            backend = "numba" if have_numba() else "numpy"
-        if backend not in ("numpy", "numba"):
-            raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
-        self.backend = backend
+        self.backend = resolve_backend(backend)
         self.scores = np.full((nq, k), -np.inf, dtype=np.float32)
         self.ids = np.full((nq, k), -1, dtype=np.int64)
 
