@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +201,8 @@ def _draw(spec: PlotSpec, rows: Sequence[Mapping[str, Any]], path: Path) -> None
                 if _is_number(r.get(col)):
                     heights[groups.index(str(r.get(spec.x)))] = float(r[col])
             ax.bar(base + (j - (len(spec.y) - 1) / 2) * width, heights, width, label=col)
-        ax.set_xticks(base, groups)
+        # long system names would run into each other: wrap them onto several lines
+        ax.set_xticks(base, [textwrap.fill(str(g), 24) for g in groups])
     else:
         keys = list(dict.fromkeys(r.get(spec.series) for r in rows)) if spec.series else [None]
         for key in keys:
