@@ -8,7 +8,7 @@ the recorded one raises :class:`~polyvec.errors.ModelMismatch`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgument, ModelMismatch, UnknownField
@@ -49,12 +49,8 @@ class TextMixin:
     _embedders: dict[str, Any]
     _catalog: Catalog
     _lock: WriteLock
-
-    def _field(self, name: str | None) -> tuple[str, FieldSpec]:
-        raise NotImplementedError
-
-    def _refresh(self) -> None:
-        raise NotImplementedError
+    _field: Callable[[str | None], tuple[str, FieldSpec]]
+    _refresh: Callable[[], None]
 
     def model_of(self, field: str | None = None) -> ModelSpec | None:
         """The model recorded for ``field`` (``None`` if its vectors came without one)."""
