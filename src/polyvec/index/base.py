@@ -1,0 +1,354 @@
+"""The base class of every single-vector ANN index, and the search pipeline they share.
+
+An index is a *stack* (``IndexSpec``): an optional transform maps vectors to the indexed
+space, a candidate stage (flat scan, HNSW graph, IVF cells) stores them, possibly compressed
+by a codec, and an optional exact refine rescores ``ceil(k * oversample)`` candidates against
+full-precision vectors the caller passes per search (``rerank``; they are not part of the
+index, so a segment's own vector file can be handed in, memory-mapped).
+
+Query-time knobs (``ef``, ``nprobe``, ``oversample``) come per call in :class:`QueryParams`;
+a selection (bool mask over the index's rows) is one argument of ``search``. When the
+selection is small (fewer than ``k`` rows, or under :data:`EXACT_BELOW` of the rows) the
+candidate stage is skipped and the selected rows are scanned exhaustively, so a search never
+returns fewer than ``k`` rows when ``k`` rows are selected. In between, the index widens its
+search in proportion to the rows the filter removes (``ef / fraction``, ``nprobe /
+fraction``) and falls back to the exact scan where that widened search would visit more
+rows than are selected.
+
+Scores are "higher is better": inner product for ``cosine``/``dot``, minus the squared
+Euclidean distance for ``l2``; rows are local row numbers (int64), ``-1`` pads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from ..codecs import load_transform, make_transform
+from ..codecs.base import Transform
+from ..errors import CorruptFile, DimensionMismatch, InvalidArgument
+from ..index_spec import DEFAULT_OVERSAMPLE, IndexSpec
+
+__all__ = ["QueryParams", "VectorIndex", "EXACT_BELOW", "METRICS", "faiss_threads",
+           "exact_topk"]
+
+EXACT_BELOW = 0.03  # selected fraction under which the selected rows are scanned exactly
+METRICS = ("cosine", "dot", "l2")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class QueryParams:
+    """Per-search knobs; ``None`` means the index's default.
+
+    ``ef``: HNSW search breadth; ``nprobe``: IVF cells visited; ``oversample``: candidates
+    fetched per result before the exact refine.
+    """
+
+    ef: int | None = None
+    nprobe: int | None = None
+    oversample: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ef", "nprobe"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise InvalidArgument(f"QueryParams: expected {name} an int >= 1, got {v!r}")
+        o = self.oversample
+        if o is not None and (isinstance(o, bool) or not isinstance(o, int | float)
+                              or not math.isfinite(o) or o < 1.0):
+            raise InvalidArgument(f"QueryParams: expected oversample a number >= 1, got {o!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ef": self.ef, "nprobe": self.nprobe, "oversample": self.oversample}
+
+
+def faiss_module() -> Any:
+    """The faiss module, imported on first use (typed ``Any``: its stubs lag its API)."""
+    import faiss
+
+    return faiss
+
+
+@contextlib.contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """Run faiss with ``threads`` OpenMP threads (``None``: leave it as it is)."""
+    if threads is None:
+        yield
+        return
+    faiss = faiss_module()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def exact_topk(q: np.ndarray, x: np.ndarray, k: int, metric: str,
+               rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of ``q`` against ``x`` (or against ``x[rows]``, reporting ``rows``)."""
+    from .._kernels import TopK
+    from .flat import scan_dense
+
+    ids = np.arange(len(x), dtype=np.int64) if rows is None else rows.astype(np.int64)
+    vecs = x if rows is None else x[rows]
+    top = TopK(len(q), k)
+    scan_dense(q, vecs, ids, top, metric="l2" if metric == "l2" else "dot")
+    return top.result()
+
+
+def _as_queries(q: object, dim: int) -> np.ndarray:
+    arr = np.asarray(q)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise DimensionMismatch(f"queries: expected shape (nq, {dim}), got {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise InvalidArgument(f"queries: expected a float array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _json_array(obj: object) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj, sort_keys=True).encode(), dtype=np.uint8).copy()
+
+
+def _read_json(arrays: dict[str, np.ndarray], key: str) -> Any:
+    if key not in arrays:
+        raise CorruptFile("index arrays", f"missing array {key!r}")
+    try:
+        return json.loads(np.asarray(arrays[key], dtype=np.uint8).tobytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptFile("index arrays", f"unreadable {key!r}: {e}") from None
+
+
+class VectorIndex(ABC):
+    """One built index over ``n`` rows of dimension ``dim``.
+
+    Subclasses implement the candidate stage: ``_build``, ``_candidates``, ``_exhaustive``,
+    ``_stage_arrays``/``_load_stage`` and ``_stage_bytes``; ``knob`` names the query
+    parameter that trades speed for recall (used by :mod:`polyvec.index.calibrate`).
+    """
+
+    knob: ClassVar[str] = "oversample"
+
+    def __init__(self, spec: IndexSpec, metric: str, dim: int, n: int) -> None:
+        self.spec = spec
+        self.metric = metric
+        self.dim = dim
+        self.n = n
+        self.transform: Transform | None = None
+        self.calibration: Any = None  # a CalibrationTable once calibrated
+
+    # ----------------------------------------------------------------- build / load
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, spec: IndexSpec, metric: str,
+              sample_queries: np.ndarray | None = None, seed: int = 0,
+              threads: int | None = None) -> Self:
+        """Fit the transform/codec and build the candidate stage over ``vectors`` (n, d)."""
+        if metric not in METRICS:
+            raise InvalidArgument(f"metric: expected one of {list(METRICS)}, got {metric!r}")
+        x = np.asarray(vectors)
+        if x.ndim != 2 or len(x) == 0:
+            raise DimensionMismatch(f"vectors: expected a non-empty (n, d) array, got shape "
+                                    f"{x.shape}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        spec.check_dim(x.shape[1])
+        index = cls(spec, metric, x.shape[1], len(x))
+        if spec.transform is not None:
+            index.transform = make_transform(spec.transform).fit(x, queries=sample_queries)
+            x = index.transform.transform_docs(x)
+        with faiss_threads(threads):
+            index._build(np.ascontiguousarray(x, dtype=np.float32), seed)
+        return index
+
+    @abstractmethod
+    def _build(self, x: np.ndarray, seed: int) -> None: ...
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The whole index as named numpy arrays (JSON header, transform, stage, calibration)."""
+        head = {"format": FORMAT_VERSION, "spec": self.spec.to_dict(), "metric": self.metric,
+                "dim": self.dim, "n": self.n}
+        out = {"header": _json_array(head)}
+        if self.transform is not None:
+            out.update({f"transform.{k}": v for k, v in self.transform.to_arrays().items()})
+        out.update({f"stage.{k}": v for k, v in self._stage_arrays().items()})
+        if self.calibration is not None:
+            out["calibration"] = _json_array(self.calibration.to_dict())
+        return out
+
+    @classmethod
+    def from_arrays(cls, spec: IndexSpec, arrays: dict[str, np.ndarray], metric: str) -> Self:
+        """Rebuild from :meth:`to_arrays`; the stored spec and metric must match."""
+        head = _read_json(arrays, "header")
+        if not isinstance(head, dict) or head.get("format") != FORMAT_VERSION:
+            got = head.get("format") if isinstance(head, dict) else head
+            raise CorruptFile("index arrays", f"expected format {FORMAT_VERSION}, got {got!r}")
+        try:
+            stored = IndexSpec.from_dict(head["spec"])
+        except (KeyError, InvalidArgument) as e:
+            raise CorruptFile("index arrays", f"unreadable spec: {e}") from None
+        if stored != spec or head.get("metric") != metric:
+            raise CorruptFile("index arrays", f"built for {stored!r} / {head.get('metric')!r}, "
+                                              f"not for {spec!r} / {metric!r}")
+        index = cls(spec, metric, int(head["dim"]), int(head["n"]))
+        if spec.transform is not None:
+            sub = {k[10:]: v for k, v in arrays.items() if k.startswith("transform.")}
+            index.transform = load_transform(spec.transform, sub, where="index transform")
+        index._load_stage({k[6:]: v for k, v in arrays.items() if k.startswith("stage.")})
+        if "calibration" in arrays:
+            from .calibrate import CalibrationTable
+
+            index.calibration = CalibrationTable.from_dict(_read_json(arrays, "calibration"))
+        return index
+
+    @abstractmethod
+    def _stage_arrays(self) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def _load_stage(self, arrays: dict[str, np.ndarray]) -> None: ...
+
+    def bytes_in_ram(self) -> int:
+        """Bytes the index holds: graph/cells, codes and fitted state (not rerank vectors)."""
+        extra = 0
+        if self.transform is not None:
+            extra = sum(a.nbytes for a in self.transform.to_arrays().values())
+        return int(self._stage_bytes() + extra)
+
+    @abstractmethod
+    def _stage_bytes(self) -> int: ...
+
+    # ----------------------------------------------------------------- search
+    @property
+    def refines(self) -> bool:
+        """Whether searches rescore candidates exactly (a compressed stage and a Refine)."""
+        return self.spec.refine is not None and self.spec.compressed
+
+    def oversample(self, params: QueryParams) -> float:
+        if self.spec.refine is None:
+            return DEFAULT_OVERSAMPLE if params.oversample is None else params.oversample
+        return self.spec.refine.effective(params.oversample)
+
+    def search(self, queries: np.ndarray, k: int, *, params: QueryParams | None = None,
+               selection: np.ndarray | None = None, rerank: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows of each query: ``(scores, rows)``, each (nq, k), best first.
+
+        ``selection`` (bool, (n,)) restricts the rows that may be returned; ``rerank``
+        (float32/float16 (n, d), may be memory-mapped) are the full vectors used by the
+        exact refine, required when the spec refines a compressed stage.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidArgument(f"search: expected k an int >= 1, got {k!r}")
+        params = QueryParams() if params is None else params
+        if not isinstance(params, QueryParams):
+            raise InvalidArgument(f"search: expected params a QueryParams, got {params!r}")
+        q = _as_queries(queries, self.dim)
+        if rerank is not None and (rerank.ndim != 2 or rerank.shape != (self.n, self.dim)):
+            raise DimensionMismatch(f"rerank: expected shape ({self.n}, {self.dim}), got "
+                                    f"{rerank.shape}")
+        if self.refines and rerank is None:
+            raise InvalidArgument(f"search: the index {self.spec!r} refines its candidates; "
+                                  "expected rerank vectors, got None")
+        sel = self._check_selection(selection)
+        refine = self.refines and rerank is not None
+        kc = max(k, math.ceil(k * self.oversample(params))) if refine else k
+        qt = q if self.transform is None else self.transform.transform_queries(q)
+        n_sel = self.n if sel is None else int(np.count_nonzero(sel))
+        if n_sel == 0:
+            return (np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64))
+        if sel is not None:  # widen the search in proportion to what the filter removes
+            params = self._widen(params, kc, n_sel / self.n)
+        if sel is not None and (n_sel <= kc or n_sel < EXACT_BELOW * self.n
+                                or self._prefer_exact(params, n_sel)):
+            if rerank is not None:  # the selected rows, exactly, in the original space
+                return exact_topk(q, rerank, k, self.metric, np.flatnonzero(sel))
+            s, r = self._exhaustive(qt, min(kc, n_sel), sel)
+        else:
+            s, r = self._candidates(qt, min(kc, self.n), params, sel)
+            want = min(kc, n_sel)
+            short = np.flatnonzero((r >= 0).sum(axis=1) < want)
+            if len(short):  # a filtered graph walk fell short: scan those queries exactly
+                s2, r2 = self._exhaustive(qt[short], want, sel)
+                s[short, :want], r[short, :want] = s2, r2
+        if refine and rerank is not None:
+            from .refine import rerank_candidates
+
+            return rerank_candidates(q, r, rerank, k, self.metric)
+        return _pad(s[:, :k], r[:, :k], k)
+
+    def _check_selection(self, selection: np.ndarray | None) -> np.ndarray | None:
+        if selection is None:
+            return None
+        sel = np.asarray(selection)
+        if sel.dtype != np.bool_ or sel.shape != (self.n,):
+            raise InvalidArgument(f"selection: expected a bool array of shape ({self.n},), got "
+                                  f"{sel.dtype} {sel.shape}")
+        return None if sel.all() else sel
+
+    def _widen(self, params: QueryParams, kc: int, fraction: float) -> QueryParams:
+        """Query params for a filtered search that keeps ``fraction`` of the rows."""
+        return params
+
+    def _prefer_exact(self, params: QueryParams, n_sel: int) -> bool:
+        """Whether scanning the ``n_sel`` selected rows is cheaper than the widened search."""
+        return False
+
+    @abstractmethod
+    def _candidates(self, q: np.ndarray, kc: int, params: QueryParams,
+                    sel: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-``kc`` in the indexed space, honoring ``sel``; (-inf, -1) pads."""
+
+    @abstractmethod
+    def _exhaustive(self, q: np.ndarray, kc: int, sel: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``kc`` of a full scan of the stored codes over the selected rows."""
+
+
+def _pad(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(s, dtype=np.float32)
+    r = np.asarray(r, dtype=np.int64)
+    if s.shape[1] < k:
+        s = np.pad(s, ((0, 0), (0, k - s.shape[1])), constant_values=-np.inf)
+        r = np.pad(r, ((0, 0), (0, k - r.shape[1])), constant_values=-1)
+    s = s.copy()
+    s[r < 0] = -np.inf
+    return s, r
+
+
+def faiss_selector(sel: np.ndarray | None) -> tuple[Any, Any]:
+    """A faiss ``IDSelectorBitmap`` for ``sel`` and the packed bits it reads (keep both alive)."""
+    if sel is None:
+        return None, None
+    faiss = faiss_module()
+    bits = np.packbits(sel, bitorder="little")
+    return faiss.IDSelectorBitmap(len(sel), faiss.swig_ptr(bits)), bits
+
+
+def faiss_result(dist: np.ndarray, ids: np.ndarray, l2: bool) -> tuple[np.ndarray, np.ndarray]:
+    """faiss (distances, labels) -> higher-is-better scores and int64 rows, (-inf, -1) pads."""
+    s = (-dist if l2 else dist).astype(np.float32)
+    r = ids.astype(np.int64)
+    s[r < 0] = -np.inf
+    return s, r
+
+
+def serialize(index: Any) -> np.ndarray:
+    faiss = faiss_module()
+    return np.asarray(faiss.serialize_index(index), dtype=np.uint8)
+
+
+def deserialize(arrays: dict[str, np.ndarray], key: str = "faiss") -> Any:
+    faiss = faiss_module()
+    if key not in arrays:
+        raise CorruptFile("index arrays", f"missing array {key!r}")
+    try:
+        # already the concrete class; a downcast would wrap it in a non-owning proxy
+        return faiss.deserialize_index(np.ascontiguousarray(arrays[key], dtype=np.uint8))
+    except RuntimeError as e:
+        raise CorruptFile("index arrays", f"unreadable faiss index: {e}") from None
