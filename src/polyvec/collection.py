@@ -20,10 +20,11 @@ import numpy as np
 
 from . import _validate as v
 from ._growing import GrowingField, TokenSets
+from ._indexing import INDEXES, IndexingMixin, index_orphans
 from ._kernels import TopK
 from ._live import LiveTable, isin_sorted
 from ._text import TextMixin
-from .errors import CorruptFile, DuplicateId, Locked, UnknownField
+from .errors import CorruptFile, DuplicateId, InvalidArgument, Locked, UnknownField
 from .filters import MatchAll, compile_filter, parse_filter, to_sql
 from .index import scan_dense
 from .multivector import scan_multi
@@ -56,6 +57,7 @@ class _Segment:
     seqs: np.ndarray
     fields: dict[str, np.ndarray | TokenSets]
     alive: np.ndarray | None = None  # cached alive mask, reset on every write
+    indexes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # field -> (folder, index)
 
 
 def _field_arrays(name: str, data: np.ndarray | TokenSets) -> dict[str, np.ndarray]:
@@ -64,7 +66,7 @@ def _field_arrays(name: str, data: np.ndarray | TokenSets) -> dict[str, np.ndarr
     return {name: data}
 
 
-class Collection(TextMixin):
+class Collection(TextMixin, IndexingMixin):
     """Use :meth:`polyvec.Database.create_collection` / ``get_collection`` to get one."""
 
     def __init__(self, path: Path, *, lock_timeout: float = 10.0, verify: bool = True) -> None:
@@ -73,6 +75,8 @@ class Collection(TextMixin):
         self._verify = verify
         self._embedders: dict[str, Any] = {}
         self._segments: list[_Segment] = []
+        self._index_specs: dict[str, str] = {}
+        self._samples: dict[str, np.ndarray] = {}
         self._mutex = threading.RLock()
         self._lock = WriteLock(self.path / "LOCK", lock_timeout)
         self._catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)
@@ -93,6 +97,7 @@ class Collection(TextMixin):
         meta = {"schema": schema.to_dict(), "segment_rows": segment_rows}
         Catalog.create(path / CATALOG, meta).close()
         (path / SEGMENTS).mkdir()
+        (path / INDEXES).mkdir()
         return cls(path, lock_timeout=lock_timeout)
 
     def _load(self) -> None:
@@ -158,6 +163,7 @@ class Collection(TextMixin):
         self._segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
                           else self._open_segment(r) for r in snap.segments]
         self._invalidate()  # cached alive masks belong to the old live set
+        self._load_indexes(snap.indexes, snap.meta)
         self._check_coverage(growing_seqs if growing_seqs is not None else np.zeros(0, np.int64))
 
     def _open_segment(self, row: SegmentRow) -> _Segment:
@@ -202,6 +208,8 @@ class Collection(TextMixin):
         for p in (self.path / SEGMENTS).iterdir():
             if p.name not in known:
                 shutil.rmtree(p, ignore_errors=True)
+        for p in index_orphans(self.path, self._catalog.guard(self._catalog.index_folders)):
+            shutil.rmtree(p, ignore_errors=True)
 
     def _refresh(self) -> None:
         """Reload if another connection committed since we last looked."""
@@ -312,6 +320,7 @@ class Collection(TextMixin):
                 arrays |= _field_arrays(name, d.subset(rows) if isinstance(d, TokenSets)
                                         else d[rows])
             self._commit_segments([arrays], remove=[], drop_upto=int(g0.seqs.view[-1]))
+            self._ensure_indexes()
         else:
             with self._catalog.transaction():
                 self._catalog.register_segments([], [], int(g0.seqs.view[-1]))
@@ -362,6 +371,10 @@ class Collection(TextMixin):
                     outputs.append(self._merge_rows(pending))
                     pending, size = [], 0
             self._commit_segments(outputs, remove=[s.row.name for s in old], drop_upto=None)
+            for seg in old:
+                for folder, _ in seg.indexes.values():
+                    shutil.rmtree(self.path / INDEXES / folder, ignore_errors=True)
+            self._ensure_indexes()
 
     def _merge_rows(self, parts: list[tuple[_Segment, np.ndarray]]) -> dict[str, np.ndarray]:
         arrays = {"seqs": np.concatenate([s.seqs[r] for s, r in parts])}
@@ -487,24 +500,42 @@ class Collection(TextMixin):
         return name, self._fields[name]
 
     def search(self, query: Any, k: int = 10, *, field: str | None = None,
-               filter: Mapping[str, Any] | None = None) -> SearchResult:
-        """Exact top-k search of one query or a batch, optionally filtered by payload.
+               filter: Mapping[str, Any] | None = None, target_recall: float | None = None,
+               ef: int | None = None, nprobe: int | None = None,
+               oversample: float | None = None) -> SearchResult:
+        """Top-k search of one query or a batch, optionally filtered by payload.
 
         Dense fields take a ``(dim,)`` vector (1-D result) or an ``(nq, dim)`` batch (2-D).
         Multi fields take one ``(tokens, dim)`` token set or a list of them, scored by MaxSim.
+        Without an index (see :meth:`create_index`) the search is exact. With one, sealed
+        segments are searched through it: ``target_recall`` picks the calibrated parameters
+        (reported with the recall estimate in ``info``), or ``ef``/``nprobe``/``oversample``
+        set them explicitly.
         """
         k = v.check_k(k)
         name, spec = self._field(field)
         queries, single = v.check_query(spec, query)
         node = None if filter is None else parse_filter(filter)
-        ids, scores, info = self._consistent(self._search, queries, k, name, spec, node)
+        if target_recall is not None and not (isinstance(target_recall, float | int)
+                                              and 0 < target_recall <= 1):
+            raise InvalidArgument(f"target_recall: expected a number in (0, 1], got "
+                                  f"{target_recall!r}")
+        params = None
+        if (ef, nprobe, oversample) != (None, None, None):
+            from .index import QueryParams
+
+            params = QueryParams(ef=ef, nprobe=nprobe, oversample=oversample)
+        ids, scores, info = self._consistent(self._search, queries, k, name, spec, node,
+                                             target_recall, params)
         if single:
             return SearchResult(ids[0], scores[0], info)
         return SearchResult(ids, scores, info)
 
-    def _search(self, queries: Any, k: int, name: str, spec: FieldSpec, node: Any
+    def _search(self, queries: Any, k: int, name: str, spec: FieldSpec, node: Any,
+                target_recall: float | None, params: Any
                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         selected = None if node is None else self._select(node)
+        used: list[dict[str, Any]] = []
         nq = len(queries)
         topk = TopK(nq, k)
         live = self._live.live_seqs()
@@ -516,6 +547,10 @@ class Collection(TextMixin):
             if selected is not None:
                 sel = isin_sorted(seqs, selected)
                 mask = sel if mask is None else (mask & sel)
+            if seg is not None and name in seg.indexes:
+                used.append(self._search_index(seg.indexes[name][1], queries, k, data, seqs,
+                                               mask, target_recall, params, topk))
+                continue
             if isinstance(data, TokenSets):
                 scan_multi(queries, data.tokens, data.offsets, seqs, topk,
                            mask=mask)
@@ -524,9 +559,28 @@ class Collection(TextMixin):
                            mask=mask)
         scores, seqs = topk.result()
         ids = self._live.seqs_to_keys(seqs)
-        info = {"strategy": "exact", "field": name,
-                "selected": None if selected is None else len(selected)}
+        info: dict[str, Any] = {"strategy": "index" if used else "exact", "field": name,
+                                "selected": None if selected is None else len(selected)}
+        if used:
+            info["index"] = self._index_specs[name]
+            info["segments"] = {"indexed": len(used), "exact": len(blocks) - len(used)}
+            info["params"] = used[0]["params"]
+            estimates = [u["recall_estimate"] for u in used]
+            info["recall_estimate"] = (None if None in estimates else min(estimates))
         return ids, scores, info
+
+    def _search_index(self, idx: Any, queries: np.ndarray, k: int, data: np.ndarray,
+                      seqs: np.ndarray, mask: np.ndarray | None, target_recall: float | None,
+                      params: Any, topk: TopK) -> dict[str, Any]:
+        """Search one segment through its index; push the hits into ``topk``."""
+        p, estimate = self._index_params(idx, target_recall, params)
+        scores, rows = idx.search(queries, k, params=p, selection=mask, rerank=data)
+        hit = rows >= 0
+        ids = np.where(hit, seqs[np.where(hit, rows, 0)], -1)
+        scores = np.where(hit, scores, -np.inf).astype(np.float32)
+        for i in range(len(queries)):
+            topk.push(scores[i:i + 1], ids[i], row=i)
+        return {"params": None if p is None else p.to_dict(), "recall_estimate": estimate}
 
     def _block_mask(self, seqs: np.ndarray, live: np.ndarray, seg: _Segment | None
                     ) -> np.ndarray | None:
@@ -553,6 +607,7 @@ class Collection(TextMixin):
                 "segment_rows": self._segment_rows,
                 "growing_rows": len(g0),
                 "segments": [{"name": s.row.name, "rows": s.row.nrows} for s in self._segments],
+                "indexes": self.index_info(),
                 "bytes_on_disk": disk,
             }
 

@@ -8,6 +8,8 @@ Tables:
   seq is not here is a tombstone.
 - ``vectors(seq, field, data, crc)``: vectors of the growing segment (items not sealed yet).
 - ``segments(name, nrows, min_seq, max_seq, manifest, crc)``: registered sealed segments.
+- ``indexes(segment, field, folder, manifest, crc)``: the ANN index of a field over a segment,
+  a folder of ``.npy`` files beside the (immutable) segment.
 
 Every row carries a CRC-32 of its content: SQLite's own checks catch broken pages, the row
 checksums catch flipped bytes inside a value. WAL journal with ``synchronous=FULL``: a
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 
 from ..errors import CorruptFile, FormatVersionError, Locked
 
-__all__ = ["Catalog", "ItemRow", "FORMAT_VERSION", "MAGIC", "Snapshot"]
+__all__ = ["Catalog", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC", "Snapshot"]
 
 FORMAT_VERSION = 1
 MAGIC = "polyvec-collection"
@@ -41,6 +43,8 @@ CREATE TABLE vectors(seq INTEGER NOT NULL, field TEXT NOT NULL, data BLOB NOT NU
                      crc INTEGER NOT NULL, PRIMARY KEY(seq, field)) WITHOUT ROWID;
 CREATE TABLE segments(name TEXT PRIMARY KEY, nrows INTEGER NOT NULL, min_seq INTEGER NOT NULL,
                       max_seq INTEGER NOT NULL, manifest TEXT NOT NULL, crc INTEGER NOT NULL);
+CREATE TABLE indexes(segment TEXT NOT NULL, field TEXT NOT NULL, folder TEXT NOT NULL,
+                     manifest TEXT NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY(segment, field));
 """
 
 
@@ -73,6 +77,14 @@ class SegmentRow:
 
 
 @dataclass(frozen=True)
+class IndexRow:
+    segment: str
+    field: str
+    folder: str
+    manifest: dict[str, list[int]]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything in the catalog, read in one transaction and verified."""
 
@@ -80,6 +92,7 @@ class Snapshot:
     items: list[ItemRow]
     vectors: dict[str, list[tuple[int, bytes]]]  # field -> [(seq, data)] in seq order
     segments: list[SegmentRow]
+    indexes: list[IndexRow]
 
 
 class Catalog:
@@ -254,7 +267,14 @@ class Catalog:
             if _crc_text(name, nrows, lo, hi, manifest) != crc:
                 raise CorruptFile(str(self.path), f"segment row {name!r}: checksum mismatch")
             segments.append(SegmentRow(name, nrows, lo, hi, json.loads(manifest)))
-        return Snapshot(meta, items, vectors, segments)
+        indexes = []
+        for seg, field, folder, manifest, crc in self.conn.execute(
+                "SELECT segment, field, folder, manifest, crc FROM indexes ORDER BY segment"):
+            if _crc_text(seg, field, folder, manifest) != crc:
+                raise CorruptFile(str(self.path), f"index row {seg!r}/{field!r}: checksum "
+                                  "mismatch")
+            indexes.append(IndexRow(seg, field, folder, json.loads(manifest)))
+        return Snapshot(meta, items, vectors, segments, indexes)
 
     # -- writing (inside a transaction) ---------------------------------------------------------
 
@@ -301,8 +321,24 @@ class Catalog:
                 (r.name, r.nrows, r.min_seq, r.max_seq, text,
                  _crc_text(r.name, r.nrows, r.min_seq, r.max_seq, text)))
         self.conn.executemany("DELETE FROM segments WHERE name=?", [(n,) for n in remove])
+        self.conn.executemany("DELETE FROM indexes WHERE segment=?", [(n,) for n in remove])
         if drop_vectors_upto is not None:
             self.conn.execute("DELETE FROM vectors WHERE seq <= ?", (drop_vectors_upto,))
+
+    def put_indexes(self, rows: list[IndexRow], *, drop_field: str | None = None) -> None:
+        """Register index folders (replacing a segment's previous index of that field)."""
+        if drop_field is not None:
+            self.conn.execute("DELETE FROM indexes WHERE field=?", (drop_field,))
+        for r in rows:
+            text = json.dumps(r.manifest, sort_keys=True)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO indexes(segment, field, folder, manifest, crc) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (r.segment, r.field, r.folder, text, _crc_text(r.segment, r.field, r.folder,
+                                                               text)))
+
+    def index_folders(self) -> set[str]:
+        return {f for (f,) in self.conn.execute("SELECT folder FROM indexes")}
 
     def item_seqs_matching(self, where_sql: str, params: list[Any]) -> list[int]:
         return [s for (s,) in self.conn.execute(
