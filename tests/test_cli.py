@@ -174,3 +174,25 @@ def test_main_returns_the_exit_status(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["get", "x"]) == 2  # argparse: no ID
     assert main(["--db", str(tmp_path), "create", "x", "--dense", "v:0"]) == 2
     assert "expected a positive int" in capsys.readouterr().err
+
+
+def test_index_command_and_target_recall_search(tmp_path: Path) -> None:
+    """`polyvec index` builds a calibrated index; `search --target-recall` uses it."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2500, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", x[:20] + 0.05)
+    (tmp_path / "ids.txt").write_text("\n".join(map(str, range(2500))))
+    db = tmp_path / "db"
+    run("create", "c", "--dense", "v:16", "--segment-rows", "1200", db=db)
+    run("add", "c", "--ids", str(tmp_path / "ids.txt"), "--vectors", f"v={tmp_path / 'x.npy'}",
+        db=db)
+    info = run_json("index", "c", "v", "HNSW16,SQ8,Refine", "--sample-queries",
+                    str(tmp_path / "q.npy"), db=db)
+    # batches of 1,000 with segment_rows 1,200: one sealed segment of 2,000, 500 growing
+    assert info["spec"] == "HNSW16,SQ8,Refine" and info["segments_indexed"] == 1
+    body = run_json("search", "c", "--query", str(tmp_path / "q.npy"), "-k", "5",
+                    "--target-recall", "0.95", db=db)
+    assert body["info"]["strategy"] == "index" and body["info"]["recall_estimate"] >= 0.9
+    assert [row[0] for row in body["ids"]] == list(range(20))
+    assert_user_error(run("index", "c", "v", "HNSW0", db=db, ok=False), "HNSW0")

@@ -102,3 +102,21 @@ def test_corrupt_index_file_raises_and_bad_specs_are_rejected(tmp_path, data) ->
     with pytest.raises(CorruptFile) as e:
         pv.connect(tmp_path).get_collection("c")
     assert Path(e.value.filename) == target
+
+
+def test_target_recall_is_met_within_0_02_on_held_out_queries(tmp_path) -> None:
+    """The acceptance bar: achieved mean recall@10 within 0.02 of each requested target."""
+    base = np.load(DATA / "base_f16.npy")[:20_000].astype(np.float32)
+    queries = np.load(DATA / "queries_f16.npy").astype(np.float32)
+    coll = pv.connect(tmp_path).create_collection("c", {"v": pv.Dense(384)},
+                                                  segment_rows=10_000)
+    for lo in range(0, 20_000, 5_000):
+        coll.add(list(range(lo, lo + 5_000)), {"v": base[lo:lo + 5_000]})
+    coll.create_index("v", "HNSW32,SQ8,Refine", sample_queries=queries[:300])
+    held_out = queries[1000:1500]  # disjoint from the calibration sample
+    exact = coll.search(held_out, k=10)
+    for target in (0.9, 0.95, 0.99):
+        res = coll.search(held_out, k=10, target_recall=target)
+        achieved = _recall(res.ids, exact.ids)
+        assert abs(achieved - target) <= 0.02, (target, achieved, res.info["params"])
+        assert abs(res.info["recall_estimate"] - target) <= 0.02

@@ -50,8 +50,10 @@ class IndexingMixin:
     _version: int
     _index_specs: dict[str, str]
     _samples: dict[str, np.ndarray]
+    _calibration: dict[str, Any]
     _field: Callable[[str | None], tuple[str, FieldSpec]]
     _refresh: Callable[[], None]
+    _search: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, Any]]]
 
     def create_index(self, field: str, spec: str | IndexSpec, *,
                      sample_queries: np.ndarray | None = None) -> None:
@@ -97,6 +99,7 @@ class IndexingMixin:
                 seg.indexes[name] = idx
             for _, (folder, _) in old:
                 shutil.rmtree(self._index_dir() / folder, ignore_errors=True)
+            self._calibrate_collection(name)
 
     def _index_dir(self) -> Path:
         d = self.path / INDEXES
@@ -132,12 +135,70 @@ class IndexingMixin:
         self._version = self._catalog.data_version()
         for row, seg, idx in built:
             seg.indexes[row.field] = idx
+        for field in {row.field for row, _, _ in built}:
+            self._calibrate_collection(field)
+
+    def _calibrate_collection(self, field: str, *, k: int = 10, nq: int = 200) -> None:
+        """Calibrate ``target_recall`` on the whole search (every segment, merged).
+
+        Per-segment tables would be conservative: each segment of several only has to find
+        its share of the true top-k. The sweep measures mean recall@k of the merged search
+        against the exact one, on the stored sample queries (else pseudo-queries), and the
+        table is persisted in the catalog.
+        """
+        from .index.calibrate import KNOB_GRIDS, CalibrationTable, knob_params, pseudo_queries
+
+        indexed = [s.indexes[field][1] for s in self._segments if field in s.indexes]
+        if not indexed:
+            self._calibration.pop(field, None)
+            return
+        spec = self._fields[field]
+        q = self._samples.get(field)
+        if q is None:
+            rows = np.concatenate([np.asarray(s.fields[field][: max(1, nq // len(
+                self._segments))], dtype=np.float32) for s in self._segments])
+            q = pseudo_queries(rows, nq, 0, spec.metric)
+        exact, _, _ = self._search(q, k, field, spec, None, None, None, use_index=False)
+        probe = indexed[0]
+        grid = [g for g in KNOB_GRIDS[probe.knob] if probe.knob != "ef" or g >= k]
+        if probe.knob == "nprobe":
+            grid = [g for g in grid if g <= min(i.faiss_index.nlist for i in indexed)]
+        cache: dict[int, float] = {}
+
+        def measure(i: int) -> float:
+            if i not in cache:
+                got, _, _ = self._search(q, k, field, spec, None, None,
+                                         knob_params(probe, grid[i], k))
+                cache[i] = float(np.mean([len(set(a) & set(b)) / max(1, len(set(b) - {None}))
+                                          for a, b in zip(got.tolist(), exact.tolist(),
+                                                          strict=True)]))
+            return cache[i]
+
+        targets, params, recalls, lo = (0.9, 0.95, 0.99), [], [], 0
+        for t in targets:  # binary search: recall grows with the knob
+            a, b = lo, len(grid) - 1
+            if measure(b) < t:
+                a = b
+            while a < b:
+                mid = (a + b) // 2
+                a, b = (a, mid) if measure(mid) >= t else (mid + 1, b)
+            lo = a
+            params.append(knob_params(probe, grid[a], k))
+            recalls.append(measure(a))
+        table = CalibrationTable(probe.knob, k, targets, tuple(params), tuple(recalls))
+        self._calibration[field] = table
+        with self._catalog.transaction():
+            self._catalog.set_meta({"calibration": {f: t.to_dict()
+                                                    for f, t in self._calibration.items()}})
+        self._version = self._catalog.data_version()
 
     def _load_indexes(self, rows: list[IndexRow], meta: dict[str, Any]) -> None:
         """Attach the registered indexes to the loaded segments (reusing ones already open)."""
-        from .index import load_index
+        from .index import CalibrationTable, load_index
 
         self._index_specs = dict(meta.get("indexes", {}))
+        self._calibration = {f: CalibrationTable.from_dict(d)
+                             for f, d in meta.get("calibration", {}).items()}
         self._samples = {}
         by_name = {s.row.name: s for s in self._segments}
         wanted: dict[tuple[str, str], IndexRow] = {}
@@ -161,12 +222,13 @@ class IndexingMixin:
                              self._fields[field].metric)
             seg.indexes[field] = (r.folder, idx)
 
-    def _index_params(self, idx: VectorIndex, target_recall: float | None,
+    def _index_params(self, field: str, idx: VectorIndex, target_recall: float | None,
                       params: QueryParams | None) -> tuple[QueryParams | None, float | None]:
-        """Per-call params: explicit ones, or the calibrated ones for ``target_recall``."""
-        if target_recall is None or idx.calibration is None:
+        """Per-call params: explicit ones, or the calibrated ones for ``target_recall`` (the
+        collection-wide table, else the segment's own)."""
+        table = self._calibration.get(field) or idx.calibration
+        if target_recall is None or table is None:
             return params, None
-        table = idx.calibration
         p = table.params_for(target_recall)
         i = table.params.index(p)
         return p, float(table.recalls[i])
@@ -185,8 +247,8 @@ class IndexingMixin:
                 "ram_bytes_per_vector": ram / n if n else None,
                 "calibrated_on": "sample queries" if field in self._samples else
                                  "pseudo-queries from the data",
-                "calibration": [s.indexes[field][1].calibration.to_dict() for s in segs[:1]
-                                if s.indexes[field][1].calibration is not None],
+                "calibration": (self._calibration[field].to_dict()
+                                if field in self._calibration else None),
             }
         return out
 

@@ -77,6 +77,7 @@ class Collection(TextMixin, IndexingMixin):
         self._segments: list[_Segment] = []
         self._index_specs: dict[str, str] = {}
         self._samples: dict[str, np.ndarray] = {}
+        self._calibration: dict[str, Any] = {}
         self._mutex = threading.RLock()
         self._lock = WriteLock(self.path / "LOCK", lock_timeout)
         self._catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)
@@ -532,7 +533,7 @@ class Collection(TextMixin, IndexingMixin):
         return SearchResult(ids, scores, info)
 
     def _search(self, queries: Any, k: int, name: str, spec: FieldSpec, node: Any,
-                target_recall: float | None, params: Any
+                target_recall: float | None, params: Any, *, use_index: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         selected = None if node is None else self._select(node)
         used: list[dict[str, Any]] = []
@@ -547,9 +548,9 @@ class Collection(TextMixin, IndexingMixin):
             if selected is not None:
                 sel = isin_sorted(seqs, selected)
                 mask = sel if mask is None else (mask & sel)
-            if seg is not None and name in seg.indexes:
-                used.append(self._search_index(seg.indexes[name][1], queries, k, data, seqs,
-                                               mask, target_recall, params, topk))
+            if use_index and seg is not None and name in seg.indexes:
+                used.append(self._search_index(name, seg.indexes[name][1], queries, k, data,
+                                               seqs, mask, target_recall, params, topk))
                 continue
             if isinstance(data, TokenSets):
                 scan_multi(queries, data.tokens, data.offsets, seqs, topk,
@@ -569,11 +570,11 @@ class Collection(TextMixin, IndexingMixin):
             info["recall_estimate"] = (None if None in estimates else min(estimates))
         return ids, scores, info
 
-    def _search_index(self, idx: Any, queries: np.ndarray, k: int, data: np.ndarray,
-                      seqs: np.ndarray, mask: np.ndarray | None, target_recall: float | None,
-                      params: Any, topk: TopK) -> dict[str, Any]:
+    def _search_index(self, name: str, idx: Any, queries: np.ndarray, k: int,
+                      data: np.ndarray, seqs: np.ndarray, mask: np.ndarray | None,
+                      target_recall: float | None, params: Any, topk: TopK) -> dict[str, Any]:
         """Search one segment through its index; push the hits into ``topk``."""
-        p, estimate = self._index_params(idx, target_recall, params)
+        p, estimate = self._index_params(name, idx, target_recall, params)
         scores, rows = idx.search(queries, k, params=p, selection=mask, rerank=data)
         hit = rows >= 0
         ids = np.where(hit, seqs[np.where(hit, rows, 0)], -1)

@@ -86,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     p.add_argument("--filter", metavar="JSON", help='payload filter, e.g. \'{"lang": "en"}\'')
     p.add_argument("--with-payloads", action="store_true", help="add payloads to --json output")
+    p.add_argument("--target-recall", type=float, help="with an index: calibrated recall target")
+    p.add_argument("--ef", type=int, help="with an HNSW index: search breadth")
+    p.add_argument("--nprobe", type=int, help="with an IVF index: cells probed")
+    p.add_argument("--oversample", type=float, help="with a compressed index: rerank depth / k")
+
+    p = sub.add_parser("index", parents=common,
+                       help="build an ANN index on a dense field, e.g. HNSW32,SQ8,Refine")
+    p.add_argument("name")
+    p.add_argument("field")
+    p.add_argument("spec", help="factory string: HNSW32,SQ8,Refine | IVF1024,PQ48,Refine | ...")
+    p.add_argument("--sample-queries", metavar="FILE.npy",
+                   help="real queries (n, dim) to calibrate recall targets on")
 
     p = sub.add_parser("get", parents=common, help="fetch items by id")
     p.add_argument("name")

@@ -101,7 +101,9 @@ def search(args: argparse.Namespace) -> int:
     flt = parse_filter_json(args.filter)
     with _open(args) as db:
         coll = db.get_collection(args.name)
-        res = coll.search(query, k=args.k, field=args.field, filter=flt)
+        res = coll.search(query, k=args.k, field=args.field, filter=flt,
+                          target_recall=args.target_recall, ef=args.ef, nprobe=args.nprobe,
+                          oversample=args.oversample)
         payloads = _payloads(coll, res.ids) if not args.json or args.with_payloads else None
     if args.json:
         emit_json(result_json(res.ids, res.scores, res.info, payloads))
@@ -199,6 +201,27 @@ def drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def index(args: argparse.Namespace) -> int:
+    sample = None if args.sample_queries is None else np.asarray(read_query(args.sample_queries))
+    with _open(args) as db:
+        coll = db.get_collection(args.name)
+        coll.create_index(args.field, args.spec, sample_queries=sample)
+        info = coll.info()["indexes"][args.field]
+    if args.json:
+        emit_json(info)
+    else:
+        cal = info["calibration"] or {}
+        print(f"indexed {args.name}.{args.field} with {info['spec']}: "
+              f"{info['segments_indexed']} segment(s) indexed, {info['segments_exact']} exact; "
+              f"{info['ram_bytes_per_vector'] or 0:.0f} B/vector in RAM; calibrated on "
+              f"{info['calibrated_on']}")
+        for t, p, r in zip(cal.get("targets", []), cal.get("params", []),
+                           cal.get("recalls", []), strict=False):
+            knobs = ", ".join(f"{k}={v}" for k, v in p.items() if v is not None)
+            print(f"  target recall {t:.2f}: {knobs} (measured {r:.3f})")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from .eval import run_eval as run
 
@@ -206,4 +229,5 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"create": create, "add": add, "search": search, "get": get, "delete": delete,
-            "info": info, "compact": compact, "flush": flush, "drop": drop, "eval": run_eval}
+            "info": info, "compact": compact, "flush": flush, "drop": drop, "eval": run_eval,
+            "index": index}
