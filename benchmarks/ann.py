@@ -1,0 +1,593 @@
+"""Approximate nearest neighbours: polyvec's index layer vs faiss, hnswlib and usearch.
+
+This measures ``polyvec.index`` (the standalone index layer: ``build_index`` +
+``VectorIndex.search``) directly; it is not yet wired into collections, so collection-level
+overhead (payloads, SQLite, segments) is NOT included.
+
+For each system one build, then a sweep of its query knob (ef / nprobe / oversample). Each
+point records recall@10 against exact ground truth, single-thread QPS with one query per call
+(a Python loop over the evaluation queries, 1 thread everywhere) and batched QPS with 2
+threads (all evaluation queries in one call). The table reports, per system, the best
+single-thread QPS among settings that reach recall@10 >= 0.90 / 0.95 / 0.99, the build time
+(2 threads) and bytes per vector kept in RAM (graph + codes; polyvec: ``bytes_in_ram() / n``,
+faiss: serialized size, hnswlib / usearch: serialized size). Full-precision rerank vectors
+(which may stay memory-mapped on disk) are reported separately.
+
+Where a faiss peer is exactly the faiss object polyvec builds (faiss ``IndexHNSWFlat(32)``,
+efConstruction 200, and the ``IndexHNSWSQ`` base under faiss's ``IndexRefineFlat``), the peer
+searches that same graph through faiss directly: its build time is that one build. This also
+gives the per-query Python overhead of polyvec (``index.search`` minus the faiss call inside).
+
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/ann.py [--queries 1000] [--fashion]
+
+Writes benchmarks/results/ann.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+
+import math  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from importlib import metadata  # noqa: E402
+from typing import Any  # noqa: E402
+
+import faiss as _faiss  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import DATA, RESULTS, machine, markdown_table, peak_rss_mib, write_results  # noqa: E402
+
+from polyvec.factory import format_index, parse_index  # noqa: E402
+from polyvec.index import QueryParams, build_index  # noqa: E402
+from polyvec.index.refine import rerank_candidates  # noqa: E402
+
+K = 10
+LEVELS = (0.90, 0.95, 0.99)
+EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+OVERSAMPLES = (1.5, 2.0, 4.0)
+NPROBES = (4, 8, 16, 32, 64, 128)
+
+SearchFn = Callable[[np.ndarray], np.ndarray]  # (nq, d) -> (nq, K) ids
+Setting = tuple[dict[str, Any], SearchFn, SearchFn]
+faiss: Any = _faiss  # typed Any: its stubs lag its API
+
+
+@dataclass
+class System:
+    name: str
+    family: str  # "polyvec" or "peer"
+    build_s: float
+    bytes_per_vector: float
+    rerank_bytes_per_vector: float = 0.0
+    notes: str = ""
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+
+def version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def recall_at_k(ids: np.ndarray, gt: np.ndarray) -> float:
+    ids = np.asarray(ids)[:, :K]
+    return float((ids[:, :, None] == gt[:, None, :K]).any(axis=2).sum() / (len(gt) * K))
+
+
+def single_qps(fn: SearchFn, q: np.ndarray) -> tuple[float, np.ndarray]:
+    """One query per call, in a Python loop; returns QPS and the ids."""
+    rows = [q[i:i + 1] for i in range(len(q))]
+    fn(rows[0])  # warm
+    out = []
+    t = time.perf_counter()
+    for r in rows:
+        out.append(fn(r))
+    dt = time.perf_counter() - t
+    return len(q) / dt, np.vstack(out)
+
+
+def batch_qps(fn: SearchFn, q: np.ndarray, repeats: int = 3) -> float:
+    """All queries in one call (2 threads); the best of ``repeats``."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(q)
+        best = min(best, time.perf_counter() - t)
+    return len(q) / best
+
+
+def sweep(system: System, settings: list[Setting],
+          q: np.ndarray, gt: np.ndarray, stop_at: float = 0.999) -> None:
+    """Run each (knobs, single-thread fn, 2-thread batched fn); stop a knob line once saturated."""
+    for knobs, one, batched in settings:
+        qps1, ids = single_qps(one, q)
+        rec = recall_at_k(ids, gt)
+        qps2 = batch_qps(batched, q)
+        system.points.append({**knobs, "recall": round(rec, 4), "qps_1t": round(qps1, 1),
+                              "qps_batch_2t": round(qps2, 1)})
+        print(f"  {system.name:34s} {knobs} recall {rec:.4f} 1t {qps1:8.0f} QPS  "
+              f"batch2t {qps2:8.0f} QPS", flush=True)
+        if rec >= stop_at:
+            break
+
+
+def best_at(system: System, level: float) -> dict[str, Any] | None:
+    ok = [p for p in system.points if p["recall"] >= level]
+    return max(ok, key=lambda p: p["qps_1t"]) if ok else None
+
+
+def set_threads(n: int) -> None:
+    faiss.omp_set_num_threads(n)
+
+
+def serialized_bytes(index: Any) -> int:
+    return int(faiss.serialize_index(index).size)
+
+
+# ----------------------------------------------------------------------------- polyvec
+def polyvec_system(spec_s: str, base: np.ndarray, metric: str, q: np.ndarray, gt: np.ndarray,
+                   sample: np.ndarray | None, keep: dict[str, Any]) -> System:
+    spec = parse_index(spec_s)
+    t = time.perf_counter()
+    index = build_index(base, spec, metric, sample_queries=sample, threads=2)
+    build_s = time.perf_counter() - t
+    keep[spec_s] = index
+    rerank = base if index.refines else None
+    sysm = System(f"polyvec {spec_s}", "polyvec", build_s, index.bytes_in_ram() / len(base),
+                  rerank_bytes_per_vector=(base.shape[1] * 4 if rerank is not None else 0.0),
+                  notes="polyvec.index measured directly (not collections)")
+    knob = index.knob
+    if knob == "ef":
+        knob_values: list[dict[str, Any]] = [{"ef": e} for e in EFS]
+    elif knob == "nprobe":
+        knob_values = [{"nprobe": p} for p in NPROBES]
+    else:
+        knob_values = [{}]
+    overs: tuple[float | None, ...] = OVERSAMPLES if index.refines else (None,)
+    for ov in overs:
+        settings: list[Setting] = []
+        for kv in knob_values:
+            params = QueryParams(oversample=ov, **kv)
+
+            def one(x: np.ndarray, params: QueryParams = params) -> np.ndarray:
+                return index.search(x, K, params=params, rerank=rerank)[1]
+
+            def batched(x: np.ndarray, params: QueryParams = params) -> np.ndarray:
+                set_threads(2)
+                try:
+                    return index.search(x, K, params=params, rerank=rerank)[1]
+                finally:
+                    set_threads(1)
+
+            settings.append(({**kv, "oversample": ov}, one, batched))
+        sweep(sysm, settings, q, gt)
+    return sysm
+
+
+def overhead(index: Any, base: np.ndarray, q: np.ndarray, ef: int,
+             oversample: float | None) -> dict[str, Any]:
+    """Per-query time of ``index.search`` split into faiss, rerank and the rest (Python)."""
+    rerank = base if index.refines else None
+    params = QueryParams(ef=ef, oversample=oversample)
+    kc = max(K, math.ceil(K * index.oversample(params))) if rerank is not None else K
+    p = faiss.SearchParametersHNSW(efSearch=max(kc, ef))
+    fi = index.faiss_index
+    rows = [q[i:i + 1] for i in range(len(q))]
+    qt = rows if index.transform is None else [index.transform.transform_queries(r)
+                                               for r in rows]
+
+    def loop(fn: Callable[[int], Any]) -> float:
+        fn(0)
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for i in range(len(rows)):
+                fn(i)
+            best = min(best, (time.perf_counter() - t) / len(rows))
+        return best * 1e6
+
+    total = loop(lambda i: index.search(rows[i], K, params=params, rerank=rerank))
+    raw = loop(lambda i: fi.search(qt[i], kc, params=p))
+    cands = [fi.search(qt[i], kc, params=p)[1].astype(np.int64) for i in range(len(rows))]
+    rr = 0.0
+    if rerank is not None:
+        metric = index.metric
+        rr = loop(lambda i: rerank_candidates(rows[i], cands[i], rerank, K, metric))
+    tr = 0.0
+    if index.transform is not None:
+        tr = loop(lambda i: index.transform.transform_queries(rows[i]))
+    return {"spec": format_index(index.spec), "ef": ef, "oversample": oversample, "candidates": kc,
+            "us_per_query_total": round(total, 1), "us_faiss_search": round(raw, 1),
+            "us_rerank_numpy": round(rr, 1), "us_transform": round(tr, 1),
+            "us_python_overhead": round(total - raw - rr - tr, 1),
+            "overhead_share": round((total - raw) / total, 3)}
+
+
+# ----------------------------------------------------------------------------- peers
+def faiss_hnsw_flat_peer(pv_index: Any, build_s: float, base: np.ndarray, q: np.ndarray,
+                         gt: np.ndarray) -> System:
+    fi = pv_index.faiss_index  # the same IndexHNSWFlat(d, 32) efConstruction 200 polyvec built
+    s = System("faiss HNSW32,Flat", "peer", build_s, serialized_bytes(fi) / len(base),
+               notes="faiss IndexHNSWFlat(32), efC 200; same faiss graph as polyvec HNSW32")
+    settings: list[Setting] = []
+    for ef in EFS:
+        p = faiss.SearchParametersHNSW(efSearch=max(ef, K))
+
+        def one(x: np.ndarray, p: Any = p) -> np.ndarray:
+            return fi.search(x, K, params=p)[1]
+
+        def batched(x: np.ndarray, p: Any = p) -> np.ndarray:
+            set_threads(2)
+            try:
+                return fi.search(x, K, params=p)[1]
+            finally:
+                set_threads(1)
+
+        settings.append(({"ef": ef}, one, batched))
+    sweep(s, settings, q, gt)
+    return s
+
+
+def faiss_refine_peer(name: str, base_index: Any, build_s: float, base: np.ndarray,
+                      q: np.ndarray, gt: np.ndarray, knob: str, values: tuple[int, ...],
+                      notes: str) -> System:
+    ref = faiss.IndexRefineFlat(base_index, faiss.swig_ptr(np.ascontiguousarray(base)))
+    s = System(name, "peer", build_s, serialized_bytes(base_index) / len(base),
+               rerank_bytes_per_vector=base.shape[1] * 4, notes=notes)
+    s._ref = ref  # type: ignore[attr-defined]  # keep the wrapper alive
+    for kf in OVERSAMPLES:
+        settings: list[Setting] = []
+        for v in values:
+            if knob == "ef":
+                inner: Any = faiss.SearchParametersHNSW(efSearch=max(v, math.ceil(K * kf)))
+            else:
+                inner = faiss.SearchParametersIVF(nprobe=v)
+            p = faiss.IndexRefineSearchParameters(k_factor=kf, base_index_params=inner)
+
+            def one(x: np.ndarray, p: Any = p) -> np.ndarray:
+                return ref.search(x, K, params=p)[1]
+
+            def batched(x: np.ndarray, p: Any = p) -> np.ndarray:
+                set_threads(2)
+                try:
+                    return ref.search(x, K, params=p)[1]
+                finally:
+                    set_threads(1)
+
+            settings.append(({knob: v, "k_factor": kf}, one, batched))
+        sweep(s, settings, q, gt)
+    return s
+
+
+def faiss_ivfpq_peer(base: np.ndarray, metric: str, q: np.ndarray, gt: np.ndarray) -> System:
+    d = base.shape[1]
+    m = 48 if d % 48 == 0 else 56 if d % 56 == 0 else 16
+    fm = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    spec = f"IVF1024,PQ{m}"
+    set_threads(2)
+    t = time.perf_counter()
+    idx = faiss.index_factory(d, spec, fm)
+    idx.train(base)
+    idx.add(base)
+    build_s = time.perf_counter() - t
+    set_threads(1)
+    return faiss_refine_peer(f"faiss {spec} + RefineFlat", idx, build_s, base, q, gt, "nprobe",
+                             NPROBES, f"faiss index_factory('{spec}') + IndexRefineFlat")
+
+
+def hnswlib_peer(base: np.ndarray, metric: str, q: np.ndarray, gt: np.ndarray) -> System:
+    import hnswlib
+
+    n, d = base.shape
+    idx = hnswlib.Index(space="l2" if metric == "l2" else "ip", dim=d)
+    t = time.perf_counter()
+    idx.init_index(max_elements=n, M=16, ef_construction=200, random_seed=0)
+    idx.set_num_threads(2)
+    idx.add_items(base, np.arange(n))
+    build_s = time.perf_counter() - t
+    idx.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "h.bin")
+        idx.save_index(path)
+        size = os.path.getsize(path)
+    s = System("hnswlib M16", "peer", build_s, size / n,
+               notes="hnswlib M 16, ef_construction 200; bytes = saved file (graph + f32)")
+    settings: list[Setting] = []
+    for ef in EFS:
+        def one(x: np.ndarray, ef: int = ef) -> np.ndarray:
+            idx.set_ef(max(ef, K))
+            return idx.knn_query(x, k=K, num_threads=1)[0]
+
+        def batched(x: np.ndarray, ef: int = ef) -> np.ndarray:
+            idx.set_ef(max(ef, K))
+            return idx.knn_query(x, k=K, num_threads=2)[0]
+
+        settings.append(({"ef": ef}, one, batched))
+    sweep(s, settings, q, gt)
+    return s
+
+
+def usearch_peer(base: np.ndarray, metric: str, dtype: str, q: np.ndarray,
+                 gt: np.ndarray) -> System:
+    from usearch.index import Index
+
+    n, d = base.shape
+    idx: Any = Index(ndim=d, metric="l2sq" if metric == "l2" else "cos", dtype=dtype,
+                connectivity=16)
+    t = time.perf_counter()
+    idx.add(np.arange(n, dtype=np.uint64), base, threads=2)
+    build_s = time.perf_counter() - t
+    size = len(idx.save())
+    s = System(f"usearch {dtype} conn16", "peer", build_s, size / n,
+               notes=f"usearch Index(connectivity=16, dtype={dtype}); bytes = serialized")
+    settings: list[Setting] = []
+    for ef in EFS:
+        def one(x: np.ndarray, ef: int = ef) -> np.ndarray:
+            idx.expansion_search = max(ef, K)
+            return idx.search(x, K, threads=1).keys
+
+        def batched(x: np.ndarray, ef: int = ef) -> np.ndarray:
+            idx.expansion_search = max(ef, K)
+            return idx.search(x, K, threads=2).keys
+
+        settings.append(({"ef": ef}, one, batched))
+    sweep(s, settings, q, gt)
+    return s
+
+
+def guarded(name: str, errors: dict[str, str], fn: Callable[[], System]) -> System | None:
+    try:
+        return fn()
+    except Exception as e:  # a peer that fails to install/run is recorded, not fatal
+        errors[name] = f"{type(e).__name__}: {e}"
+        print(f"  {name}: FAILED {errors[name]}", flush=True)
+        return None
+
+
+# ----------------------------------------------------------------------------- datasets
+def run_dataset(name: str, base: np.ndarray, q: np.ndarray, gt: np.ndarray,
+                sample: np.ndarray, metric: str) -> dict[str, Any]:
+    n, d = base.shape
+    print(f"== {name}: {n} x {d}, {len(q)} eval queries, metric {metric}", flush=True)
+    set_threads(1)
+    errors: dict[str, str] = {}
+    keep: dict[str, Any] = {}
+    systems: list[System] = []
+    nlist = int(round(4 * math.sqrt(n)))
+    specs = ["HNSW32,SQ8,Refine", "HNSW32", "HNSW32,F16,Refine", "Proj128,HNSW32,Refine",
+             "Proj128(ood),HNSW32,Refine", f"IVF{nlist},Flat"]
+    for spec in specs:
+        use_sample = sample if spec.startswith("Proj") else None
+
+        def make(spec: str = spec, us: np.ndarray | None = use_sample) -> System:
+            return polyvec_system(spec, base, metric, q, gt, us, keep)
+
+        s = guarded(f"polyvec {spec}", errors, make)
+        if s is not None:
+            systems.append(s)
+    by_name = {s.name: s for s in systems}
+    if "HNSW32" in keep:
+        systems.append(faiss_hnsw_flat_peer(keep["HNSW32"], by_name["polyvec HNSW32"].build_s,
+                                            base, q, gt))
+    if "HNSW32,SQ8,Refine" in keep:
+        pv = keep["HNSW32,SQ8,Refine"]
+        bs = by_name["polyvec HNSW32,SQ8,Refine"].build_s
+        s = guarded("faiss HNSW32,SQ8 + RefineFlat", errors, lambda: faiss_refine_peer(
+            "faiss HNSW32,SQ8 + RefineFlat", pv.faiss_index, bs, base, q, gt, "ef", EFS,
+            "faiss IndexHNSWSQ(QT_8bit, 32) efC 200 + IndexRefineFlat; same faiss graph as "
+            "polyvec HNSW32,SQ8"))
+        if s is not None:
+            systems.append(s)
+    for label, fn in [
+        ("faiss IVF-PQ + RefineFlat", lambda: faiss_ivfpq_peer(base, metric, q, gt)),
+        ("hnswlib", lambda: hnswlib_peer(base, metric, q, gt)),
+        ("usearch f32", lambda: usearch_peer(base, metric, "f32", q, gt)),
+        ("usearch i8", lambda: usearch_peer(base, metric, "i8", q, gt)),
+    ]:
+        s = guarded(label, errors, fn)
+        if s is not None:
+            systems.append(s)
+
+    over = []
+    for spec in ("HNSW32", "HNSW32,SQ8,Refine"):
+        if spec in keep:
+            idx = keep[spec]
+            best = best_at(by_name[f"polyvec {spec}"], 0.95)
+            ef = int(best["ef"]) if best else 64
+            ov = best.get("oversample") if best else None
+            over.append(overhead(idx, base, q, ef, ov))
+            print(f"  overhead {over[-1]}", flush=True)
+    out = {"n": n, "dim": d, "metric": metric, "eval_queries": len(q),
+           "systems": [s.__dict__ for s in systems], "errors": errors, "overhead": over,
+           "best": {s.name: {str(lv): best_at(s, lv) for lv in LEVELS} for s in systems}}
+    out["systems"] = [{k: v for k, v in s.items() if not k.startswith("_")}
+                      for s in out["systems"]]
+    keep.clear()
+    return out
+
+
+def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets on the Debian data, as ratios within this run."""
+    systems = {s["name"]: s for s in res["systems"]}
+    best = res["best"]
+
+    def qps(name: str, lv: float) -> float:
+        b = best.get(name, {}).get(str(lv))
+        return float(b["qps_1t"]) if b else 0.0
+
+    pv = [s for s in systems.values() if s["family"] == "polyvec"]
+    peers = [s for s in systems.values() if s["family"] == "peer"]
+    faiss_flat = systems.get("faiss HNSW32,Flat")
+    out = []
+    for lv in (0.95, 0.99):
+        best_peer = max(peers, key=lambda s: qps(s["name"], lv), default=None)
+        bp = qps(best_peer["name"], lv) if best_peer else 0.0
+        ranked = sorted(pv, key=lambda s: -qps(s["name"], lv))
+        top = ranked[0] if ranked else None
+        if lv == 0.95 and faiss_flat is not None:
+            ff = qps(faiss_flat["name"], lv)
+            ff_bytes = faiss_flat["bytes_per_vector"]
+            for s in ranked:
+                q_ = qps(s["name"], lv)
+                r_ff = q_ / ff if ff else 0.0
+                r_bp = q_ / bp if bp else 0.0
+                mem = s["bytes_per_vector"] / ff_bytes
+                out.append({"level": lv, "config": s["name"], "qps": q_,
+                            "vs_faiss_hnsw_flat": round(r_ff, 3), "target_vs_faiss": 1.3,
+                            "vs_best_peer": round(r_bp, 3), "best_peer": best_peer["name"]
+                            if best_peer else None, "target_vs_best_peer": 1.0,
+                            "bytes_ratio_vs_faiss_flat": round(mem, 3), "target_bytes": 0.5,
+                            "pass": bool(r_ff >= 1.3 and r_bp >= 1.0 and mem <= 0.5)})
+        elif lv == 0.99 and top is not None:
+            q_ = qps(top["name"], lv)
+            r_bp = q_ / bp if bp else 0.0
+            out.append({"level": lv, "config": top["name"], "qps": q_,
+                        "vs_best_peer": round(r_bp, 3), "best_peer": best_peer["name"]
+                        if best_peer else None, "target_vs_best_peer": 1.0,
+                        "pass": bool(r_bp >= 1.0)})
+    return out
+
+
+def table(name: str, res: dict[str, Any]) -> str:
+    rows = []
+    for s in res["systems"]:
+        b = res["best"][s["name"]]
+        cells = []
+        for lv in LEVELS:
+            p = b[str(lv)]
+            if p is None:
+                cells.append("–")
+            else:
+                knobs = ",".join(f"{k}={v}" for k, v in p.items()
+                                 if k not in ("recall", "qps_1t", "qps_batch_2t")
+                                 and v is not None)
+                cells.append(f"{p['qps_1t']:.0f} ({knobs}; 2t batch {p['qps_batch_2t']:.0f})")
+        top = max(p["recall"] for p in s["points"]) if s["points"] else 0.0
+        rows.append([s["name"], f"{s['build_s']:.1f}", f"{s['bytes_per_vector']:.0f}",
+                     f"{s['rerank_bytes_per_vector']:.0f}", *cells, f"{top:.4f}"])
+    hdr = ["system", "build s", "RAM B/vec", "rerank B/vec (mmap-able)",
+           "1t QPS @0.90", "1t QPS @0.95", "1t QPS @0.99", "max recall"]
+    return f"### {name}\n\n" + markdown_table(hdr, rows)
+
+
+def plot(results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(1, len(names), figsize=(7 * len(names), 5.5), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for s in results[name]["systems"]:
+            pts = sorted(s["points"], key=lambda p: p["recall"])
+            # the Pareto front: best QPS at or above each recall
+            front, best = [], 0.0
+            for p in reversed(pts):
+                if p["qps_1t"] > best:
+                    best = p["qps_1t"]
+                    front.append(p)
+            front.reverse()
+            style = "-o" if s["family"] == "polyvec" else "--s"
+            ax.plot([p["recall"] for p in front], [p["qps_1t"] for p in front], style,
+                    ms=3, label=s["name"])
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel("QPS, 1 thread, 1 query per call")
+        ax.set_title(f"{name} (polyvec.index measured directly)")
+        ax.set_xlim(0.8, 1.0)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "ann.png", dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--queries", type=int, default=1000, help="evaluation queries (Debian)")
+    ap.add_argument("--fashion", action="store_true",
+                    help="also run fashion-mnist (L2; about doubles the run time)")
+    ap.add_argument("--fashion-queries", type=int, default=500)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    load_start = os.getloadavg()
+    d = DATA / "debian-minilm"
+    base = np.ascontiguousarray(np.load(d / "base_f16.npy").astype(np.float32))
+    queries = np.load(d / "queries_f16.npy").astype(np.float32)
+    gt = np.load(d / "gt_top100_ids.npy")[:, :K]
+    nq = min(args.queries, len(queries) // 2)
+    # evaluation queries first; the held-out rest only fits Proj128(ood)
+    results = {"debian-minilm": run_dataset("debian-minilm", base, queries[:nq], gt[:nq],
+                                            queries[nq:], "cosine")}
+    skipped = {}
+    if args.fashion:
+        from polyvec.eval.datasets import load_fashion_mnist
+
+        ds = load_fashion_mnist()
+        assert ds.base is not None and ds.query_vectors is not None and ds.neighbors is not None
+        fq = args.fashion_queries
+        results["fashion-mnist"] = run_dataset(
+            "fashion-mnist", np.ascontiguousarray(ds.base), ds.query_vectors[:fq],
+            ds.neighbors[:fq, :K], ds.query_vectors[fq:fq + 2000], "l2")
+    else:
+        skipped["fashion-mnist"] = ("not run by default: on this 2-core machine it about "
+                                    "doubles the run (≈ 10 builds over 60,000 x 784); run with "
+                                    "--fashion")
+    tg = targets(results["debian-minilm"])
+    payload = {
+        "benchmark": "ann", "scope": "polyvec.index measured directly (build_index + "
+        "VectorIndex.search), not collections", "k": K, "levels": LEVELS,
+        "machine": machine(), "versions": {p: version(p) for p in (
+            "faiss-cpu", "hnswlib", "usearch", "numpy")},
+        "results": results, "targets_debian": tg, "skipped": skipped,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "loadavg_start_end": [list(load_start), list(os.getloadavg())],
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+    }
+    parts = ["# ANN benchmark: polyvec.index vs faiss, hnswlib, usearch", "",
+             "polyvec side: the standalone index layer (`polyvec.index`) measured directly, not "
+             "collections. recall@10 vs exact; QPS = one query per call, 1 thread (best setting "
+             "reaching the level; its 2-thread batched QPS in brackets). RAM B/vec = graph + "
+             "codes; rerank vectors (float32, may stay memory-mapped) listed separately.", ""]
+    for name, res in results.items():
+        parts += [table(name, res), ""]
+        broken = [s["name"] for s in res["systems"]
+                  if s["points"] and max(p["recall"] for p in s["points"]) < 0.5]
+        if broken:
+            parts += [f"Anomaly: {broken} never reach recall@10 0.5 at any setting (a defect "
+                      "in that configuration, not a tuning matter).", ""]
+        if res["errors"]:
+            parts += [f"Errors: {res['errors']}", ""]
+        parts += ["Per-query time of polyvec `index.search` (µs):", "",
+                  markdown_table(list(res["overhead"][0]) if res["overhead"] else ["-"],
+                                 [list(o.values()) for o in res["overhead"]]), ""]
+    parts += ["### Targets (Debian, ratios within this run)", "",
+              markdown_table(["level", "config", "QPS", "vs faiss HNSW32,Flat (≥1.3)",
+                              "vs best peer (≥1.0)", "best peer", "bytes vs faiss flat (≤0.5)",
+                              "pass"],
+                             [[t["level"], t["config"], f"{t['qps']:.0f}",
+                               t.get("vs_faiss_hnsw_flat", "–"), t["vs_best_peer"],
+                               t["best_peer"], t.get("bytes_ratio_vs_faiss_flat", "–"),
+                               "PASS" if t["pass"] else "FAIL"] for t in tg]), ""]
+    if skipped:
+        parts += [f"Skipped: {skipped}", ""]
+    parts += [f"Versions: {payload['versions']}; wall {payload['wall_s']} s; load average "
+              f"(1, 5, 15 min) at start / end {payload['loadavg_start_end']} on "
+              f"{machine()['cpus']} CPUs (above ~1 means other processes shared the cores)"]
+    md = "\n".join(parts)
+    write_results("ann", payload, md)
+    plot(results)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
