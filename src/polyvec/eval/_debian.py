@@ -92,6 +92,10 @@ def fetch_deb(package: str, cache_dir: str | os.PathLike[str] | None = None) -> 
                     f"here; {_how_to_get(package, cache)}"
                 )
             done = _run(["apt-get", "download", package], cwd=work)
+            if (done.returncode != 0 or not any(work.glob("*.deb"))) and os.geteuid() == 0:
+                # a fresh machine may have no package lists yet: fetch them once and retry
+                _run(["apt-get", "update", "-q"], cwd=work)
+                done = _run(["apt-get", "download", package], cwd=work)
             debs = sorted(work.glob("*.deb"))
             if done.returncode != 0 or not debs:
                 tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
