@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from polyvec._kernels import TopK, maxsim_numpy, maxsim_reduce
+from polyvec._kernels.refine import refine_numpy, refine_topk
 
 
 @pytest.mark.parametrize("k", [1, 7, 50])
@@ -72,3 +75,31 @@ def test_parallel_twins_equal_numpy() -> None:
     sim = rng.standard_normal((4, offsets[-1])).astype(np.float32)  # > 2**18 similarities
     np.testing.assert_allclose(maxsim_reduce(sim, offsets, backend="numba"),
                                maxsim_numpy(sim, offsets), rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("l2", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_refine_numba_equals_numpy(l2: bool, dtype: type) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((500, 24)).astype(dtype)
+    q = rng.standard_normal((7, 24)).astype(np.float32)
+    cand = rng.integers(-1, 500, size=(7, 40))
+    cand[2] = -1  # a query with no candidate at all
+    cand[3, 5:] = -1  # fewer candidates than k
+    s1, r1 = refine_topk(q, cand, x, 10, l2=l2, backend="numpy")
+    s2, r2 = refine_topk(q, cand, x, 10, l2=l2, backend="numba")
+    np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-4)
+    assert (r2[2] == -1).all() and np.isneginf(s2[2]).all()
+    assert (r2[3, 5:] == -1).all()
+
+
+def test_refine_reads_a_memmap_without_copying(tmp_path: Path) -> None:
+    x = np.random.default_rng(4).standard_normal((300, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    q = x[:3] + 0.01
+    cand = np.tile(np.arange(0, 300, 3), (3, 1))
+    s, r = refine_topk(q, cand, mm, 5, l2=False, backend="numba")
+    want = refine_numpy(q, cand, x, 5, False)
+    np.testing.assert_array_equal(r, want[1])

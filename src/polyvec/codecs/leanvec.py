@@ -9,7 +9,9 @@ Out-of-distribution (``Proj(dim, kind="ood")``), for queries unlike the document
 ``U`` the top-``dim`` eigenvectors of ``K_Q^{1/2} K_X K_Q^{1/2}``, queries map by
 ``A = U^T K_Q^{-1/2}`` and documents by ``B = U^T K_Q^{1/2}``, so that
 ``<A q, B x> = q^T K_Q^{-1/2} U U^T K_Q^{1/2} x ~= <q, x>`` (exact when dim = D). When
-``K_Q = K_X`` the products are those of the in-distribution projection.
+``K_Q = K_X`` the products are those of the in-distribution projection. The pair is then
+re-balanced (``B`` given orthonormal rows, its inverse moved into ``A``; the products do not
+change) so that document vectors can carry a graph index.
 
 The projected space is for inner products: with ``kind="ood"`` the two sides differ, so an
 index over ``transform_docs`` must score by dot product (not l2, not re-normalized cosine).
@@ -79,8 +81,14 @@ class ProjTransform(Transform):
         kq += self.spec.reg * np.trace(kq) / len(kq) * np.eye(len(kq))
         s, s_inv = _sqrt_and_inv_sqrt(kq)
         _, u = top_eigenvectors(s @ kx @ s, self.spec.dim)
-        self.queries_ = (u.T @ s_inv).astype(np.float32)
-        self.docs_ = (u.T @ s).astype(np.float32)
+        a, b = u.T @ s_inv, u.T @ s
+        # <Aq, Bx> is unchanged by A -> G^{1/2} A, B -> G^{-1/2} B with G = B B^T; this
+        # choice gives B orthonormal rows, so the documents keep the geometry of an orthogonal
+        # projection, the one a graph index can navigate (raw B stretches some directions
+        # by K_Q's eigenvalues, and an inner-product graph over it degenerates)
+        g_half, g_inv_half = _sqrt_and_inv_sqrt(b @ b.T)
+        self.queries_ = (g_half @ a).astype(np.float32)
+        self.docs_ = (g_inv_half @ b).astype(np.float32)
 
     def _docs(self, x: np.ndarray) -> np.ndarray:
         return x @ self.docs_.T
