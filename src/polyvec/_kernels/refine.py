@@ -47,10 +47,11 @@ def refine_numpy(q: np.ndarray, cand: np.ndarray, x: np.ndarray, k: int, l2: boo
     return out_s, out_r
 
 
-def _refine_loop(q, cand, x, l2, out_s, out_r):  # pragma: no cover
+def _refine_loop(q, cand, x, l2, k):  # pragma: no cover
     nq, c = cand.shape
     d = q.shape[1]
-    k = out_s.shape[1]
+    out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+    out_r = np.full((nq, k), -1, dtype=np.int64)
     for i in range(nq):
         filled = 0
         qq = np.float32(0.0)
@@ -81,6 +82,7 @@ def _refine_loop(q, cand, x, l2, out_s, out_r):  # pragma: no cover
             out_r[i, p] = r
             if filled < k:
                 filled += 1
+    return out_s, out_r
 
 
 _refine_serial = lazy_njit(fastmath=False)(_refine_loop)
@@ -103,9 +105,8 @@ def refine_topk(q: np.ndarray, cand: np.ndarray, x: np.ndarray, k: int, *, l2: b
         cand = np.where(valid, np.arange(rows.size).reshape(rows.shape), -1)
     else:
         cand = rows
-    out_s = np.full((len(q), k), -np.inf, np.float32)
-    out_r = np.full((len(q), k), -1, np.int64)
-    _refine_serial(np.ascontiguousarray(q, dtype=np.float32), cand, x, bool(l2), out_s, out_r)
+    out_s, out_r = _refine_serial(np.ascontiguousarray(q, dtype=np.float32), cand, x,
+                                  bool(l2), int(k))
     if widened:
         out_r = np.where(out_r >= 0, rows.ravel()[np.maximum(out_r, 0)], -1)
     return out_s, out_r

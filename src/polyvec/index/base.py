@@ -35,9 +35,10 @@ from ..codecs import load_transform, make_transform
 from ..codecs.base import Transform
 from ..errors import CorruptFile, DimensionMismatch, InvalidArgument
 from ..index_spec import DEFAULT_OVERSAMPLE, IndexSpec
+from .refine import rerank_candidates
 
 __all__ = ["QueryParams", "VectorIndex", "EXACT_BELOW", "METRICS", "faiss_threads",
-           "exact_topk"]
+           "exact_topk", "faiss_search"]
 
 EXACT_BELOW = 0.03  # selected fraction under which the selected rows are scanned exactly
 METRICS = ("cosine", "dot", "l2")
@@ -105,7 +106,22 @@ def exact_topk(q: np.ndarray, x: np.ndarray, k: int, metric: str,
     return top.result()
 
 
+class _Final:
+    """An exact answer found while planning a filtered search: ``scores, rows`` as returned."""
+
+    __slots__ = ("scores", "rows")
+
+    def __init__(self, scores: np.ndarray, rows: np.ndarray) -> None:
+        self.scores, self.rows = scores, rows
+
+
+_NO_PARAMS = QueryParams()
+
+
 def _as_queries(q: object, dim: int) -> np.ndarray:
+    if (type(q) is np.ndarray and q.dtype == np.float32 and q.ndim == 2  # the common case
+            and q.shape[1] == dim and q.flags.c_contiguous):
+        return q
     arr = np.asarray(q)
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise DimensionMismatch(f"queries: expected shape (nq, {dim}), got {arr.shape}")
@@ -230,9 +246,11 @@ class VectorIndex(ABC):
         return self.spec.refine is not None and self.spec.compressed
 
     def oversample(self, params: QueryParams) -> float:
+        if params.oversample is not None:  # checked by QueryParams
+            return params.oversample
         if self.spec.refine is None:
-            return DEFAULT_OVERSAMPLE if params.oversample is None else params.oversample
-        return self.spec.refine.effective(params.oversample)
+            return DEFAULT_OVERSAMPLE
+        return self.spec.refine.effective(None)
 
     def search(self, queries: np.ndarray, k: int, *, params: QueryParams | None = None,
                selection: np.ndarray | None = None, rerank: np.ndarray | None = None
@@ -242,45 +260,61 @@ class VectorIndex(ABC):
         ``selection`` (bool, (n,)) restricts the rows that may be returned; ``rerank``
         (float32/float16 (n, d), may be memory-mapped) are the full vectors used by the
         exact refine, required when the spec refines a compressed stage.
+
+        An unfiltered search takes a short path (a few checks, one candidate call, one refine
+        kernel call): per-query Python time matters when a graph walk costs ~100 µs.
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidArgument(f"search: expected k an int >= 1, got {k!r}")
-        params = QueryParams() if params is None else params
-        if not isinstance(params, QueryParams):
+        if params is None:
+            params = _NO_PARAMS
+        elif not isinstance(params, QueryParams):
             raise InvalidArgument(f"search: expected params a QueryParams, got {params!r}")
         q = _as_queries(queries, self.dim)
         if rerank is not None and (rerank.ndim != 2 or rerank.shape != (self.n, self.dim)):
             raise DimensionMismatch(f"rerank: expected shape ({self.n}, {self.dim}), got "
                                     f"{rerank.shape}")
-        if self.refines and rerank is None:
+        refine = self.refines
+        if refine and rerank is None:
             raise InvalidArgument(f"search: the index {self.spec!r} refines its candidates; "
                                   "expected rerank vectors, got None")
-        sel = self._check_selection(selection)
-        refine = self.refines and rerank is not None
         kc = max(k, math.ceil(k * self.oversample(params))) if refine else k
         qt = q if self.transform is None else self.transform.transform_queries(q)
-        n_sel = self.n if sel is None else int(np.count_nonzero(sel))
-        if n_sel == 0:
-            return (np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64))
-        if sel is not None:  # widen the search in proportion to what the filter removes
-            params = self._widen(params, kc, n_sel / self.n)
-        if sel is not None and (n_sel <= kc or n_sel < EXACT_BELOW * self.n
-                                or self._prefer_exact(params, n_sel)):
-            if rerank is not None:  # the selected rows, exactly, in the original space
-                return exact_topk(q, rerank, k, self.metric, np.flatnonzero(sel))
-            s, r = self._exhaustive(qt, min(kc, n_sel), sel)
+        sel = self._check_selection(selection)
+        if sel is None:  # the short path
+            s, r = self._candidates(qt, min(kc, self.n), params, None)
         else:
-            s, r = self._candidates(qt, min(kc, self.n), params, sel)
-            want = min(kc, n_sel)
-            short = np.flatnonzero((r >= 0).sum(axis=1) < want)
-            if len(short):  # a filtered graph walk fell short: scan those queries exactly
-                s2, r2 = self._exhaustive(qt[short], want, sel)
-                s[short, :want], r[short, :want] = s2, r2
+            got = self._filtered(q, qt, k, kc, params, sel, rerank)
+            if got is None:
+                return (np.full((len(q), k), -np.inf, np.float32),
+                        np.full((len(q), k), -1, np.int64))
+            if isinstance(got, _Final):
+                return got.scores, got.rows
+            s, r = got
         if refine and rerank is not None:
-            from .refine import rerank_candidates
-
             return rerank_candidates(q, r, rerank, k, self.metric)
         return _pad(s[:, :k], r[:, :k], k)
+
+    def _filtered(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
+                  sel: np.ndarray, rerank: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray] | _Final | None:
+        """Candidates under a selection: a widened walk, or an exact scan when few rows are
+        selected (``_Final`` when that scan already gives the answer; ``None``: none selected)."""
+        n_sel = int(np.count_nonzero(sel))
+        if n_sel == 0:
+            return None
+        params = self._widen(params, kc, n_sel / self.n)  # in proportion to what is removed
+        if n_sel <= kc or n_sel < EXACT_BELOW * self.n or self._prefer_exact(params, n_sel):
+            if rerank is not None:  # the selected rows, exactly, in the original space
+                return _Final(*exact_topk(q, rerank, k, self.metric, np.flatnonzero(sel)))
+            return self._exhaustive(qt, min(kc, n_sel), sel)
+        s, r = self._candidates(qt, min(kc, self.n), params, sel)
+        want = min(kc, n_sel)
+        short = np.flatnonzero((r >= 0).sum(axis=1) < want)
+        if len(short):  # a filtered graph walk fell short: scan those queries exactly
+            s2, r2 = self._exhaustive(qt[short], want, sel)
+            s[short, :want], r[short, :want] = s2, r2
+        return s, r
 
     def _check_selection(self, selection: np.ndarray | None) -> np.ndarray | None:
         if selection is None:
@@ -331,11 +365,31 @@ def faiss_selector(sel: np.ndarray | None) -> tuple[Any, Any]:
 
 
 def faiss_result(dist: np.ndarray, ids: np.ndarray, l2: bool) -> tuple[np.ndarray, np.ndarray]:
-    """faiss (distances, labels) -> higher-is-better scores and int64 rows, (-inf, -1) pads."""
-    s = (-dist if l2 else dist).astype(np.float32)
-    r = ids.astype(np.int64)
-    s[r < 0] = -np.inf
+    """faiss (distances, labels) -> higher-is-better scores and int64 rows, (-inf, -1) pads.
+
+    Works in place on the arrays faiss returned (they are the caller's to give away).
+    """
+    s = np.asarray(dist, dtype=np.float32)
+    if l2:
+        np.negative(s, out=s)
+    r = np.asarray(ids, dtype=np.int64)
+    if r.size and r.min() < 0:
+        s[r < 0] = -np.inf
     return s, r
+
+
+def faiss_search(index: Any, q: np.ndarray, k: int, params: Any) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+    """``index.search`` through faiss's C entry point: no wrapper checks, no extra copies.
+
+    ``q`` must be float32, C-contiguous, (nq, d); returns faiss's (distances, labels).
+    """
+    faiss = faiss_module()
+    nq = len(q)
+    dist = np.empty((nq, k), dtype=np.float32)
+    ids = np.empty((nq, k), dtype=np.int64)
+    index.search_c(nq, faiss.swig_ptr(q), k, faiss.swig_ptr(dist), faiss.swig_ptr(ids), params)
+    return dist, ids
 
 
 def serialize(index: Any) -> np.ndarray:

@@ -22,6 +22,7 @@ from .base import (
     deserialize,
     faiss_module,
     faiss_result,
+    faiss_search,
     faiss_selector,
     serialize,
 )
@@ -36,6 +37,10 @@ class HNSWIndex(VectorIndex):
 
     knob = "ef"
     faiss_index: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain_params: dict[int, Any] = {}
 
     def _build(self, x: np.ndarray, seed: int) -> None:
         faiss = faiss_module()
@@ -78,13 +83,17 @@ class HNSWIndex(VectorIndex):
 
     def _candidates(self, q: np.ndarray, kc: int, params: QueryParams,
                     sel: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        faiss = faiss_module()
         ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        if sel is None:
+            p = self._plain_params.get(ef)
+            if p is None:  # SWIG objects are slow to make: one per ef, reused
+                p = self._plain_params[ef] = faiss_module().SearchParametersHNSW(efSearch=ef)
+            dist, ids = faiss_search(self.faiss_index, q, kc, p)
+            return faiss_result(dist, ids, self.metric == "l2")
         selector, _bits = faiss_selector(sel)
-        p = faiss.SearchParametersHNSW(efSearch=ef)
-        if selector is not None:
-            p.sel = selector
-        dist, ids = self.faiss_index.search(q, kc, params=p)
+        p = faiss_module().SearchParametersHNSW(efSearch=ef)
+        p.sel = selector
+        dist, ids = faiss_search(self.faiss_index, q, kc, p)
         return faiss_result(dist, ids, self.metric == "l2")
 
     def _exhaustive(self, q: np.ndarray, kc: int, sel: np.ndarray | None
