@@ -23,6 +23,7 @@ FLOORS = {
     ("HNSW32(efc=80)", "cosine"): 0.96,  # measured 0.990
     ("HNSW32(efc=80),SQ8,Refine", "cosine"): 0.96,  # 0.990
     ("HNSW16(efc=80),F16,Refine", "cosine"): 0.95,  # 0.978
+    ("HNSW16(lid,efc=80)", "cosine"): 0.94,  # 0.971 (row order: 0.978); descending LID order
     ("IVF64,Flat", "cosine"): 0.80,  # 0.835 (nprobe 8 of 64)
     ("IVF64,PQ48x4,Refine", "cosine"): 0.67,  # 0.704
     ("Proj128,HNSW16(efc=80),Refine", "cosine"): 0.94,  # 0.970
@@ -190,3 +191,17 @@ def test_memmap_rerank_and_unsupported_or_corrupt(data, built, tmp_path):
     with pytest.raises(CorruptFile):
         load_index(parse_index("HNSW32(efc=80),SQ8,Refine"),
                    {**arrays, "stage.faiss": arrays["stage.faiss"][:100]}, "cosine")
+
+
+def test_lid_order_inserts_hardest_first_and_keeps_row_labels(data) -> None:
+    from polyvec.index.order import approximate_lid, lid_order
+
+    base = data[0][:2000]
+    lid = approximate_lid(base)
+    order = lid_order(base)
+    assert sorted(order.tolist()) == list(range(len(base)))
+    assert (np.diff(lid[order][np.isfinite(lid[order])]) <= 0).all()
+    # the graph renumbered back to row order: a stored vector is found under its own row
+    index = build_index(base, parse_index("HNSW16(lid,efc=40)"), "cosine", threads=1)
+    _, rows = index.search(base[:50], 1, params=QueryParams(ef=32))
+    assert (rows[:, 0] == np.arange(50)).mean() >= 0.98

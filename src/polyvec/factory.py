@@ -4,7 +4,7 @@ Grammar (tokens separated by commas, in this order)::
 
     [transform ,] [index ,] [codec] [, Refine]     -- at least an index or a codec
     transform := Proj<dim>[(ood[,reg=<r>])] | Prefix<dim>
-    index     := Flat | HNSW<M>[(efc=<n>)] | IVF<nlist>[(seed=<s>)]
+    index     := Flat | HNSW<M>[(lid,efc=<n>)] | IVF<nlist>[(seed=<s>)]
     codec     := Flat | SQ8 | F16 | Binary | PQ<m>[x<nbits>][(seed=<s>)]
     refine    := Refine | Refine(x<oversample>)
 
@@ -55,7 +55,8 @@ _SYNTAX: dict[str, _Syntax] = {
                     flags={"id": ("kind", "id"), "ood": ("kind", "ood")}),
     "Prefix": _Syntax("Prefix<dim>", num="dim"),
     "Flat": _Syntax("Flat"),
-    "HNSW": _Syntax("HNSW<M>[(efc=<n>)]", num="M", opts={"efc": ("ef_construction", int)}),
+    "HNSW": _Syntax("HNSW<M>[(lid,efc=<n>)]", num="M", opts={"efc": ("ef_construction", int)},
+                    flags={"lid": ("order", "lid")}),
     "IVF": _Syntax("IVF<nlist>[(seed=<s>)]", num="nlist", opts={"seed": ("seed", int)}),
     "SQ8": _Syntax("SQ8"),
     "F16": _Syntax("F16"),
@@ -151,7 +152,7 @@ def parse_index(text: str) -> IndexSpec:
     """Parse a factory string into an :class:`IndexSpec`.
 
     >>> parse_index("HNSW32,SQ8,Refine")
-    IndexSpec(transform=None, index=HNSW(M=32, ef_construction=200), codec=SQ8(), refine=Refine(oversample=None))
+    IndexSpec(transform=None, index=HNSW(M=32, ef_construction=200, order='natural'), codec=SQ8(), refine=Refine(oversample=None))
     >>> parse_index("HNSW32,FOO")
     Traceback (most recent call last):
     ...

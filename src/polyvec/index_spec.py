@@ -110,18 +110,29 @@ class Flat(_Stage):
     role: ClassVar[str] = "index"
 
 
+HNSW_ORDERS = ("natural", "lid")
+
+
 @dataclass(frozen=True)
 class HNSW(_Stage):
-    """Graph index with ``M`` links per node, built with ``ef_construction``."""
+    """Graph index with ``M`` links per node, built with ``ef_construction``.
+
+    ``order``: the insertion order of a bulk build, ``"natural"`` (row order) or ``"lid"``
+    (descending local intrinsic dimensionality, hardest points first).
+    """
 
     M: int = 32
     ef_construction: int = 200
+    order: str = "natural"
     name: ClassVar[str] = "HNSW"
     role: ClassVar[str] = "index"
 
     def __post_init__(self) -> None:
         _int("HNSW", "M", self.M, 2, 512)
         _int("HNSW", "ef_construction", self.ef_construction, 1)
+        if self.order not in HNSW_ORDERS:
+            raise InvalidArgument(f"HNSW: expected order one of {list(HNSW_ORDERS)}, got "
+                                  f"{self.order!r}")
 
 
 @dataclass(frozen=True)

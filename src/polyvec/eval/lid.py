@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InvalidArgument
+from ..index.order import lid_from_distances
 
 __all__ = ["lid_mle", "lid_summary", "sample_indices"]
 
@@ -91,18 +92,6 @@ def _knn_sq_distances(
             best = np.partition(both, k - 1, axis=1)[:, :k]
         out[qs:qe] = np.sort(best, axis=1)
     return out
-
-
-def _lid_from_distances(r: np.ndarray) -> np.ndarray:
-    """The MLE per row of ascending neighbour distances ``r`` (n, k); NaN where a row has inf."""
-    k = r.shape[1]
-    ok = np.isfinite(r).all(axis=1)
-    lid = np.full(r.shape[0], np.nan)
-    rr = r[ok]
-    with np.errstate(divide="ignore"):
-        s = np.log(rr / rr[:, -1:]).sum(axis=1) / k
-        lid[ok] = -1.0 / s  # s == 0 (all neighbours equidistant) gives inf
-    return lid
 
 
 def lid_mle(
@@ -183,7 +172,7 @@ def lid_mle(
         center = x.mean(axis=0)
         x, points = x - center, points - center
     d2 = _knn_sq_distances(points, x, k, self_index)
-    return _lid_from_distances(np.sqrt(d2))
+    return lid_from_distances(np.sqrt(d2))
 
 
 def lid_summary(values: Iterable[float] | np.ndarray) -> dict[str, float]:

@@ -26,6 +26,7 @@ from .base import (
     faiss_selector,
     serialize,
 )
+from .order import lid_order
 
 __all__ = ["HNSWIndex", "DEFAULT_EF"]
 
@@ -60,7 +61,16 @@ class HNSWIndex(VectorIndex):
         # levels come from faiss's fixed-seed RNG: a build is reproducible with one thread
         # (``seed`` is unused; parallel insertion is not bit-reproducible)
         index.train(x)
-        index.add(x)
+        if hnsw.order == "lid" and len(x) > 1:
+            # insert hardest-first, then renumber the stored entries back to row order, so
+            # faiss labels stay row numbers and nothing maps ids at search time
+            order = lid_order(x)
+            index.add(np.ascontiguousarray(x[order]))
+            back = np.empty_like(order)
+            back[order] = np.arange(len(order))
+            index.permute_entries(back)
+        else:
+            index.add(x)
         self.faiss_index = index
 
     def _stage_arrays(self) -> dict[str, np.ndarray]:
