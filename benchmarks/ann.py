@@ -18,7 +18,7 @@ efConstruction 200, and the ``IndexHNSWSQ`` base under faiss's ``IndexRefineFlat
 searches that same graph through faiss directly: its build time is that one build. This also
 gives the per-query Python overhead of polyvec (``index.search`` minus the faiss call inside).
 
-    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/ann.py [--queries 1000] [--fashion]
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/ann.py [--queries 1000] [--no-fashion]
 
 Writes benchmarks/results/ann.{json,md,png}.
 """
@@ -363,8 +363,10 @@ def run_dataset(name: str, base: np.ndarray, q: np.ndarray, gt: np.ndarray,
     keep: dict[str, Any] = {}
     systems: list[System] = []
     nlist = int(round(4 * math.sqrt(n)))
-    specs = ["HNSW32,SQ8,Refine", "HNSW32", "HNSW32,F16,Refine", "Proj128,HNSW32,Refine",
-             "Proj128(ood),HNSW32,Refine", f"IVF{nlist},Flat"]
+    specs = ["HNSW32,SQ8,Refine", "HNSW32", "HNSW32(lid)", "HNSW32,F16,Refine",
+             "Proj128,HNSW32,Refine", f"IVF{nlist},Flat"]
+    if metric != "l2":  # the OOD projection scores by inner product only
+        specs.insert(5, "Proj128(ood),HNSW32,Refine")
     for spec in specs:
         use_sample = sample if spec.startswith("Proj") else None
 
@@ -408,11 +410,25 @@ def run_dataset(name: str, base: np.ndarray, q: np.ndarray, gt: np.ndarray,
             print(f"  overhead {over[-1]}", flush=True)
     out = {"n": n, "dim": d, "metric": metric, "eval_queries": len(q),
            "systems": [s.__dict__ for s in systems], "errors": errors, "overhead": over,
+           "lid_order": lid_effect(by_name),
            "best": {s.name: {str(lv): best_at(s, lv) for lv in LEVELS} for s in systems}}
     out["systems"] = [{k: v for k, v in s.items() if not k.startswith("_")}
                       for s in out["systems"]]
     keep.clear()
     return out
+
+
+def lid_effect(by_name: dict[str, System]) -> list[dict[str, Any]]:
+    """Recall and QPS of the same HNSW32 build in row order vs descending-LID order, per ef."""
+    plain, lid = by_name.get("polyvec HNSW32"), by_name.get("polyvec HNSW32(lid)")
+    if plain is None or lid is None:
+        return []
+    by_ef = {p["ef"]: p for p in lid.points}
+    return [{"ef": p["ef"], "recall_row_order": p["recall"],
+             "recall_lid_order": by_ef[p["ef"]]["recall"],
+             "recall_gain": round(by_ef[p["ef"]]["recall"] - p["recall"], 4),
+             "build_s_row_order": round(plain.build_s, 1), "build_s_lid_order":
+             round(lid.build_s, 1)} for p in plain.points if p["ef"] in by_ef]
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -514,8 +530,8 @@ def plot(results: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--queries", type=int, default=1000, help="evaluation queries (Debian)")
-    ap.add_argument("--fashion", action="store_true",
-                    help="also run fashion-mnist (L2; about doubles the run time)")
+    ap.add_argument("--no-fashion", action="store_true",
+                    help="skip fashion-mnist (L2; about half of the run time)")
     ap.add_argument("--fashion-queries", type=int, default=500)
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -529,7 +545,7 @@ def main() -> None:
     results = {"debian-minilm": run_dataset("debian-minilm", base, queries[:nq], gt[:nq],
                                             queries[nq:], "cosine")}
     skipped = {}
-    if args.fashion:
+    if not args.no_fashion:
         from polyvec.eval.datasets import load_fashion_mnist
 
         ds = load_fashion_mnist()
@@ -539,9 +555,7 @@ def main() -> None:
             "fashion-mnist", np.ascontiguousarray(ds.base), ds.query_vectors[:fq],
             ds.neighbors[:fq, :K], ds.query_vectors[fq:fq + 2000], "l2")
     else:
-        skipped["fashion-mnist"] = ("not run by default: on this 2-core machine it about "
-                                    "doubles the run (≈ 10 builds over 60,000 x 784); run with "
-                                    "--fashion")
+        skipped["fashion-mnist"] = "skipped with --no-fashion"
     tg = targets(results["debian-minilm"])
     payload = {
         "benchmark": "ann", "scope": "polyvec.index measured directly (build_index + "
@@ -570,6 +584,14 @@ def main() -> None:
         parts += ["Per-query time of polyvec `index.search` (µs):", "",
                   markdown_table(list(res["overhead"][0]) if res["overhead"] else ["-"],
                                  [list(o.values()) for o in res["overhead"]]), ""]
+        if res.get("lid_order"):
+            gains = [r["recall_gain"] for r in res["lid_order"]]
+            verdict = ("helps" if min(gains) > 0 else "hurts" if max(gains) < 0
+                       else "is mixed")
+            parts += [f"Insertion in descending LID order (HNSW32(lid) vs HNSW32, same "
+                      f"efConstruction) {verdict} on {name}: recall@10 change per ef:", "",
+                      markdown_table(list(res["lid_order"][0]),
+                                     [list(r.values()) for r in res["lid_order"]]), ""]
     parts += ["### Targets (Debian, ratios within this run)", "",
               markdown_table(["level", "config", "QPS", "vs faiss HNSW32,Flat (≥1.3)",
                               "vs best peer (≥1.0)", "best peer", "bytes vs faiss flat (≤0.5)",

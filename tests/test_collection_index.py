@@ -48,6 +48,9 @@ def test_index_recall_reopen_seal_delete_filter_compact(tmp_path, data) -> None:
     info = coll.info()["indexes"]["v"]
     assert info["spec"] == "HNSW32,SQ8,Refine" and info["segments_indexed"] == 2
     assert info["ram_bytes_per_vector"] < 384 * 4 / 2
+    lid = info["lid"]  # MiniLM descriptions: median LID ~8 (k=20), a long upper tail
+    assert lid["sample"] == 500 and 3 < lid["median"] < 20 and lid["p10"] < lid["median"]
+    assert info["calibration"]["targets"] == [0.9, 0.95, 0.99]
     res = coll.search(held_out, k=10, target_recall=0.95)
     assert res.info["strategy"] == "index" and res.info["recall_estimate"] >= 0.95
     assert _recall(res.ids, exact.ids) >= FLOOR
@@ -57,6 +60,7 @@ def test_index_recall_reopen_seal_delete_filter_compact(tmp_path, data) -> None:
     coll = db.get_collection("c")
     again = coll.search(held_out, k=10, target_recall=0.95)
     np.testing.assert_array_equal(again.ids, res.ids)
+    assert coll.info()["indexes"]["v"]["lid"] == lid  # persisted, not recomputed
 
     coll.add(list(range(N, N + 500)), {"v": -base[:500]}, [{"g": 0}] * 500)
     coll.flush()  # 500 rows: too small to index, scanned exactly

@@ -36,6 +36,7 @@ __all__ = ["IndexingMixin", "INDEXES", "MIN_INDEX_ROWS"]
 INDEXES = "indexes"
 MIN_INDEX_ROWS = 1_000  # smaller segments are scanned exactly: an index would not pay
 QUERIES = "_queries"  # pseudo-segment name of the stored sample queries of a field
+LID_SAMPLE = 500  # rows whose LID is estimated for info() at each (re)calibration
 
 
 class IndexingMixin:
@@ -51,6 +52,7 @@ class IndexingMixin:
     _index_specs: dict[str, str]
     _samples: dict[str, np.ndarray]
     _calibration: dict[str, Any]
+    _lid: dict[str, Any]
     _field: Callable[[str | None], tuple[str, FieldSpec]]
     _refresh: Callable[[], None]
     _search: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, Any]]]
@@ -147,10 +149,12 @@ class IndexingMixin:
         table is persisted in the catalog.
         """
         from .index.calibrate import KNOB_GRIDS, CalibrationTable, knob_params, pseudo_queries
+        from .index.order import sample_lid
 
         indexed = [s.indexes[field][1] for s in self._segments if field in s.indexes]
         if not indexed:
             self._calibration.pop(field, None)
+            self._lid.pop(field, None)
             return
         spec = self._fields[field]
         q = self._samples.get(field)
@@ -187,9 +191,12 @@ class IndexingMixin:
             recalls.append(measure(a))
         table = CalibrationTable(probe.knob, k, targets, tuple(params), tuple(recalls))
         self._calibration[field] = table
+        self._lid[field] = sample_lid([s.fields[field] for s in self._segments],
+                                      sample=LID_SAMPLE)
         with self._catalog.transaction():
             self._catalog.set_meta({"calibration": {f: t.to_dict()
-                                                    for f, t in self._calibration.items()}})
+                                                    for f, t in self._calibration.items()},
+                                    "lid": dict(self._lid)})
         self._version = self._catalog.data_version()
 
     def _load_indexes(self, rows: list[IndexRow], meta: dict[str, Any]) -> None:
@@ -199,6 +206,7 @@ class IndexingMixin:
         self._index_specs = dict(meta.get("indexes", {}))
         self._calibration = {f: CalibrationTable.from_dict(d)
                              for f, d in meta.get("calibration", {}).items()}
+        self._lid = dict(meta.get("lid", {}))
         self._samples = {}
         by_name = {s.row.name: s for s in self._segments}
         wanted: dict[tuple[str, str], IndexRow] = {}
@@ -234,7 +242,8 @@ class IndexingMixin:
         return p, float(table.recalls[i])
 
     def index_info(self) -> dict[str, Any]:
-        """Per indexed field: spec, segments indexed, RAM bytes per vector, calibration."""
+        """Per indexed field: spec, segments indexed, RAM bytes per vector, calibration, and
+        the LID distribution of a sample of the sealed vectors (measured at calibration)."""
         out: dict[str, Any] = {}
         for field, spec in self._index_specs.items():
             segs = [s for s in self._segments if field in s.indexes]
@@ -249,6 +258,7 @@ class IndexingMixin:
                                  "pseudo-queries from the data",
                 "calibration": (self._calibration[field].to_dict()
                                 if field in self._calibration else None),
+                "lid": self._lid.get(field),
             }
         return out
 

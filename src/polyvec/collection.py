@@ -78,6 +78,7 @@ class Collection(TextMixin, IndexingMixin):
         self._index_specs: dict[str, str] = {}
         self._samples: dict[str, np.ndarray] = {}
         self._calibration: dict[str, Any] = {}
+        self._lid: dict[str, Any] = {}
         self._mutex = threading.RLock()
         self._lock = WriteLock(self.path / "LOCK", lock_timeout)
         self._catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .base import faiss_module
 
-__all__ = ["lid_from_distances", "approximate_lid", "lid_order"]
+__all__ = ["lid_from_distances", "approximate_lid", "lid_order", "sample_lid"]
 
 _ORDER_K = 20  # neighbours per LID estimate (the paper's and the eval module's default)
 
@@ -55,7 +55,9 @@ def approximate_lid(x: np.ndarray, k: int = _ORDER_K) -> np.ndarray:
     params = faiss.SearchParametersHNSW(efSearch=max(2 * kk, 48))
     dist, ids = graph.search(x, kk, params=params)
     d2 = np.where((ids < 0) | (ids == np.arange(n)[:, None]), np.inf, dist.astype(np.float64))
-    d2[d2 <= 1e-12] = np.inf  # duplicates say nothing about the local dimension
+    # duplicates say nothing about the local dimension (float32 round-off: ~1e-7 |x|^2)
+    xn = np.einsum("ij,ij->i", x, x).astype(np.float64)
+    d2[d2 <= 1e-5 * (2.0 * xn[:, None] + 1e-30)] = np.inf
     r = np.sqrt(np.sort(d2, axis=1)[:, :kk - 1])
     if r.shape[1] < 2:
         return np.full(n, np.nan)
@@ -68,3 +70,44 @@ def lid_order(x: np.ndarray, k: int = _ORDER_K) -> np.ndarray:
     key = np.where(np.isfinite(lid), -lid, np.inf)
     key[np.isposinf(lid)] = -np.inf  # infinite LID: hardest of all, first
     return np.argsort(key, kind="stable").astype(np.int64)
+
+
+def sample_lid(parts: list[np.ndarray], *, sample: int = 1000, k: int = _ORDER_K,
+               seed: int = 0) -> dict[str, float | int] | None:
+    """LID distribution of up to ``sample`` rows drawn from ``parts`` (the row blocks of one
+    field, e.g. its segments), each against its exact ``k`` nearest rows of all blocks.
+
+    Returns ``{"sample", "k", "mean", "p10", "median", "p90"}`` over the finite estimates, or
+    ``None`` when there are too few rows (or no finite estimate).
+    """
+    faiss = faiss_module()
+    sizes = [len(p) for p in parts]
+    total = sum(sizes)
+    if total <= k + 1:
+        return None
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(total, size=min(sample, total), replace=False))
+    starts = np.cumsum([0, *sizes])
+    points = np.concatenate([np.asarray(parts[b][picks[(picks >= lo) & (picks < hi)] - lo],
+                                        dtype=np.float32)
+                             for b, (lo, hi) in enumerate(zip(starts[:-1], starts[1:],
+                                                              strict=True))])
+    best = np.full((len(points), 0), np.inf)
+    for part in parts:  # exact neighbours, block by block, merged
+        kk = min(k + 1, len(part))
+        d2, _ = faiss.knn(points, np.ascontiguousarray(part, dtype=np.float32), kk)
+        best = np.sort(np.concatenate([best, d2.astype(np.float64)], axis=1), axis=1)
+        best = best[:, :k + 1]
+    # each point itself and exact duplicates: float32 distances leave ~1e-7 * |x|^2 of
+    # round-off where the true distance is 0
+    pn = np.einsum("ij,ij->i", points, points).astype(np.float64)
+    best[best <= 1e-5 * (2.0 * pn[:, None] + 1e-30)] = np.inf
+    r = np.sqrt(np.sort(best, axis=1)[:, :k])
+    lid = lid_from_distances(r)
+    lid = lid[np.isfinite(lid)]
+    if not len(lid):
+        return None
+    p10, med, p90 = np.percentile(lid, [10, 50, 90])
+    return {"sample": int(len(points)), "k": int(k), "mean": round(float(lid.mean()), 2),
+            "p10": round(float(p10), 2), "median": round(float(med), 2),
+            "p90": round(float(p90), 2)}
