@@ -6,6 +6,7 @@ shape (L2-normalized for cosine), unique int/str ids, JSON-object payloads.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -142,16 +143,18 @@ def _as_float_array(x: object, where: str) -> np.ndarray:
 def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:
     """Check finiteness, normalize for cosine, cast to the storage dtype."""
     arr = arr.astype(np.float32, copy=True)
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
+    if not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr).all(axis=1)
         raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row "
                             f"{int(np.flatnonzero(bad)[0])}")
     if spec.metric == "cosine":
-        norms = np.linalg.norm(arr, axis=1)
-        if (norms == 0).any():
+        norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
+        if not norms.all():
             raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
                                 f"vector in row {int(np.flatnonzero(norms == 0)[0])}")
         arr /= norms[:, None]
+    if spec.dtype == "f32":
+        return arr  # finite float32 divided by a non-zero norm stays finite
     out = arr.astype(storage_dtype(spec))
     if not np.isfinite(out).all():
         raise InvalidVector(f"{where}: values overflow {spec.dtype} storage")
@@ -190,14 +193,19 @@ def check_field_vectors(name: str, spec: FieldSpec, data: object, n: int
     return out
 
 
+@functools.cache
+def _f32_twin(multi: bool, dim: int, metric: str) -> FieldSpec:
+    """The float32 version of a field spec (queries are checked and scored in float32)."""
+    return Multi(dim, metric, "f32") if multi else Dense(dim, metric, "f32")
+
+
 def check_query(spec: FieldSpec, q: object) -> tuple[list[np.ndarray] | np.ndarray, bool]:
     """Return float32 queries (normalized for cosine) and whether the input was a single query.
 
     Dense: (dim,) -> single, (nq, dim) -> batch; returns an (nq, dim) array.
     Multi: (m, dim) -> single, list of (m_i, dim) -> batch; returns a list of arrays.
     """
-    f32 = Dense(spec.dim, spec.metric, "f32") if isinstance(spec, Dense) else Multi(
-        spec.dim, spec.metric, "f32")
+    f32 = _f32_twin(isinstance(spec, Multi), spec.dim, spec.metric)
     if isinstance(spec, Dense):
         arr = _as_float_array(q, "query")
         if arr.ndim == 1:

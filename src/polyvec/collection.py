@@ -57,6 +57,7 @@ class _Segment:
     seqs: np.ndarray
     fields: dict[str, np.ndarray | TokenSets]
     alive: np.ndarray | None = None  # cached alive mask, reset on every write
+    all_alive: bool = False  # whether ``alive`` is all True (valid while ``alive`` is set)
     indexes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # field -> (folder, index)
 
 
@@ -458,6 +459,18 @@ class Collection(TextMixin, IndexingMixin):
             raise Locked(f"{self.name}: segment files were replaced {_RETRIES} times during "
                          "a read")
 
+    def _current(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn``, which reads only the in-memory mirror, on a mirror that is up to date.
+
+        Cheaper than :meth:`_consistent` (one ``PRAGMA data_version``, no read transaction):
+        ``fn`` reads no catalog row, and segment files stay readable through their maps even
+        if another process's compaction deletes them meanwhile.
+        """
+        with self._mutex:
+            if self._catalog.data_version() == self._version:
+                return fn(*args)
+        return self._consistent(fn, *args)
+
     def _vectors_of(self, seq: int) -> dict[str, np.ndarray]:
         g0 = next(iter(self._growing.values()))
         i = int(np.searchsorted(g0.seqs.view, seq))
@@ -527,8 +540,9 @@ class Collection(TextMixin, IndexingMixin):
             from .index import QueryParams
 
             params = QueryParams(ef=ef, nprobe=nprobe, oversample=oversample)
-        ids, scores, info = self._consistent(self._search, queries, k, name, spec, node,
-                                             target_recall, params)
+        run = self._consistent if node is not None else self._current
+        ids, scores, info = run(self._search, queries, k, name, spec, node, target_recall,
+                                params)
         if single:
             return SearchResult(ids[0], scores[0], info)
         return SearchResult(ids, scores, info)
@@ -544,14 +558,22 @@ class Collection(TextMixin, IndexingMixin):
         blocks: list[tuple[np.ndarray, Any, _Segment | None]] = [
             (self._growing[name].seqs.view, self._growing[name].data, None)]
         blocks += [(s.seqs, s.fields[name], s) for s in self._segments]
+        indexed: list[tuple[np.ndarray, np.ndarray]] = []
         for seqs, data, seg in blocks:
+            if not len(seqs):
+                continue
             mask = self._block_mask(seqs, live, seg)
             if selected is not None:
                 sel = isin_sorted(seqs, selected)
                 mask = sel if mask is None else (mask & sel)
             if use_index and seg is not None and name in seg.indexes:
-                used.append(self._search_index(name, seg.indexes[name][1], queries, k, data,
-                                               seqs, mask, target_recall, params, topk))
+                p, estimate = self._index_params(name, seg.indexes[name][1], target_recall,
+                                                 params)
+                s, rows = seg.indexes[name][1].search(queries, k, params=p, selection=mask,
+                                                      rerank=data)
+                indexed.append((s, np.where(rows >= 0, seqs[np.maximum(rows, 0)], -1)))
+                used.append({"params": None if p is None else p.to_dict(),
+                             "recall_estimate": estimate})
                 continue
             if isinstance(data, TokenSets):
                 scan_multi(queries, data.tokens, data.offsets, seqs, topk,
@@ -559,7 +581,13 @@ class Collection(TextMixin, IndexingMixin):
             else:
                 scan_dense(queries, data, seqs, topk, metric=spec.metric,
                            mask=mask)
-        scores, seqs = topk.result()
+        if len(indexed) == 1 and not topk.pushed:  # one block answered: nothing to merge
+            scores, seqs = indexed[0]
+        else:
+            for s, found in indexed:
+                for i in range(nq):
+                    topk.push(s[i:i + 1], found[i], row=i)
+            scores, seqs = topk.result()
         ids = self._live.seqs_to_keys(seqs)
         info: dict[str, Any] = {"strategy": "index" if used else "exact", "field": name,
                                 "selected": None if selected is None else len(selected)}
@@ -571,29 +599,16 @@ class Collection(TextMixin, IndexingMixin):
             info["recall_estimate"] = (None if None in estimates else min(estimates))
         return ids, scores, info
 
-    def _search_index(self, name: str, idx: Any, queries: np.ndarray, k: int,
-                      data: np.ndarray, seqs: np.ndarray, mask: np.ndarray | None,
-                      target_recall: float | None, params: Any, topk: TopK) -> dict[str, Any]:
-        """Search one segment through its index; push the hits into ``topk``."""
-        p, estimate = self._index_params(name, idx, target_recall, params)
-        scores, rows = idx.search(queries, k, params=p, selection=mask, rerank=data)
-        hit = rows >= 0
-        ids = np.where(hit, seqs[np.where(hit, rows, 0)], -1)
-        scores = np.where(hit, scores, -np.inf).astype(np.float32)
-        for i in range(len(queries)):
-            topk.push(scores[i:i + 1], ids[i], row=i)
-        return {"params": None if p is None else p.to_dict(), "recall_estimate": estimate}
-
     def _block_mask(self, seqs: np.ndarray, live: np.ndarray, seg: _Segment | None
                     ) -> np.ndarray | None:
         """Alive mask of a block; ``None`` when every row is alive."""
         if seg is not None and seg.alive is not None:
-            mask = seg.alive
-        else:
-            mask = isin_sorted(seqs, live)
-            if seg is not None:
-                seg.alive = mask
-        return None if mask.all() else mask
+            return None if seg.all_alive else seg.alive
+        mask = isin_sorted(seqs, live)
+        all_alive = bool(mask.all())
+        if seg is not None:
+            seg.alive, seg.all_alive = mask, all_alive
+        return None if all_alive else mask
 
     def info(self) -> dict[str, Any]:
         """Counts, schema, segments and bytes on disk."""

@@ -76,6 +76,7 @@ class TopK:
         self.backend = resolve_backend(backend)
         self.scores = np.full((nq, k), -np.inf, dtype=np.float32)
         self.ids = np.full((nq, k), -1, dtype=np.int64)
+        self.pushed = False  # whether any candidate was pushed yet
 
     def push(self, scores: np.ndarray, ids: np.ndarray, *, row: int | None = None) -> None:
         """Merge ``scores`` (nq, n) whose columns are the rows ``ids`` (n,).
@@ -84,6 +85,7 @@ class TopK:
         """
         if scores.shape[1] == 0:
             return
+        self.pushed = True
         scores = np.ascontiguousarray(scores, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         heap_s, heap_i = self.scores, self.ids
