@@ -411,9 +411,10 @@ def run_dataset(name: str, base: np.ndarray, q: np.ndarray, gt: np.ndarray,
     systems: list[System] = []
     nlist = int(round(4 * math.sqrt(n)))
     specs = ["HNSW32,SQ8,Refine", "HNSW32", "HNSW32(lid)", "HNSW32,F16,Refine",
-             "Proj128,HNSW32,Refine", f"IVF{nlist},Flat"]
+             "HNSW16,SQ8,Refine", "Proj128,HNSW32,Refine", "Proj128,HNSW32,SQ8,Refine",
+             f"IVF{nlist},Flat"]
     if metric != "l2":  # the OOD projection scores by inner product only
-        specs.insert(5, "Proj128(ood),HNSW32,Refine")
+        specs.insert(7, "Proj128(ood),HNSW32,Refine")
     for spec in specs:
         use_sample = sample if spec.startswith("Proj") else None
 
