@@ -8,8 +8,8 @@ B-1 documents, ``-log softmax_j(f(q_i)·d_j / τ)[i]``. ``W, b`` start from an u
 (fitted on paired items) and a penalty ``μ·||W - W₀||²`` keeps the map close to it, so
 documents never seen in training still land where the pairs put them. Plain numpy with
 hand-written gradients and Adam; shuffles come from ``default_rng(seed)``, so a fit is
-deterministic. The number of epochs is chosen on a held-out 10 % of the pairs (their MRR@10
-among the held-out documents), then the map is refitted on all pairs for that many epochs.
+deterministic. The number of epochs is chosen on a held-out 10 % of the pairs (their InfoNCE
+loss, all held-out pairs in one batch), then the map is refitted on all pairs for that many epochs.
 """
 
 from __future__ import annotations
@@ -74,13 +74,13 @@ def _train(w0: np.ndarray, b0: np.ndarray, q: np.ndarray, d: np.ndarray, *, epoc
                 v_ += 0.001 * g_ * g_
                 p_ -= lr * (m_ / (1 - 0.9 ** step)) / (np.sqrt(v_ / (1 - 0.999 ** step)) + 1e-8)
         if val is not None:
-            curve.append(_mrr(w, b, *val))
+            curve.append(infonce_loss(w, b, val[0], val[1], tau)[0])
     return w, b, curve
 
 
 def fit_supervised(init: LinearMap, queries: np.ndarray, docs: np.ndarray, *, seed: int = 0,
                    max_epochs: int = 30, batch: int = 256, lr: float = 1e-3,
-                   tau: float = 0.05, mu: float = 1e-3) -> LinearMap:
+                   tau: float = 0.02, mu: float = 1e-3) -> LinearMap:
     """Train the contrastive adapter from ``init`` on (new query, old relevant doc) pairs.
 
     Parameters
@@ -105,12 +105,14 @@ def fit_supervised(init: LinearMap, queries: np.ndarray, docs: np.ndarray, *, se
     kw = {"batch": batch, "lr": lr, "tau": tau, "mu": mu, "seed": seed}
     tr, ho = split(len(q), seed, 0.1)
     _, _, curve = _train(w0, b0, q[tr], d[tr], epochs=max_epochs, val=(q[ho], d[ho]), **kw)
-    start = _mrr(w0, b0, q[ho], d[ho])
-    best = int(np.argmax(curve)) + 1
-    if curve[best - 1] <= start:
+    start = infonce_loss(w0, b0, q[ho], d[ho], tau)[0]
+    best = int(np.argmin(curve)) + 1
+    if curve[best - 1] >= start:
         best = 0
     w, b, _ = _train(w0, b0, q, d, epochs=best, **kw)
     params = {"base": init.kind, "epochs": best, "tau": tau, "mu": mu, "lr": lr,
-              "batch": batch, "pairs": len(q), "held_out_mrr10_start": start,
-              "held_out_mrr10_curve": [round(c, 4) for c in curve]}
+              "batch": batch, "pairs": len(q), "held_out_loss_start": start,
+              "held_out_loss_curve": [round(c, 4) for c in curve],
+              "held_out_mrr10": {"start": _mrr(w0, b0, q[ho], d[ho]),
+                                 "trained": _mrr(w, b, q[ho], d[ho])}}
     return LinearMap("supervised", w, b, init.normalize, params)

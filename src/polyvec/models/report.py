@@ -216,6 +216,6 @@ def compatibility_report(coll: Any, field: str, new_model: str, old_model: str, 
         rep.rows.append({"method": "new->old supervised", "kind": "supervised",
                          "pairs": len(largest[0]), "relevance_pairs": n_rel,
                          "params": {k_: v for k_, v in m.params.items()
-                                    if k_ != "held_out_mrr10_curve"},
+                                    if k_ != "held_out_loss_curve"},
                          **retrieval_metrics(res.ids, qrels, k)})
     return rep
