@@ -3,8 +3,9 @@
 A collection of 150 items holds "old model" vectors (a fixed rotation of the new model's, so a
 mapping exists and is fitted). A child process (``tests/helpers/backfill_worker.py``) backfills
 the field with paraphrase-MiniLM-L3-v2 (ONNX) in batches of 4 and is killed with SIGKILL at
-random points (after a random number of committed batches, inside a batch's transaction, in
-the switch, or on a timer) at least 10 times; each restart resumes. Meanwhile another process
+random points at least 10 times (after a random number of committed batches, inside a batch's
+transaction, or on a timer, in shuffled order), then once more inside the final switch; each
+restart resumes. Meanwhile another process
 (``tests/helpers/backfill_reader.py``) searches with ``model="v2"`` in a loop. At the end:
 
 - the backfill completed and the field switched to v2 (one model, no backfill state left);
@@ -79,7 +80,7 @@ def test_backfill_survives_sigkill_and_searches_never_fail(tmp_path: Path) -> No
     coll.register_model("emb", ModelSpec("rotated-old", revision="1", dim=384), name="v1")
     coll.add(list(range(N)), old, [{"text": t} for t in words])
     coll.register_model("emb", emb, name="v2")
-    coll.fit_mapping("emb", "v2", "v1", sample=100)
+    coll.fit_mapping("emb", "v2", "v1", sample=100, kind="procrustes")
     coll.close()
     queries = tmp_path / "q.npy"
     np.save(queries, fresh[:6])
@@ -90,14 +91,15 @@ def test_backfill_survives_sigkill_and_searches_never_fail(tmp_path: Path) -> No
     assert reader.stdout is not None and reader.stdout.readline().strip() == "R"
 
     rng = random.Random(1234)
+    plan = ["batches", "inside", "timer"] * 4
+    rng.shuffle(plan)
+    plan = plan[:MIN_KILLS] + ["switch"]  # then a kill inside the switch, then the finish
     kills, modes, done = 0, Counter(), False
-    for _ in range(40):
+    for round_ in range(40):
         proc = subprocess.Popen([sys.executable, str(WORKER), str(db_path), str(log),
                                  str(BATCH)], env=env(), stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
-        mode = rng.choice(["batches", "batches", "inside", "timer", "switch"])
-        if kills >= MIN_KILLS:
-            mode = "finish"
+        mode = plan[round_] if round_ < len(plan) else "finish"
         target = rng.randint(0, 2)
         seen = 0
         killed = False
@@ -108,11 +110,11 @@ def test_backfill_survives_sigkill_and_searches_never_fail(tmp_path: Path) -> No
                 break
             fire = ((mode == "batches" and tag == "B" and seen >= target)
                     or (mode == "inside" and tag == "P" and seen >= target)
-                    or (mode == "switch" and (tag == "W" or seen >= 5))
+                    or (mode == "switch" and tag == "W")
                     or (mode == "timer" and tag == "R"))
             seen += tag in ("B", "P")
             if fire:
-                time.sleep(rng.uniform(0, 0.6) if mode == "timer" else rng.uniform(0, 0.02))
+                time.sleep(rng.uniform(0, 0.6) if mode == "timer" else rng.uniform(0, 0.03))
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGKILL)
                     killed = True
@@ -131,6 +133,7 @@ def test_backfill_survives_sigkill_and_searches_never_fail(tmp_path: Path) -> No
     reader.stdout.close()
     assert done, f"the backfill did not finish after {kills} kills"
     assert kills >= MIN_KILLS, f"only {kills} kills landed ({dict(modes)})"
+    assert set(modes) >= {"batches", "inside", "timer"}, dict(modes)
 
     coll = pv.connect(db_path).get_collection("c")
     versions = coll.model_versions("emb")
