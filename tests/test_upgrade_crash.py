@@ -40,10 +40,11 @@ WORKER = HERE / "helpers" / "backfill_worker.py"
 READER = HERE / "helpers" / "backfill_reader.py"
 N, BATCH, MIN_KILLS = 150, 4, 10
 
-WORDS = ("library tool game server client python rust data image audio video network "
+_VOCAB = ("library tool game server client python rust data image audio video network "
          "parser compiler editor font theme driver kernel module plugin documentation "
          "development files runtime utilities command line interface graphical terminal "
-         "database cache encryption compression archive backup monitor scanner printer").split()
+         "database cache encryption compression archive backup monitor scanner printer")
+WORDS = _VOCAB.split()
 
 
 def texts() -> list[str]:

@@ -30,49 +30,30 @@ import json
 import shutil
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import _validate as v
 from ._live import isin_sorted
+from ._models import ModelsMixin
 from .errors import DimensionMismatch, InvalidArgument, ModelMismatch
-from .spec import CollectionSchema, Dense, FieldSpec, ModelSpec
+from .spec import CollectionSchema, Dense, ModelSpec
 from .storage import upgrade as store
 from .storage import write_segment
 from .storage.catalog import ItemRow, SegmentRow
 
-if TYPE_CHECKING:
-    from ._live import LiveTable
-    from .storage import Catalog, WriteLock
-
 __all__ = ["BackfillMixin"]
 
 
-class BackfillMixin:
-    """Mixed into :class:`~polyvec.collection.Collection` (after ``ModelsMixin``)."""
+class BackfillMixin(ModelsMixin):
+    """Mixed into :class:`~polyvec.collection.Collection`."""
 
-    _fields: dict[str, FieldSpec]
-    _models: dict[str, ModelSpec]
-    _embedders: dict[str, Any]
-    _meta: dict[str, Any]
-    _catalog: Catalog
-    _lock: WriteLock
-    _mutex: Any
-    _live: LiveTable
     _segments: list[Any]
-    _refresh: Callable[[], None]
     _load: Callable[[], None]
     _seal: Callable[[], None]
     _merge_rows: Callable[..., dict[str, np.ndarray]]
     _ensure_indexes: Callable[[], None]
-    _dense_field: Callable[..., tuple[str, Dense]]
-    _versions: Callable[[str], dict[str, ModelSpec]]
-    _current_name: Callable[[str], str | None]
-    _embedder_of: Callable[[str, str], Any]
-    _mapping: Callable[..., Any]
-    _texts_of: Callable[..., list[str]]
-    _unknown_version: Callable[[str, str], str]
     path: Any
 
     def backfill_status(self, field: str | None = None) -> dict[str, Any] | None:
@@ -139,27 +120,33 @@ class BackfillMixin:
         emb = embedder if embedder is not None else self._embedder_of(name, model)
         state = self._start(name, model)
         bar = _bar(progress, len(self), state.get("migrated", 0))  # type: ignore[arg-type]
-        embedded = 0
         try:
-            while limit is None or embedded < limit:
-                n = size if limit is None else min(size, limit - embedded)
-                _, rows = self._catalog.read(store.items_after, self._catalog,
-                                             state["done_upto"], n)
-                if not rows:
-                    break
-                state = self._batch(name, model, spec, emb, rows, state, text_key, texts, size)
-                embedded += len(rows)
-                if bar is not None:
-                    bar.update(len(rows))
-            else:
-                return {**state, "embedded": embedded, "switched": False}
+            state, embedded, more = self._drain(name, model, spec, emb, state, text_key, texts,
+                                                size, limit, bar)
         finally:
             if bar is not None:
                 bar.close()
-        if not switch:
+        if more or not switch:
             return {**state, "embedded": embedded, "switched": False}
         embedded += self._switch(name, model, spec, emb, text_key, texts, size)
         return {**state, "embedded": embedded, "switched": True}
+
+    def _drain(self, name: str, model: str, spec: ModelSpec, emb: Any, state: dict[str, Any],
+               text_key: str, texts: Mapping[Any, str] | None, size: int, limit: int | None,
+               bar: Any = None) -> tuple[dict[str, Any], int, bool]:
+        """Run batches until no item is left (or ``limit``); returns the state, how many items
+        were embedded and whether items may be left."""
+        embedded = 0
+        while limit is None or embedded < limit:
+            n = size if limit is None else min(size, limit - embedded)
+            _, rows = self._catalog.read(store.items_after, self._catalog, state["done_upto"], n)
+            if not rows:
+                return state, embedded, False
+            state = self._batch(name, model, spec, emb, rows, state, text_key, texts, size)
+            embedded += len(rows)
+            if bar is not None:
+                bar.update(len(rows))
+        return state, embedded, True
 
     def _start(self, name: str, model: str) -> dict[str, Any]:
         with self._mutex, self._lock:
@@ -216,17 +203,11 @@ class BackfillMixin:
     def _switch(self, name: str, model: str, spec: ModelSpec, emb: Any, text_key: str,
                 texts: Mapping[Any, str] | None, size: int) -> int:
         """Migrate what is left under the write lock, then swap the field in one commit."""
-        embedded = 0
         with self._mutex, self._lock:
             self._refresh()
-            state = self._meta["backfill"][name]
-            while True:  # items written after the last batch
-                _, rows = self._catalog.read(store.items_after, self._catalog,
-                                             state["done_upto"], size)
-                if not rows:
-                    break
-                state = self._batch(name, model, spec, emb, rows, state, text_key, texts, size)
-                embedded += len(rows)
+            # items written after the last batch
+            _, embedded, _ = self._drain(name, model, spec, emb, self._meta["backfill"][name],
+                                         text_key, texts, size, None)
             self._seal()
             _, (s_seqs, s_vecs) = self._catalog.read(store.get_shadow, self._catalog, name,
                                                      model, spec.dim)

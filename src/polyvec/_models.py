@@ -231,13 +231,13 @@ class ModelsMixin:
             q, keys = np.asarray(relevance[0], np.float32), list(relevance[1])
         else:
             try:
-                words, keys = zip(*relevance, strict=True)
+                words, ids = zip(*relevance, strict=True)
             except (TypeError, ValueError):
                 raise InvalidArgument("relevance: expected [(query_text, item_id), ...] or "
                                       "(query_vectors, item_ids)") from None
             q = np.asarray(self._embedder_of(field, frm).embed_queries(
                 list(words), batch_size=batch_size), np.float32)
-            keys = list(keys)
+            keys = list(ids)
         docs, _ = self._stored(field, keys)
         return q, docs
 

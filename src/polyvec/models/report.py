@@ -17,8 +17,9 @@ to the baseline is reported too.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,8 @@ class CompatReport:
     old_model: str
     k: int
     nq: int
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def baseline(self, method: str) -> float | None:
         return next((r[f"mrr@{self.k}"] for r in self.rows if r["method"] == method), None)
