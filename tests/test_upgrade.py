@@ -344,3 +344,40 @@ def test_paraphrase_l3_embedder_is_the_graphs_mean_pool() -> None:
     pooled = session.run(["461"], {"input_ids": ids, "attention_mask": mask})[0]
     assert np.allclose(x, normalize(pooled), atol=1e-5)  # the export's own mean pooling
     assert np.allclose(emb.embed_queries(texts[:1])[0], x[0], atol=1e-5)
+
+
+@pytest.mark.skipif(find_spec("onnxruntime") is None or find_spec("tokenizers") is None,
+                    reason="needs onnxruntime and tokenizers ([models] extra)")
+def test_cli_compat_with_a_real_new_model(tmp_path: Path) -> None:
+    """v2 = paraphrase-MiniLM-L3 (a built-in embedder the CLI rebuilds from the spec); v1 = a
+    rotation of it that no process can embed with (a retired model)."""
+    from polyvec.cli import main
+    from polyvec.embed import paraphrase_minilm
+
+    try:
+        emb = paraphrase_minilm()
+        words = [f"package {w} for {t}" for w in ("tools", "library", "docs", "game", "server")
+                 for t in ("python", "rust", "audio", "video", "fonts", "network")]
+        fresh = emb.embed_documents(words)
+    except pv.errors.MissingExtra as e:
+        pytest.skip(str(e))
+    rot = np.linalg.qr(np.random.default_rng(0).standard_normal((384, 384)))[0]
+    db = pv.connect(tmp_path / "db")
+    coll = db.create_collection("c", {"emb": pv.Dense(384)})
+    coll.register_model("emb", ModelSpec("retired", revision="1", dim=384), name="v1")
+    coll.add(list(range(len(words))), normalize(fresh @ rot.T), [{"text": t} for t in words])
+    coll.register_model("emb", emb.spec, name="v2")
+    coll.close()
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("".join(json.dumps({"text": w, "relevant": [i]}) + "\n"
+                             for i, w in enumerate(words[:10])))
+    out = tmp_path / "out"
+    assert main(["--db", str(tmp_path / "db"), "compat", "c", "emb", "--queries", str(qfile),
+                 "--sample-sizes", "10,30", "--out", str(out)]) == 0
+    report = json.loads((out / "compat-c-emb-v2-v1.json").read_text())
+    rows = {(r["method"], r.get("kind"), r.get("pairs")): r for r in report["rows"]}
+    assert rows[("new->new (full re-index)", None, None)]["mrr@10"] == 1.0
+    # a rotation is recovered from 30 pairs: mapped queries find their documents
+    assert rows[("new->old mapped", "procrustes", 30)]["mrr@10"] == 1.0
+    assert any("old->old baseline skipped" in n for n in report["notes"])
+    assert (out / "compat-c-emb-v2-v1.png").stat().st_size > 1000

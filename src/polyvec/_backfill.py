@@ -170,11 +170,13 @@ class BackfillMixin(ModelsMixin):
                     text_key: str, texts: Mapping[Any, str] | None, size: int) -> np.ndarray:
         words = self._texts_of([r.key for r in rows], [json.loads(r.payload) for r in rows],
                                text_key, texts)
-        vecs = np.asarray(emb.embed_documents(words, batch_size=size), dtype=np.float32)
-        if vecs.shape != (len(rows), spec.dim) or not np.isfinite(vecs).all():
-            raise DimensionMismatch(f"backfill embedder: expected finite ({len(rows)}, "
-                                    f"{spec.dim}) vectors, got {vecs.shape}")
-        return vecs
+        vecs = np.asarray(emb.embed_documents(words, batch_size=size))
+        if vecs.shape != (len(rows), spec.dim):
+            raise DimensionMismatch(f"backfill embedder: expected ({len(rows)}, {spec.dim}) "
+                                    f"vectors, got {vecs.shape}")
+        # the checks add() applies: finite, L2-normalized under cosine
+        return np.asarray(v.check_field_vectors(name, Dense(spec.dim, spec.metric), vecs,
+                                                len(rows)))
 
     def _batch(self, name: str, model: str, spec: ModelSpec, emb: Any, rows: list[ItemRow],
                state: dict[str, Any], text_key: str, texts: Mapping[Any, str] | None,

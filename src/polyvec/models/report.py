@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument, MissingExtra
-from .mappings import KINDS
+from .mappings import KINDS, normalize
 
 __all__ = ["CompatReport", "compatibility_report", "retrieval_metrics"]
 
@@ -126,11 +126,9 @@ class CompatReport:
 
 
 def _topk(q: np.ndarray, x: np.ndarray, keys: Sequence[Any], k: int) -> np.ndarray:
-    s = q @ x.T
-    part = np.argpartition(-s, min(k, s.shape[1] - 1), axis=1)[:, :k]
-    order = np.take_along_axis(part, np.argsort(-np.take_along_axis(s, part, 1), 1), 1)
-    arr = np.asarray(list(keys), dtype=object)
-    return arr[order]
+    """Exact top-k keys by inner product (ties: the earlier item first)."""
+    order = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :k]
+    return np.asarray(list(keys), dtype=object)[order]
 
 
 def compatibility_report(coll: Any, field: str, new_model: str, old_model: str, *,
@@ -191,6 +189,8 @@ def compatibility_report(coll: Any, field: str, new_model: str, old_model: str, 
                               np.float32)
     else:
         keys, new_vecs = list(new_item_vectors[0]), np.asarray(new_item_vectors[1], np.float32)
+    if coll._fields[field].metric == "cosine":  # as a re-index through add() stores them
+        new_vecs = normalize(new_vecs)
     ids = _topk(q_new, new_vecs, keys, k)
     rep.rows.append({"method": "new->new (full re-index)",
                      **retrieval_metrics(ids, qrels, k)})
@@ -217,6 +217,6 @@ def compatibility_report(coll: Any, field: str, new_model: str, old_model: str, 
         rep.rows.append({"method": "new->old supervised", "kind": "supervised",
                          "pairs": len(largest[0]), "relevance_pairs": n_rel,
                          "params": {k_: v for k_, v in m.params.items()
-                                    if k_ != "held_out_loss_curve"},
+                                    if k_ != "held_out_mrr10_curve"},
                          **retrieval_metrics(res.ids, qrels, k)})
     return rep
