@@ -9,7 +9,8 @@ B-1 documents, ``-log softmax_j(f(q_i)·d_j / τ)[i]``. ``W, b`` start from an u
 documents never seen in training still land where the pairs put them. Plain numpy with
 hand-written gradients and Adam; shuffles come from ``default_rng(seed)``, so a fit is
 deterministic. The number of epochs is chosen on a held-out 10 % of the pairs (MRR@10 of each
-held-out query finding its document among the held-out and training documents), then the map is refitted on all pairs for that many epochs.
+held-out query finding its document among the held-out and training documents), then the
+map is refitted on all pairs for that many epochs.
 """
 
 from __future__ import annotations
