@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DimensionMismatch, InvalidArgument
-from .mappings import LinearMap, normalize, split
+from .mappings import LinearMap, normalize, one_blas_thread, split
 
 __all__ = ["fit_supervised", "infonce_loss"]
 
@@ -85,6 +85,7 @@ def _train(w0: np.ndarray, b0: np.ndarray, q: np.ndarray, d: np.ndarray, *, epoc
     return w, b, curve
 
 
+@one_blas_thread
 def fit_supervised(init: LinearMap, queries: np.ndarray, docs: np.ndarray, *, seed: int = 0,
                    max_epochs: int = 30, batch: int = 256, lr: float = 1e-3,
                    tau: float = 0.02, mu: float = 1e-3) -> LinearMap:
