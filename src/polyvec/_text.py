@@ -107,14 +107,22 @@ class TextMixin:
         (self.upsert if upsert else self.add)(ids, data, payloads)  # type: ignore[attr-defined]
 
     def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,
-                    filter: Mapping[str, Any] | None = None, embedder: Any = None
-                    ) -> SearchResult:
+                    filter: Mapping[str, Any] | None = None, embedder: Any = None,
+                    model: str | None = None) -> SearchResult:
         """Embed ``query`` (one str or a list) with the field's embedder and search.
 
         ``embedder`` overrides the attached one for this call; its model must be the one the
-        field's vectors were made with.
+        field's vectors were made with. ``model`` names a registered model version instead
+        (``register_model``): its embedder embeds the query, which is mapped into the field's
+        space when that version is not the field's own (``search(..., model=...)``).
         """
         name, _ = self._field(field)
+        if model is not None:
+            emb = embedder or self._embedder_of(name, model)  # type: ignore[attr-defined]
+            single = isinstance(query, str)
+            vecs = emb.embed_queries([query] if single else _texts(query, "query"))
+            return self.search(vecs[0] if single else vecs, k,  # type: ignore[attr-defined]
+                               field=name, filter=filter, model=model)
         if embedder is not None:
             self._refresh()
             recorded = self._models.get(name)

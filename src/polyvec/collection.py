@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
+from ._backfill import BackfillMixin
 from ._growing import GrowingField, TokenSets
 from ._indexing import INDEXES, IndexingMixin, index_orphans
 from ._kernels import TopK
@@ -67,7 +68,7 @@ def _field_arrays(name: str, data: np.ndarray | TokenSets) -> dict[str, np.ndarr
     return {name: data}
 
 
-class Collection(TextMixin, IndexingMixin):
+class Collection(TextMixin, IndexingMixin, BackfillMixin):
     """Use :meth:`polyvec.Database.create_collection` / ``get_collection`` to get one."""
 
     def __init__(self, path: Path, *, lock_timeout: float = 10.0, verify: bool = True) -> None:
@@ -129,6 +130,7 @@ class Collection(TextMixin, IndexingMixin):
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptFile(str(self._catalog.path), f"bad schema in meta: {e}") from None
         self._fields: dict[str, FieldSpec] = self.schema.fields
+        self._meta = snap.meta  # model versions, mappings, backfill state (see _models)
         try:
             self._models = {f: ModelSpec.from_dict(d)
                             for f, d in snap.meta.get("models", {}).items()}
@@ -517,7 +519,7 @@ class Collection(TextMixin, IndexingMixin):
     def search(self, query: Any, k: int = 10, *, field: str | None = None,
                filter: Mapping[str, Any] | None = None, target_recall: float | None = None,
                ef: int | None = None, nprobe: int | None = None,
-               oversample: float | None = None) -> SearchResult:
+               oversample: float | None = None, model: str | None = None) -> SearchResult:
         """Top-k search of one query or a batch, optionally filtered by payload.
 
         Dense fields take a ``(dim,)`` vector (1-D result) or an ``(nq, dim)`` batch (2-D).
@@ -525,11 +527,13 @@ class Collection(TextMixin, IndexingMixin):
         Without an index (see :meth:`create_index`) the search is exact. With one, sealed
         segments are searched through it: ``target_recall`` picks the calibrated parameters
         (reported with the recall estimate in ``info``), or ``ef``/``nprobe``/``oversample``
-        set them explicitly.
+        set them explicitly. ``model`` names the model version that embedded the query (see
+        :meth:`register_model`): another version than the field's is mapped into its space.
         """
         k = v.check_k(k)
         name, spec = self._field(field)
-        queries, single = v.check_query(spec, query)
+        self._check_model_arg(model)
+        queries, single = (None, False) if model is not None else v.check_query(spec, query)
         node = None if filter is None else parse_filter(filter)
         if target_recall is not None and not (isinstance(target_recall, float | int)
                                               and 0 < target_recall <= 1):
@@ -540,17 +544,23 @@ class Collection(TextMixin, IndexingMixin):
             from .index import QueryParams
 
             params = QueryParams(ef=ef, nprobe=nprobe, oversample=oversample)
-        run = self._consistent if node is not None else self._current
-        ids, scores, info = run(self._search, queries, k, name, spec, node, target_recall,
-                                params)
+        if model is not None:
+            ids, scores, info, single = self._search_model(query, k, name, model, node,
+                                                           target_recall, params)
+        else:
+            run = self._consistent if node is not None else self._current
+            ids, scores, info = run(self._search, queries, k, name, spec, node, target_recall,
+                                    params)
         if single:
             return SearchResult(ids[0], scores[0], info)
         return SearchResult(ids, scores, info)
 
     def _search(self, queries: Any, k: int, name: str, spec: FieldSpec, node: Any,
-                target_recall: float | None, params: Any, *, use_index: bool = True
+                target_recall: float | None, params: Any, *, use_index: bool = True,
+                restrict: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        selected = None if node is None else self._select(node)
+        # restrict: sorted seqs to search among instead of a filter (model upgrades)
+        selected = restrict if node is None else self._select(node)
         used: list[dict[str, Any]] = []
         nq = len(queries)
         topk = TopK(nq, k)

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval import add_parser as add_eval_parser
 
     add_eval_parser(sub, common)
+    from .compat import add_parser as add_compat_parser
+
+    add_compat_parser(sub, common)
     return parser
 
 

@@ -14,6 +14,7 @@ import polyvec
 from polyvec.errors import PolyvecError
 
 from .add import check_items, read_items, write_items
+from .compat import run_compat
 from .io import CliError, parse_field_spec, parse_filter_json, parse_id, parse_query, read_query
 from .output import emit_json, info_lines, item_json, item_lines, result_json, search_table
 
@@ -230,4 +231,4 @@ def run_eval(args: argparse.Namespace) -> int:
 
 COMMANDS = {"create": create, "add": add, "search": search, "get": get, "delete": delete,
             "info": info, "compact": compact, "flush": flush, "drop": drop, "eval": run_eval,
-            "index": index}
+            "index": index, "compat": run_compat}

