@@ -55,7 +55,7 @@ def fde_aggregate_numpy(ids: np.ndarray, proj: np.ndarray, offsets: np.ndarray,
     """Reference twin: vectorized per set (sums by ``np.add.at``, fill by a full Hamming
     table of the set's tokens against every bucket)."""
     _check(ids, proj, offsets, n_buckets)
-    n, (t_all, reps, p) = len(offsets) - 1, proj.shape
+    n, (_, reps, p) = len(offsets) - 1, proj.shape
     out = np.zeros((n, reps, n_buckets, p), dtype=np.float32)
     buckets = np.arange(n_buckets, dtype=np.int32)
     rep = np.arange(reps)
