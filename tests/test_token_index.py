@@ -15,8 +15,10 @@ import pytest
 from polyvec._kernels.lut import (
     byte_lut,
     decode_residuals,
+    gather_f32,
     lut_candidates,
     pack_residuals,
+    top_per_row,
     unpack_codes,
 )
 from polyvec.errors import (
@@ -308,6 +310,33 @@ def test_numba_equals_numpy_kernels(data: dict, indexes: dict[int, TokenIndex]) 
                 o1, o2 = np.argsort(d1), np.argsort(d2)
                 np.testing.assert_array_equal(d1[o1], d2[o2])
                 np.testing.assert_allclose(s1[o1], s2[o2], atol=1e-5)
+
+
+def test_numba_equals_numpy_probe_and_gather(tmp_path: Path, data: dict,
+                                             indexes: dict[int, TokenIndex]) -> None:
+    ti = indexes[2]
+    S = np.concatenate(data["queries"][:5]) @ ti.centroids.T
+    S[0, 10:20] = S[0].max()  # ties: the smaller centroid id first in both
+    for n in (1, 7, 64, ti.n_centroids):
+        a, b = top_per_row(S, n, backend="numba"), top_per_row(S, n, backend="numpy")
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    np.save(tmp_path / "tok.npy", data["x16"])
+    mm = np.load(tmp_path / "tok.npy", mmap_mode="r")
+    rows = np.array([5, 0, 199, 5, 77])
+    for tokens in (mm, data["x16"], data["x"]):
+        a, oa = gather_f32(tokens, data["off"], rows, backend="numba")
+        b, ob = gather_f32(tokens, data["off"], rows, backend="numpy")
+        np.testing.assert_array_equal(oa, ob)
+        np.testing.assert_array_equal(a, b)  # bit-exact upcast
+        assert a.dtype == np.float32
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(-1, 128)
+    got, _ = gather_f32(every, np.arange(len(every) + 1), np.arange(len(every)),
+                        backend="numba")  # every float16 bit pattern, subnormals, inf, NaN
+    want = every.astype(np.float32)
+    np.testing.assert_array_equal(got.view(np.uint32)[~np.isnan(want)],
+                                  want.view(np.uint32)[~np.isnan(want)])
+    assert np.isnan(got[np.isnan(want)]).all()
 
 
 # ----------------------------------------------------------------------------- rerank

@@ -31,6 +31,8 @@ __all__ = [
     "decode_residuals",
     "byte_lut",
     "lut_candidates",
+    "top_per_row",
+    "gather_f32",
 ]
 
 NBITS = (1, 2, 4)
@@ -81,7 +83,7 @@ _PARALLEL_MIN_TOKENS = 1 << 14
 
 def pack_residuals(x: np.ndarray, centroids: np.ndarray, cids: np.ndarray,
                    cutoffs: np.ndarray, nbits: int, *, backend: str = "auto") -> np.ndarray:
-    """Packed bucket codes ``(n, d * nbits // 8)`` uint8 of the residuals ``x - centroids[cids]``."""
+    """Packed codes ``(n, d * nbits // 8)`` uint8 of the residuals ``x - centroids[cids]``."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
     cutoffs = np.ascontiguousarray(cutoffs, dtype=np.float32)
@@ -154,7 +156,7 @@ def _lut_candidates_numpy(Q, probe_cids, probe_scores, mse, list_offsets, post_d
     for i in range(len(Q)):
         lut = byte_lut(Q[i], weights, nbits)
         idx_parts, base_parts = [], []
-        for c, s in zip(probe_cids[i], probe_scores[i]):
+        for c, s in zip(probe_cids[i], probe_scores[i], strict=True):
             lo, hi = int(list_offsets[c]), int(list_offsets[c + 1])
             idx_parts.append(np.arange(lo, hi))
             base_parts.append(np.full(hi - lo, s, dtype=np.float32))
@@ -298,3 +300,106 @@ def lut_candidates(Q: np.ndarray, probe_cids: np.ndarray, probe_scores: np.ndarr
         np.ascontiguousarray(mse, dtype=np.float32),
         list_offsets, post_docs, post_codes,
         np.ascontiguousarray(weights, dtype=np.float32), nbits, sel, use_sel, pos, total)
+
+
+# ----------------------------------------------------------------------------- probing
+
+
+def _top_rows_loop(S, n, out_ids, out_scores):  # pragma: no cover
+    m, k = S.shape
+    for i in range(m):
+        # insertion into a sorted (descending) buffer of the n best so far
+        filled = 0
+        for c in range(k):
+            s = S[i, c]
+            if filled == n and s <= out_scores[i, n - 1]:
+                continue
+            j = filled if filled < n else n - 1
+            while j > 0 and out_scores[i, j - 1] < s:
+                out_scores[i, j] = out_scores[i, j - 1]
+                out_ids[i, j] = out_ids[i, j - 1]
+                j -= 1
+            out_scores[i, j] = s
+            out_ids[i, j] = c
+            if filled < n:
+                filled += 1
+
+
+_top_rows_serial = lazy_njit()(_top_rows_loop)
+
+
+def top_per_row(S: np.ndarray, n: int, *, backend: str = "auto"
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` largest entries of each row of ``S``: (column ids int64, scores f32), best
+    first; equal scores keep the smaller column first. ``n`` must not exceed ``S.shape[1]``."""
+    S = np.ascontiguousarray(S, dtype=np.float32)
+    if resolve_backend(backend) == "numpy":
+        order = np.argsort(-S, axis=1, kind="stable")[:, :n]
+        return order.astype(np.int64), np.take_along_axis(S, order, axis=1)
+    ids = np.empty((S.shape[0], n), dtype=np.int64)
+    scores = np.empty((S.shape[0], n), dtype=np.float32)
+    _top_rows_serial(S, n, ids, scores)
+    return ids, scores
+
+
+# ----------------------------------------------------------------------------- f16 gather
+
+
+def _gather_f16_loop(bits, starts, lens, new_off, out):  # pragma: no cover
+    # exact float16 -> float32: move sign, exponent and mantissa into float32 position, then
+    # multiply by 2**112 to rebias the exponent (this also scales float16 subnormals, which
+    # land on float32 subnormals, exactly); inf/NaN get the all-ones float32 exponent first
+    d = bits.shape[1]
+    ou = out.view(np.uint32)
+    for r in range(starts.shape[0]):
+        lo = starts[r]
+        o = new_off[r]
+        for t in range(lens[r]):
+            for j in range(d):
+                h = np.uint32(bits[lo + t, j])
+                v = ((h & np.uint32(0x8000)) << np.uint32(16)) | \
+                    ((h & np.uint32(0x7FFF)) << np.uint32(13))
+                if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
+                    v |= np.uint32(0x7F800000)
+                ou[o + t, j] = v
+    magic = np.float32(2.0 ** 112)
+    for i in range(out.shape[0]):
+        for j in range(d):
+            out[i, j] *= magic
+
+
+def _gather_f32_loop(x, starts, lens, new_off, out):  # pragma: no cover
+    d = x.shape[1]
+    for r in range(starts.shape[0]):
+        lo = starts[r]
+        o = new_off[r]
+        for t in range(lens[r]):
+            for j in range(d):
+                out[o + t, j] = x[lo + t, j]
+
+
+_gather_f16_serial = lazy_njit()(_gather_f16_loop)
+_gather_f32_serial = lazy_njit()(_gather_f32_loop)
+
+
+def gather_f32(tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray, *,
+               backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The tokens of documents ``rows`` as one f32 block ``(sum of lengths, d)`` and its
+    ``offsets``. f16 inputs are upcast exactly (same values as ``astype(np.float32)``)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(offsets[rows], dtype=np.int64)
+    lens = np.asarray(offsets[rows + 1], dtype=np.int64) - starts
+    new_off = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lens, out=new_off[1:])
+    fast = resolve_backend(backend) == "numba" and tokens.dtype in (np.float16, np.float32) \
+        and tokens.flags.c_contiguous
+    if not fast:
+        idx = np.arange(int(new_off[-1]), dtype=np.int64) + np.repeat(starts - new_off[:-1],
+                                                                       lens)
+        return np.asarray(tokens[idx], dtype=np.float32), new_off
+    out = np.empty((int(new_off[-1]), tokens.shape[1]), dtype=np.float32)
+    if tokens.dtype == np.float16:
+        _gather_f16_serial(tokens.view(np.uint16), starts, lens, new_off, out)
+    else:
+        _gather_f32_serial(tokens, starts, lens, new_off, out)
+    return out, new_off

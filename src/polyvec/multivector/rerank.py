@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._kernels import maxsim_reduce
+from .._kernels.lut import gather_f32
 from ..errors import DimensionMismatch, InvalidArgument
 
 __all__ = ["rerank_maxsim", "prefetch_rows", "gather_rows"]
@@ -62,28 +63,22 @@ def prefetch_rows(tokens: np.ndarray, offsets: np.ndarray, doc_rows: np.ndarray)
     ends = np.maximum.reduceat(hi, np.flatnonzero(new_run))
     size = len(mm)
     calls = 0
-    for s, e in zip(starts.tolist(), np.minimum(ends, size).tolist()):
+    for s, e in zip(starts.tolist(), np.minimum(ends, size).tolist(), strict=True):
         if e > s:
             mm.madvise(mmap.MADV_WILLNEED, s, e - s)
             calls += 1
     return calls
 
 
-def gather_rows(tokens: np.ndarray, offsets: np.ndarray, doc_rows: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+def gather_rows(tokens: np.ndarray, offsets: np.ndarray, doc_rows: np.ndarray, *,
+                backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """The tokens of ``doc_rows`` as one f32 block, with their new ``offsets``."""
-    rows = np.asarray(doc_rows, dtype=np.int64)
-    starts = np.asarray(offsets[rows], dtype=np.int64)
-    lens = np.asarray(offsets[rows + 1], dtype=np.int64) - starts
-    new_off = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lens, out=new_off[1:])
-    idx = np.arange(int(new_off[-1]), dtype=np.int64) + np.repeat(starts - new_off[:-1], lens)
-    return np.asarray(tokens[idx], dtype=np.float32), new_off
+    return gather_f32(tokens, offsets, doc_rows, backend=backend)
 
 
 def rerank_maxsim(Q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray,
-                  doc_rows: np.ndarray, k: int, *, prefetch: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  doc_rows: np.ndarray, k: int, *, prefetch: bool = True,
+                  backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Exact MaxSim of ``Q`` against the documents ``doc_rows``; the ``k`` best, best first.
 
     ``tokens`` (n_tokens, d), f16 or f32, typically an ``np.memmap``; ``offsets`` (n_docs + 1)
@@ -105,10 +100,10 @@ def rerank_maxsim(Q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray,
         return rows[:0], np.zeros(0, dtype=np.float32)
     if prefetch:
         prefetch_rows(tokens, offsets, rows)
-    block, new_off = gather_rows(tokens, offsets, rows)
+    block, new_off = gather_rows(tokens, offsets, rows, backend=backend)
     if np.any(np.diff(new_off) == 0):
         raise InvalidArgument("doc_rows: expected documents with at least one token")
-    scores = maxsim_reduce(Q @ block.T, new_off)
+    scores = maxsim_reduce(Q @ block.T, new_off, backend=backend)
     n = min(int(k), len(rows))
     if len(rows) > n:
         part = np.argpartition(-scores, n - 1)[:n]

@@ -41,7 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels.lut import NBITS, code_bytes, decode_residuals, lut_candidates, pack_residuals
+from .._kernels.lut import (
+    NBITS,
+    code_bytes,
+    decode_residuals,
+    lut_candidates,
+    pack_residuals,
+    top_per_row,
+)
 from ..errors import (
     CorruptFile,
     DimensionMismatch,
@@ -267,16 +274,13 @@ class TokenIndex:
             self._local.pos = pos
         return pos
 
-    def probe(self, Q: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top ``nprobe`` centroids of each query token: (ids, scores, missing estimate)."""
+    def probe(self, Q: np.ndarray, nprobe: int, *, backend: str = "auto"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top ``nprobe`` centroids of each query token, best first: (ids, scores, missing
+        estimate = the score of the last centroid probed)."""
         S = Q @ self.centroids.T
-        k = self.n_centroids
-        if nprobe >= k:
-            cids = np.broadcast_to(np.arange(k), S.shape)
-        else:
-            cids = np.argpartition(-S, nprobe - 1, axis=1)[:, :nprobe]
-        scores = np.take_along_axis(S, cids, axis=1).astype(np.float32)
-        return np.ascontiguousarray(cids, dtype=np.int64), scores, scores.min(axis=1)
+        cids, scores = top_per_row(S, min(int(nprobe), self.n_centroids), backend=backend)
+        return cids, scores, np.ascontiguousarray(scores[:, -1])
 
     def candidates(self, Q: np.ndarray, n_candidates: int, *, nprobe: int = 4,
                    selection: np.ndarray | None = None, backend: str = "auto"
@@ -300,7 +304,7 @@ class TokenIndex:
                                       f"{selection.shape}")
         if len(Q) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        cids, cscores, mse = self.probe(Q, int(nprobe))
+        cids, cscores, mse = self.probe(Q, int(nprobe), backend=backend)
         docs, scores = lut_candidates(Q, cids, cscores, mse, self.list_offsets,
                                       self.post_docs, self.post_codes, self.weights,
                                       self.nbits, selection, pos=self._scratch(),
@@ -361,7 +365,7 @@ class TokenIndex:
         """Open a saved index, memory-mapped. ``verify`` checks every file's CRC-32."""
         folder = Path(folder)
         manifest = _read_manifest(folder / MANIFEST)
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, Any] = {}
         for name in _ARRAYS:
             fname = f"{name}.npy"
             path = folder / fname
