@@ -151,6 +151,17 @@ class MultiIndexingMixin(IndexingMixin):
                 raise CorruptFile(str(f), "checksum mismatch (bytes changed on disk)")
         return load_multi_index(parse_multi_index(spec), path)
 
+    # -- writing -------------------------------------------------------------------------------
+    def _pool_vectors(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Token sets of Multi fields with ``pool_factor`` > 1, pooled (checked input in)."""
+        out = dict(data)
+        for name, spec in self._fields.items():
+            if isinstance(spec, Multi) and spec.pool_factor > 1:
+                from .multivector.pooling import pool_sets
+
+                out[name] = pool_sets(data[name], spec.pool_factor)
+        return out
+
     # -- searching -----------------------------------------------------------------------------
     def _multi_params(self, *, ef: int | None, nprobe: int | None, oversample: float | None,
                       candidates: int | None, rerank_depth: int | None

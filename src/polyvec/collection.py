@@ -250,7 +250,7 @@ class Collection(TextMixin, MultiIndexingMixin):
     def _write(self, ids: Any, vectors: Any, payloads: Any, *, replace: bool) -> None:
         keys = v.check_ids(ids)
         n = len(keys)
-        data = self._check_vectors(vectors, n)
+        data = self._pool_vectors(self._check_vectors(vectors, n))
         payload_objs, payload_texts = v.check_payloads(payloads, n)
         if n == 0:
             return
