@@ -279,6 +279,14 @@ def test_unparsable_npy_and_version(tmp_path: Path, indexes: dict[int, TokenInde
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(FormatVersionError, match="version"):
         TokenIndex.load(folder)
+    # a consistent-looking file set with an out-of-range row must not reach the kernels
+    ti = indexes[1]
+    bad = TokenIndex(**{**{k: getattr(ti, k) for k in (
+        "nbits", "seed", "centroids", "cutoffs", "weights", "list_offsets", "post_codes",
+        "token_cids", "token_pos", "doc_offsets")}, "post_docs": ti.post_docs + 1})
+    bad.save(tmp_path / "bad")
+    with pytest.raises(CorruptFile, match="post_docs.npy"):
+        TokenIndex.load(tmp_path / "bad")
 
 
 # ----------------------------------------------------------------------------- kernels

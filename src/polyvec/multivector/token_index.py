@@ -372,8 +372,8 @@ class TokenIndex:
             fname = f"{name}.npy"
             path = folder / fname
             expect = manifest["files"].get(fname)
-            if expect is None:
-                raise CorruptFile(fname, "not listed in manifest.json")
+            if not (isinstance(expect, list) and len(expect) == 2):
+                raise CorruptFile(fname, "not listed in manifest.json as [size, crc32]")
             if not path.is_file():
                 raise CorruptFile(fname, "missing")
             size = path.stat().st_size
@@ -443,7 +443,11 @@ def _check_arrays(a: dict[str, np.ndarray], m: dict[str, Any]) -> None:
             raise CorruptFile(f"{name}.npy", f"expected shape {shape} and dtype in "
                                              f"{[np.dtype(t).name for t in dtypes]}, got "
                                              f"{arr.shape} {arr.dtype}")
+    # the kernels index without bounds checks: make sure every index is in range
     lo = a["list_offsets"]
-    if lo[0] != 0 or lo[-1] != n:
-        raise CorruptFile("list_offsets.npy", f"expected bounds 0 .. {n}, got {lo[0]} .. "
-                                              f"{lo[-1]}")
+    if lo[0] != 0 or lo[-1] != n or np.any(np.diff(lo) < 0):
+        raise CorruptFile("list_offsets.npy", f"expected non-decreasing bounds 0 .. {n}")
+    if n and int(a["post_docs"].max()) >= nd:
+        raise CorruptFile("post_docs.npy", f"expected document rows < {nd}")
+    if n and int(a["token_cids"].max()) >= k:
+        raise CorruptFile("token_cids.npy", f"expected centroid ids < {k}")
