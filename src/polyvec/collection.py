@@ -21,15 +21,16 @@ import numpy as np
 from . import _validate as v
 from ._backfill import BackfillMixin
 from ._growing import GrowingField, TokenSets
-from ._indexing import INDEXES, IndexingMixin, index_orphans
+from ._indexing import INDEXES, index_orphans
 from ._kernels import TopK
 from ._live import LiveTable, isin_sorted
+from ._mv_indexing import MultiIndexingMixin
 from ._text import TextMixin
 from .errors import CorruptFile, DuplicateId, InvalidArgument, Locked, UnknownField
 from .filters import MatchAll, compile_filter, parse_filter, to_sql
 from .index import scan_dense
 from .multivector import scan_multi
-from .spec import CollectionSchema, Dense, FieldSpec, ModelSpec
+from .spec import CollectionSchema, Dense, FieldSpec, ModelSpec, Multi
 from .storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
 from .storage.catalog import SegmentRow, Snapshot
 from .types import SearchResult
@@ -68,7 +69,7 @@ def _field_arrays(name: str, data: np.ndarray | TokenSets) -> dict[str, np.ndarr
     return {name: data}
 
 
-class Collection(TextMixin, IndexingMixin, BackfillMixin):
+class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
     """Use :meth:`polyvec.Database.create_collection` / ``get_collection`` to get one."""
 
     def __init__(self, path: Path, *, lock_timeout: float = 10.0, verify: bool = True) -> None:
@@ -253,7 +254,7 @@ class Collection(TextMixin, IndexingMixin, BackfillMixin):
     def _write(self, ids: Any, vectors: Any, payloads: Any, *, replace: bool) -> None:
         keys = v.check_ids(ids)
         n = len(keys)
-        data = self._check_vectors(vectors, n)
+        data = self._pool_vectors(self._check_vectors(vectors, n))
         payload_objs, payload_texts = v.check_payloads(payloads, n)
         if n == 0:
             return
@@ -519,7 +520,8 @@ class Collection(TextMixin, IndexingMixin, BackfillMixin):
     def search(self, query: Any, k: int = 10, *, field: str | None = None,
                filter: Mapping[str, Any] | None = None, target_recall: float | None = None,
                ef: int | None = None, nprobe: int | None = None,
-               oversample: float | None = None, model: str | None = None) -> SearchResult:
+               oversample: float | None = None, candidates: int | None = None,
+               rerank_depth: int | None = None, model: str | None = None) -> SearchResult:
         """Top-k search of one query or a batch, optionally filtered by payload.
 
         Dense fields take a ``(dim,)`` vector (1-D result) or an ``(nq, dim)`` batch (2-D).
@@ -527,8 +529,11 @@ class Collection(TextMixin, IndexingMixin, BackfillMixin):
         Without an index (see :meth:`create_index`) the search is exact. With one, sealed
         segments are searched through it: ``target_recall`` picks the calibrated parameters
         (reported with the recall estimate in ``info``), or ``ef``/``nprobe``/``oversample``
-        set them explicitly. ``model`` names the model version that embedded the query (see
-        :meth:`register_model`): another version than the field's is mapped into its space.
+        set them explicitly. A Multi field's index (``FDE...`` or ``TokenIndex...``) takes
+        ``candidates`` (first-stage rows), ``rerank_depth`` (how many get exact MaxSim),
+        ``nprobe`` and ``ef``; ``info`` then reports the stages and candidate counts.
+        ``model`` names the model version that embedded the query (see :meth:`register_model`):
+        another version than the field's is mapped into its space.
         """
         k = v.check_k(k)
         name, spec = self._field(field)
@@ -539,8 +544,14 @@ class Collection(TextMixin, IndexingMixin, BackfillMixin):
                                               and 0 < target_recall <= 1):
             raise InvalidArgument(f"target_recall: expected a number in (0, 1], got "
                                   f"{target_recall!r}")
-        params = None
-        if (ef, nprobe, oversample) != (None, None, None):
+        params: Any = None
+        if isinstance(spec, Multi):
+            params = self._multi_params(ef=ef, nprobe=nprobe, oversample=oversample,
+                                        candidates=candidates, rerank_depth=rerank_depth)
+        elif (candidates, rerank_depth) != (None, None):
+            raise InvalidArgument("search: candidates/rerank_depth apply to Multi fields; "
+                                  f"field {name!r} is Dense")
+        elif (ef, nprobe, oversample) != (None, None, None):
             from .index import QueryParams
 
             params = QueryParams(ef=ef, nprobe=nprobe, oversample=oversample)
@@ -577,6 +588,11 @@ class Collection(TextMixin, IndexingMixin, BackfillMixin):
                 sel = isin_sorted(seqs, selected)
                 mask = sel if mask is None else (mask & sel)
             if use_index and seg is not None and name in seg.indexes:
+                if isinstance(data, TokenSets):  # pushes into topk
+                    used.append(self._search_multi_index(name, seg.indexes[name][1], queries,
+                                                         k, data, seqs, mask, target_recall,
+                                                         params, topk))
+                    continue
                 p, estimate = self._index_params(name, seg.indexes[name][1], target_recall,
                                                  params)
                 s, rows = seg.indexes[name][1].search(queries, k, params=p, selection=mask,
@@ -601,7 +617,10 @@ class Collection(TextMixin, IndexingMixin, BackfillMixin):
         ids = self._live.seqs_to_keys(seqs)
         info: dict[str, Any] = {"strategy": "index" if used else "exact", "field": name,
                                 "selected": None if selected is None else len(selected)}
-        if used:
+        if used and isinstance(spec, Multi):
+            info["segments"] = {"indexed": len(used), "exact": len(blocks) - len(used)}
+            info |= self._multi_info(name, used)
+        elif used:
             info["index"] = self._index_specs[name]
             info["segments"] = {"indexed": len(used), "exact": len(blocks) - len(used)}
             info["params"] = used[0]["params"]

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import InvalidArgument
-from .index_spec import IVF, SPEC_TYPES, Flat, IndexSpec
+from .index_spec import IVF, SPEC_TYPES, Flat, IndexSpec, MultiIndexSpec, TokenIndexStage
 
-__all__ = ["parse_index", "format_index"]
+__all__ = ["parse_index", "format_index", "parse_multi_index", "format_multi_index"]
 
 
 @dataclass(frozen=True)
@@ -233,3 +233,90 @@ def format_index(spec: IndexSpec) -> str:
         parts.append(_format_stage(spec.refine))
     return ",".join(parts)
 
+
+
+# --------------------------------------------------------------------------- multi-vector fields
+#: ``FDE[(r=,k=,d=,final=,seed=)] [, <stack>]`` and ``TokenIndex[(nbits=,centroids=,seed=)]``:
+#: option word -> (field, default) of FDESpec / TokenIndexStage, in canonical order
+_FDE_OPTS = {"r": ("r_reps", 20), "k": ("k_sim", 5), "d": ("d_proj", 16),
+             "final": ("d_final", None), "seed": ("seed", 0)}
+_TI_OPTS = {"nbits": ("nbits", 2), "centroids": ("n_centroids", None), "seed": ("seed", 0)}
+_MULTI_TOKEN = re.compile(r"(?P<name>FDE|TokenIndex)(?:\((?P<opts>[^()]*)\))?")
+
+
+def _multi_opts(name: str, raw: str | None, table: dict[str, tuple[str, Any]], text: str
+                ) -> dict[str, Any]:
+    def err(msg: str) -> InvalidArgument:
+        forms = ",".join(f"{k}=<n>" for k in table)
+        return InvalidArgument(f"bad {name} options in {text!r}: {msg}; expected "
+                               f"{name}[({forms})]")
+
+    out: dict[str, Any] = {}
+    if raw is None:
+        return out
+    items = [s.strip() for s in raw.split(",")]
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or key not in table:
+            raise err(f"unknown option {item!r}")
+        fname = table[key][0]
+        if fname in out:
+            raise err(f"option {key!r} given twice")
+        out[fname] = _convert(int, key, value, err)
+    return out
+
+
+def parse_multi_index(text: str) -> MultiIndexSpec:
+    """Parse the factory string of a Multi field's index.
+
+    ``"FDE(r=20,k=5,d=16),HNSW32"``: MUVERA encodings (``r`` repetitions, ``k`` SimHash bits,
+    ``d`` projected dims, optional ``final`` dims and ``seed``) searched with the single-vector
+    stack that follows (``Flat`` when none); ``"TokenIndex(nbits=2)"``: the compressed token
+    index (``nbits`` 1, 2 or 4, optional ``centroids`` and ``seed``). Candidates of either are
+    reranked by exact MaxSim.
+
+    >>> format_multi_index(parse_multi_index("FDE(r=20,k=5,d=16),IVF64,PQ64"))
+    'FDE,IVF64,PQ64'
+    >>> parse_multi_index("TokenIndex(nbits=4)").token_index
+    TokenIndexStage(nbits=4, n_centroids=None, seed=0)
+    """
+    from .multivector.fde import FDESpec
+
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidArgument(f"factory string: expected a non-empty str, got {text!r}")
+    parts = _split(text)
+    head, _ = parts[0]
+    m = _MULTI_TOKEN.fullmatch(head)
+    if m is None:
+        raise InvalidArgument(f"bad token {head!r} at position 0 of {text!r}: expected "
+                              "FDE[(r=,k=,d=,final=,seed=)] or TokenIndex[(nbits=,centroids=,"
+                              "seed=)] first")
+    if m["name"] == "TokenIndex":
+        if len(parts) > 1:
+            raise InvalidArgument(f"factory string {text!r}: TokenIndex takes no stack after it, "
+                                  f"got {parts[1][0]!r} at position {parts[1][1]}")
+        opts = _multi_opts("TokenIndex", m["opts"], _TI_OPTS, text)
+        return MultiIndexSpec(token_index=TokenIndexStage(**opts))
+    opts = _multi_opts("FDE", m["opts"], _FDE_OPTS, text)
+    rest = text[parts[1][1]:] if len(parts) > 1 else "Flat"
+    return MultiIndexSpec(fde=FDESpec(**opts), stack=parse_index(rest))
+
+
+def _format_multi_opts(name: str, obj: Any, table: dict[str, tuple[str, Any]]) -> str:
+    opts = [f"{k}={getattr(obj, f)}" for k, (f, default) in table.items()
+            if getattr(obj, f) != default]
+    return name + (f"({','.join(opts)})" if opts else "")
+
+
+def format_multi_index(spec: MultiIndexSpec) -> str:
+    """The canonical factory string of a Multi field's index spec (defaults left out).
+
+    >>> format_multi_index(parse_multi_index("FDE(r=10,final=1024)"))
+    'FDE(r=10,final=1024),Flat'
+    """
+    if not isinstance(spec, MultiIndexSpec):
+        raise InvalidArgument(f"format_multi_index: expected a MultiIndexSpec, got {spec!r}")
+    if spec.token_index is not None:
+        return _format_multi_opts("TokenIndex", spec.token_index, _TI_OPTS)
+    return _format_multi_opts("FDE", spec.fde, _FDE_OPTS) + "," + format_index(
+        spec.stack or IndexSpec())

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_OVERSAMPLE",
     "Proj", "Prefix", "Flat", "HNSW", "IVF", "SQ8", "F16", "Binary", "PQ", "Refine",
     "IndexSpec", "TransformSpec", "IndexKind", "CodecSpec", "SPEC_TYPES", "stage_from_dict",
+    "TokenIndexStage", "MultiIndexSpec",
 ]
 
 DEFAULT_OVERSAMPLE = 4.0  # candidates = k * oversample when neither the query nor the spec says
@@ -302,3 +303,92 @@ class IndexSpec:
         kwargs = {slot: stage_from_dict(d[slot], role) for slot, role in _SLOTS
                   if d.get(slot) is not None}
         return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- multi-vector fields
+# A Multi field's index is a first stage (FDE vectors in a single-vector stack, or the
+# compressed token index) whose candidates are always reranked by exact MaxSim.
+
+
+@dataclass(frozen=True)
+class TokenIndexStage(_Stage):
+    """Compressed token index (ColBERTv2 residual codes, WARP-style candidate scoring) with
+    ``nbits`` bits per residual dimension; ``n_centroids=None`` is the K rule of ALGORITHMS.md."""
+
+    nbits: int = 2
+    n_centroids: int | None = None
+    seed: int = 0
+    name: ClassVar[str] = "TokenIndex"
+    role: ClassVar[str] = "first_stage"
+
+    def __post_init__(self) -> None:
+        if self.nbits not in (1, 2, 4):
+            raise InvalidArgument(f"TokenIndex: expected nbits 1, 2 or 4, got {self.nbits!r}")
+        if self.n_centroids is not None:
+            _int("TokenIndex", "n_centroids", self.n_centroids, 1)
+        _int("TokenIndex", "seed", self.seed, 0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class MultiIndexSpec:
+    """The index of a Multi field: ``fde`` + ``stack`` (MUVERA encodings searched with a
+    single-vector stack) or ``token_index``; candidates are reranked by exact MaxSim.
+
+    >>> from polyvec.multivector.fde import FDESpec
+    >>> spec = MultiIndexSpec(fde=FDESpec(), stack=IndexSpec(index=HNSW(32)))
+    >>> MultiIndexSpec.from_dict(spec.to_dict()) == spec
+    True
+    """
+
+    fde: Any = None  # polyvec.multivector.fde.FDESpec
+    stack: IndexSpec | None = None
+    token_index: TokenIndexStage | None = None
+
+    def __post_init__(self) -> None:
+        from .multivector.fde import FDESpec
+
+        if (self.fde is None) == (self.token_index is None):
+            raise InvalidArgument("MultiIndexSpec: expected exactly one first stage, fde=... "
+                                  f"or token_index=..., got {self!r}")
+        if self.fde is not None:
+            if not isinstance(self.fde, FDESpec):
+                raise InvalidArgument(f"MultiIndexSpec: expected fde an FDESpec, got "
+                                      f"{self.fde!r}")
+            if self.stack is None:
+                object.__setattr__(self, "stack", IndexSpec())
+            if not isinstance(self.stack, IndexSpec):
+                raise InvalidArgument(f"MultiIndexSpec: expected stack an IndexSpec, got "
+                                      f"{self.stack!r}")
+            if self.stack.refine is not None:
+                raise InvalidArgument("MultiIndexSpec: FDE candidates are always reranked by "
+                                      "exact MaxSim; expected a stack without Refine, got "
+                                      f"{self.stack!r}")
+        elif self.stack is not None:
+            raise InvalidArgument("MultiIndexSpec: a single-vector stack goes with fde=..., "
+                                  "not with token_index")
+        elif not isinstance(self.token_index, TokenIndexStage):
+            raise InvalidArgument(f"MultiIndexSpec: expected token_index a TokenIndexStage, "
+                                  f"got {self.token_index!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.token_index is not None:
+            return {"token_index": self.token_index.to_dict()}
+        return {"fde": self.fde.to_dict(), "stack": (self.stack or IndexSpec()).to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: object) -> MultiIndexSpec:
+        from .multivector.fde import FDESpec
+
+        if not isinstance(d, dict) or not ({"token_index"} == set(d) or {"fde", "stack"} == set(d)):
+            raise InvalidArgument(f"MultiIndexSpec: expected a dict with keys 'token_index' or "
+                                  f"'fde' and 'stack', got {d!r}")
+        if "token_index" in d:
+            t = d["token_index"]
+            if not isinstance(t, dict) or t.get("type") != TokenIndexStage.name:
+                raise InvalidArgument(f"MultiIndexSpec: expected a TokenIndex stage, got {t!r}")
+            try:
+                stage = TokenIndexStage(**{k: v for k, v in t.items() if k != "type"})
+            except TypeError as e:
+                raise InvalidArgument(f"TokenIndex: {e}") from None
+            return cls(token_index=stage)
+        return cls(fde=FDESpec.from_dict(d["fde"]), stack=IndexSpec.from_dict(d["stack"]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from .errors import InvalidArgument
@@ -57,16 +57,32 @@ class Dense(_VectorField):
 class Multi(_VectorField):
     """A set of token vectors per item, scored by MaxSim (late interaction).
 
+    ``pool_factor`` > 1 pools each item's tokens when it is written (the first token kept,
+    Ward clusters of the rest, see :mod:`polyvec.multivector.pooling`): about ``1 /
+    pool_factor`` of the vectors are stored and searched.
+
     >>> Multi(128).to_dict()
     {'kind': 'multi', 'dim': 128, 'metric': 'cosine', 'dtype': 'f32'}
+    >>> Multi(128, pool_factor=2).to_dict()["pool_factor"]
+    2
     """
 
+    pool_factor: int = field(default=1, kw_only=True)
     kind: ClassVar[str] = "multi"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.metric == Metric.L2.value:
             raise InvalidArgument("Multi(metric=...): MaxSim needs 'cosine' or 'dot', got 'l2'")
+        f = self.pool_factor
+        if isinstance(f, bool) or not isinstance(f, int) or f < 1:
+            raise InvalidArgument(f"Multi(pool_factor=...): expected an int >= 1, got {f!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.pool_factor == 1:  # the pre-pooling form, so older readers keep working
+            del d["pool_factor"]
+        return d
 
 
 FieldSpec = Dense | Multi
