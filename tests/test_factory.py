@@ -194,7 +194,8 @@ def test_spec_validation() -> None:
 def test_dict_form_errors() -> None:
     with pytest.raises(InvalidArgument, match="'type' in"):
         stage_from_dict({"type": "LSH"})
-    with pytest.raises(InvalidArgument, match=r"expected keys among \['M', 'ef_construction', 'order'\]"):
+    keys = r"expected keys among \['M', 'ef_construction', 'order'\]"
+    with pytest.raises(InvalidArgument, match=keys):
         stage_from_dict({"type": "HNSW", "M": 16, "efc": 3})
     with pytest.raises(InvalidArgument, match="missing"):
         stage_from_dict({"type": "PQ"})
