@@ -1,11 +1,11 @@
 """Backfill crash safety with real processes and a real model.
 
-A collection of 150 items holds "old model" vectors (a fixed rotation of the new model's, so a
+A collection of 200 items holds "old model" vectors (a fixed rotation of the new model's, so a
 mapping exists and is fitted). A child process (``tests/helpers/backfill_worker.py``) backfills
 the field with paraphrase-MiniLM-L3-v2 (ONNX) in batches of 4 and is killed with SIGKILL at
 random points at least 10 times (after a random number of committed batches, inside a batch's
-transaction, or on a timer, in shuffled order), then once more inside the final switch; each
-restart resumes. Meanwhile another process
+transaction, or on a timer of up to 0.3 s that fires within four batches, in shuffled order),
+then once more inside the final switch; each restart resumes. Meanwhile another process
 (``tests/helpers/backfill_reader.py``) searches with ``model="v2"`` in a loop. At the end:
 
 - the backfill completed and the field switched to v2 (one model, no backfill state left);
@@ -23,6 +23,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,7 +39,8 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 WORKER = HERE / "helpers" / "backfill_worker.py"
 READER = HERE / "helpers" / "backfill_reader.py"
-N, BATCH, MIN_KILLS = 150, 4, 10
+N, BATCH, MIN_KILLS = 200, 4, 10
+TIMER_MAX_BATCHES = 4  # a timer kill lands by then at the latest
 
 _VOCAB = ("library tool game server client python rust data image audio video network "
          "parser compiler editor font theme driver kernel module plugin documentation "
@@ -103,26 +105,32 @@ def test_backfill_survives_sigkill_and_searches_never_fail(tmp_path: Path) -> No
         mode = plan[round_] if round_ < len(plan) else "finish"
         target = rng.randint(0, 2)
         seen = 0
-        killed = False
+        timer = None
         for line in proc.stdout:
             tag = line.strip()
             if tag == "DONE":
                 done = True
                 break
+            if mode == "timer" and tag == "R":
+                # anywhere from opening to mid-batch, but within a few batches, so a fast
+                # machine cannot finish the whole backfill before the kills have landed
+                timer = threading.Timer(rng.uniform(0, 0.3), proc.kill)
+                timer.start()
             fire = ((mode == "batches" and tag == "B" and seen >= target)
                     or (mode == "inside" and tag == "P" and seen >= target)
                     or (mode == "switch" and tag == "W")
-                    or (mode == "timer" and tag == "R"))
+                    or (mode == "timer" and tag == "B" and seen >= 2 * TIMER_MAX_BATCHES))
             seen += tag in ("B", "P")
             if fire:
-                time.sleep(rng.uniform(0, 0.6) if mode == "timer" else rng.uniform(0, 0.03))
+                time.sleep(rng.uniform(0, 0.03))
                 if proc.poll() is None:
-                    proc.send_signal(signal.SIGKILL)
-                    killed = True
+                    proc.kill()
                 break
         proc.wait(timeout=60)
+        if timer is not None:
+            timer.cancel()
         proc.stdout.close()
-        if killed and proc.returncode == -signal.SIGKILL:
+        if not done and proc.returncode == -signal.SIGKILL:
             kills += 1
             modes[mode] += 1
         elif not done:
