@@ -1,8 +1,9 @@
 """Approximate nearest neighbours: polyvec's index layer vs faiss, hnswlib and usearch.
 
 This measures ``polyvec.index`` (the standalone index layer: ``build_index`` +
-``VectorIndex.search``) directly; it is not yet wired into collections, so collection-level
-overhead (payloads, SQLite, segments) is NOT included.
+``VectorIndex.search``) directly, so collection-level overhead (query validation, the freshness
+check, id mapping) is not included there; one extra row, "polyvec collection ...", replays the
+best settings of HNSW32,SQ8,Refine through ``Collection.search``, the path a user takes.
 
 For each system one build, then a sweep of its query knob (ef / nprobe / oversample). Each
 point records recall@10 against exact ground truth, single-thread QPS with one query per call
