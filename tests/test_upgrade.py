@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 import polyvec as pv
-from polyvec.errors import CorruptFile, InvalidArgument, ModelMismatch
+from polyvec.errors import CorruptFile, DimensionMismatch, InvalidArgument, ModelMismatch
 from polyvec.models.adapter import fit_supervised, infonce_loss
 from polyvec.models.mappings import LinearMap, fit_best, fit_kind, normalize
 from polyvec.spec import ModelSpec
@@ -293,6 +295,67 @@ def test_backfill_merged_search_and_switch(toy: dict[str, Any]) -> None:
     assert np.array_equal(reopened.search(q, 5, model="v2").ids, native.ids)
     with pytest.raises(ModelMismatch):  # the old model's queries now need a v1->v2 map
         reopened.search(old[0], 5, model="v1")
+
+
+class Gated(Toy):
+    """The toy model, embedding one batch per ``gate.release()``."""
+
+    def __init__(self, toy: Toy) -> None:
+        super().__init__(toy.lut, toy.spec.name)
+        self.gate = threading.Semaphore(0)
+
+    def embed_documents(self, texts: list[str], *, batch_size: int = 32,
+                        progress: bool = False) -> np.ndarray:
+        assert self.gate.acquire(timeout=30), "the test never released this batch"
+        return super().embed_documents(texts)
+
+
+def test_background_backfill_serves_stops_and_resumes(toy: dict[str, Any]) -> None:
+    coll, new = toy["coll"], toy["new"]
+    with pytest.raises(ModelMismatch, match="fit_mapping"):  # checked before the thread starts
+        coll.backfill("emb", "v2", background=True, progress=False)
+    coll.fit_mapping("emb", "v2", "v1", sample=200)
+    gated = Gated(toy["emb"])
+    job = coll.backfill("emb", "v2", batch_size=20, embedder=gated, background=True,
+                        progress=False)
+    assert job.running
+    for _ in range(3):
+        gated.gate.release()
+    deadline = time.monotonic() + 30
+    routes = set()
+    while (job.status() or {}).get("migrated", 0) < 60:
+        assert time.monotonic() < deadline
+        res = coll.search(new[:4], 5, model="v2")  # this handle serves meanwhile
+        assert all(x is not None for x in res.ids.ravel())
+        routes.add(res.info["route"])
+    assert routes <= {"mapped", "merged"} and job.running
+    job.stop()
+    gated.gate.release()  # the batch in flight completes; then the job ends
+    st = job.wait(timeout=30)
+    assert not st["switched"] and st["embedded"] == 80 and not job.running
+    assert coll.backfill_status("emb")["migrated"] == 80
+    assert coll.search(new[:4], 5, model="v2").info["route"] == "merged"
+    # resumed: the rest, then the switch, seen by this handle
+    gated.gate.release(20)
+    st = coll.backfill("emb", "v2", batch_size=20, embedder=gated, background=True,
+                       progress=False).wait(timeout=60)
+    assert st["switched"] and st["embedded"] == 160
+    assert gated.calls == 240  # nothing embedded twice
+    native = coll.search(new[:4], 5, model="v2")
+    assert native.info["route"] == "native" and native.ids[:, 0].tolist() == [0, 1, 2, 3]
+    assert np.allclose(coll.get([7])[0].vectors["emb"], new[7], atol=1e-6)
+
+
+def test_background_backfill_error_reaches_wait(toy: dict[str, Any]) -> None:
+    coll = toy["coll"]
+    coll.fit_mapping("emb", "v2", "v1", sample=200)
+    bad = Toy({t: np.ones(D + 1, np.float32) for t in toy["texts"]})
+    bad.spec = toy["emb"].spec
+    job = coll.backfill("emb", "v2", embedder=bad, background=True, progress=False)
+    with pytest.raises(DimensionMismatch, match="backfill embedder"):
+        job.wait(timeout=30)
+    assert coll.model_versions("emb")["current"] == "v1"
+    assert coll.backfill_status("emb")["migrated"] == 0
 
 
 def test_compatibility_report_and_cli(toy: dict[str, Any], tmp_path: Path) -> None:

@@ -20,8 +20,11 @@ and the rest through the mapping, the mapped scores put on the native scale by t
 calibration fitted with the mapping (``_models._search_merged``); searches never wait for the
 backfill and never fail because of it.
 
-Run it in the background with a thread (``threading.Thread(target=coll.backfill, ...)``) or
-in another process (open the collection there and call ``backfill``), as the crash test does.
+``backfill(..., background=True)`` runs it on a thread with its own handle of the collection
+(its own SQLite connection, coordinated with this one through the write lock and the data
+version, exactly like another process) and returns a :class:`BackfillJob` to watch, stop or
+wait on. Another process works too (open the collection there and call ``backfill``), as the
+crash test does.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,7 +47,7 @@ from .storage import upgrade as store
 from .storage import write_segment
 from .storage.catalog import ItemRow, SegmentRow
 
-__all__ = ["BackfillMixin"]
+__all__ = ["BackfillJob", "BackfillMixin"]
 
 
 class BackfillMixin(ModelsMixin):
@@ -74,7 +78,8 @@ class BackfillMixin(ModelsMixin):
     def backfill(self, field: str, model: str = "v2", *, batch_size: int = 64,
                  text_key: str = "text", texts: Mapping[Any, str] | None = None,
                  embedder: Any = None, progress: bool = True, limit: int | None = None,
-                 switch: bool = True, require_mapping: bool = True) -> dict[str, Any]:
+                 switch: bool = True, require_mapping: bool = True,
+                 background: bool = False) -> Any:
         """Re-embed every item of ``field`` with model version ``model``; resumable.
 
         Parameters
@@ -94,11 +99,16 @@ class BackfillMixin(ModelsMixin):
         require_mapping : bool
             Refuse to start without a ``model -> current`` mapping (without one, queries of
             ``model`` fail until the switch).
+        background : bool
+            Return at once with a :class:`BackfillJob`; the backfill runs on a thread with its
+            own handle of the collection. Argument errors (unknown model, missing mapping)
+            still raise here.
 
         Returns
         -------
-        dict
-            ``{"model", "done_upto", "batches", "embedded", "switched"}``.
+        dict or BackfillJob
+            ``{"model", "done_upto", "batches", "embedded", "switched"}``, or the job whose
+            :meth:`BackfillJob.wait` returns it.
         """
         name, _ = self._dense_field(field)
         size = _positive("batch_size", batch_size)
@@ -118,11 +128,28 @@ class BackfillMixin(ModelsMixin):
                                 f"from_model={model!r}, to_model={current!r}) first (or pass "
                                 "require_mapping=False)")
         emb = embedder if embedder is not None else self._embedder_of(name, model)
+        if not background:
+            return self._run_backfill(name, model, spec, emb, text_key, texts, size, limit,
+                                      switch, progress)
+
+        reopen: Any = type(self)  # Collection: its own connection, like another process
+
+        def run(stop: threading.Event) -> dict[str, Any]:
+            with reopen(self.path, lock_timeout=self._lock.timeout) as own:
+                return own._run_backfill(name, model, spec, emb, text_key, texts, size, limit,
+                                         switch, progress, stop)
+
+        return BackfillJob(self, name, run)
+
+    def _run_backfill(self, name: str, model: str, spec: ModelSpec, emb: Any, text_key: str,
+                      texts: Mapping[Any, str] | None, size: int, limit: int | None,
+                      switch: bool, progress: bool, stop: threading.Event | None = None
+                      ) -> dict[str, Any]:
         state = self._start(name, model)
         bar = _bar(progress, len(self), state.get("migrated", 0))  # type: ignore[arg-type]
         try:
             state, embedded, more = self._drain(name, model, spec, emb, state, text_key, texts,
-                                                size, limit, bar)
+                                                size, limit, bar, stop)
         finally:
             if bar is not None:
                 bar.close()
@@ -133,11 +160,12 @@ class BackfillMixin(ModelsMixin):
 
     def _drain(self, name: str, model: str, spec: ModelSpec, emb: Any, state: dict[str, Any],
                text_key: str, texts: Mapping[Any, str] | None, size: int, limit: int | None,
-               bar: Any = None) -> tuple[dict[str, Any], int, bool]:
-        """Run batches until no item is left (or ``limit``); returns the state, how many items
-        were embedded and whether items may be left."""
+               bar: Any = None, stop: threading.Event | None = None
+               ) -> tuple[dict[str, Any], int, bool]:
+        """Run batches until no item is left (or ``limit``, or ``stop`` is set); returns the
+        state, how many items were embedded and whether items may be left."""
         embedded = 0
-        while limit is None or embedded < limit:
+        while (limit is None or embedded < limit) and not (stop is not None and stop.is_set()):
             n = size if limit is None else min(size, limit - embedded)
             _, rows = self._catalog.read(store.items_after, self._catalog, state["done_upto"], n)
             if not rows:
@@ -264,6 +292,60 @@ class BackfillMixin(ModelsMixin):
             if name in self._embedders:
                 self._embedders[name] = emb
         return embedded
+
+
+class BackfillJob:
+    """A backfill running on a background thread (``backfill(..., background=True)``).
+
+    The thread works on its own handle of the collection, so this one keeps serving searches
+    (mapped, merged, then native after the switch) while it runs. :meth:`stop` ends it after
+    the batch in flight; the progress is kept and a later ``backfill`` resumes it.
+    """
+
+    def __init__(self, collection: Any, field: str,
+                 target: Callable[[threading.Event], dict[str, Any]]) -> None:
+        self._collection, self._field = collection, field
+        self._stop = threading.Event()
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, args=(target,), daemon=True,
+                                        name=f"polyvec-backfill-{field}")
+        self._thread.start()
+
+    def _main(self, target: Callable[[threading.Event], dict[str, Any]]) -> None:
+        try:
+            self._result = target(self._stop)
+        except BaseException as e:  # handed to wait()
+            self._error = e
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def status(self) -> dict[str, Any] | None:
+        """The collection's :meth:`~BackfillMixin.backfill_status` of the field."""
+        return self._collection.backfill_status(self._field)
+
+    def stop(self) -> None:
+        """Ask the backfill to stop after the batch in flight (it stays resumable)."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the backfill ends; return its result or raise its error.
+
+        Raises ``TimeoutError`` if it is still running after ``timeout`` seconds.
+        """
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"backfill of {self._field!r} still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("failed" if self._error else "done")
+        return f"BackfillJob({self._field!r}, {state})"
 
 
 def _positive(label: str, n: object) -> int:
