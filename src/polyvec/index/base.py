@@ -282,6 +282,10 @@ class VectorIndex(ABC):
         qt = q if self.transform is None else self.transform.transform_queries(q)
         sel = self._check_selection(selection)
         if sel is None:  # the short path
+            done = self._fast_search(q, qt, k, min(kc, self.n), params,
+                                     rerank if refine else None)
+            if done is not None:
+                return done
             s, r = self._candidates(qt, min(kc, self.n), params, None)
         else:
             got = self._filtered(q, qt, k, kc, params, sel, rerank)
@@ -293,7 +297,13 @@ class VectorIndex(ABC):
             s, r = got
         if refine and rerank is not None:
             return rerank_candidates(q, r, rerank, k, self.metric)
-        return _pad(s[:, :k], r[:, :k], k)
+        return pad_topk(s[:, :k], r[:, :k], k)
+
+    def _fast_search(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
+                     rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The whole unfiltered search (candidates and refine) in one kernel, where the index
+        has one; ``None`` sends it the general way."""
+        return None
 
     def _filtered(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                   sel: np.ndarray, rerank: np.ndarray | None
@@ -344,7 +354,7 @@ class VectorIndex(ABC):
         """Top-``kc`` of a full scan of the stored codes over the selected rows."""
 
 
-def _pad(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_topk(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(s, dtype=np.float32)
     r = np.asarray(r, dtype=np.int64)
     if s.shape[1] < k:

@@ -1,9 +1,13 @@
 """HNSW graph index over faiss (``IndexHNSWFlat``, ``IndexHNSWSQ`` 8-bit or fp16).
 
 Built with ``M`` and ``ef_construction`` from the spec; ``ef`` is passed per search
-(default :data:`DEFAULT_EF`, raised to the number of candidates wanted). A selection goes to
-faiss as an ``IDSelectorBitmap``; the exhaustive fallback scans the graph's storage (the
-flat or scalar-quantized codes) with the same selector.
+(default :data:`DEFAULT_EF`, raised to the number of candidates wanted).
+
+Unfiltered searches of flat and SQ8 graphs walk faiss's graph with polyvec's numba kernel
+(:mod:`polyvec._kernels.graph`: prefetching, codes scored without decoding, the exact refine
+in the same call); the results equal faiss's walk (same visits, same candidates). F16 graphs,
+and any search with a selection, go through faiss: a selection as an ``IDSelectorBitmap``,
+the exhaustive fallback a scan of the graph's storage with the same selector.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any, cast
 
 import numpy as np
 
+from .._kernels._numba import resolve_backend
+from .._kernels.graph import GraphSearcher, graph_from_faiss
 from ..errors import InvalidArgument
 from ..index_spec import F16, HNSW, SQ8
 from .base import (
@@ -24,9 +30,11 @@ from .base import (
     faiss_result,
     faiss_search,
     faiss_selector,
+    pad_topk,
     serialize,
 )
 from .order import lid_order
+from .refine import rerank_candidates
 
 __all__ = ["HNSWIndex", "DEFAULT_EF"]
 
@@ -42,6 +50,8 @@ class HNSWIndex(VectorIndex):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plain_params: dict[int, Any] = {}
+        self._walker: GraphSearcher | None = None
+        self._walker_checked = False
 
     def _build(self, x: np.ndarray, seed: int) -> None:
         faiss = faiss_module()
@@ -72,17 +82,49 @@ class HNSWIndex(VectorIndex):
         else:
             index.add(x)
         self.faiss_index = index
+        self._walker, self._walker_checked = None, False
 
     def _stage_arrays(self) -> dict[str, np.ndarray]:
         return {"faiss": serialize(self.faiss_index)}
 
     def _load_stage(self, arrays: dict[str, np.ndarray]) -> None:
         self.faiss_index = deserialize(arrays)
+        self._walker, self._walker_checked = None, False
 
     def _stage_bytes(self) -> int:
+        """Links, levels and codes; for the numba walk also its visited stamps (4 bytes per
+        vector per searching thread, one counted) and, under L2, the codes' norms."""
         idx = self.faiss_index
         links = idx.hnsw.neighbors.size() * 4 + idx.hnsw.offsets.size() * 8
-        return int(links + idx.hnsw.levels.size() * 4 + idx.storage.sa_code_size() * idx.ntotal)
+        walk = 0
+        if self._searcher() is not None:
+            walk = 4 * idx.ntotal * (2 if self.metric == "l2" else 1)
+        return int(links + idx.hnsw.levels.size() * 4 + idx.storage.sa_code_size() * idx.ntotal
+                   + walk)
+
+    def _searcher(self) -> GraphSearcher | None:
+        """The numba walker over this graph (made on first use); ``None`` where faiss walks."""
+        if not self._walker_checked:
+            graph = None
+            if resolve_backend("auto") == "numba":
+                graph = graph_from_faiss(self.faiss_index, self.metric == "l2")
+            self._walker = None if graph is None else GraphSearcher(graph)
+            self._walker_checked = True
+        return self._walker
+
+    def _fast_search(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
+                     rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        walker = self._searcher()
+        if walker is None:
+            return None
+        ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        threads = int(faiss_module().omp_get_max_threads())
+        if rerank is not None and rerank.dtype == np.float32:  # walk and refine in one call
+            return walker.search(qt, ef, kc, rerank=rerank, qr=q, k=k, threads=threads)
+        s, r = walker.search(qt, ef, kc, threads=threads)
+        if rerank is not None:
+            return rerank_candidates(q, r, rerank, k, self.metric)
+        return pad_topk(s[:, :k], r[:, :k], k)
 
     def _widen(self, params: QueryParams, kc: int, fraction: float) -> QueryParams:
         ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)

@@ -1,0 +1,353 @@
+"""HNSW search over a faiss-built graph, walked by our own kernel.
+
+faiss builds the graph (``IndexHNSWFlat`` / ``IndexHNSWSQ`` 8-bit); :func:`graph_from_faiss`
+takes zero-copy views of its arrays (links, per-node offsets, per-level slot bounds, codes), so
+the walk costs no extra memory. The walk is the usual one: a greedy descent through the upper
+levels from the entry point, then a beam of ``ef`` nodes on level 0, always expanding the best
+node not yet expanded (the NSG/DiskANN form of HNSW's search: same visits, one sorted array
+instead of two heaps). Visited nodes are stamped with the query's number in a per-thread
+``uint32`` array, so nothing is cleared between queries.
+
+Why not faiss's own walk: on a 2-core machine its single-query search spends most of its time
+waiting on memory. The numba walk prefetches the codes of every unvisited neighbour of the
+node it expands before scoring any of them (``llvm.prefetch``, see :mod:`._prefetch`), scores
+8-bit codes without decoding them (``q·x̂ = Σ w_j c_j + bias``), and optionally rescores the
+best ``kc`` candidates exactly in the same call (no Python between walk and refine).
+
+Scores are higher-is-better: ``q·x̂`` for inner product, ``-‖q - x̂‖²`` for L2 (``x̂`` the
+stored vector: the float row, or the SQ8 reconstruction ``vmin + (c + ½)·vdiff/255``).
+
+``walk_numpy`` is the reference twin: the same algorithm in plain Python over numpy rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "graph_search", "query_weights",
+           "walk_numpy"]
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """A faiss HNSW graph and its codes, as arrays (views into the faiss index)."""
+
+    neighbors: np.ndarray   # int32, faiss layout, -1 ends a node's list early
+    offsets: np.ndarray     # int64 (n + 1,): node i's slots start at offsets[i]
+    cum: np.ndarray         # int64: level l's slots are [cum[l], cum[l + 1]) from offsets[i]
+    entry: int
+    max_level: int
+    codes: np.ndarray       # (n, d) float32 (flat) or uint8 (SQ8)
+    vmin: np.ndarray | None   # SQ8 per-dimension minimum and range, float32 (d,)
+    vdiff: np.ndarray | None
+    norms: np.ndarray | None  # ‖x̂‖², float32 (n,), for L2
+    owner: Any = None         # the faiss index the views point into (kept alive)
+
+    @property
+    def n(self) -> int:
+        return len(self.codes)
+
+
+def graph_from_faiss(index: Any, l2: bool) -> Graph | None:
+    """Views of an ``IndexHNSWFlat`` / ``IndexHNSWSQ`` (QT_8bit); ``None`` for other storage."""
+    import faiss
+
+    storage: Any = faiss.downcast_index(index.storage)
+    n, d = index.ntotal, index.d
+    if n == 0:
+        return None
+    raw = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
+    vmin = vdiff = None
+    if isinstance(storage, faiss.IndexFlat):
+        codes = raw.view(np.float32).reshape(n, d)
+    elif (isinstance(storage, faiss.IndexScalarQuantizer)
+          and storage.sq.qtype == faiss.ScalarQuantizer.QT_8bit):
+        codes = raw.reshape(n, d)
+        trained = faiss.vector_to_array(storage.sq.trained).astype(np.float32)
+        vmin, vdiff = trained[:d], trained[d:]
+    else:
+        return None
+    h = index.hnsw
+    norms = None
+    if l2:
+        x = codes if vmin is None or vdiff is None else _decode(codes, vmin, vdiff)
+        norms = np.einsum("ij,ij->i", x, x).astype(np.float32)
+    return Graph(
+        neighbors=faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()),
+        offsets=faiss.rev_swig_ptr(h.offsets.data(), h.offsets.size()).view(np.int64),
+        cum=faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64),
+        entry=int(h.entry_point), max_level=int(h.max_level), codes=codes, vmin=vmin,
+        vdiff=vdiff, norms=norms, owner=index)
+
+
+def _decode(codes: np.ndarray, vmin: np.ndarray, vdiff: np.ndarray) -> np.ndarray:
+    return vmin + (codes.astype(np.float32) + 0.5) * (vdiff / 255.0)
+
+
+def query_weights(g: Graph, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(w, bias)`` with ``q·x̂ = w·c + bias`` for every stored code ``c``."""
+    q = np.asarray(q, dtype=np.float32)
+    if g.vmin is None or g.vdiff is None:
+        return q, np.zeros(len(q), np.float32)
+    w = (q * (g.vdiff / np.float32(255.0))).astype(np.float32)
+    bias = q @ (g.vmin + np.float32(0.5 / 255.0) * g.vdiff)
+    return w, bias.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- reference
+def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference twin of the numba walk: top-``kc`` ``(scores, rows)`` of each query."""
+    w, bias = query_weights(g, q)
+    nq = len(q)
+    out_s = np.full((nq, kc), -np.inf, np.float32)
+    out_r = np.full((nq, kc), -1, np.int64)
+    ef = max(ef, kc)
+    for i in range(nq):
+        qq = float(q[i] @ q[i])
+
+        def score(v: int, i: int = i, qq: float = qq) -> float:
+            dot = float(np.dot(w[i], g.codes[v].astype(np.float32))) + float(bias[i])
+            return dot if g.norms is None else 2.0 * dot - float(g.norms[v]) - qq
+
+        cur, best = g.entry, score(g.entry)
+        for level in range(g.max_level, 0, -1):
+            changed = True
+            while changed:
+                changed = False
+                for v in _links(g, cur, level):
+                    s = score(v)
+                    if s > best:
+                        best, cur, changed = s, v, True
+        beam = [(best, cur, False)]      # sorted best first: (score, node, expanded)
+        seen = {cur}
+        while True:
+            k = next((t for t, b in enumerate(beam) if not b[2]), None)
+            if k is None:
+                break
+            s0, u, _ = beam[k]
+            beam[k] = (s0, u, True)
+            for v in _links(g, u, 0):
+                if v in seen:
+                    continue
+                seen.add(v)
+                s = score(v)
+                if len(beam) == ef and s <= beam[-1][0]:
+                    continue
+                pos = len(beam)
+                while pos > 0 and beam[pos - 1][0] < s:  # after equal scores, like the kernel
+                    pos -= 1
+                beam.insert(pos, (s, v, False))
+                del beam[ef:]
+        top = beam[:kc]
+        out_s[i, :len(top)] = [b[0] for b in top]
+        out_r[i, :len(top)] = [b[1] for b in top]
+    return out_s, out_r
+
+
+def _links(g: Graph, node: int, level: int) -> list[int]:
+    o = int(g.offsets[node])
+    links = g.neighbors[o + g.cum[level]:o + g.cum[level + 1]]
+    end = np.flatnonzero(links < 0)
+    return links[:end[0] if len(end) else len(links)].tolist()
+
+
+# ----------------------------------------------------------------------------- numba
+@functools.cache
+def _compiled() -> Any:
+    import numba
+
+    from ._prefetch import prefetch_row
+
+    @numba.njit(fastmath=True, cache=True)
+    def score(w, bias, qq, codes, norms, l2, v):  # pragma: no cover - compiled
+        acc = np.float32(0.0)
+        row = codes[v]
+        for j in range(w.shape[0]):
+            acc += w[j] * np.float32(row[j])
+        acc += bias
+        if l2:
+            return np.float32(2.0) * acc - norms[v] - qq
+        return acc
+
+    @numba.njit(cache=True)
+    def walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
+             visited, stamp, ids, sc, done):  # pragma: no cover - compiled
+        cur = entry
+        best = score(w, bias, qq, codes, norms, l2, cur)
+        for level in range(max_level, 0, -1):
+            changed = True
+            while changed:
+                changed = False
+                o = offsets[cur]
+                for p in range(o + cum[level], o + cum[level + 1]):
+                    v = neighbors[p]
+                    if v < 0:
+                        break
+                    s = score(w, bias, qq, codes, norms, l2, v)
+                    if s > best:
+                        best, cur, changed = s, v, True
+        ids[0], sc[0], done[0] = cur, best, False
+        size = 1
+        visited[cur] = stamp
+        width = codes.shape[1] * codes.itemsize
+        k = 0
+        while k < size:
+            if done[k]:
+                k += 1
+                continue
+            done[k] = True
+            o = offsets[ids[k]]
+            # issue every unvisited neighbour's loads before scoring any of them
+            for p in range(o, o + cum[1]):
+                v = neighbors[p]
+                if v < 0:
+                    break
+                if visited[v] != stamp:
+                    for b in range(0, width, 64):
+                        prefetch_row(codes, v, b // codes.itemsize)
+            lowest = size
+            for p in range(o, o + cum[1]):
+                v = neighbors[p]
+                if v < 0:
+                    break
+                if visited[v] == stamp:
+                    continue
+                visited[v] = stamp
+                s = score(w, bias, qq, codes, norms, l2, v)
+                if size == ef and s <= sc[size - 1]:
+                    continue
+                pos = size if size < ef else ef - 1
+                while pos > 0 and sc[pos - 1] < s:
+                    if pos < ef:
+                        sc[pos], ids[pos], done[pos] = sc[pos - 1], ids[pos - 1], done[pos - 1]
+                    pos -= 1
+                sc[pos], ids[pos], done[pos] = s, v, False
+                if size < ef:
+                    size += 1
+                lowest = min(lowest, pos)
+            k = lowest if lowest <= k else k + 1
+        return size
+
+    @numba.njit(cache=True)
+    def refine(q, x, l2, ids, n, k, out_s, out_r):  # pragma: no cover - compiled
+        """Exact top-k of the first n candidate rows (ties keep candidate order)."""
+        d = q.shape[0]
+        qq = np.float32(0.0)
+        if l2:
+            for t in range(d):
+                qq += q[t] * q[t]
+        filled = 0
+        for j in range(n):
+            r = ids[j]
+            acc = np.float32(0.0)
+            if l2:
+                for t in range(d):
+                    diff = q[t] - x[r, t]
+                    acc += diff * diff
+                acc = -acc
+            else:
+                for t in range(d):
+                    acc += q[t] * x[r, t]
+            if filled == k and acc <= out_s[k - 1]:
+                continue
+            p = filled if filled < k else k - 1
+            while p > 0 and out_s[p - 1] < acc:
+                out_s[p], out_r[p] = out_s[p - 1], out_r[p - 1]
+                p -= 1
+            out_s[p], out_r[p] = acc, r
+            if filled < k:
+                filled += 1
+
+    @numba.njit(nogil=True, cache=True)
+    def search(w, bias, qn, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
+               kc, visited, state, q, x, refine_k, out_s, out_r):  # pragma: no cover
+        ids = np.empty(ef, np.int64)
+        sc = np.empty(ef, np.float32)
+        done = np.zeros(ef, np.bool_)
+        for i in range(w.shape[0]):
+            if state[0] >= np.uint32(0xFFFFFFFE):  # stamps wrap: start over
+                visited[:] = 0
+                state[0] = 0
+            state[0] += 1
+            size = walk(w[i], bias[i], qn[i], codes, norms, l2, neighbors, offsets, cum, entry,
+                        max_level, ef, visited, state[0], ids, sc, done)
+            n = min(size, kc)
+            if refine_k > 0:
+                refine(q[i], x, l2, ids, n, refine_k, out_s[i], out_r[i])
+            else:
+                for t in range(n):
+                    out_s[i, t], out_r[i, t] = sc[t], ids[t]
+
+    return search
+
+
+class GraphSearcher:
+    """Runs the numba walk over one :class:`Graph`; per-thread visited stamps."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._local = threading.local()
+
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        s = getattr(self._local, "scratch", None)
+        if s is None:
+            s = self._local.scratch = (np.zeros(self.graph.n, np.uint32),
+                                       np.zeros(1, np.uint32))
+        return s
+
+    def search(self, q: np.ndarray, ef: int, kc: int, *, rerank: np.ndarray | None = None,
+               qr: np.ndarray | None = None, k: int = 0, threads: int = 1
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``kc`` walk candidates of each query ``q`` (in the graph's space), or, given
+        float32 ``rerank`` vectors, the exact top-``k`` of them for the queries ``qr``.
+
+        A batch is split over ``threads`` Python threads (the kernel releases the GIL).
+        """
+        if threads > 1 and len(q) >= 2 * _MIN_CHUNK:
+            bounds = np.linspace(0, len(q), min(threads, len(q) // _MIN_CHUNK) + 1).astype(int)
+            parts = list(_pool(threads).map(
+                lambda ab: self._search(q[ab[0]:ab[1]], ef, kc, rerank,
+                                        None if qr is None else qr[ab[0]:ab[1]], k),
+                zip(bounds[:-1], bounds[1:], strict=True)))
+            return (np.concatenate([p[0] for p in parts]),
+                    np.concatenate([p[1] for p in parts]))
+        return self._search(q, ef, kc, rerank, qr, k)
+
+    def _search(self, q: np.ndarray, ef: int, kc: int, rerank: np.ndarray | None,
+                qr: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        g = self.graph
+        w, bias = query_weights(g, q)
+        l2 = g.norms is not None
+        qn = np.einsum("ij,ij->i", q, q).astype(np.float32) if l2 else bias
+        norms = g.norms if l2 else np.zeros(1, np.float32)
+        width = k if rerank is not None else kc
+        out_s = np.full((len(q), width), -np.inf, np.float32)
+        out_r = np.full((len(q), width), -1, np.int64)
+        visited, state = self._scratch()
+        x = rerank if rerank is not None else np.zeros((1, 1), np.float32)
+        qx = qr if qr is not None else q
+        _compiled()(w, bias, qn, g.codes, norms, l2, g.neighbors, g.offsets, g.cum, g.entry,
+                    g.max_level, max(ef, kc), kc, visited, state,
+                    np.ascontiguousarray(qx, np.float32), x, k if rerank is not None else 0,
+                    out_s, out_r)
+        return out_s, out_r
+
+
+_MIN_CHUNK = 16
+
+
+@functools.cache
+def _pool(threads: int) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads, thread_name_prefix="polyvec-walk")
+
+
+def graph_search(g: Graph, q: np.ndarray, ef: int, kc: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``kc`` walk candidates of each query (numba); see :class:`GraphSearcher`."""
+    return GraphSearcher(g).search(np.ascontiguousarray(q, np.float32), ef, kc)

@@ -1,0 +1,110 @@
+"""The numba HNSW walk over faiss's graph: equals its numpy twin, equals faiss's own walk,
+refines like refine_topk, and drives HNSWIndex searches to the same answers as faiss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pytest
+
+from polyvec._kernels.graph import GraphSearcher, graph_from_faiss, walk_numpy
+from polyvec._kernels.refine import refine_topk
+from polyvec.factory import parse_index
+from polyvec.index import QueryParams
+from polyvec.index.build import build_index
+
+N, D, NQ = 3000, 32, 60
+
+
+def _data(l2: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # clustered, so the walk has structure to follow
+    centers = rng.standard_normal((30, D)).astype(np.float32)
+    x = centers[rng.integers(0, 30, N)] + 0.5 * rng.standard_normal((N, D)).astype(np.float32)
+    q = centers[rng.integers(0, 30, NQ)] + 0.5 * rng.standard_normal((NQ, D)).astype(np.float32)
+    if not l2:
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return x, q
+
+
+def _faiss(x: np.ndarray, l2: bool, sq8: bool) -> Any:
+    metric = faiss.METRIC_L2 if l2 else faiss.METRIC_INNER_PRODUCT
+    index = (faiss.IndexHNSWSQ(D, faiss.ScalarQuantizer.QT_8bit, 16, metric) if sq8
+             else faiss.IndexHNSWFlat(D, 16, metric))
+    index.train(x)
+    index.add(x)
+    return index
+
+
+CASES = [(l2, sq8) for l2 in (False, True) for sq8 in (False, True)]
+
+
+@pytest.mark.parametrize(("l2", "sq8"), CASES)
+def test_numba_walk_equals_numpy_twin_and_faiss(l2: bool, sq8: bool) -> None:
+    x, q = _data(l2)
+    index = _faiss(x, l2, sq8)
+    g = graph_from_faiss(index, l2)
+    assert g is not None
+    s_nb, r_nb = GraphSearcher(g).search(q, 24, 10)
+    s_np, r_np = walk_numpy(g, q, 24, 10)
+    np.testing.assert_array_equal(r_nb, r_np)
+    np.testing.assert_allclose(s_nb, s_np, rtol=1e-5, atol=1e-4)
+    dist, ids = index.search(q, 10, params=faiss.SearchParametersHNSW(efSearch=24))
+    same = np.mean(np.all(ids == r_nb, axis=1))
+    assert same >= 0.95, same  # same visits, same candidates (up to score rounding)
+    np.testing.assert_allclose(s_nb, -dist if l2 else dist, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(("l2", "sq8"), CASES)
+def test_fused_refine_equals_walk_then_refine(l2: bool, sq8: bool, tmp_path: Path) -> None:
+    x, q = _data(l2, seed=1)
+    g = graph_from_faiss(_faiss(x, l2, sq8), l2)
+    assert g is not None
+    walker = GraphSearcher(g)
+    np.save(tmp_path / "x.npy", x)
+    xm = np.load(tmp_path / "x.npy", mmap_mode="r")  # refine reads the memmap in place
+    s, r = walker.search(q, 32, 20, rerank=xm, qr=q, k=10)
+    _, cand = walker.search(q, 32, 20)
+    s2, r2 = refine_topk(q, cand, x, 10, l2=l2)
+    np.testing.assert_array_equal(r, r2)
+    np.testing.assert_allclose(s, s2, rtol=1e-5, atol=1e-5)
+
+
+def test_threads_stamps_and_edge_cases() -> None:
+    x, q = _data(False, seed=2)
+    g = graph_from_faiss(_faiss(x, False, True), False)
+    assert g is not None
+    walker = GraphSearcher(g)
+    s1, r1 = walker.search(q, 24, 10)
+    s2, r2 = walker.search(q, 24, 10, threads=2)  # a batch split over threads
+    np.testing.assert_array_equal(r1, r2)
+    visited, state = walker._scratch()
+    state[0] = 0xFFFFFFFD  # the stamps wrap during this batch: visited is cleared, not stale
+    _, r3 = walker.search(q, 24, 10)
+    np.testing.assert_array_equal(r1, r3)
+    assert state[0] < 100
+    # ef below kc is raised to kc; kc above n pads with (-inf, -1)
+    small = _faiss(x[:5], False, False)
+    gs = graph_from_faiss(small, False)
+    assert gs is not None
+    s, r = GraphSearcher(gs).search(q[:3], 2, 8)
+    assert (r[:, :5] >= 0).all() and (r[:, 5:] == -1).all() and np.isneginf(s[:, 5:]).all()
+    assert graph_from_faiss(faiss.IndexHNSWFlat(D, 16), False) is None  # empty graph
+
+
+@pytest.mark.parametrize("spec", ["HNSW16", "HNSW16,SQ8,Refine", "Proj16,HNSW16,SQ8,Refine"])
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_index_search_matches_the_faiss_walk(spec: str, metric: str) -> None:
+    x, q = _data(metric == "l2", seed=3)
+    index: Any = build_index(x, parse_index(spec), metric, threads=1)
+    params = QueryParams(ef=32, oversample=2.0 if "Refine" in spec else None)
+    s, r = index.search(q, 10, params=params, rerank=x)
+    assert index._searcher() is not None
+    index._walker, index._walker_checked = None, True  # force faiss's walk
+    s_f, r_f = index.search(q, 10, params=params, rerank=x)
+    assert np.mean(np.all(r == r_f, axis=1)) >= 0.95
+    np.testing.assert_allclose(s, s_f, rtol=1e-4, atol=1e-3)
