@@ -96,15 +96,21 @@ def test_threads_stamps_and_edge_cases() -> None:
     assert graph_from_faiss(faiss.IndexHNSWFlat(D, 16), False) is None  # empty graph
 
 
-@pytest.mark.parametrize("spec", ["HNSW16", "HNSW16,SQ8,Refine", "Proj16,HNSW16,SQ8,Refine"])
+@pytest.mark.parametrize("spec", ["HNSW16,SQ8", "HNSW16,SQ8,Refine", "Proj16,HNSW16,SQ8,Refine"])
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_index_search_matches_the_faiss_walk(spec: str, metric: str) -> None:
     x, q = _data(metric == "l2", seed=3)
     index: Any = build_index(x, parse_index(spec), metric, threads=1)
     params = QueryParams(ef=32, oversample=2.0 if "Refine" in spec else None)
+    assert build_index(x, parse_index("HNSW16"), metric)._searcher() is None  # faiss walks
+    x16 = x.astype(np.float16)  # f16 rerank vectors: walk, then refine_topk
     s, r = index.search(q, 10, params=params, rerank=x)
+    s16, r16 = index.search(q, 10, params=params, rerank=x16)
     assert index._searcher() is not None
     index._walker, index._walker_checked = None, True  # force faiss's walk
     s_f, r_f = index.search(q, 10, params=params, rerank=x)
+    s16_f, r16_f = index.search(q, 10, params=params, rerank=x16)
     assert np.mean(np.all(r == r_f, axis=1)) >= 0.95
     np.testing.assert_allclose(s, s_f, rtol=1e-4, atol=1e-3)
+    assert np.mean(np.all(r16 == r16_f, axis=1)) >= 0.95
+    np.testing.assert_allclose(s16, s16_f, rtol=1e-4, atol=1e-3)

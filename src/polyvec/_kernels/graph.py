@@ -15,7 +15,8 @@ node it expands before scoring any of them (``llvm.prefetch``, see :mod:`._prefe
 best ``kc`` candidates exactly in the same call (no Python between walk and refine).
 
 Scores are higher-is-better: ``q·x̂`` for inner product, ``-‖q - x̂‖²`` for L2 (``x̂`` the
-stored vector: the float row, or the SQ8 reconstruction ``vmin + (c + ½)·vdiff/255``).
+stored vector: the float row, or the SQ8 reconstruction ``center + c·scale``, faiss's
+``vmin + (c + ½)·vdiff/255``).
 
 ``walk_numpy`` is the reference twin: the same algorithm in plain Python over numpy rows.
 """
@@ -43,8 +44,8 @@ class Graph:
     entry: int
     max_level: int
     codes: np.ndarray       # (n, d) float32 (flat) or uint8 (SQ8)
-    vmin: np.ndarray | None   # SQ8 per-dimension minimum and range, float32 (d,)
-    vdiff: np.ndarray | None
+    scale: np.ndarray | None   # SQ8: x̂ = center + c * scale, float32 (d,) each
+    center: np.ndarray | None
     norms: np.ndarray | None  # ‖x̂‖², float32 (n,), for L2
     owner: Any = None         # the faiss index the views point into (kept alive)
 
@@ -62,41 +63,36 @@ def graph_from_faiss(index: Any, l2: bool) -> Graph | None:
     if n == 0:
         return None
     raw = faiss.rev_swig_ptr(storage.codes.data(), storage.codes.size())
-    vmin = vdiff = None
+    scale = center = None
     if isinstance(storage, faiss.IndexFlat):
         codes = raw.view(np.float32).reshape(n, d)
     elif (isinstance(storage, faiss.IndexScalarQuantizer)
           and storage.sq.qtype == faiss.ScalarQuantizer.QT_8bit):
         codes = raw.reshape(n, d)
         trained = faiss.vector_to_array(storage.sq.trained).astype(np.float32)
-        vmin, vdiff = trained[:d], trained[d:]
+        scale = (trained[d:] / np.float32(255.0)).astype(np.float32)
+        center = (trained[:d] + np.float32(0.5) * scale).astype(np.float32)
     else:
         return None
     h = index.hnsw
     norms = None
     if l2:
-        x = codes if vmin is None or vdiff is None else _decode(codes, vmin, vdiff)
+        x = codes if scale is None or center is None else center + codes * scale
         norms = np.einsum("ij,ij->i", x, x).astype(np.float32)
     return Graph(
         neighbors=faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()),
         offsets=faiss.rev_swig_ptr(h.offsets.data(), h.offsets.size()).view(np.int64),
         cum=faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64),
-        entry=int(h.entry_point), max_level=int(h.max_level), codes=codes, vmin=vmin,
-        vdiff=vdiff, norms=norms, owner=index)
-
-
-def _decode(codes: np.ndarray, vmin: np.ndarray, vdiff: np.ndarray) -> np.ndarray:
-    return vmin + (codes.astype(np.float32) + 0.5) * (vdiff / 255.0)
+        entry=int(h.entry_point), max_level=int(h.max_level), codes=codes, scale=scale,
+        center=center, norms=norms, owner=index)
 
 
 def query_weights(g: Graph, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(w, bias)`` with ``q·x̂ = w·c + bias`` for every stored code ``c``."""
     q = np.asarray(q, dtype=np.float32)
-    if g.vmin is None or g.vdiff is None:
+    if g.scale is None or g.center is None:
         return q, np.zeros(len(q), np.float32)
-    w = (q * (g.vdiff / np.float32(255.0))).astype(np.float32)
-    bias = q @ (g.vmin + np.float32(0.5 / 255.0) * g.vdiff)
-    return w, bias.astype(np.float32)
+    return (q * g.scale).astype(np.float32), (q @ g.center).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- reference
@@ -163,7 +159,7 @@ def _compiled() -> Any:
 
     from ._prefetch import prefetch_row
 
-    @numba.njit(fastmath=True, cache=True)
+    @numba.njit(fastmath=True, cache=True, inline="always")
     def score(w, bias, qq, codes, norms, l2, v):  # pragma: no cover - compiled
         acc = np.float32(0.0)
         row = codes[v]
@@ -174,7 +170,7 @@ def _compiled() -> Any:
             return np.float32(2.0) * acc - norms[v] - qq
         return acc
 
-    @numba.njit(cache=True)
+    @numba.njit(fastmath=True, cache=True)
     def walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
              visited, stamp, ids, sc, done):  # pragma: no cover - compiled
         cur = entry
@@ -233,7 +229,7 @@ def _compiled() -> Any:
             k = lowest if lowest <= k else k + 1
         return size
 
-    @numba.njit(cache=True)
+    @numba.njit(fastmath=True, cache=True)
     def refine(q, x, l2, ids, n, k, out_s, out_r):  # pragma: no cover - compiled
         """Exact top-k of the first n candidate rows (ties keep candidate order)."""
         d = q.shape[0]
@@ -263,22 +259,34 @@ def _compiled() -> Any:
             if filled < k:
                 filled += 1
 
-    @numba.njit(nogil=True, cache=True)
-    def search(w, bias, qn, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
-               kc, visited, state, q, x, refine_k, out_s, out_r):  # pragma: no cover
+    @numba.njit(nogil=True, fastmath=True, cache=True)
+    def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum, entry,
+               max_level, ef, kc, visited, state, x, refine_k, out_s, out_r
+               ):  # pragma: no cover - compiled
         ids = np.empty(ef, np.int64)
         sc = np.empty(ef, np.float32)
         done = np.zeros(ef, np.bool_)
-        for i in range(w.shape[0]):
+        w = np.empty(q.shape[1], np.float32)
+        out_s[:] = -np.inf
+        out_r[:] = -1
+        for i in range(q.shape[0]):
             if state[0] >= np.uint32(0xFFFFFFFE):  # stamps wrap: start over
                 visited[:] = 0
                 state[0] = 0
             state[0] += 1
-            size = walk(w[i], bias[i], qn[i], codes, norms, l2, neighbors, offsets, cum, entry,
+            bias = np.float32(0.0)
+            qq = np.float32(0.0)
+            for j in range(q.shape[1]):  # q·x̂ = w·c + bias
+                w[j] = q[i, j] * scale[j] if sq8 else q[i, j]
+                if sq8:
+                    bias += q[i, j] * center[j]
+                if l2:
+                    qq += q[i, j] * q[i, j]
+            size = walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
                         max_level, ef, visited, state[0], ids, sc, done)
             n = min(size, kc)
             if refine_k > 0:
-                refine(q[i], x, l2, ids, n, refine_k, out_s[i], out_r[i])
+                refine(qr[i], x, l2, ids, n, refine_k, out_s[i], out_r[i])
             else:
                 for t in range(n):
                     out_s[i, t], out_r[i, t] = sc[t], ids[t]
@@ -308,6 +316,8 @@ class GraphSearcher:
 
         A batch is split over ``threads`` Python threads (the kernel releases the GIL).
         """
+        q = _f32c(q)
+        qr = None if qr is None else _f32c(qr)
         if threads > 1 and len(q) >= 2 * _MIN_CHUNK:
             bounds = np.linspace(0, len(q), min(threads, len(q) // _MIN_CHUNK) + 1).astype(int)
             parts = list(_pool(threads).map(
@@ -321,23 +331,28 @@ class GraphSearcher:
     def _search(self, q: np.ndarray, ef: int, kc: int, rerank: np.ndarray | None,
                 qr: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         g = self.graph
-        w, bias = query_weights(g, q)
-        l2 = g.norms is not None
-        qn = np.einsum("ij,ij->i", q, q).astype(np.float32) if l2 else bias
-        norms = g.norms if l2 else np.zeros(1, np.float32)
+        sq8 = g.scale is not None and g.center is not None
         width = k if rerank is not None else kc
-        out_s = np.full((len(q), width), -np.inf, np.float32)
-        out_r = np.full((len(q), width), -1, np.int64)
+        out_s = np.empty((len(q), width), np.float32)
+        out_r = np.empty((len(q), width), np.int64)
         visited, state = self._scratch()
-        x = rerank if rerank is not None else np.zeros((1, 1), np.float32)
-        qx = qr if qr is not None else q
-        _compiled()(w, bias, qn, g.codes, norms, l2, g.neighbors, g.offsets, g.cum, g.entry,
-                    g.max_level, max(ef, kc), kc, visited, state,
-                    np.ascontiguousarray(qx, np.float32), x, k if rerank is not None else 0,
-                    out_s, out_r)
+        _compiled()(q, q if qr is None else qr, sq8, g.scale if sq8 else _NONE_F32,
+                    g.center if sq8 else _NONE_F32, g.codes,
+                    _NONE_F32 if g.norms is None else g.norms, g.norms is not None,
+                    g.neighbors, g.offsets, g.cum, g.entry, g.max_level, max(ef, kc), kc,
+                    visited, state, _NONE_X if rerank is None else rerank,
+                    0 if rerank is None else k, out_s, out_r)
         return out_s, out_r
 
 
+def _f32c(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.float32 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+_NONE_F32 = np.zeros(1, np.float32)
+_NONE_X = np.zeros((1, 1), np.float32)
 _MIN_CHUNK = 16
 
 
@@ -350,4 +365,4 @@ def _pool(threads: int) -> Any:
 
 def graph_search(g: Graph, q: np.ndarray, ef: int, kc: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``kc`` walk candidates of each query (numba); see :class:`GraphSearcher`."""
-    return GraphSearcher(g).search(np.ascontiguousarray(q, np.float32), ef, kc)
+    return GraphSearcher(g).search(q, ef, kc)
