@@ -86,10 +86,13 @@ class LiveTable:
     def seqs_to_keys(self, seqs: np.ndarray) -> np.ndarray:
         """External ids for an array of seqs (any shape); ``-1`` maps to ``None``."""
         flat = seqs.ravel()
+        keys = self.keys
         out = np.empty(flat.shape, dtype=object)
+        if not flat.size or flat.min() >= 0:  # the common case: every slot filled
+            out[:] = [keys[p] for p in np.searchsorted(self.seqs.view, flat).tolist()]
+            return out.reshape(seqs.shape)
         valid = flat >= 0
         positions = np.searchsorted(self.seqs.view, flat[valid])
-        keys = self.keys
         out[valid] = [keys[p] for p in positions]
         out[~valid] = None
         return out.reshape(seqs.shape)

@@ -143,12 +143,14 @@ def _as_float_array(x: object, where: str) -> np.ndarray:
 def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:
     """Check finiteness, normalize for cosine, cast to the storage dtype."""
     arr = arr.astype(np.float32, copy=True)
-    if not np.isfinite(arr).all():
+    sq = np.einsum("ij,ij->i", arr, arr)  # a NaN/inf anywhere makes its row's sum NaN/inf
+    if not np.isfinite(sq).all():
         bad = ~np.isfinite(arr).all(axis=1)
-        raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row "
-                            f"{int(np.flatnonzero(bad)[0])}")
+        if bad.any():  # (else finite values whose squares overflow: left as they were)
+            raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row "
+                                f"{int(np.flatnonzero(bad)[0])}")
     if spec.metric == "cosine":
-        norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
+        norms = np.sqrt(sq)
         if not norms.all():
             raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
                                 f"vector in row {int(np.flatnonzero(norms == 0)[0])}")

@@ -74,9 +74,23 @@ class TopK:
 
     def __init__(self, nq: int, k: int, *, backend: str = "auto") -> None:
         self.backend = resolve_backend(backend)
-        self.scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        self.ids = np.full((nq, k), -1, dtype=np.int64)
+        self.shape = (nq, k)
+        self._heaps: tuple[np.ndarray, np.ndarray] | None = None  # made on first use
         self.pushed = False  # whether any candidate was pushed yet
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self._arrays()[0]
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._arrays()[1]
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._heaps is None:
+            self._heaps = (np.full(self.shape, -np.inf, dtype=np.float32),
+                           np.full(self.shape, -1, dtype=np.int64))
+        return self._heaps
 
     def push(self, scores: np.ndarray, ids: np.ndarray, *, row: int | None = None) -> None:
         """Merge ``scores`` (nq, n) whose columns are the rows ``ids`` (n,).
@@ -88,7 +102,7 @@ class TopK:
         self.pushed = True
         scores = np.ascontiguousarray(scores, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        heap_s, heap_i = self.scores, self.ids
+        heap_s, heap_i = self._arrays()
         if row is not None:
             heap_s, heap_i = heap_s[row:row + 1], heap_i[row:row + 1]
         if self.backend == "numba":
@@ -99,8 +113,9 @@ class TopK:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)``, each (nq, k), best first; empty slots are ``(-inf, -1)``."""
-        order = np.argsort(-self.scores, axis=1, kind="stable")
-        s = np.take_along_axis(self.scores, order, axis=1)
-        i = np.take_along_axis(self.ids, order, axis=1)
+        heap_s, heap_i = self._arrays()
+        order = np.argsort(-heap_s, axis=1, kind="stable")
+        s = np.take_along_axis(heap_s, order, axis=1)
+        i = np.take_along_axis(heap_i, order, axis=1)
         i[s == -np.inf] = -1
         return s, i
