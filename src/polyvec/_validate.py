@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._kernels._numba import have_numba, lazy_njit
 from .errors import (
     DimensionMismatch,
     DTypeMismatch,
@@ -140,21 +141,54 @@ def _as_float_array(x: object, where: str) -> np.ndarray:
     return arr
 
 
+def _norm_rows(arr, cosine):  # pragma: no cover - compiled; see _finish
+    """In place: divide each row by its norm when ``cosine``. Returns -1, or the first row
+    whose squared norm is NaN/inf (a NaN/inf value, or an overflow), or ``-2 - row`` for the
+    first zero row under cosine (then nothing was changed)."""
+    sq = np.empty(arr.shape[0], np.float32)
+    for i in range(arr.shape[0]):
+        acc = np.float32(0.0)
+        for j in range(arr.shape[1]):
+            acc += arr[i, j] * arr[i, j]
+        if not np.isfinite(acc):
+            return i
+        if cosine and acc == 0:
+            return -2 - i
+        sq[i] = acc
+    if cosine:
+        for i in range(arr.shape[0]):
+            norm = np.float32(np.sqrt(sq[i]))
+            for j in range(arr.shape[1]):
+                arr[i, j] /= norm
+    return -1
+
+
+_norm_rows_nb = lazy_njit(fastmath=False)(_norm_rows)
+
+
 def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:
     """Check finiteness, normalize for cosine, cast to the storage dtype."""
-    arr = arr.astype(np.float32, copy=True)
-    sq = np.einsum("ij,ij->i", arr, arr)  # a NaN/inf anywhere makes its row's sum NaN/inf
-    if not np.isfinite(sq).all():
-        bad = ~np.isfinite(arr).all(axis=1)
-        if bad.any():  # (else finite values whose squares overflow: left as they were)
+    arr = np.array(arr, dtype=np.float32, order="C")  # a copy: normalized in place
+    cosine = spec.metric == "cosine"
+    bad = _norm_rows_nb(arr, cosine) if have_numba() else _norm_rows(arr, cosine)
+    if bad >= 0:
+        if not np.isfinite(arr[bad]).all():
+            raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row {bad}")
+        # finite values whose squares overflow float32: the slow path, as numpy would do it
+        sq = np.einsum("ij,ij->i", arr, arr)
+        bad_rows = ~np.isfinite(arr).all(axis=1)
+        if bad_rows.any():
             raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row "
-                                f"{int(np.flatnonzero(bad)[0])}")
-    if spec.metric == "cosine":
-        norms = np.sqrt(sq)
-        if not norms.all():
-            raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
-                                f"vector in row {int(np.flatnonzero(norms == 0)[0])}")
-        arr /= norms[:, None]
+                                f"{int(np.flatnonzero(bad_rows)[0])}")
+        if cosine:
+            norms = np.sqrt(sq)
+            if not norms.all():
+                raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a "
+                                    f"zero vector in row {int(np.flatnonzero(norms == 0)[0])}")
+            arr /= norms[:, None]
+    elif bad <= -2:
+        raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
+                            f"vector in row {-2 - bad}")
     if spec.dtype == "f32":
         return arr  # finite float32 divided by a non-zero norm stays finite
     out = arr.astype(storage_dtype(spec))

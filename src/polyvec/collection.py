@@ -28,7 +28,7 @@ from ._mv_indexing import MultiIndexingMixin
 from ._text import TextMixin
 from .errors import CorruptFile, DuplicateId, InvalidArgument, Locked, UnknownField
 from .filters import MatchAll, compile_filter, parse_filter, to_sql
-from .index import scan_dense
+from .index import QueryParams, scan_dense
 from .multivector import scan_multi
 from .spec import CollectionSchema, Dense, FieldSpec, ModelSpec, Multi
 from .storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
@@ -61,6 +61,7 @@ class _Segment:
     alive: np.ndarray | None = None  # cached alive mask, reset on every write
     all_alive: bool = False  # whether ``alive`` is all True (valid while ``alive`` is set)
     indexes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # field -> (folder, index)
+    row_keys: np.ndarray | None = None  # external id per row (object), made on first use
 
 
 def _field_arrays(name: str, data: np.ndarray | TokenSets) -> dict[str, np.ndarray]:
@@ -552,8 +553,6 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             raise InvalidArgument("search: candidates/rerank_depth apply to Multi fields; "
                                   f"field {name!r} is Dense")
         elif (ef, nprobe, oversample) != (None, None, None):
-            from .index import QueryParams
-
             params = QueryParams(ef=ef, nprobe=nprobe, oversample=oversample)
         if model is not None:
             ids, scores, info, single = self._search_model(query, k, name, model, node,
@@ -579,7 +578,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         blocks: list[tuple[np.ndarray, Any, _Segment | None]] = [
             (self._growing[name].seqs.view, self._growing[name].data, None)]
         blocks += [(s.seqs, s.fields[name], s) for s in self._segments]
-        indexed: list[tuple[np.ndarray, np.ndarray]] = []
+        indexed: list[tuple[np.ndarray, np.ndarray, _Segment]] = []
         for seqs, data, seg in blocks:
             if not len(seqs):
                 continue
@@ -597,7 +596,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
                                                  params)
                 s, rows = seg.indexes[name][1].search(queries, k, params=p, selection=mask,
                                                       rerank=data)
-                indexed.append((s, np.where(rows >= 0, seqs[np.maximum(rows, 0)], -1)))
+                indexed.append((s, rows, seg))
                 used.append({"params": None if p is None else p.to_dict(),
                              "recall_estimate": estimate})
                 continue
@@ -608,13 +607,17 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
                 scan_dense(queries, data, seqs, topk, metric=spec.metric,
                            mask=mask)
         if len(indexed) == 1 and not topk.pushed:  # one block answered: nothing to merge
-            scores, seqs = indexed[0]
+            scores, rows, seg = indexed[0]
+            ids = self._row_keys(seg)[np.maximum(rows, 0)]
+            if rows.min() < 0:
+                ids[rows < 0] = None
         else:
-            for s, found in indexed:
+            for s, rows, seg in indexed:
+                found = np.where(rows >= 0, seg.seqs[np.maximum(rows, 0)], -1)
                 for i in range(nq):
                     topk.push(s[i:i + 1], found[i], row=i)
             scores, seqs = topk.result()
-        ids = self._live.seqs_to_keys(seqs)
+            ids = self._live.seqs_to_keys(seqs)
         info: dict[str, Any] = {"strategy": "index" if used else "exact", "field": name,
                                 "selected": None if selected is None else len(selected)}
         if used and isinstance(spec, Multi):
@@ -627,6 +630,19 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             estimates = [u["recall_estimate"] for u in used]
             info["recall_estimate"] = (None if None in estimates else min(estimates))
         return ids, scores, info
+
+    def _row_keys(self, seg: _Segment) -> np.ndarray:
+        """External id of every row of ``seg`` (``None`` where the item is gone), cached: a
+        seq names one version of one item for good, so the ids never go stale."""
+        if seg.row_keys is None:
+            seqs = np.asarray(seg.seqs)
+            table = self._live.seqs.view
+            pos = np.minimum(np.searchsorted(table, seqs), max(len(table) - 1, 0))
+            known = table[pos] == seqs if len(table) else np.zeros(len(seqs), bool)
+            keys = np.full(len(seqs), None, dtype=object)
+            keys[known] = self._live.seqs_to_keys(seqs[known])
+            seg.row_keys = keys
+        return seg.row_keys
 
     def _block_mask(self, seqs: np.ndarray, live: np.ndarray, seg: _Segment | None
                     ) -> np.ndarray | None:
