@@ -55,7 +55,9 @@ from polyvec.index.refine import rerank_candidates  # noqa: E402
 
 K = 10
 LEVELS = (0.90, 0.95, 0.99)
-EFS = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+# fine steps where the 0.90 / 0.95 / 0.99 levels fall: "best QPS at >= level" on a coarse grid
+# mostly measures where the grid points land
+EFS = (10, 16, 20, 24, 28, 32, 40, 48, 64, 80, 96, 128, 192, 256)
 OVERSAMPLES = (1.5, 2.0, 4.0)
 NPROBES = (4, 8, 16, 32, 64, 128)
 
@@ -513,10 +515,34 @@ def lid_effect(by_name: dict[str, System]) -> list[dict[str, Any]]:
              round(lid.build_s, 1)} for p in plain.points if p["ef"] in by_ef]
 
 
+def qps_at(points: list[dict[str, Any]], level: float) -> float | None:
+    """QPS at exactly ``level`` on a system's recall/QPS frontier, log-QPS interpolated
+    between the frontier points around it (``None`` if it never gets there): a grid-free
+    reading of the same curve."""
+    front: list[tuple[float, float]] = []  # ascending recall, descending QPS
+    for r, q in sorted(((p["recall"], p["qps_1t"]) for p in points), reverse=True):
+        if not front or q > front[0][1]:
+            front.insert(0, (r, q))
+    above = [f for f in front if f[0] >= level]
+    below = [f for f in front if f[0] < level]
+    if not above:
+        return None
+    (r1, q1), lower = above[0], below[-1] if below else None
+    if lower is None or r1 == level:
+        return q1
+    r0, q0 = lower
+    t = (level - r0) / (r1 - r0)
+    return float(math.exp(math.log(q0) + t * (math.log(q1) - math.log(q0))))
+
+
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets on the Debian data, as ratios within this run."""
+    """The issue's targets on the Debian data, as ratios within this run (the best measured
+    setting at >= the level, and the frontier read at exactly the level)."""
     systems = {s["name"]: s for s in res["systems"]}
     best = res["best"]
+
+    def interp(name: str, lv: float) -> float:
+        return qps_at(systems[name]["points"], lv) or 0.0
 
     def qps(name: str, lv: float) -> float:
         b = best.get(name, {}).get(str(lv))
@@ -534,12 +560,18 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         if lv == 0.95 and faiss_flat is not None:
             ff = qps(faiss_flat["name"], lv)
             ff_bytes = faiss_flat["bytes_per_vector"]
+            ff_i = interp(faiss_flat["name"], lv)
+            bp_i = max((interp(p["name"], lv) for p in peers), default=0.0)
             for s in ranked:
                 q_ = qps(s["name"], lv)
                 r_ff = q_ / ff if ff else 0.0
                 r_bp = q_ / bp if bp else 0.0
                 mem = s["bytes_per_vector"] / ff_bytes
+                qi = interp(s["name"], lv)
                 out.append({"level": lv, "config": s["name"], "qps": q_,
+                            "interp": {"qps": round(qi), "vs_faiss_hnsw_flat":
+                                       round(qi / ff_i, 3) if ff_i else None,
+                                       "vs_best_peer": round(qi / bp_i, 3) if bp_i else None},
                             "vs_faiss_hnsw_flat": round(r_ff, 3), "target_vs_faiss": 1.3,
                             "vs_best_peer": round(r_bp, 3), "best_peer": best_peer["name"]
                             if best_peer else None, "target_vs_best_peer": 1.0,
@@ -548,7 +580,11 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         elif lv == 0.99 and top is not None:
             q_ = qps(top["name"], lv)
             r_bp = q_ / bp if bp else 0.0
+            qi = interp(top["name"], lv)
+            bp_i = max((interp(p["name"], lv) for p in peers), default=0.0)
             out.append({"level": lv, "config": top["name"], "qps": q_,
+                        "interp": {"qps": round(qi), "vs_faiss_hnsw_flat": None,
+                                   "vs_best_peer": round(qi / bp_i, 3) if bp_i else None},
                         "vs_best_peer": round(r_bp, 3), "best_peer": best_peer["name"]
                         if best_peer else None, "target_vs_best_peer": 1.0,
                         "pass": bool(r_bp >= 1.0)})
@@ -677,11 +713,17 @@ def main() -> None:
     parts += ["### Targets (Debian, ratios within this run)", "",
               markdown_table(["level", "config", "QPS", "vs faiss HNSW32,Flat (≥1.3)",
                               "vs best peer (≥1.0)", "best peer", "bytes vs faiss flat (≤0.5)",
-                              "pass"],
+                              "pass", "at exactly the level: QPS, vs faiss flat, vs best peer"],
                              [[t["level"], t["config"], f"{t['qps']:.0f}",
                                t.get("vs_faiss_hnsw_flat", "–"), t["vs_best_peer"],
                                t["best_peer"], t.get("bytes_ratio_vs_faiss_flat", "–"),
-                               "PASS" if t["pass"] else "FAIL"] for t in tg]), ""]
+                               "PASS" if t["pass"] else "FAIL",
+                               f"{t['interp']['qps']}, {t['interp']['vs_faiss_hnsw_flat'] or '–'}"
+                               f", {t['interp']['vs_best_peer']}"] for t in tg]), "",
+              "The pass column reads the best measured setting at or above each level, as the "
+              "issue asks; the last column reads each system's recall/QPS frontier at exactly "
+              "the level (log-QPS interpolated between measured settings), which does not "
+              "depend on where a system's grid points happen to fall.", ""]
     if skipped:
         parts += [f"Skipped: {skipped}", ""]
     parts += [f"Versions: {payload['versions']}; wall {payload['wall_s']} s; load average "
