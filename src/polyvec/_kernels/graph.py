@@ -96,8 +96,10 @@ def query_weights(g: Graph, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- reference
-def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reference twin of the numba walk: top-``kc`` ``(scores, rows)`` of each query."""
+def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int, sel: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Reference twin of the numba walk: top-``kc`` ``(scores, rows)`` of each query (of the
+    selected rows only, given ``sel``)."""
     w, bias = query_weights(g, q)
     nq = len(q)
     out_s = np.full((nq, kc), -np.inf, np.float32)
@@ -121,6 +123,7 @@ def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int) -> tuple[np.ndarray, n
                         best, cur, changed = s, v, True
         beam = [(best, cur, False)]      # sorted best first: (score, node, expanded)
         seen = {cur}
+        kept = [(best, cur)] if sel is not None and sel[cur] else []  # in visiting order
         while True:
             k = next((t for t, b in enumerate(beam) if not b[2]), None)
             if k is None:
@@ -132,6 +135,8 @@ def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int) -> tuple[np.ndarray, n
                     continue
                 seen.add(v)
                 s = score(v)
+                if sel is not None and sel[v]:
+                    kept.append((s, v))
                 if len(beam) == ef and s <= beam[-1][0]:
                     continue
                 pos = len(beam)
@@ -139,7 +144,10 @@ def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int) -> tuple[np.ndarray, n
                     pos -= 1
                 beam.insert(pos, (s, v, False))
                 del beam[ef:]
-        top = beam[:kc]
+        if sel is None:
+            top = [(b[0], b[1]) for b in beam[:kc]]
+        else:  # best first; equal scores in visiting order, as the kernel keeps them
+            top = sorted(kept, key=lambda t: -t[0])[:kc]
         out_s[i, :len(top)] = [b[0] for b in top]
         out_r[i, :len(top)] = [b[1] for b in top]
     return out_s, out_r
@@ -170,9 +178,23 @@ def _compiled() -> Any:
             return np.float32(2.0) * acc - norms[v] - qq
         return acc
 
+    @numba.njit(cache=True)
+    def keep(s, v, rsc, rids, rsize):  # pragma: no cover - compiled
+        """Insert (s, v) into the sorted top list (rsc, rids) of rsize entries; new size."""
+        cap = rsc.shape[0]
+        if rsize == cap and s <= rsc[cap - 1]:
+            return rsize
+        pos = rsize if rsize < cap else cap - 1
+        while pos > 0 and rsc[pos - 1] < s:
+            rsc[pos], rids[pos] = rsc[pos - 1], rids[pos - 1]
+            pos -= 1
+        rsc[pos], rids[pos] = s, v
+        return min(rsize + 1, cap)
+
     @numba.njit(fastmath=True, cache=True)
     def walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
-             visited, stamp, ids, sc, done):  # pragma: no cover - compiled
+             visited, stamp, ids, sc, done, use_sel, sel, rsc, rids
+             ):  # pragma: no cover - compiled
         cur = entry
         best = score(w, bias, qq, codes, norms, l2, cur)
         for level in range(max_level, 0, -1):
@@ -189,6 +211,9 @@ def _compiled() -> Any:
                         best, cur, changed = s, v, True
         ids[0], sc[0], done[0] = cur, best, False
         size = 1
+        rsize = 0
+        if use_sel and sel[cur]:
+            rsize = keep(best, cur, rsc, rids, rsize)
         visited[cur] = stamp
         width = codes.shape[1] * codes.itemsize
         k = 0
@@ -215,6 +240,8 @@ def _compiled() -> Any:
                     continue
                 visited[v] = stamp
                 s = score(w, bias, qq, codes, norms, l2, v)
+                if use_sel and sel[v]:  # results: selected rows; the beam: every row
+                    rsize = keep(s, v, rsc, rids, rsize)
                 if size == ef and s <= sc[size - 1]:
                     continue
                 pos = size if size < ef else ef - 1
@@ -227,7 +254,7 @@ def _compiled() -> Any:
                     size += 1
                 lowest = min(lowest, pos)
             k = lowest if lowest <= k else k + 1
-        return size
+        return size, rsize
 
     @numba.njit(fastmath=True, cache=True)
     def refine(q, x, l2, ids, n, k, out_s, out_r):  # pragma: no cover - compiled
@@ -261,11 +288,13 @@ def _compiled() -> Any:
 
     @numba.njit(nogil=True, fastmath=True, cache=True)
     def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum, entry,
-               max_level, ef, kc, visited, state, x, refine_k, out_s, out_r
+               max_level, ef, kc, visited, state, use_sel, sel, x, refine_k, out_s, out_r
                ):  # pragma: no cover - compiled
         ids = np.empty(ef, np.int64)
         sc = np.empty(ef, np.float32)
         done = np.zeros(ef, np.bool_)
+        rids = np.empty(kc, np.int64)
+        rsc = np.empty(kc, np.float32)
         w = np.empty(q.shape[1], np.float32)
         out_s[:] = -np.inf
         out_r[:] = -1
@@ -282,14 +311,18 @@ def _compiled() -> Any:
                     bias += q[i, j] * center[j]
                 if l2:
                     qq += q[i, j] * q[i, j]
-            size = walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
-                        max_level, ef, visited, state[0], ids, sc, done)
-            n = min(size, kc)
+            size, rsize = walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
+                               max_level, ef, visited, state[0], ids, sc, done, use_sel, sel,
+                               rsc, rids)
+            if use_sel:
+                n, top, top_s = rsize, rids, rsc
+            else:
+                n, top, top_s = min(size, kc), ids, sc
             if refine_k > 0:
-                refine(qr[i], x, l2, ids, n, refine_k, out_s[i], out_r[i])
+                refine(qr[i], x, l2, top, n, refine_k, out_s[i], out_r[i])
             else:
                 for t in range(n):
-                    out_s[i, t], out_r[i, t] = sc[t], ids[t]
+                    out_s[i, t], out_r[i, t] = top_s[t], top[t]
 
     return search
 
@@ -309,11 +342,13 @@ class GraphSearcher:
         return s
 
     def search(self, q: np.ndarray, ef: int, kc: int, *, rerank: np.ndarray | None = None,
-               qr: np.ndarray | None = None, k: int = 0, threads: int = 1
-               ) -> tuple[np.ndarray, np.ndarray]:
+               qr: np.ndarray | None = None, k: int = 0, sel: np.ndarray | None = None,
+               threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Top-``kc`` walk candidates of each query ``q`` (in the graph's space), or, given
         float32 ``rerank`` vectors, the exact top-``k`` of them for the queries ``qr``.
 
+        ``sel`` (bool, (n,)): only these rows are returned; the walk still steps through the
+        others (as faiss does with a selector), so a sparse selection wants a wider ``ef``.
         A batch is split over ``threads`` Python threads (the kernel releases the GIL).
         """
         q = _f32c(q)
@@ -322,14 +357,15 @@ class GraphSearcher:
             bounds = np.linspace(0, len(q), min(threads, len(q) // _MIN_CHUNK) + 1).astype(int)
             parts = list(_pool(threads).map(
                 lambda ab: self._search(q[ab[0]:ab[1]], ef, kc, rerank,
-                                        None if qr is None else qr[ab[0]:ab[1]], k),
+                                        None if qr is None else qr[ab[0]:ab[1]], k, sel),
                 zip(bounds[:-1], bounds[1:], strict=True)))
             return (np.concatenate([p[0] for p in parts]),
                     np.concatenate([p[1] for p in parts]))
-        return self._search(q, ef, kc, rerank, qr, k)
+        return self._search(q, ef, kc, rerank, qr, k, sel)
 
     def _search(self, q: np.ndarray, ef: int, kc: int, rerank: np.ndarray | None,
-                qr: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+                qr: np.ndarray | None, k: int, sel: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
         g = self.graph
         sq8 = g.scale is not None and g.center is not None
         width = k if rerank is not None else kc
@@ -340,7 +376,8 @@ class GraphSearcher:
                     g.center if sq8 else _NONE_F32, g.codes,
                     _NONE_F32 if g.norms is None else g.norms, g.norms is not None,
                     g.neighbors, g.offsets, g.cum, g.entry, g.max_level, max(ef, kc), kc,
-                    visited, state, _NONE_X if rerank is None else rerank,
+                    visited, state, sel is not None, _NONE_SEL if sel is None else sel,
+                    _NONE_X if rerank is None else rerank,
                     0 if rerank is None else k, out_s, out_r)
         return out_s, out_r
 
@@ -353,6 +390,7 @@ def _f32c(a: np.ndarray) -> np.ndarray:
 
 _NONE_F32 = np.zeros(1, np.float32)
 _NONE_X = np.zeros((1, 1), np.float32)
+_NONE_SEL = np.zeros(1, np.bool_)
 _MIN_CHUNK = 16
 
 
