@@ -103,3 +103,28 @@ def test_refine_reads_a_memmap_without_copying(tmp_path: Path) -> None:
     s, r = refine_topk(q, cand, mm, 5, l2=False, backend="numba")
     want = refine_numpy(q, cand, x, 5, False)
     np.testing.assert_array_equal(r, want[1])
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_norm_rows_numba_equals_numpy(cosine: bool) -> None:
+    from polyvec._validate import norm_rows
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((50, 24)).astype(np.float32)
+    cases = {"clean": x}
+    for name, row, value in (("nan", 7, np.nan), ("inf", 3, np.inf), ("zero", 11, 0.0),
+                             ("overflow", 5, 3e19)):
+        y = x.copy()
+        y[row] = value if name != "overflow" else y[row] * 0 + value
+        cases[name] = y
+    both = x.copy()
+    both[4], both[9] = 0.0, np.nan  # a zero row before a NaN row: NaN is reported first
+    cases["zero-then-nan"] = both
+    for name, y in cases.items():
+        a, b = y.copy(), y.copy()
+        ra, rb = norm_rows(a, cosine, backend="numpy"), norm_rows(b, cosine, backend="numba")
+        assert ra == rb, name
+        np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
+    assert norm_rows(cases["nan"].copy(), cosine, backend="numba") == 7
+    assert norm_rows(cases["zero-then-nan"].copy(), cosine, backend="numba") == 9
+    assert norm_rows(cases["zero"].copy(), cosine, backend="numba") == (-13 if cosine else -1)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._kernels._numba import have_numba, lazy_njit
+from ._kernels._numba import lazy_njit, resolve_backend
 from .errors import (
     DimensionMismatch,
     DTypeMismatch,
@@ -141,21 +141,36 @@ def _as_float_array(x: object, where: str) -> np.ndarray:
     return arr
 
 
-def _norm_rows(arr, cosine):  # pragma: no cover - compiled; see _finish
-    """In place: divide each row by its norm when ``cosine``. Returns -1, or the first row
-    whose squared norm is NaN/inf (a NaN/inf value, or an overflow), or ``-2 - row`` for the
-    first zero row under cosine (then nothing was changed)."""
+def _norm_rows_numpy(arr: np.ndarray, cosine: bool) -> int:
+    """In place: divide each row by its norm when ``cosine``. Returns -1; or the first row
+    whose squared norm is NaN/inf (a NaN/inf value, or an overflow); or, under cosine,
+    ``-2 - row`` for the first zero row. Nothing is changed unless it returns -1."""
+    sq = np.einsum("ij,ij->i", arr, arr)
+    bad = np.flatnonzero(~np.isfinite(sq))
+    if len(bad):
+        return int(bad[0])
+    if cosine:
+        zero = np.flatnonzero(sq == 0)
+        if len(zero):
+            return -2 - int(zero[0])
+        arr /= np.sqrt(sq)[:, None]
+    return -1
+
+
+def _norm_rows_loop(arr, cosine):  # pragma: no cover - compiled; twin of _norm_rows_numpy
     sq = np.empty(arr.shape[0], np.float32)
     for i in range(arr.shape[0]):
         acc = np.float32(0.0)
         for j in range(arr.shape[1]):
             acc += arr[i, j] * arr[i, j]
-        if not np.isfinite(acc):
-            return i
-        if cosine and acc == 0:
-            return -2 - i
         sq[i] = acc
+    for i in range(arr.shape[0]):
+        if not np.isfinite(sq[i]):
+            return i
     if cosine:
+        for i in range(arr.shape[0]):
+            if sq[i] == 0:
+                return -2 - i
         for i in range(arr.shape[0]):
             norm = np.float32(np.sqrt(sq[i]))
             for j in range(arr.shape[1]):
@@ -163,14 +178,22 @@ def _norm_rows(arr, cosine):  # pragma: no cover - compiled; see _finish
     return -1
 
 
-_norm_rows_nb = lazy_njit(fastmath=False)(_norm_rows)
+_norm_rows_numba = lazy_njit(fastmath=False)(_norm_rows_loop)
+
+
+def norm_rows(arr: np.ndarray, cosine: bool, *, backend: str = "auto") -> int:
+    """:func:`_norm_rows_numpy`'s contract, in one numba pass when numba is there (the
+    numpy twin costs ~6 small array calls: most of a single query's check)."""
+    if resolve_backend(backend) == "numba":
+        return int(_norm_rows_numba(arr, cosine))
+    return _norm_rows_numpy(arr, cosine)
 
 
 def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:
     """Check finiteness, normalize for cosine, cast to the storage dtype."""
     arr = np.array(arr, dtype=np.float32, order="C")  # a copy: normalized in place
     cosine = spec.metric == "cosine"
-    bad = _norm_rows_nb(arr, cosine) if have_numba() else _norm_rows(arr, cosine)
+    bad = norm_rows(arr, cosine)
     if bad >= 0:
         if not np.isfinite(arr[bad]).all():
             raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row {bad}")
