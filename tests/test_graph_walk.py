@@ -12,6 +12,7 @@ import pytest
 
 from polyvec._kernels.graph import GraphSearcher, graph_from_faiss, walk_numpy
 from polyvec._kernels.refine import refine_topk
+from polyvec.errors import DimensionMismatch
 from polyvec.factory import parse_index
 from polyvec.index import QueryParams
 from polyvec.index.build import build_index
@@ -150,3 +151,16 @@ def test_filtered_index_search_uses_the_walk_and_keeps_its_guarantees() -> None:
         recall = np.mean([len(set(a[:want]) & set(b)) / want
                           for a, b in zip(r, truth, strict=True)])
         assert recall >= 0.9, (frac, recall)
+
+
+def test_shapes_are_checked_before_the_kernel() -> None:
+    x, q = _data(False, seed=8)
+    g = graph_from_faiss(_faiss(x, False, True), False)
+    assert g is not None
+    walker = GraphSearcher(g)
+    with pytest.raises(DimensionMismatch, match="queries"):
+        walker.search(q[:, :16], 10, 5)
+    with pytest.raises(DimensionMismatch, match="rerank"):
+        walker.search(q, 10, 5, rerank=x[:100], qr=q, k=3)
+    with pytest.raises(DimensionMismatch, match="selection"):
+        walker.search(q, 10, 5, sel=np.ones(N - 1, bool))

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DimensionMismatch
+
 __all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "graph_search", "query_weights",
            "walk_numpy"]
 
@@ -353,6 +355,19 @@ class GraphSearcher:
         """
         q = _f32c(q)
         qr = None if qr is None else _f32c(qr)
+        # the kernel trusts its shapes (no bounds checks): check them here
+        if q.ndim != 2 or q.shape[1] != self.graph.codes.shape[1]:
+            raise DimensionMismatch(f"graph search: expected queries (nq, "
+                                    f"{self.graph.codes.shape[1]}), got {q.shape}")
+        if rerank is not None and (qr is None or rerank.ndim != 2 or k < 1
+                                   or qr.shape != (len(q), rerank.shape[1])
+                                   or len(rerank) != self.graph.n):
+            raise DimensionMismatch(f"graph search: rerank {rerank.shape} needs queries "
+                                    f"(nq, {rerank.shape[-1]}) and k >= 1 over "
+                                    f"{self.graph.n} rows")
+        if sel is not None and sel.shape != (self.graph.n,):
+            raise DimensionMismatch(f"graph search: expected a selection of shape "
+                                    f"({self.graph.n},), got {sel.shape}")
         if threads > 1 and len(q) >= 2 * _MIN_CHUNK:
             bounds = np.linspace(0, len(q), min(threads, len(q) // _MIN_CHUNK) + 1).astype(int)
             parts = list(_pool(threads).map(

@@ -15,6 +15,7 @@ selection as an ``IDSelectorBitmap``. The exhaustive fallback scans the graph's 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 from typing import Any, cast
 
@@ -111,7 +112,7 @@ class HNSWIndex(VectorIndex):
             # float graphs stay with faiss: its batched float kernels walk them as fast
             if resolve_backend("auto") == "numba" and isinstance(self.spec.codec, SQ8):
                 graph = graph_from_faiss(self.faiss_index, self.metric == "l2")
-            self._walker = None if graph is None else GraphSearcher(graph)
+            self._walker = None if graph is None else _compiled_walker(graph)
             self._walker_checked = True
         return self._walker
 
@@ -165,3 +166,18 @@ class HNSWIndex(VectorIndex):
             p.sel = selector
         dist, ids = storage.search(q, kc, params=p)
         return faiss_result(dist, ids, self.metric == "l2")
+
+
+def _compiled_walker(graph: Any) -> GraphSearcher | None:
+    """A walker whose kernel compiled here (one throwaway query); ``None``, with a warning,
+    where numba cannot build it, so searches fall back to faiss's walk instead of failing."""
+    from numba.core.errors import NumbaError
+
+    walker = GraphSearcher(graph)
+    try:
+        walker.search(np.zeros((1, graph.codes.shape[1]), np.float32), 1, 1)
+    except NumbaError as e:  # pragma: no cover - depends on the numba/LLVM build
+        warnings.warn(f"polyvec: the numba graph walk does not compile here ({e}); "
+                      "searching with faiss's walk", RuntimeWarning, stacklevel=3)
+        return None
+    return walker
