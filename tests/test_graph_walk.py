@@ -164,3 +164,17 @@ def test_shapes_are_checked_before_the_kernel() -> None:
         walker.search(q, 10, 5, rerank=x[:100], qr=q, k=3)
     with pytest.raises(DimensionMismatch, match="selection"):
         walker.search(q, 10, 5, sel=np.ones(N - 1, bool))
+
+
+def test_concurrent_searches_from_threads_agree() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, q = _data(False, seed=9)
+    index: Any = build_index(x, parse_index("HNSW16,SQ8,Refine"), "cosine", threads=1)
+    params = QueryParams(ef=32, oversample=2.0)
+    want = [index.search(q[i:i + 1], 10, params=params, rerank=x)[1] for i in range(NQ)]
+    with ThreadPoolExecutor(4) as pool:  # each thread stamps its own visited array
+        got = list(pool.map(lambda i: index.search(q[i:i + 1], 10, params=params,
+                                                   rerank=x)[1], list(range(NQ)) * 3))
+    for i, r in enumerate(got):
+        np.testing.assert_array_equal(r, want[i % NQ])
