@@ -162,3 +162,13 @@ def test_error_messages_keep_their_reason() -> None:
     assert str(e) == "corrupt file /x/seg.npy: checksum mismatch"
     assert e.filename == "/x/seg.npy" and e.reason == "checksum mismatch"
     assert str(E.UnknownField("no field 'x'")) == "no field 'x'"
+
+
+def test_query_knobs_are_checked_even_when_an_equal_value_was_used(coll) -> None:
+    # knobs are cached per value and type: True must not pass for 1, nor 24.0 for 24
+    q = np.ones(4, np.float32)
+    coll.search(q, 3, field="v", ef=1)
+    coll.search(q, 3, field="v", ef=24)
+    for bad in (True, 24.0, [24]):
+        with pytest.raises(E.InvalidArgument, match="ef"):
+            coll.search(q, 3, field="v", ef=bad)

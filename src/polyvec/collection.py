@@ -7,6 +7,7 @@ segments, the live table (ids + indexed payload columns) and the exact scans.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import threading
@@ -62,6 +63,19 @@ class _Segment:
     all_alive: bool = False  # whether ``alive`` is all True (valid while ``alive`` is set)
     indexes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # field -> (folder, index)
     row_keys: np.ndarray | None = None  # external id per row (object), made on first use
+
+
+def _query_params(ef: Any, nprobe: Any, oversample: Any) -> QueryParams:
+    """Checked, immutable query knobs, made once per combination of values and types."""
+    try:
+        return _cached_params(ef, nprobe, oversample)
+    except TypeError:  # unhashable: QueryParams says what is wrong with it
+        return QueryParams(ef=ef, nprobe=nprobe, oversample=oversample)
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: True and 1, 32.0 and 32 stay apart
+def _cached_params(ef: Any, nprobe: Any, oversample: Any) -> QueryParams:
+    return QueryParams(ef=ef, nprobe=nprobe, oversample=oversample)
 
 
 def _field_arrays(name: str, data: np.ndarray | TokenSets) -> dict[str, np.ndarray]:
@@ -553,7 +567,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             raise InvalidArgument("search: candidates/rerank_depth apply to Multi fields; "
                                   f"field {name!r} is Dense")
         elif (ef, nprobe, oversample) != (None, None, None):
-            params = QueryParams(ef=ef, nprobe=nprobe, oversample=oversample)
+            params = _query_params(ef, nprobe, oversample)
         if model is not None:
             ids, scores, info, single = self._search_model(query, k, name, model, node,
                                                            target_recall, params)
@@ -609,7 +623,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         if len(indexed) == 1 and not topk.pushed:  # one block answered: nothing to merge
             scores, rows, seg = indexed[0]
             ids = self._row_keys(seg)[np.maximum(rows, 0)]
-            if rows.min() < 0:
+            if rows[:, -1].min() < 0:  # pads trail each row
                 ids[rows < 0] = None
         else:
             for s, rows, seg in indexed:
