@@ -6,7 +6,7 @@ Built with ``M`` and ``ef_construction`` from the spec; ``ef`` is passed per sea
 Searches of SQ8 graphs walk faiss's graph with polyvec's numba kernel
 (:mod:`polyvec._kernels.graph`: prefetched neighbour codes, codes scored without decoding,
 the exact refine in the same call when unfiltered): same visits and candidates as faiss's
-walk, ~1.6x faster per query on debian-minilm. A selection (filter, deletes) is honoured the
+walk, ~1.4x faster per query on debian-minilm. A selection (filter, deletes) is honoured the
 way faiss honours a selector: the walk steps through every row, only selected rows are
 returned. Float graphs (flat, F16), where faiss's own walk is as fast, go through faiss: a
 selection as an ``IDSelectorBitmap``. The exhaustive fallback scans the graph's storage.
