@@ -18,6 +18,9 @@ Scores are higher-is-better: ``q·x̂`` for inner product, ``-‖q - x̂‖²`` 
 stored vector: the float row, or the SQ8 reconstruction ``center + c·scale``, faiss's
 ``vmin + (c + ½)·vdiff/255``).
 
+A selection (bool per row) keeps the beam walking every row but returns only selected ones,
+as faiss does with a selector; the caller widens ``ef`` for sparse selections.
+
 ``walk_numpy`` is the reference twin: the same algorithm in plain Python over numpy rows.
 """
 
