@@ -650,9 +650,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         seq names one version of one item for good, so the ids never go stale."""
         if seg.row_keys is None:
             seqs = np.asarray(seg.seqs)
-            table = self._live.seqs.view
-            pos = np.minimum(np.searchsorted(table, seqs), max(len(table) - 1, 0))
-            known = table[pos] == seqs if len(table) else np.zeros(len(seqs), bool)
+            known = isin_sorted(seqs, self._live.seqs.view)
             keys = np.full(len(seqs), None, dtype=object)
             keys[known] = self._live.seqs_to_keys(seqs[known])
             seg.row_keys = keys
