@@ -35,8 +35,7 @@ import numpy as np
 
 from ..errors import DimensionMismatch
 
-__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "graph_search", "query_weights",
-           "walk_numpy"]
+__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "query_weights", "walk_numpy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -417,8 +416,3 @@ def _pool(threads: int) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(threads, thread_name_prefix="polyvec-walk")
-
-
-def graph_search(g: Graph, q: np.ndarray, ef: int, kc: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``kc`` walk candidates of each query (numba); see :class:`GraphSearcher`."""
-    return GraphSearcher(g).search(q, ef, kc)

@@ -297,7 +297,7 @@ class VectorIndex(ABC):
             s, r = got
         if refine and rerank is not None:
             return rerank_candidates(q, r, rerank, k, self.metric)
-        return pad_topk(s[:, :k], r[:, :k], k)
+        return _pad(s[:, :k], r[:, :k], k)
 
     def _fast_search(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                      rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -354,7 +354,7 @@ class VectorIndex(ABC):
         """Top-``kc`` of a full scan of the stored codes over the selected rows."""
 
 
-def pad_topk(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(s, dtype=np.float32)
     r = np.asarray(r, dtype=np.int64)
     if s.shape[1] < k:

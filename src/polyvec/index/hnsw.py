@@ -33,11 +33,9 @@ from .base import (
     faiss_result,
     faiss_search,
     faiss_selector,
-    pad_topk,
     serialize,
 )
 from .order import lid_order
-from .refine import rerank_candidates
 
 __all__ = ["HNSWIndex", "DEFAULT_EF"]
 
@@ -100,17 +98,21 @@ class HNSWIndex(VectorIndex):
         idx = self.faiss_index
         links = idx.hnsw.neighbors.size() * 4 + idx.hnsw.offsets.size() * 8
         walk = 0
-        if self._searcher() is not None:
+        if self._walks_itself():
             walk = 4 * idx.ntotal * (2 if self.metric == "l2" else 1)
         return int(links + idx.hnsw.levels.size() * 4 + idx.storage.sa_code_size() * idx.ntotal
                    + walk)
+
+    def _walks_itself(self) -> bool:
+        """Whether searches use the numba walk (SQ8 graphs with numba; float graphs stay with
+        faiss, whose batched float kernels walk them as fast)."""
+        return resolve_backend("auto") == "numba" and isinstance(self.spec.codec, SQ8)
 
     def _searcher(self) -> GraphSearcher | None:
         """The numba walker over this graph (made on first use); ``None`` where faiss walks."""
         if not self._walker_checked:
             graph = None
-            # float graphs stay with faiss: its batched float kernels walk them as fast
-            if resolve_backend("auto") == "numba" and isinstance(self.spec.codec, SQ8):
+            if self._walks_itself():
                 graph = graph_from_faiss(self.faiss_index, self.metric == "l2")
             self._walker = None if graph is None else _compiled_walker(graph)
             self._walker_checked = True
@@ -118,17 +120,14 @@ class HNSWIndex(VectorIndex):
 
     def _fast_search(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                      rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Walk and refine in one kernel call; other searches (no float32 rerank vectors)
+        take the general path, whose ``_candidates`` walks with the same kernel."""
         walker = self._searcher()
-        if walker is None:
+        if walker is None or rerank is None or rerank.dtype != np.float32:
             return None
         ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
-        threads = int(faiss_module().omp_get_max_threads())
-        if rerank is not None and rerank.dtype == np.float32:  # walk and refine in one call
-            return walker.search(qt, ef, kc, rerank=rerank, qr=q, k=k, threads=threads)
-        s, r = walker.search(qt, ef, kc, threads=threads)
-        if rerank is not None:
-            return rerank_candidates(q, r, rerank, k, self.metric)
-        return pad_topk(s[:, :k], r[:, :k], k)
+        return walker.search(qt, ef, kc, rerank=rerank, qr=q, k=k,
+                             threads=int(faiss_module().omp_get_max_threads()))
 
     def _widen(self, params: QueryParams, kc: int, fraction: float) -> QueryParams:
         ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
