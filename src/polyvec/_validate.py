@@ -194,10 +194,7 @@ def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:
     arr = np.array(arr, dtype=np.float32, order="C")  # a copy: normalized in place
     cosine = spec.metric == "cosine"
     bad = norm_rows(arr, cosine)
-    if bad >= 0:
-        if not np.isfinite(arr[bad]).all():
-            raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row {bad}")
-        # finite values whose squares overflow float32: the slow path, as numpy would do it
+    if bad >= 0:  # a NaN/inf value, or finite values whose squares overflow float32
         sq = np.einsum("ij,ij->i", arr, arr)
         bad_rows = ~np.isfinite(arr).all(axis=1)
         if bad_rows.any():
