@@ -79,6 +79,8 @@ class SearchExecutor:
         nq = len(queries)
         topk = TopK(nq, k)
         gseqs, gdata = snap.growing[name]
+        if callable(gdata):  # packed on first use (Multi)
+            gdata = gdata()
         blocks: list[tuple[np.ndarray, Any, Segment | None]] = [(gseqs, gdata, None)]
         blocks += [(s.seqs, s.fields[name], s) for s in snap.segments]
         indexed: list[tuple[np.ndarray, np.ndarray, Segment]] = []

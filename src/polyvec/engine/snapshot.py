@@ -54,7 +54,8 @@ class Snapshot:
 
     version: int  # the catalog's data version it reflects
     segments: tuple[Segment, ...]
-    growing: dict[str, tuple[np.ndarray, Any]]  # field -> (seqs, data) of the growing rows
+    # field -> (seqs, data) of the growing rows; data may be a callable making it on first use
+    growing: dict[str, tuple[np.ndarray, Any]]
     live_seqs: np.ndarray  # sorted seqs of the live items
     seqs: np.ndarray  # the live table's seqs by position (dead ones included), sorted
     keys: list[Any]  # external id by position (append-only; only its first len(seqs) count)

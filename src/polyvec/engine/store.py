@@ -179,7 +179,8 @@ class SegmentStore:
         self.snap = Snapshot(
             version=self.version,
             segments=tuple(self.segments),
-            growing={n: (g.seqs.view, g.data) for n, g in self.growing.items()},
+            growing={n: (g.seqs.view, kind_of(self.fields[n]).growing_data(g))
+                     for n, g in self.growing.items()},
             live_seqs=live.live_seqs(),
             seqs=live.seqs.view,
             keys=live.keys,

@@ -53,6 +53,11 @@ class FieldKind(ABC):
     def new_growing(self, spec: FieldSpec) -> GrowingField:
         return GrowingField(spec, v.storage_dtype(spec))
 
+    def growing_data(self, g: GrowingField) -> Any:
+        """The growing rows' data as of now, for a snapshot: a value that later appends do
+        not change, or a zero-argument callable that makes it on first use."""
+        return g.data
+
     @abstractmethod
     def from_blobs(self, spec: FieldSpec, blobs: list[bytes]) -> Any:
         """Rows of the catalog's ``vectors`` table (one blob per item) as growing input;

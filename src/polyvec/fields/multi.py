@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from .. import _validate as v
-from .._growing import TokenSets
+from .._growing import GrowingField, TokenSets
 from .._kernels import TopK
 from ..errors import InvalidArgument
 from ..multivector import scan_multi
@@ -48,6 +49,17 @@ class MultiKind(FieldKind):
             return None
         return MultiQueryParams(candidates=candidates, rerank_depth=rerank_depth,
                                 nprobe=nprobe, ef=ef)
+
+    def growing_data(self, g: GrowingField) -> Any:
+        """Packed on first use (a search), not at every write: the first ``n`` token sets
+        of the append-only list are what the snapshot sees."""
+        n = len(g)
+        sets = g._sets  # appended in place, replaced on seal: its first n stay
+        dim, dtype = g.spec.dim, g.dtype
+        if g._packed is not None and len(g._packed) == n:
+            packed = g._packed
+            return lambda: packed
+        return functools.cache(lambda: TokenSets.from_list(sets[:n], dim, dtype))
 
     def from_blobs(self, spec: FieldSpec, blobs: list[bytes]) -> list[np.ndarray]:
         dtype = v.storage_dtype(spec)

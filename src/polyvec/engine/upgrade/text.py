@@ -53,8 +53,9 @@ class Embedders:
     def model_of(self, field: str | None = None) -> ModelSpec | None:
         """The model recorded for ``field`` (``None`` if its vectors came without one)."""
         name, _ = self.store.field(field)
-        self.store.refresh()
-        return self.store.models.get(name)
+        with self.store.mutex:
+            self.store.refresh()
+            return self.store.models.get(name)
 
     def use_embedder(self, field: str, embedder: Any) -> None:
         """Attach ``embedder`` to ``field`` for :meth:`add_texts` / :meth:`search_text`.
@@ -122,8 +123,9 @@ class Embedders:
             return self.coll.search(vecs[0] if single else vecs, k,
                                field=name, filter=filter, model=model)
         if embedder is not None:
-            self.store.refresh()
-            recorded = self.store.models.get(name)
+            with self.store.mutex:
+                self.store.refresh()
+                recorded = self.store.models.get(name)
             if recorded is not None and embedder.spec != recorded:
                 raise ModelMismatch(
                     f"field {name!r} holds vectors of {recorded.name!r} (revision "
