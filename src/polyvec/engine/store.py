@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -31,9 +31,6 @@ from ..storage.catalog import SegmentRow
 from ..storage.catalog import Snapshot as CatalogSnapshot
 from .indexes import INDEXES, IndexManager, index_orphans
 from .snapshot import Segment, Snapshot
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["CATALOG", "SEGMENTS", "SegmentStore"]
 
@@ -243,7 +240,7 @@ class SegmentStore:
 
     def check_vectors(self, vectors: Any, n: int) -> dict[str, Any]:
         """Every field's input checked (and prepared: pooled) by its kind."""
-        if not hasattr(vectors, "keys"):
+        if not isinstance(vectors, Mapping):
             if len(self.fields) != 1:
                 raise UnknownField(f"vectors: expected a dict with fields {list(self.fields)}, "
                                    f"got {type(vectors).__name__}")
