@@ -217,7 +217,7 @@ def make_collection(folder: Path, enc: dict[str, np.ndarray], pool: int) -> dict
                                                   for i in range(lo, hi)]})
     coll.flush()
     ingest = time.perf_counter() - t
-    stored = sum(len(s.fields["tokens"].tokens) for s in coll._segments)
+    stored = sum(len(s.fields["tokens"].tokens) for s in coll._store.segments)
     db.close()
     return {"ingest_s": round(ingest, 1), "stored_tokens": int(stored)}
 

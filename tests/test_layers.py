@@ -20,6 +20,8 @@ FORBIDDEN = {
     "index": {"collection", "db", "storage", "multivector", "filters", "cli"},
     "multivector": {"collection", "db", "storage", "filters", "cli"},
     "cli": {"storage", "index", "multivector", "_kernels", "_live", "_growing", "_validate"},
+    "fields": {"collection", "db", "cli", "engine", "storage", "filters", "server", "client"},
+    "engine": {"collection", "db", "cli", "server", "client", "distributed"},
 }
 
 

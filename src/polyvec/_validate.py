@@ -225,11 +225,13 @@ def _check_matrix(x: object, spec: FieldSpec, where: str, rows: int | None) -> n
     return _finish(arr, spec, where)
 
 
-def check_field_vectors(name: str, spec: FieldSpec, data: object, n: int
-                        ) -> np.ndarray | list[np.ndarray]:
-    """Dense: an (n, dim) array. Multi: a list of n (tokens_i, dim) arrays, tokens_i >= 1."""
-    if isinstance(spec, Dense):
-        return _check_matrix(data, spec, f"vectors[{name!r}]", n)
+def check_dense_vectors(name: str, spec: FieldSpec, data: object, n: int) -> np.ndarray:
+    """A Dense field's input: an (n, dim) array."""
+    return _check_matrix(data, spec, f"vectors[{name!r}]", n)
+
+
+def check_multi_vectors(name: str, spec: FieldSpec, data: object, n: int) -> list[np.ndarray]:
+    """A Multi field's input: a list of n (tokens_i, dim) arrays, tokens_i >= 1."""
     if isinstance(data, np.ndarray) and data.ndim == 3:
         data = list(data)
     if not isinstance(data, Sequence) or isinstance(data, str | bytes):
@@ -255,30 +257,46 @@ def _f32_twin(multi: bool, dim: int, metric: str) -> FieldSpec:
     return Multi(dim, metric, "f32") if multi else Dense(dim, metric, "f32")
 
 
-def check_query(spec: FieldSpec, q: object) -> tuple[list[np.ndarray] | np.ndarray, bool]:
-    """Return float32 queries (normalized for cosine) and whether the input was a single query.
+def check_dense_query(spec: FieldSpec, q: object) -> tuple[np.ndarray, bool]:
+    """Float32 queries (normalized for cosine), and whether the input was a single query:
+    (dim,) -> single, (nq, dim) -> batch; returns an (nq, dim) array."""
+    f32 = _f32_twin(False, spec.dim, spec.metric)
+    arr = _as_float_array(q, "query")
+    if arr.ndim == 1:
+        if arr.shape != (spec.dim,):
+            raise DimensionMismatch(f"query: expected shape ({spec.dim},), got {arr.shape}")
+        return _check_matrix(arr[None, :], f32, "query", 1), True
+    if arr.ndim == 2:
+        return _check_matrix(arr, f32, "query", None), False
+    raise DimensionMismatch(f"query: expected shape ({spec.dim},) or (nq, {spec.dim}), "
+                            f"got {arr.shape}")
 
-    Dense: (dim,) -> single, (nq, dim) -> batch; returns an (nq, dim) array.
-    Multi: (m, dim) -> single, list of (m_i, dim) -> batch; returns a list of arrays.
-    """
-    f32 = _f32_twin(isinstance(spec, Multi), spec.dim, spec.metric)
-    if isinstance(spec, Dense):
-        arr = _as_float_array(q, "query")
-        if arr.ndim == 1:
-            if arr.shape != (spec.dim,):
-                raise DimensionMismatch(f"query: expected shape ({spec.dim},), got {arr.shape}")
-            return _check_matrix(arr[None, :], f32, "query", 1), True
-        if arr.ndim == 2:
-            return _check_matrix(arr, f32, "query", None), False
-        raise DimensionMismatch(f"query: expected shape ({spec.dim},) or (nq, {spec.dim}), "
-                                f"got {arr.shape}")
+
+def check_multi_query(spec: FieldSpec, q: object) -> tuple[list[np.ndarray], bool]:
+    """Float32 token sets: (m, dim) -> single, list of (m_i, dim) -> batch."""
+    f32 = _f32_twin(True, spec.dim, spec.metric)
     if isinstance(q, np.ndarray) and q.ndim == 2:
-        return check_field_vectors("query", f32, [q], 1), True
+        return check_multi_vectors("query", f32, [q], 1), True
     if isinstance(q, np.ndarray) and q.ndim == 3:
         q = list(q)
     if isinstance(q, Sequence) and not isinstance(q, str | bytes):
         if len(q) and not isinstance(q[0], np.ndarray) and np.ndim(q[0]) == 1:
-            return check_field_vectors("query", f32, [q], 1), True
-        return check_field_vectors("query", f32, q, len(q)), False
+            return check_multi_vectors("query", f32, [q], 1), True
+        return check_multi_vectors("query", f32, q, len(q)), False
     raise InvalidVector(f"query: expected a (tokens, {spec.dim}) array or a list of them, got "
                         f"{type(q).__name__}")
+
+
+def check_field_vectors(name: str, spec: FieldSpec, data: object, n: int
+                        ) -> np.ndarray | list[np.ndarray]:
+    """A field's input vectors, checked by its kind (see :mod:`polyvec.fields`)."""
+    return _VECTOR_CHECKS[spec.kind](name, spec, data, n)
+
+
+def check_query(spec: FieldSpec, q: object) -> tuple[list[np.ndarray] | np.ndarray, bool]:
+    """A field's queries, checked by its kind (see :mod:`polyvec.fields`)."""
+    return _QUERY_CHECKS[spec.kind](spec, q)
+
+
+_VECTOR_CHECKS: dict[str, Any] = {"dense": check_dense_vectors, "multi": check_multi_vectors}
+_QUERY_CHECKS: dict[str, Any] = {"dense": check_dense_query, "multi": check_multi_query}

@@ -13,8 +13,8 @@ from pathlib import Path
 from secrets import token_hex
 from typing import Any
 
-from ._text import check_compatible
 from .collection import CATALOG, DEFAULT_SEGMENT_ROWS, Collection
+from .engine.upgrade import check_compatible
 from .errors import (
     CollectionExists,
     CorruptFile,

@@ -38,11 +38,11 @@ class Logged:
 def main() -> None:
     db_path, log, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
     import polyvec
-    from polyvec import _backfill
+    from polyvec.engine.upgrade import backfill as _backfill
     from polyvec.storage import upgrade
 
-    put, step, switch = upgrade.put_shadow, _backfill.BackfillMixin._batch, \
-        _backfill.BackfillMixin._switch
+    put, step, switch = upgrade.put_shadow, _backfill.Backfill._batch, \
+        _backfill.Backfill._switch
 
     def putting(*a: Any, **k: Any) -> Any:
         emit("P")
@@ -58,8 +58,8 @@ def main() -> None:
         return switch(*a, **k)
 
     upgrade.put_shadow = putting  # type: ignore[assignment]
-    _backfill.BackfillMixin._batch = batching  # type: ignore[method-assign]
-    _backfill.BackfillMixin._switch = switching  # type: ignore[method-assign]
+    _backfill.Backfill._batch = batching  # type: ignore[method-assign]
+    _backfill.Backfill._switch = switching  # type: ignore[method-assign]
     coll = polyvec.connect(db_path).get_collection("c")
     emb = Logged(log)
     coll.register_model("emb", emb, name="v2")

@@ -189,7 +189,7 @@ def hold_lock(folder: str) -> None:
     import polyvec
 
     coll = polyvec.connect(folder).get_collection(COLLECTION)
-    coll._lock.acquire()
+    coll._store.lock.acquire()
     print("LOCKED", flush=True)
     time.sleep(120)
 

@@ -1,15 +1,15 @@
 """Model versions per vector field, new->old mappings, and queries across model versions.
 
-A dense field records the model that made its vectors (``ModelSpec``, see :mod:`._text`).
-:meth:`ModelsMixin.register_model` names model versions of a field (``"v1"``, ``"v2"``...);
-the field's recorded model is its *current* version. :meth:`ModelsMixin.fit_mapping` fits a
+A dense field records the model that made its vectors (``ModelSpec``, see :mod:`.text`).
+:meth:`Models.register_model` names model versions of a field (``"v1"``, ``"v2"``...);
+the field's recorded model is its *current* version. :meth:`Models.fit_mapping` fits a
 map from a new version's space into the current one (:mod:`polyvec.models.mappings`, and the
 contrastive adapter of :mod:`polyvec.models.adapter` when relevance pairs are given) and
 persists it in the catalog: the arrays as checksummed blobs (``model_arrays``), the record
 (kind, version, specs, held-out metrics, score calibration) in the ``mappings`` meta row.
 ``search(q, model="v2")`` then maps new-model queries into the old space and searches the
 existing index unchanged (query drift compensation); during a backfill
-(:mod:`._backfill`) it merges native results over migrated items with mapped results over the
+(:mod:`.backfill`) it merges native results over migrated items with mapped results over the
 rest. Without a mapping it raises :class:`~polyvec.errors.ModelMismatch` naming the fix.
 
 Where do paired texts come from? ``fit_mapping`` embeds stored items' texts with the new model
@@ -23,25 +23,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _validate as v
-from ._kernels import TopK
-from ._live import isin_sorted
-from .errors import DimensionMismatch, InvalidArgument, ModelMismatch
-from .index import scan_dense
-from .models.mappings import LinearMap, fit_best, fit_calibration
-from .spec import Dense, FieldSpec, ModelSpec
-from .storage import upgrade as store
+from ... import _validate as v
+from ..._kernels import TopK
+from ..._live import isin_sorted
+from ...errors import DimensionMismatch, InvalidArgument, ModelMismatch
+from ...index import scan_dense
+from ...models.mappings import LinearMap, fit_best, fit_calibration
+from ...spec import Dense, FieldSpec, ModelSpec
+from ...storage import upgrade as store
 
 if TYPE_CHECKING:
-    from ._live import LiveTable
-    from .storage import Catalog, WriteLock
+    from ..search import SearchExecutor
+    from ..store import SegmentStore
+    from .text import Embedders
 
-__all__ = ["ModelsMixin"]
+__all__ = ["Models"]
 
 MAPPING_FORMAT = 1
 
@@ -50,50 +51,57 @@ def _pair_key(frm: str, to: str) -> str:
     return f"{frm}->{to}"
 
 
-class ModelsMixin:
-    """Mixed into :class:`~polyvec.collection.Collection`."""
+class Models:
+    """Model versions of fields, mappings between them, and queries across versions."""
 
-    _fields: dict[str, FieldSpec]
-    _models: dict[str, ModelSpec]
-    _embedders: dict[str, Any]
-    _meta: dict[str, Any]
-    _catalog: Catalog
-    _lock: WriteLock
-    _mutex: Any
-    _live: LiveTable
-    _version: int
-    _field: Callable[[str | None], tuple[str, FieldSpec]]
-    _refresh: Callable[[], None]
-    _consistent: Callable[..., Any]
-    _search: Callable[..., Any]
-    _select: Callable[..., Any]
+    def __init__(self, store: SegmentStore, executor: SearchExecutor, embedders: Embedders,
+                 coll: Any) -> None:
+        self.store = store
+        self.executor = executor
+        self.embedders = embedders.embedders  # field -> embedder, shared with Embedders
+        self.coll = coll  # the facade: get(), iteration, search()
+        self._vembedders: dict[tuple[str, str], Any] = {}
+        self._maps: dict[str, LinearMap] = {}
+        self._shadows: dict[tuple[str, str], tuple[int, np.ndarray, np.ndarray]] = {}
+
+    def _search(self, queries: Any, k: int, name: str, spec: FieldSpec, node: Any,
+                target_recall: float | None, params: Any, *,
+                restrict: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """An executor search of the current state (caller holds the mutex), among
+        ``restrict`` (sorted seqs) instead of a filter when given."""
+        selected = restrict if node is None else self.executor.select(node)
+        snap = self.store.snap
+        assert snap is not None
+        return self.executor.search(snap, queries, k, name, spec, selected, target_recall,
+                                    params)
 
     # -- versions -------------------------------------------------------------------------------
 
     def _dense_field(self, field: str | None) -> tuple[str, Dense]:
-        name, spec = self._field(field)
+        name, spec = self.store.field(field)
         if not isinstance(spec, Dense):
             raise InvalidArgument(f"field {name!r} is a {type(spec).__name__} field; model "
                                   "upgrades are supported on Dense fields")
         return name, spec
 
     def _versions(self, field: str) -> dict[str, ModelSpec]:
-        raw = self._meta.get("model_versions", {}).get(field, {})
+        raw = self.store.meta.get("model_versions", {}).get(field, {})
         return {n: ModelSpec.from_dict(d) for n, d in raw.items()}
 
     def _current_name(self, field: str) -> str | None:
-        cur = self._models.get(field)
+        cur = self.store.models.get(field)
         return next((n for n, s in self._versions(field).items() if s == cur), None)
 
     def model_versions(self, field: str | None = None) -> dict[str, Any]:
         """``{"current": name, "versions": {name: ModelSpec}, "mappings": {...},
         "backfill": {...} or None}`` of a field."""
         name, _ = self._dense_field(field)
-        with self._mutex:
-            self._refresh()
+        with self.store.mutex:
+            self.store.refresh()
             return {"current": self._current_name(name), "versions": self._versions(name),
-                    "mappings": dict(self._meta.get("mappings", {}).get(name, {})),
-                    "backfill": self._meta.get("backfill", {}).get(name)}
+                    "mappings": dict(self.store.meta.get("mappings", {}).get(name, {})),
+                    "backfill": self.store.meta.get("backfill", {}).get(name)}
 
     def register_model(self, field: str, embedder_or_spec: Any, name: str = "v2", *,
                        current: str = "v1") -> ModelSpec:
@@ -117,10 +125,10 @@ class ModelsMixin:
             if not isinstance(value, str) or not value or "->" in value:
                 raise InvalidArgument(f"{label}: expected a non-empty str without '->', got "
                                       f"{value!r}")
-        with self._mutex, self._lock:
-            self._refresh()
-            with self._catalog.transaction():
-                meta = self._catalog.read_meta()
+        with self.store.mutex, self.store.lock:
+            self.store.refresh()
+            with self.store.catalog.transaction():
+                meta = self.store.catalog.read_meta()
                 all_versions = dict(meta.get("model_versions", {}))
                 versions = dict(all_versions.get(fname, {}))
                 models = dict(meta.get("models", {}))
@@ -140,21 +148,19 @@ class ModelsMixin:
                                           f"registered as {other!r}")
                 versions[name] = model.to_dict()
                 if recorded is None:
-                    from ._text import check_compatible
+                    from .text import check_compatible
 
                     check_compatible(fname, spec, model)
                     models[fname] = model.to_dict()
                 all_versions[fname] = versions
-                self._catalog.set_meta({"model_versions": all_versions, "models": models})
-            self._meta = {**self._meta, "model_versions": all_versions, "models": models}
-            self._models = {f: ModelSpec.from_dict(d) for f, d in models.items()}
+                self.store.catalog.set_meta({"model_versions": all_versions, "models": models})
+            self.store.meta = {**self.store.meta, "model_versions": all_versions, "models": models}
+            self.store.models = {f: ModelSpec.from_dict(d) for f, d in models.items()}
         if not isinstance(embedder_or_spec, ModelSpec):
             self._version_embedders()[(fname, name)] = embedder_or_spec
         return model
 
     def _version_embedders(self) -> dict[tuple[str, str], Any]:
-        if not hasattr(self, "_vembedders"):
-            self._vembedders: dict[tuple[str, str], Any] = {}
         return self._vembedders
 
     def _embedder_of(self, field: str, name: str) -> Any:
@@ -164,9 +170,9 @@ class ModelsMixin:
         spec = self._versions(field).get(name)
         if spec is None:
             raise ModelMismatch(self._unknown_version(field, name))
-        if spec == self._models.get(field) and field in self._embedders:
-            return self._embedders[field]
-        from .models.registry import embedder_for
+        if spec == self.store.models.get(field) and field in self.embedders:
+            return self.embedders[field]
+        from ...models.registry import embedder_for
 
         emb = embedder_for(spec)
         self._version_embedders()[(field, name)] = emb
@@ -193,7 +199,7 @@ class ModelsMixin:
         return out
 
     def _stored(self, field: str, keys: Sequence[Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        items = self.get(list(keys))  # type: ignore[attr-defined]
+        items = self.coll.get(list(keys))
         missing = [k for k, it in zip(keys, items, strict=True) if it is None]
         if missing:
             raise InvalidArgument(f"ids: {len(missing)} not in the collection, e.g. "
@@ -202,7 +208,7 @@ class ModelsMixin:
                 [it.payload for it in items])
 
     def _sample_keys(self, n: int, seed: int) -> list[Any]:
-        keys = list(self)  # type: ignore[call-overload]
+        keys = list(self.coll)
         if isinstance(n, bool) or not isinstance(n, int) or n < 4:
             raise InvalidArgument(f"sample: expected an int >= 4, got {n!r}")
         if n >= len(keys):
@@ -262,11 +268,11 @@ class ModelsMixin:
         if x.ndim != 2 or x.shape[1] != src.dim or y.ndim != 2 or y.shape[1] != dst.dim:
             raise DimensionMismatch(f"pairs: expected ({src.dim},)-d new and ({dst.dim},)-d old "
                                     f"vectors, got {x.shape} and {y.shape}")
-        normalize_out = self._fields[field].metric == "cosine"
+        normalize_out = self.store.fields[field].metric == "cosine"
         m, held_out = fit_best(x, y, kind=None if kind == "supervised" else kind, seed=seed,
                                normalize_out=normalize_out)
         if relevance is not None:
-            from .models.adapter import fit_supervised
+            from ...models.adapter import fit_supervised
 
             q, docs = self._relevance(field, frm, relevance, batch_size)
             m = fit_supervised(m, q, docs, seed=seed)
@@ -307,33 +313,33 @@ class ModelsMixin:
             The persisted record: kind, version, held-out metrics, calibration, params.
         """
         name, _ = self._dense_field(field)
-        with self._mutex:
-            self._refresh()
+        with self.store.mutex:
+            self.store.refresh()
         m, record = self._fit(name, from_model, to_model, sample=sample, pairs=pairs, ids=ids,
                               texts=texts, text_key=text_key, kind=kind, relevance=relevance,
                               seed=seed, batch_size=batch_size, progress=progress)
         key = _pair_key(from_model, to_model)
-        with self._mutex, self._lock:
-            self._refresh()
-            with self._catalog.transaction():
-                meta = self._catalog.read_meta()
+        with self.store.mutex, self.store.lock:
+            self.store.refresh()
+            with self.store.catalog.transaction():
+                meta = self.store.catalog.read_meta()
                 mappings = dict(meta.get("mappings", {}))
                 per_field = dict(mappings.get(name, {}))
                 version = int(per_field.get(key, {}).get("version", 0)) + 1
                 owner = f"map:{name}:{key}:{version}"
                 record = {**record, "version": version, "owner": owner}
-                store.ensure_tables(self._catalog)
-                store.put_arrays(self._catalog, owner, m.arrays())
-                store.drop_arrays(self._catalog, f"map:{name}:{key}:", keep=owner)
+                store.ensure_tables(self.store.catalog)
+                store.put_arrays(self.store.catalog, owner, m.arrays())
+                store.drop_arrays(self.store.catalog, f"map:{name}:{key}:", keep=owner)
                 per_field[key] = json.loads(json.dumps(record))
                 mappings[name] = per_field
-                self._catalog.set_meta({"mappings": mappings})
-            self._meta = {**self._meta, "mappings": mappings}
+                self.store.catalog.set_meta({"mappings": mappings})
+            self.store.meta = {**self.store.meta, "mappings": mappings}
         return dict(record)
 
     def _mapping(self, field: str, frm: str, to: str) -> tuple[LinearMap, dict[str, Any]] | None:
         """The persisted map (inside a read snapshot), or ``None``."""
-        record = self._meta.get("mappings", {}).get(field, {}).get(_pair_key(frm, to))
+        record = self.store.meta.get("mappings", {}).get(field, {}).get(_pair_key(frm, to))
         versions = self._versions(field)
         if (record is None or frm not in versions or to not in versions
                 or record["from"] != versions[frm].to_dict()
@@ -342,19 +348,17 @@ class ModelsMixin:
         cache = self._map_cache()
         owner = record["owner"]
         if owner not in cache:
-            _, arrays = self._catalog.read(store.get_arrays, self._catalog, owner)
+            _, arrays = self.store.catalog.read(store.get_arrays, self.store.catalog, owner)
             if set(arrays) != {"W", "b"}:
-                from .errors import CorruptFile
+                from ...errors import CorruptFile
 
-                raise CorruptFile(str(self._catalog.path), f"mapping {owner}: arrays "
+                raise CorruptFile(str(self.store.catalog.path), f"mapping {owner}: arrays "
                                   f"{sorted(arrays)}, expected ['W', 'b']")
             cache[owner] = LinearMap(record["kind"], arrays["W"], arrays["b"],
                                      bool(record.get("normalize", True)), record["params"])
         return cache[owner], record
 
     def _map_cache(self) -> dict[str, LinearMap]:
-        if not hasattr(self, "_maps"):
-            self._maps: dict[str, LinearMap] = {}
         return self._maps
 
     # -- searching across versions ------------------------------------------------------------
@@ -362,20 +366,20 @@ class ModelsMixin:
     def _search_model(self, query: Any, k: int, name: str, model: str, node: Any,
                       target_recall: float | None, params: Any
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], bool]:
-        with self._mutex:
-            self._refresh()
+        with self.store.mutex:
+            self.store.refresh()
             spec = self._versions(name).get(model)
         if spec is None:
             raise ModelMismatch(self._unknown_version(name, model))
         queries, single = v.check_query(Dense(spec.dim, spec.metric), query)
-        ids, scores, info = self._consistent(self._search_as, queries, k, name, model, node,
+        ids, scores, info = self.store.consistent(self._search_as, queries, k, name, model, node,
                                              target_recall, params)
         return ids, scores, info, single
 
     def _search_as(self, queries: np.ndarray, k: int, name: str, model: str, node: Any,
                    target_recall: float | None, params: Any
                    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        spec = self._fields[name]
+        spec = self.store.fields[name]
         current = self._current_name(name)
         if current == model:
             ids, scores, info = self._search(queries, k, name, spec, node, target_recall, params)
@@ -386,7 +390,7 @@ class ModelsMixin:
         found = self._mapping(name, model, current)
         if found is None:
             raise ModelMismatch(
-                f"field {name!r} holds vectors of {current!r} ({self._models[name].name!r}); "
+                f"field {name!r} holds vectors of {current!r} ({self.store.models[name].name!r}); "
                 f"queries of model version {model!r} need a mapping: call "
                 f"collection.fit_mapping({name!r}, from_model={model!r}, to_model={current!r}, "
                 f"sample=1000) first (or backfill the field with collection.backfill("
@@ -394,7 +398,7 @@ class ModelsMixin:
         m, record = found
         mapped = m.transform(queries)
         route = {"model": model, "mapping": {"kind": m.kind, "version": record["version"]}}
-        backfill = self._meta.get("backfill", {}).get(name)
+        backfill = self.store.meta.get("backfill", {}).get(name)
         if backfill is not None and backfill.get("model") == model:
             return self._search_merged(queries, mapped, k, name, model, node, target_recall,
                                        params, record, route)
@@ -408,8 +412,8 @@ class ModelsMixin:
         """Native scores over migrated items, calibrated mapped scores over the rest."""
         vspec = self._versions(name)[model]
         s_seqs, s_vecs = self._shadow(name, model, vspec.dim)
-        live = self._live.live_seqs()
-        selected = None if node is None else self._select(node)
+        live = self.store.live.live_seqs()
+        selected = None if node is None else self.executor.select(node)
         alive = isin_sorted(s_seqs, live)
         migrated = s_seqs[alive]
         mask = alive if selected is None else alive & isin_sorted(s_seqs, selected)
@@ -420,14 +424,14 @@ class ModelsMixin:
         rest = rest[~isin_sorted(rest, migrated)]
         a, b = record["calibration"]
         if len(rest):
-            m_ids, m_scores, info = self._search(mapped, k, name, self._fields[name], None,
+            m_ids, m_scores, info = self._search(mapped, k, name, self.store.fields[name], None,
                                                  target_recall, params, restrict=rest)
             m_scores = np.where(np.isfinite(m_scores), a * m_scores + b, -np.inf)
         else:
             m_ids = np.full((len(queries), k), None, dtype=object)
             m_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
             info = {"strategy": "exact", "field": name}
-        all_ids = np.concatenate([self._live.seqs_to_keys(n_seqs), m_ids], axis=1)
+        all_ids = np.concatenate([self.store.live.seqs_to_keys(n_seqs), m_ids], axis=1)
         all_scores = np.concatenate([n_scores, m_scores], axis=1).astype(np.float32)
         order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
         info = {**info, **route, "route": "merged",
@@ -436,13 +440,11 @@ class ModelsMixin:
                 info)
 
     def _shadow(self, name: str, model: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "_shadows"):
-            self._shadows: dict[tuple[str, str], tuple[int, np.ndarray, np.ndarray]] = {}
         hit = self._shadows.get((name, model))
-        if hit is None or hit[0] != self._version:
-            _, (seqs, vecs) = self._catalog.read(store.get_shadow, self._catalog, name, model,
-                                                 dim)
-            hit = (self._version, seqs, vecs)
+        if hit is None or hit[0] != self.store.version:
+            _, (seqs, vecs) = self.store.catalog.read(store.get_shadow, self.store.catalog, name,
+                                                      model, dim)
+            hit = (self.store.version, seqs, vecs)
             self._shadows[(name, model)] = hit
         return hit[1], hit[2]
 
@@ -467,13 +469,13 @@ class ModelsMixin:
         See :func:`polyvec.models.report.compatibility_report` for the parameters; the result
         has ``.to_dict()``, ``.to_markdown()`` and ``.plot(path)``.
         """
-        from .models.report import compatibility_report
+        from ...models.report import compatibility_report
 
         name, _ = self._dense_field(field)
         if (queries is None and query_vectors is None) or qrels is None:
             raise InvalidArgument("compatibility_report needs queries= (texts) or "
                                   "query_vectors=, and qrels= (relevant ids per query)")
-        return compatibility_report(self, name, new_model, old_model, queries=queries,
+        return compatibility_report(self.coll, name, new_model, old_model, queries=queries,
                                     qrels=qrels, sample_sizes=sample_sizes, kinds=kinds,
                                     relevance=relevance, query_vectors=query_vectors,
                                     new_item_vectors=new_item_vectors, k=k,

@@ -2,28 +2,29 @@
 
 A field records the :class:`~polyvec.spec.ModelSpec` of the model that made its vectors (in
 the catalog, so it survives reopening). Embedders are live objects and are attached per process
-with :meth:`TextMixin.use_embedder`; attaching or querying with a model whose spec differs from
+with ``Collection.use_embedder``; attaching or querying with a model whose spec differs from
 the recorded one raises :class:`~polyvec.errors.ModelMismatch`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidArgument, ModelMismatch, UnknownField
-from .spec import Dense, FieldSpec, ModelSpec
-from .types import SearchResult
+from ...errors import InvalidArgument, ModelMismatch, UnknownField
+from ...fields import kind_of
+from ...spec import FieldSpec, ModelSpec
+from ...types import SearchResult
 
 if TYPE_CHECKING:
-    from .storage import Catalog, WriteLock
+    from ..store import SegmentStore
 
-__all__ = ["TextMixin", "check_compatible"]
+__all__ = ["Embedders", "check_compatible"]
 
 
 def check_compatible(field: str, spec: FieldSpec, model: ModelSpec) -> None:
     """A model fits a field when its output kind, dimension and metric match."""
-    want = "dense" if isinstance(spec, Dense) else "tokens"
+    want = kind_of(spec).model_output
     if model.output != want or model.dim != spec.dim or model.metric != spec.metric:
         raise ModelMismatch(
             f"field {field!r} ({type(spec).__name__}, dim {spec.dim}, {spec.metric}) expects a "
@@ -41,56 +42,54 @@ def _texts(texts: object, what: str) -> list[str]:
     return list(texts)
 
 
-class TextMixin:
-    """Mixed into :class:`~polyvec.collection.Collection`."""
+class Embedders:
+    """Embedders attached to a collection's fields (per process) and the model each field
+    records. Holds a reference to the facade for add/upsert/search of embedded texts."""
 
-    _fields: dict[str, FieldSpec]
-    _models: dict[str, ModelSpec]
-    _embedders: dict[str, Any]
-    _catalog: Catalog
-    _lock: WriteLock
-    _field: Callable[[str | None], tuple[str, FieldSpec]]
-    _refresh: Callable[[], None]
-
+    def __init__(self, store: SegmentStore, coll: Any) -> None:
+        self.store = store
+        self.coll = coll
+        self.embedders: dict[str, Any] = {}
     def model_of(self, field: str | None = None) -> ModelSpec | None:
         """The model recorded for ``field`` (``None`` if its vectors came without one)."""
-        name, _ = self._field(field)
-        self._refresh()
-        return self._models.get(name)
+        name, _ = self.store.field(field)
+        with self.store.mutex:
+            self.store.refresh()
+            return self.store.models.get(name)
 
     def use_embedder(self, field: str, embedder: Any) -> None:
         """Attach ``embedder`` to ``field`` for :meth:`add_texts` / :meth:`search_text`.
 
         The first embedder attached to a field records its model; later ones must match it.
         """
-        name, spec = self._field(field)
+        name, spec = self.store.field(field)
         model = getattr(embedder, "spec", None)
         if not isinstance(model, ModelSpec):
             raise InvalidArgument(f"embedder: expected an object with a ModelSpec `.spec`, got "
                                   f"{type(embedder).__name__}")
         check_compatible(name, spec, model)
-        with self._lock:
-            self._refresh()
-            recorded = self._models.get(name)
+        with self.store.mutex, self.store.lock:
+            self.store.refresh()
+            recorded = self.store.models.get(name)
             if recorded is None:
-                models = {**self._models, name: model}
-                with self._catalog.transaction():
-                    self._catalog.set_meta(
+                models = {**self.store.models, name: model}
+                with self.store.catalog.transaction():
+                    self.store.catalog.set_meta(
                         {"models": {f: m.to_dict() for f, m in models.items()}})
-                self._models = models
+                self.store.models = models
             elif recorded != model:
                 raise ModelMismatch(
                     f"field {name!r} holds vectors of {recorded.name!r} (revision "
                     f"{recorded.revision!r}); the embedder is {model.name!r} (revision "
                     f"{model.revision!r}). Use the same model, or register the new one and fit "
                     "a mapping")
-        self._embedders[name] = embedder
+        self.embedders[name] = embedder
 
     def _embedder(self, field: str) -> Any:
-        if field not in self._embedders:
+        if field not in self.embedders:
             raise UnknownField(f"field {field!r} has no embedder attached; call "
                                f"use_embedder({field!r}, embedder) first")
-        return self._embedders[field]
+        return self.embedders[field]
 
     def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
                   payloads: Sequence[dict[str, Any] | None] | None = None, *,
@@ -100,11 +99,11 @@ class TextMixin:
         embedder take their vectors from ``vectors``)."""
         texts = _texts(texts, "texts")
         data = dict(vectors or {})
-        for name in self._fields:
+        for name in self.store.fields:
             if name not in data:
                 data[name] = self._embedder(name).embed_documents(
                     texts, batch_size=batch_size, progress=progress)
-        (self.upsert if upsert else self.add)(ids, data, payloads)  # type: ignore[attr-defined]
+        (self.coll.upsert if upsert else self.coll.add)(ids, data, payloads)
 
     def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,
                     filter: Mapping[str, Any] | None = None, embedder: Any = None,
@@ -116,16 +115,17 @@ class TextMixin:
         (``register_model``): its embedder embeds the query, which is mapped into the field's
         space when that version is not the field's own (``search(..., model=...)``).
         """
-        name, _ = self._field(field)
+        name, _ = self.store.field(field)
         if model is not None:
-            emb = embedder or self._embedder_of(name, model)  # type: ignore[attr-defined]
+            emb = embedder or self.coll._upgrade._embedder_of(name, model)
             single = isinstance(query, str)
             vecs = emb.embed_queries([query] if single else _texts(query, "query"))
-            return self.search(vecs[0] if single else vecs, k,  # type: ignore[attr-defined]
+            return self.coll.search(vecs[0] if single else vecs, k,
                                field=name, filter=filter, model=model)
         if embedder is not None:
-            self._refresh()
-            recorded = self._models.get(name)
+            with self.store.mutex:
+                self.store.refresh()
+                recorded = self.store.models.get(name)
             if recorded is not None and embedder.spec != recorded:
                 raise ModelMismatch(
                     f"field {name!r} holds vectors of {recorded.name!r} (revision "
@@ -137,4 +137,4 @@ class TextMixin:
         texts = [query] if single else _texts(query, "query")
         vecs = embedder.embed_queries(texts)
         q = (vecs[0] if single else vecs)
-        return self.search(q, k, field=name, filter=filter)  # type: ignore[attr-defined]
+        return self.coll.search(q, k, field=name, filter=filter)

@@ -1,6 +1,6 @@
 """Progressive backfill: re-embed a field's items with a new model version, then switch.
 
-:meth:`BackfillMixin.backfill` walks the live items in seq order, ``batch_size`` at a time:
+:meth:`Backfill.backfill` walks the live items in seq order, ``batch_size`` at a time:
 embeds their texts with the new model (outside any lock), then in ONE catalog transaction
 stores the vectors in the ``shadow_vectors`` table and advances the progress row
 (``backfill`` meta: model, ``done_upto`` seq, counts). A crash loses at most the batch being
@@ -17,7 +17,7 @@ only old folders that are removed the same way.
 
 During the backfill, ``search(q, model=new)`` scores migrated items natively (shadow vectors)
 and the rest through the mapping, the mapped scores put on the native scale by the linear
-calibration fitted with the mapping (``_models._search_merged``); searches never wait for the
+calibration fitted with the mapping (``models.Models._search_merged``); searches never wait for the
 backfill and never fail because of it.
 
 ``backfill(..., background=True)`` runs it on a thread with its own handle of the collection
@@ -30,7 +30,6 @@ crash test does.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -38,41 +37,33 @@ from typing import Any
 
 import numpy as np
 
-from . import _validate as v
-from ._live import isin_sorted
-from ._models import ModelsMixin
-from .errors import DimensionMismatch, InvalidArgument, ModelMismatch
-from .spec import CollectionSchema, Dense, ModelSpec
-from .storage import upgrade as store
-from .storage import write_segment
-from .storage.catalog import ItemRow, SegmentRow
+from ... import _validate as v
+from ..._live import isin_sorted
+from ...errors import DimensionMismatch, InvalidArgument, ModelMismatch
+from ...spec import CollectionSchema, Dense, ModelSpec
+from ...storage import upgrade as store
+from ...storage.catalog import ItemRow, SegmentRow
+from .models import Models
 
-__all__ = ["BackfillJob", "BackfillMixin"]
+__all__ = ["Backfill", "BackfillJob"]
 
 
-class BackfillMixin(ModelsMixin):
-    """Mixed into :class:`~polyvec.collection.Collection`."""
-
-    _segments: list[Any]
-    _load: Callable[[], None]
-    _seal: Callable[[], None]
-    _merge_rows: Callable[..., dict[str, np.ndarray]]
-    _ensure_indexes: Callable[[], None]
-    path: Any
+class Backfill(Models):
+    """Model services plus the progressive backfill (the upgrade service of a collection)."""
 
     def backfill_status(self, field: str | None = None) -> dict[str, Any] | None:
         """The progress row of a running backfill of ``field`` (``None`` when none runs),
         with ``migrated`` = live items that have new-model vectors and ``total`` live items."""
         name, _ = self._dense_field(field)
-        with self._mutex:
-            self._refresh()
-            state = self._meta.get("backfill", {}).get(name)
+        with self.store.mutex:
+            self.store.refresh()
+            state = self.store.meta.get("backfill", {}).get(name)
             if state is None:
                 return None
             spec = self._versions(name)[state["model"]]
-            _, (seqs, _) = self._catalog.read(store.get_shadow, self._catalog, name,
+            _, (seqs, _) = self.store.catalog.read(store.get_shadow, self.store.catalog, name,
                                               state["model"], spec.dim)
-            live = self._live.live_seqs()
+            live = self.store.live.live_seqs()
             return {**state, "migrated": int(isin_sorted(seqs, live).sum()), "total": len(live)}
 
     def backfill(self, field: str, model: str = "v2", *, batch_size: int = 64,
@@ -114,8 +105,8 @@ class BackfillMixin(ModelsMixin):
         size = _positive("batch_size", batch_size)
         if limit is not None:
             _positive("limit", limit)
-        with self._mutex:
-            self._refresh()
+        with self.store.mutex:
+            self.store.refresh()
             spec = self._versions(name).get(model)
             current = self._current_name(name)
         if spec is None:
@@ -132,21 +123,21 @@ class BackfillMixin(ModelsMixin):
             return self._run_backfill(name, model, spec, emb, text_key, texts, size, limit,
                                       switch, progress)
 
-        reopen: Any = type(self)  # Collection: its own connection, like another process
+        reopen: Any = type(self.coll)  # Collection: its own connection, like another process
 
         def run(stop: threading.Event) -> dict[str, Any]:
-            with reopen(self.path, lock_timeout=self._lock.timeout) as own:
-                return own._run_backfill(name, model, spec, emb, text_key, texts, size, limit,
-                                         switch, progress, stop)
+            with reopen(self.store.path, lock_timeout=self.store.lock.timeout) as own:
+                return own._upgrade._run_backfill(name, model, spec, emb, text_key, texts,
+                                                  size, limit, switch, progress, stop)
 
-        return BackfillJob(self, name, run)
+        return BackfillJob(self.coll, name, run)
 
     def _run_backfill(self, name: str, model: str, spec: ModelSpec, emb: Any, text_key: str,
                       texts: Mapping[Any, str] | None, size: int, limit: int | None,
                       switch: bool, progress: bool, stop: threading.Event | None = None
                       ) -> dict[str, Any]:
         state = self._start(name, model)
-        bar = _bar(progress, len(self), state.get("migrated", 0))  # type: ignore[arg-type]
+        bar = _bar(progress, len(self.coll), state.get("migrated", 0))
         try:
             state, embedded, more = self._drain(name, model, spec, emb, state, text_key, texts,
                                                 size, limit, bar, stop)
@@ -167,7 +158,8 @@ class BackfillMixin(ModelsMixin):
         embedded = 0
         while (limit is None or embedded < limit) and not (stop is not None and stop.is_set()):
             n = size if limit is None else min(size, limit - embedded)
-            _, rows = self._catalog.read(store.items_after, self._catalog, state["done_upto"], n)
+            _, rows = self.store.catalog.read(store.items_after, self.store.catalog,
+                                              state["done_upto"], n)
             if not rows:
                 return state, embedded, False
             state = self._batch(name, model, spec, emb, rows, state, text_key, texts, size)
@@ -177,10 +169,10 @@ class BackfillMixin(ModelsMixin):
         return state, embedded, True
 
     def _start(self, name: str, model: str) -> dict[str, Any]:
-        with self._mutex, self._lock:
-            self._refresh()
-            with self._catalog.transaction():
-                meta = self._catalog.read_meta()
+        with self.store.mutex, self.store.lock:
+            self.store.refresh()
+            with self.store.catalog.transaction():
+                meta = self.store.catalog.read_meta()
                 runs = dict(meta.get("backfill", {}))
                 state = runs.get(name)
                 if state is not None and state["model"] != model:
@@ -189,9 +181,9 @@ class BackfillMixin(ModelsMixin):
                 if state is None:
                     state = {"model": model, "done_upto": -1, "migrated": 0, "batches": 0}
                     runs[name] = state
-                    store.ensure_tables(self._catalog)
-                    self._catalog.set_meta({"backfill": runs})
-            self._meta = {**self._meta, "backfill": runs}
+                    store.ensure_tables(self.store.catalog)
+                    self.store.catalog.set_meta({"backfill": runs})
+            self.store.meta = {**self.store.meta, "backfill": runs}
         return dict(state)
 
     def _embed_rows(self, name: str, spec: ModelSpec, emb: Any, rows: list[ItemRow],
@@ -211,45 +203,44 @@ class BackfillMixin(ModelsMixin):
                size: int) -> dict[str, Any]:
         """Embed one batch, then store it and the progress in one transaction."""
         vecs = self._embed_rows(name, spec, emb, rows, text_key, texts, size)
-        with self._mutex, self._lock:
-            with self._catalog.transaction():
-                runs = dict(self._catalog.read_meta().get("backfill", {}))
+        with self.store.mutex, self.store.lock:
+            with self.store.catalog.transaction():
+                runs = dict(self.store.catalog.read_meta().get("backfill", {}))
                 cur = runs.get(name)
                 if cur is None or cur["model"] != model or cur["done_upto"] != state["done_upto"]:
                     raise InvalidArgument(f"field {name!r}: the backfill moved under us (another "
                                           "backfill of this field is running?)")
-                store.put_shadow(self._catalog, name, model,
+                store.put_shadow(self.store.catalog, name, model,
                                  ((r.seq, np.ascontiguousarray(x, "<f4").tobytes())
                                   for r, x in zip(rows, vecs, strict=True)))
                 cur = {**cur, "done_upto": rows[-1].seq, "migrated": cur["migrated"] + len(rows),
                        "batches": cur["batches"] + 1}
                 runs[name] = cur
-                self._catalog.set_meta({"backfill": runs})
-            self._meta = {**self._meta, "backfill": runs}
-            if hasattr(self, "_shadows"):
-                self._shadows.pop((name, model), None)
+                self.store.catalog.set_meta({"backfill": runs})
+            self.store.meta = {**self.store.meta, "backfill": runs}
+            self._shadows.pop((name, model), None)
         return dict(cur)
 
     def _switch(self, name: str, model: str, spec: ModelSpec, emb: Any, text_key: str,
                 texts: Mapping[Any, str] | None, size: int) -> int:
         """Migrate what is left under the write lock, then swap the field in one commit."""
-        with self._mutex, self._lock:
-            self._refresh()
+        with self.store.mutex, self.store.lock:
+            self.store.refresh()
             # items written after the last batch
-            _, embedded, _ = self._drain(name, model, spec, emb, self._meta["backfill"][name],
+            _, embedded, _ = self._drain(name, model, spec, emb, self.store.meta["backfill"][name],
                                          text_key, texts, size, None)
-            self._seal()
-            _, (s_seqs, s_vecs) = self._catalog.read(store.get_shadow, self._catalog, name,
-                                                     model, spec.dim)
-            old_field = self._fields[name]
+            self.store.seal()
+            _, (s_seqs, s_vecs) = self.store.catalog.read(store.get_shadow, self.store.catalog,
+                                                          name, model, spec.dim)
+            old_field = self.store.fields[name]
             new_field = Dense(spec.dim, spec.metric, old_field.dtype)
-            live = self._live.live_seqs()
+            live = self.store.live.live_seqs()
             outputs = []
-            for seg in self._segments:
+            for seg in self.store.segments:
                 rows_ = np.flatnonzero(isin_sorted(seg.seqs, live))
                 if not len(rows_):
                     continue
-                arrays = self._merge_rows([(seg, rows_)])
+                arrays = self.store.merge_rows([(seg, rows_)])
                 pos = np.searchsorted(s_seqs, arrays["seqs"])
                 pos = np.minimum(pos, max(len(s_seqs) - 1, 0))
                 if not len(s_seqs) or not np.array_equal(s_seqs[pos], arrays["seqs"]):
@@ -258,19 +249,11 @@ class BackfillMixin(ModelsMixin):
                 arrays[name] = np.ascontiguousarray(s_vecs[pos].astype(
                     v.storage_dtype(new_field)))
                 outputs.append(arrays)
-            folder = self.path / "segments"
-            new_rows = []
-            from secrets import token_hex
+            old = list(self.store.segments)
+            catalog = self.store.catalog
 
-            for arrays in outputs:
-                seqs = arrays["seqs"]
-                seg_name = f"seg-{int(seqs[0]):012d}-{int(seqs[-1]):012d}-{token_hex(4)}"
-                manifest = write_segment(folder, seg_name, arrays)
-                new_rows.append(SegmentRow(seg_name, len(seqs), int(seqs[0]), int(seqs[-1]),
-                                           manifest))
-            old = list(self._segments)
-            with self._catalog.transaction():
-                meta = self._catalog.read_meta()
+            def register(new_rows: list[SegmentRow]) -> None:
+                meta = catalog.read_meta()
                 schema = CollectionSchema.from_dict(meta["schema"])
                 fields = dict(schema.vectors)
                 fields[name] = new_field
@@ -278,19 +261,18 @@ class BackfillMixin(ModelsMixin):
                 models = {**meta.get("models", {}), name: spec.to_dict()}
                 runs = dict(meta.get("backfill", {}))
                 runs.pop(name, None)
-                self._catalog.register_segments(new_rows, [s.row.name for s in old], None)
-                store.drop_shadow(self._catalog, name)
-                self._catalog.set_meta({"schema": schema.to_dict(), "models": models,
-                                        "backfill": runs})
-            for seg in old:
-                shutil.rmtree(folder / seg.row.name, ignore_errors=True)
-                for idx_folder, _ in seg.indexes.values():
-                    shutil.rmtree(self.path / "indexes" / idx_folder, ignore_errors=True)
-            self._segments = []
-            self._load()
-            self._ensure_indexes()
-            if name in self._embedders:
-                self._embedders[name] = emb
+                catalog.register_segments(new_rows, [s.row.name for s in old], None)
+                store.drop_shadow(catalog, name)
+                catalog.set_meta({"schema": schema.to_dict(), "models": models,
+                                  "backfill": runs})
+
+            # the field's spec changes in that commit: the store reloads instead of opening
+            self.store.commit_segments(outputs, [s.row.name for s in old], None,
+                                       register=register, reload=True)
+            self.store.drop_index_folders(old)
+            self.store.indexes.ensure_indexes()
+            if name in self.embedders:
+                self.embedders[name] = emb
         return embedded
 
 
@@ -323,7 +305,7 @@ class BackfillJob:
         return self._thread.is_alive()
 
     def status(self) -> dict[str, Any] | None:
-        """The collection's :meth:`~BackfillMixin.backfill_status` of the field."""
+        """The collection's :meth:`~Backfill.backfill_status` of the field."""
         return self._collection.backfill_status(self._field)
 
     def stop(self) -> None:

@@ -1,0 +1,503 @@
+"""The index manager: one per-segment index interface, one registry of index engines.
+
+A field's index spec (a factory string such as ``"HNSW32,SQ8,Refine"``, or
+``"FDE(r=20,k=5,d=16),HNSW32"`` / ``"TokenIndex(nbits=2)"`` for a Multi field) is recorded in
+the catalog meta (``indexes`` for the dense family, ``mv_indexes`` for the multi-vector one, as
+before). Every sealed segment big enough gets its own index, built when the index is created,
+when a segment is sealed and when compaction writes new segments; it lives in
+``indexes/<segment>.<field>.<nonce>/`` and is registered in the catalog in one transaction.
+A segment without an index (too small, or its build was interrupted) is searched exactly; the
+growing segment is always searched exactly. Compressed dense indexes rerank from the segment's
+own memory-mapped vectors; multi-vector indexes rerank by exact MaxSim.
+
+Each family is an :class:`IndexEngine` registered in :data:`ENGINES` under the
+``index_family`` of the field kinds it serves (see :mod:`polyvec.fields`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from secrets import token_hex
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import CorruptFile, InvalidArgument
+from ..factory import format_index, format_multi_index, parse_index, parse_multi_index
+from ..fields import kind_of
+from ..index_spec import IndexSpec, MultiIndexSpec
+from ..spec import FieldSpec
+from ..storage import open_segment, write_segment
+from ..storage.catalog import IndexRow
+from ..storage.segment import file_crc32, fsync_dir
+
+if TYPE_CHECKING:
+    from ..index import QueryParams, VectorIndex
+    from .snapshot import Segment
+    from .store import SegmentStore
+
+__all__ = ["ENGINES", "INDEXES", "IndexEngine", "IndexManager", "MIN_INDEX_ROWS",
+           "index_orphans"]
+
+INDEXES = "indexes"
+MIN_INDEX_ROWS = 1_000  # smaller segments are scanned exactly: an index would not pay
+QUERIES = "_queries"  # pseudo-segment name of the stored sample queries of a field
+LID_SAMPLE = 500  # rows whose LID is estimated for info() at each (re)calibration
+
+
+class IndexEngine:
+    """One family of per-segment indexes (build, persist, load, search one segment)."""
+
+    family: str
+    meta_key: str  # catalog meta key: field -> spec string
+    calibrated: bool = False  # whether target_recall applies (collection-wide calibration)
+
+    def parse(self, name: str, fspec: FieldSpec, spec: Any) -> Any:
+        raise NotImplementedError
+
+    def format(self, spec: Any) -> str:
+        raise NotImplementedError
+
+    def min_rows(self) -> int:
+        raise NotImplementedError
+
+    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None) -> Any:
+        raise NotImplementedError
+
+    def save(self, parent: Path, folder: str, idx: Any) -> dict[str, list[int]]:
+        raise NotImplementedError
+
+    def load(self, path: Path, row: IndexRow, spec: str, fspec: FieldSpec, verify: bool) -> Any:
+        raise NotImplementedError
+
+    def search(self, idx: Any, queries: Any, k: int, data: Any, mask: np.ndarray | None,
+               params: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """(scores, rows, what this segment's search used); rows ``-1`` pad the end."""
+        raise NotImplementedError
+
+    def info(self, name: str, spec: str, segments: list[Segment], n_segments: int
+             ) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class DenseEngine(IndexEngine):
+    """Single-vector indexes (:mod:`polyvec.index`), recall-calibrated."""
+
+    family = "dense"
+    meta_key = "indexes"
+    calibrated = True
+
+    def parse(self, name: str, fspec: FieldSpec, spec: Any) -> IndexSpec:
+        ispec = parse_index(spec) if isinstance(spec, str) else spec
+        if not isinstance(ispec, IndexSpec):
+            raise InvalidArgument(f"create_index: expected a factory string or IndexSpec, got "
+                                  f"{type(spec).__name__}")
+        ispec.check_dim(fspec.dim)
+        return ispec
+
+    def format(self, spec: Any) -> str:
+        return format_index(spec)
+
+    def min_rows(self) -> int:
+        return MIN_INDEX_ROWS
+
+    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None) -> Any:
+        from ..index import build_index, calibrate
+
+        x = np.asarray(data, dtype=np.float32)
+        idx = build_index(x, spec, fspec.metric, sample_queries=samples)
+        calibrate(idx, x, queries=samples)
+        return idx
+
+    def save(self, parent: Path, folder: str, idx: Any) -> dict[str, list[int]]:
+        return write_segment(parent, folder, idx.to_arrays())
+
+    def load(self, path: Path, row: IndexRow, spec: str, fspec: FieldSpec, verify: bool) -> Any:
+        from ..index import load_index
+
+        files = open_segment(path / row.folder, row.manifest)
+        return load_index(parse_index(spec), dict(files.arrays), fspec.metric)
+
+    def search(self, idx: Any, queries: Any, k: int, data: Any, mask: np.ndarray | None,
+               params: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        p, estimate = params
+        s, rows = idx.search(queries, k, params=p, selection=mask, rerank=data)
+        return s, rows, {"params": None if p is None else p.to_dict(),
+                         "recall_estimate": estimate}
+
+    def info(self, name: str, spec: str, segments: list[Segment], n_segments: int
+             ) -> dict[str, Any]:
+        n = sum(s.row.nrows for s in segments)
+        ram = sum(s.indexes[name][1].bytes_in_ram() for s in segments)
+        return {"spec": spec, "segments_indexed": len(segments),
+                "segments_exact": n_segments - len(segments),
+                "ram_bytes_per_vector": ram / n if n else None}
+
+
+class MultiEngine(IndexEngine):
+    """Multi-vector indexes (:mod:`polyvec.multivector.planner`): a first stage + exact MaxSim."""
+
+    family = "multi"
+    meta_key = "mv_indexes"
+
+    def parse(self, name: str, fspec: FieldSpec, spec: Any) -> MultiIndexSpec:
+        try:
+            mspec = parse_multi_index(spec) if isinstance(spec, str) else spec
+        except InvalidArgument as e:
+            raise InvalidArgument(f"create_index: field {name!r} is Multi: {e}") from None
+        if not isinstance(mspec, MultiIndexSpec):
+            raise InvalidArgument(f"create_index: field {name!r} is Multi; expected a factory "
+                                  f"string such as 'FDE(r=20,k=5,d=16),HNSW32' or "
+                                  f"'TokenIndex(nbits=2)', or a MultiIndexSpec, got {spec!r}")
+        if mspec.fde is not None and mspec.stack is not None:
+            mspec.stack.check_dim(mspec.fde.dim_out(fspec.dim))
+        return mspec
+
+    def format(self, spec: Any) -> str:
+        return format_multi_index(spec)
+
+    def min_rows(self) -> int:
+        from ..multivector import planner
+
+        return planner.EXACT_SEGMENT_ROWS  # read at call time (tests lower it)
+
+    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None) -> Any:
+        from ..multivector.planner import build_multi_index
+
+        return build_multi_index(data.tokens, data.offsets, spec)
+
+    def save(self, parent: Path, folder: str, idx: Any) -> dict[str, list[int]]:
+        return _write_folder(parent, folder, idx.save)
+
+    def load(self, path: Path, row: IndexRow, spec: str, fspec: FieldSpec, verify: bool) -> Any:
+        from ..multivector.planner import load_multi_index
+
+        folder = path / row.folder
+        for rel, (size, crc) in row.manifest.items():
+            f = folder / rel
+            if not f.is_file():
+                raise CorruptFile(str(f), "file is missing")
+            if f.stat().st_size != size:
+                raise CorruptFile(str(f), f"expected {size} bytes, got {f.stat().st_size} "
+                                          "(truncated?)")
+            if verify and file_crc32(f) != crc:
+                raise CorruptFile(str(f), "checksum mismatch (bytes changed on disk)")
+        return load_multi_index(parse_multi_index(spec), folder)
+
+    def search(self, idx: Any, queries: Any, k: int, data: Any, mask: np.ndarray | None,
+               params: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        return idx.search(queries, k, data.tokens, data.offsets, params=params, selection=mask)
+
+    def info(self, name: str, spec: str, segments: list[Segment], n_segments: int
+             ) -> dict[str, Any]:
+        tokens = sum(len(s.fields[name].tokens) for s in segments)
+        ram = sum(s.indexes[name][1].nbytes_ram for s in segments)
+        return {"spec": spec, "segments_indexed": len(segments),
+                "segments_exact": n_segments - len(segments),
+                "ram_bytes_per_token": ram / tokens if tokens else None}
+
+
+ENGINES: dict[str, IndexEngine] = {e.family: e for e in (DenseEngine(), MultiEngine())}
+
+
+class IndexManager:
+    """The indexes of a collection's fields over its sealed segments (writer side: build,
+    register, calibrate; reader side: per-call parameters). Uses the store's state."""
+
+    def __init__(self, store: SegmentStore) -> None:
+        self.store = store
+        self.specs: dict[str, dict[str, str]] = {f: {} for f in ENGINES}  # family -> field -> spec
+        self.samples: dict[str, np.ndarray] = {}
+        self.calibration: dict[str, Any] = {}
+        self.lid: dict[str, Any] = {}
+        # set by the facade: search(snapshot, queries, k, name, spec, selected, target_recall,
+        # params, use_index=...) -> (ids, scores, info), for calibration
+        self.search: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, Any]]] | None = None
+
+    def engine_of(self, fspec: FieldSpec) -> IndexEngine:
+        return ENGINES[kind_of(fspec).index_family]
+
+    def spec_of(self, field: str) -> str | None:
+        return next((s[field] for s in self.specs.values() if field in s), None)
+
+    def index_dir(self) -> Path:
+        d = self.store.path / INDEXES
+        d.mkdir(exist_ok=True)
+        return d
+
+    # -- creating -------------------------------------------------------------------------
+    def create_index(self, field: str, spec: Any, *,
+                     sample_queries: np.ndarray | None = None) -> None:
+        """Build ``spec`` over every sealed segment of ``field`` (see
+        :meth:`polyvec.collection.Collection.create_index`)."""
+        st = self.store
+        name, fspec = st.field(field)
+        engine = self.engine_of(fspec)
+        ispec = engine.parse(name, fspec, spec)
+        samples: np.ndarray | None = None
+        if sample_queries is not None:
+            if not engine.calibrated:
+                raise InvalidArgument(f"create_index: field {name!r} is Multi; sample_queries "
+                                      "(recall calibration) apply to Dense fields only")
+            checked, _ = kind_of(fspec).check_query(fspec, np.atleast_2d(sample_queries))
+            samples = np.asarray(checked, dtype=np.float32)
+        with st.mutex, st.lock:
+            st.refresh()
+            old = [(s, s.indexes[name]) for s in st.segments if name in s.indexes]
+            for s, _ in old:
+                s.with_index(name, None)
+            self.specs[engine.family] = {**self.specs[engine.family],
+                                         name: engine.format(ispec)}
+            rows = []
+            if engine.calibrated:
+                if samples is not None:
+                    folder = f"{QUERIES}.{name}.{token_hex(4)}"
+                    manifest = write_segment(self.index_dir(), folder, {"queries": samples})
+                    rows.append(IndexRow(QUERIES, name, folder, manifest))
+                    self.samples[name] = samples
+                else:
+                    self.samples.pop(name, None)
+            built = self._build_missing(name)
+            rows += [r for r, _, _ in built]
+            with st.catalog.transaction():
+                st.catalog.set_meta({engine.meta_key: self.specs[engine.family]})
+                st.catalog.put_indexes(rows, drop_field=name)
+            st.version = st.catalog.data_version()
+            for _, seg, idx in built:
+                seg.with_index(name, idx)
+            st.publish()
+            for _, (folder, _) in old:
+                shutil.rmtree(self.index_dir() / folder, ignore_errors=True)
+            if engine.calibrated:
+                self._calibrate_collection(name)
+
+    def _build_missing(self, field: str) -> list[tuple[IndexRow, Segment, tuple[str, Any]]]:
+        """Build (not register) the field's index on every big-enough segment lacking one."""
+        fspec = self.store.fields[field]
+        engine = self.engine_of(fspec)
+        spec = engine.parse(field, fspec, self.specs[engine.family][field])
+        samples = self.samples.get(field)
+        out = []
+        for seg in self.store.segments:
+            if field in seg.indexes or seg.row.nrows < engine.min_rows():
+                continue
+            idx = engine.build(seg.fields[field], spec, fspec, samples)
+            folder = f"{seg.row.name}.{field}.{token_hex(4)}"
+            manifest = engine.save(self.index_dir(), folder, idx)
+            out.append((IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)))
+        return out
+
+    def ensure_indexes(self) -> None:
+        """After a seal or compaction: index the new segments (one transaction). Writer only."""
+        st = self.store
+        built = [b for specs in self.specs.values() for field in specs
+                 for b in self._build_missing(field)]
+        if not built:
+            return
+        with st.catalog.transaction():
+            st.catalog.put_indexes([r for r, _, _ in built])
+        st.version = st.catalog.data_version()
+        for row, seg, idx in built:
+            seg.with_index(row.field, idx)
+        st.publish()
+        for field in {row.field for row, _, _ in built}:
+            if self.engine_of(st.fields[field]).calibrated:
+                self._calibrate_collection(field)
+
+    def _calibrate_collection(self, field: str, *, k: int = 10, nq: int = 200) -> None:
+        """Calibrate ``target_recall`` on the whole search (every segment, merged).
+
+        Per-segment tables would be conservative: each segment of several only has to find
+        its share of the true top-k. The sweep measures mean recall@k of the merged search
+        against the exact one, on the stored sample queries (else pseudo-queries), and the
+        table is persisted in the catalog.
+        """
+        from ..index.calibrate import KNOB_GRIDS, CalibrationTable, knob_params, pseudo_queries
+        from ..index.order import sample_lid
+
+        st = self.store
+        assert self.search is not None, "IndexManager.search is wired by the facade"
+        search = self.search
+        indexed = [s.indexes[field][1] for s in st.segments if field in s.indexes]
+        if not indexed:
+            self.calibration.pop(field, None)
+            self.lid.pop(field, None)
+            return
+        spec = st.fields[field]
+        snap = st.snap
+        q = self.samples.get(field)
+        if q is None:
+            rows = np.concatenate([np.asarray(s.fields[field][: max(1, nq // len(
+                st.segments))], dtype=np.float32) for s in st.segments])
+            q = pseudo_queries(rows, nq, 0, spec.metric)
+        exact, _, _ = search(snap, q, k, field, spec, None, None, None, use_index=False)
+        probe = indexed[0]
+        grid = [g for g in KNOB_GRIDS[probe.knob] if probe.knob != "ef" or g >= k]
+        if probe.knob == "nprobe":
+            grid = [g for g in grid if g <= min(i.faiss_index.nlist for i in indexed)]
+        cache: dict[int, float] = {}
+
+        def measure(i: int) -> float:
+            if i not in cache:
+                got, _, _ = search(snap, q, k, field, spec, None, None,
+                                   knob_params(probe, grid[i], k))
+                cache[i] = float(np.mean([len(set(a) & set(b)) / max(1, len(set(b) - {None}))
+                                          for a, b in zip(got.tolist(), exact.tolist(),
+                                                          strict=True)]))
+            return cache[i]
+
+        targets, params, recalls, lo = (0.9, 0.95, 0.99), [], [], 0
+        for t in targets:  # binary search: recall grows with the knob
+            a, b = lo, len(grid) - 1
+            if measure(b) < t:
+                a = b
+            while a < b:
+                mid = (a + b) // 2
+                a, b = (a, mid) if measure(mid) >= t else (mid + 1, b)
+            lo = a
+            params.append(knob_params(probe, grid[a], k))
+            recalls.append(measure(a))
+        table = CalibrationTable(probe.knob, k, targets, tuple(params), tuple(recalls))
+        self.calibration = {**self.calibration, field: table}
+        self.lid = {**self.lid, field: sample_lid([s.fields[field] for s in st.segments],
+                                                  sample=LID_SAMPLE)}
+        with st.catalog.transaction():
+            st.catalog.set_meta({"calibration": {f: t.to_dict()
+                                                 for f, t in self.calibration.items()},
+                                 "lid": dict(self.lid)})
+        st.version = st.catalog.data_version()
+        st.publish()
+
+    # -- loading --------------------------------------------------------------------------
+    def load(self, rows: list[IndexRow], meta: dict[str, Any]) -> None:
+        """Attach the registered indexes to the loaded segments (reusing ones already open
+        whose folder and spec did not change)."""
+        from ..index import CalibrationTable
+
+        st = self.store
+        prev = self.specs
+        self.specs = {f: dict(meta.get(e.meta_key, {})) for f, e in ENGINES.items()}
+        self.calibration = {f: CalibrationTable.from_dict(d)
+                            for f, d in meta.get("calibration", {}).items()}
+        self.lid = dict(meta.get("lid", {}))
+        samples = {}
+        by_name = {s.row.name: s for s in st.segments}
+        wanted: dict[tuple[str, str], IndexRow] = {}
+        for r in rows:
+            if r.segment == QUERIES:
+                files = open_segment(st.path / INDEXES / r.folder, r.manifest)
+                samples[r.field] = np.asarray(files["queries"])
+            elif r.segment in by_name and self.spec_of(r.field) is not None:
+                wanted[(r.segment, r.field)] = r
+        self.samples = samples
+        old_spec = {f: s for specs in prev.values() for f, s in specs.items()}
+        for seg in st.segments:
+            for field in list(seg.indexes):
+                have = wanted.get((seg.row.name, field))
+                if (have is None or have.folder != seg.indexes[field][0]
+                        or old_spec.get(field) != self.spec_of(field)):
+                    seg.with_index(field, None)
+        for (segname, field), r in wanted.items():
+            seg = by_name[segname]
+            if field in seg.indexes:
+                continue
+            fspec = st.fields[field]
+            spec = self.spec_of(field)
+            assert spec is not None
+            idx = self.engine_of(fspec).load(st.path / INDEXES, r, spec, fspec, st.verify)
+            seg.with_index(field, (r.folder, idx))
+
+    # -- searching ------------------------------------------------------------------------
+    def params(self, field: str, fspec: FieldSpec, idx: Any, target_recall: float | None,
+               params: Any) -> Any:
+        """The per-segment search parameters the engine of ``field`` takes."""
+        engine = self.engine_of(fspec)
+        if not engine.calibrated:
+            if target_recall is not None:
+                raise InvalidArgument(f"search: field {field!r} has a multi-vector index, "
+                                      "which is not recall-calibrated; pass candidates=/"
+                                      "rerank_depth=/nprobe= instead of target_recall")
+            return params
+        return self._index_params(field, idx, target_recall, params)
+
+    def _index_params(self, field: str, idx: VectorIndex, target_recall: float | None,
+                      params: QueryParams | None) -> tuple[QueryParams | None, float | None]:
+        """Per-call params: explicit ones, or the calibrated ones for ``target_recall`` (the
+        collection-wide table, else the segment's own)."""
+        table = self.calibration.get(field) or idx.calibration
+        if target_recall is None or table is None:
+            return params, None
+        p = table.params_for(target_recall)
+        i = table.params.index(p)
+        return p, float(table.recalls[i])
+
+    def search_segment(self, field: str, fspec: FieldSpec, idx: Any, queries: Any, k: int,
+                       data: Any, mask: np.ndarray | None, params: Any
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        return self.engine_of(fspec).search(idx, queries, k, data, mask, params)
+
+    def search_info(self, field: str, fspec: FieldSpec, used: list[dict[str, Any]]
+                    ) -> dict[str, Any]:
+        """What an indexed search reports beyond strategy and segment counts."""
+        if self.engine_of(fspec).family == "multi":
+            stages = list(dict.fromkeys(s for u in used for s in u["stages"]))
+            return {"index": self.spec_of(field), "stages": stages,
+                    "candidates": sum(u["candidates"] for u in used),
+                    "reranked": sum(u["reranked"] for u in used),
+                    "per_segment": [{k: u[k] for k in ("stages", "candidates", "selected")}
+                                    for u in used]}
+        estimates = [u["recall_estimate"] for u in used]
+        return {"index": self.spec_of(field), "params": used[0]["params"],
+                "recall_estimate": None if None in estimates else min(estimates)}
+
+    def index_info(self) -> dict[str, Any]:
+        """Per indexed field: spec, segments indexed, RAM bytes per vector (per token for
+        multi-vector indexes); for calibrated ones the calibration and the LID distribution
+        of a sample of the sealed vectors (measured at calibration)."""
+        st = self.store
+        out: dict[str, Any] = {}
+        for family, specs in self.specs.items():
+            engine = ENGINES[family]
+            for field, spec in specs.items():
+                segs = [s for s in st.segments if field in s.indexes]
+                out[field] = engine.info(field, spec, segs, len(st.segments))
+                if engine.calibrated:
+                    out[field] |= {
+                        "calibrated_on": "sample queries" if field in self.samples else
+                                         "pseudo-queries from the data",
+                        "calibration": (self.calibration[field].to_dict()
+                                        if field in self.calibration else None),
+                        "lid": self.lid.get(field),
+                    }
+        return out
+
+
+def index_orphans(path: Path, registered: set[str]) -> list[Path]:
+    d = path / INDEXES
+    return [p for p in d.iterdir() if p.name not in registered] if d.exists() else []
+
+
+def _write_folder(parent: Path, name: str, save: Callable[[Path], None]
+                  ) -> dict[str, list[int]]:
+    """``save`` into ``parent/name.tmp``, fsync every file, rename; the manifest of the files
+    (relative path -> [size, crc32])."""
+    final, tmp = parent / name, parent / f"{name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save(tmp)
+    manifest: dict[str, list[int]] = {}
+    for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        manifest[str(f.relative_to(tmp))] = [f.stat().st_size, file_crc32(f)]
+    for d in sorted({p.parent for p in tmp.rglob("*")}, key=lambda p: -len(p.parts)):
+        fsync_dir(d)
+    os.replace(tmp, final)
+    fsync_dir(parent)
+    return manifest

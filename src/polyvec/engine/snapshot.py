@@ -1,0 +1,100 @@
+"""Immutable read views of a collection, published by writers and searched without a lock.
+
+A writer changes the store's state under the collection's mutex, then builds a new
+:class:`Snapshot` and publishes it with one attribute assignment. A reader takes the
+current snapshot (one attribute read) and searches it while writers build the next one:
+nothing a snapshot refers to is changed in place afterwards.
+
+- sealed segments are immutable files; a segment's per-field indexes are replaced, never
+  edited (``Segment.indexes`` is swapped for a new dict);
+- the growing rows are views of the first ``n`` rows of append-only buffers (appends write
+  past ``n``, a reallocation leaves the old buffer to the views that hold it);
+- the live set is copied (``live_seqs``, ``alive``) and the seq -> key arrays are the
+  append-only ones of the live table (a repack replaces them rather than editing them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._live import isin_sorted
+from ..storage.catalog import SegmentRow
+
+__all__ = ["Segment", "Snapshot"]
+
+
+@dataclass
+class Segment:
+    """A sealed segment: its catalog row, row seqs, per-field data and per-field indexes."""
+
+    row: SegmentRow
+    seqs: np.ndarray
+    fields: dict[str, Any]
+    indexes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # field -> (folder, index)
+    # (keys list it was made from, external id per row), made on first use
+    row_keys: tuple[Any, np.ndarray] | None = None
+
+    def with_index(self, name: str, entry: tuple[str, Any] | None) -> None:
+        """Set (or drop, with ``None``) the index of ``name``: a new dict, so a reader holding
+        the old one keeps a consistent view."""
+        new = dict(self.indexes)
+        if entry is None:
+            new.pop(name, None)
+        else:
+            new[name] = entry
+        self.indexes = new
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One published state: what a search reads, none of it changed after publication."""
+
+    version: int  # the catalog's data version it reflects
+    segments: tuple[Segment, ...]
+    # field -> (seqs, data) of the growing rows; data may be a callable making it on first use
+    growing: dict[str, tuple[np.ndarray, Any]]
+    live_seqs: np.ndarray  # sorted seqs of the live items
+    seqs: np.ndarray  # the live table's seqs by position (dead ones included), sorted
+    keys: list[Any]  # external id by position (append-only; only its first len(seqs) count)
+    masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # segment -> alive mask
+
+    def block_mask(self, seqs: np.ndarray, seg: Segment | None) -> np.ndarray | None:
+        """Alive mask of a block; ``None`` when every row is alive (segments' cached)."""
+        if seg is not None and seg.row.name in self.masks:
+            return self.masks[seg.row.name]
+        mask = isin_sorted(seqs, self.live_seqs)
+        out = None if bool(mask.all()) else mask
+        if seg is not None:
+            self.masks[seg.row.name] = out  # idempotent: a racing reader computes the same
+        return out
+
+    def seqs_to_keys(self, seqs: np.ndarray) -> np.ndarray:
+        """External ids for an array of seqs (any shape); ``-1`` maps to ``None``."""
+        flat = seqs.ravel()
+        keys = self.keys
+        out = np.empty(flat.shape, dtype=object)
+        if not flat.size or flat.min() >= 0:  # the common case: every slot filled
+            out[:] = [keys[p] for p in np.searchsorted(self.seqs, flat).tolist()]
+            return out.reshape(seqs.shape)
+        valid = flat >= 0
+        positions = np.searchsorted(self.seqs, flat[valid])
+        out[valid] = [keys[p] for p in positions]
+        out[~valid] = None
+        return out.reshape(seqs.shape)
+
+    def row_keys(self, seg: Segment) -> np.ndarray:
+        """External id of every row of ``seg`` (``None`` where the item is gone), cached on
+        the segment: a seq names one version of one item for good, so the ids never go stale
+        while the live table's key list is the same object (a repack makes a new one)."""
+        cached = seg.row_keys
+        if cached is not None and cached[0] is self.keys:
+            return cached[1]
+        seqs = np.asarray(seg.seqs)
+        known = isin_sorted(seqs, self.seqs)
+        keys = np.full(len(seqs), None, dtype=object)
+        keys[known] = self.seqs_to_keys(seqs[known])
+        seg.row_keys = (self.keys, keys)
+        return keys
