@@ -33,7 +33,8 @@ from .index import QueryParams, scan_dense
 from .multivector import scan_multi
 from .spec import CollectionSchema, Dense, FieldSpec, ModelSpec, Multi
 from .storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
-from .storage.catalog import SegmentRow, Snapshot
+from .storage.catalog import Changes, SegmentRow
+from .storage.growing import ChunkRow, GrowingLog, decode_dense, decode_sets, encode_sets
 from .types import SearchResult
 
 __all__ = ["Collection", "Item"]
@@ -100,8 +101,11 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         self._mutex = threading.RLock()
         self._lock = WriteLock(self.path / "LOCK", lock_timeout)
         self._catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)
+        self._growing_log = GrowingLog(self.path)
+        self._cursor: Any = None  # what the mirror has seen of the catalog (a storage Cursor)
         if self._lock.try_acquire():
             try:
+                self._migrate()
                 self._load()
                 self._remove_orphans()
             finally:
@@ -121,47 +125,142 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         return cls(path, lock_timeout=lock_timeout)
 
     def _load(self) -> None:
-        """(Re)build the in-memory state from the catalog and the segment files.
+        """(Re)build the in-memory state from the catalog and the segment files."""
+        self._cursor = None
+        self._sync()
+
+    def _sync(self) -> None:
+        """Catch up with the catalog: apply what changed since the mirror's cursor.
 
         A writer in another process may commit (and a compaction delete old segment files)
         between reading the catalog and opening the files: then the data version has moved,
-        and the load starts over from the newer catalog.
+        and the catch-up starts over from the newer catalog. A catch-up that fails for any
+        other reason is retried once as a full reload, which raises if the damage is real.
         """
         for _ in range(_RETRIES):
-            version, snap = self._catalog.snapshot()
+            version, changes = self._catalog.changes_since(self._cursor)
             try:
-                self._build(snap)
+                self._build(changes) if changes.full else self._catch_up(changes)
             except CorruptFile:
-                if self._catalog.data_version() != version:
-                    continue  # changed under us: not corruption
-                raise
+                if self._catalog.data_version() == version and changes.full:
+                    raise
+                self._cursor = None  # changed under us, or a partial catch-up: reload all
+                continue
+            self._cursor = changes.cursor
             self._version = version
             return
         raise Locked(f"{self.name}: the collection changed {_RETRIES} times while loading")
 
-    def _build(self, snap: Snapshot) -> None:
+    def _migrate(self) -> None:
+        """Turn a format-1 folder into the current format (writer only, one transaction)."""
+        if self._catalog.guard(self._catalog.read_meta).get("format_version") != 1:
+            return
+        with self._catalog.transaction():
+            schema = CollectionSchema.from_dict(self._catalog.read_meta()["schema"])
+
+            def encode(name: str, blobs: list[bytes]) -> bytes:
+                spec = schema.fields[name]
+                if isinstance(spec, Dense):
+                    return b"".join(blobs)
+                row = spec.dim * v.storage_dtype(spec).itemsize
+                counts = np.array([len(b) // row for b in blobs], dtype="<i8")
+                return counts.tobytes() + b"".join(blobs)
+
+            self._catalog.migrate(self._growing_log.append, encode)
+
+    def _set_meta(self, meta: dict[str, Any]) -> None:
         try:
-            self.schema = CollectionSchema.from_dict(snap.meta["schema"])
-            self._segment_rows = int(snap.meta["segment_rows"])
+            self.schema = CollectionSchema.from_dict(meta["schema"])
+            self._segment_rows = int(meta["segment_rows"])
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptFile(str(self._catalog.path), f"bad schema in meta: {e}") from None
         self._fields: dict[str, FieldSpec] = self.schema.fields
-        self._meta = snap.meta  # model versions, mappings, backfill state (see _models)
+        self._meta = meta  # model versions, mappings, backfill state (see _models)
         try:
             self._models = {f: ModelSpec.from_dict(d)
-                            for f, d in snap.meta.get("models", {}).items()}
+                            for f, d in meta.get("models", {}).items()}
         except (TypeError, ValueError) as e:
             raise CorruptFile(str(self._catalog.path), f"bad model specs in meta: {e}") from None
+
+    def _build(self, snap: Changes) -> None:
+        """Rebuild everything from a full read of the catalog."""
+        assert snap.meta is not None and snap.segments is not None and snap.indexes is not None
+        self._set_meta(snap.meta)
         payloads = [json.loads(r.payload) for r in snap.items] if self.schema.indexed else None
         live = LiveTable(self.schema.indexed)
         live.append(np.array([r.seq for r in snap.items], dtype=np.int64),
                     [r.key for r in snap.items], payloads)
         self._live = live
-        self._growing = {}
+        self._growing = {name: GrowingField(spec, v.storage_dtype(spec))
+                         for name, spec in self._fields.items()}
+        if snap.legacy_vectors is not None:
+            self._load_legacy_growing(snap.legacy_vectors)
+        else:
+            self._extend_growing(self._read_chunks(snap.chunks))
+        # segment files are immutable and uniquely named: keep the ones already open (verified)
+        opened = {s.row.name: s for s in self._segments}
+        self._segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
+                          else self._open_segment(r) for r in snap.segments]
+        self._invalidate()  # cached alive masks belong to the old live set
+        self._load_indexes(snap.indexes, snap.meta)
+        self._check_coverage(live.live_seqs(), next(iter(self._growing.values())).seqs.view)
+
+    def _catch_up(self, ch: Changes) -> None:
+        """Apply another process's commits: new items, deletes, new growing chunks, and the
+        segment/index tables when they moved. Everything that can fail is read first."""
+        chunks = self._read_chunks(ch.chunks)
+        if ch.meta is not None and ch.segments is not None and ch.indexes is not None:
+            self._set_meta(ch.meta)
+            opened = {s.row.name: s for s in self._segments}
+            self._segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
+                              else self._open_segment(r) for r in ch.segments]
+            self._load_indexes(ch.indexes, ch.meta)
+        if ch.new_generation:
+            self._growing = {name: GrowingField(spec, v.storage_dtype(spec))
+                             for name, spec in self._fields.items()}
+        self._extend_growing(chunks)
+        seqs = np.array([r.seq for r in ch.items], dtype=np.int64)
+        payloads = ([json.loads(r.payload) for r in ch.items] if self.schema.indexed
+                    else None)
+        self._live.apply(ch.deleted, seqs, [r.key for r in ch.items], payloads)
+        self._invalidate(ch.deleted)
+        self._check_coverage(seqs, next(iter(self._growing.values())).seqs.view)
+
+    def _read_chunks(self, chunks: list[ChunkRow]
+                     ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """``(seqs, field -> rows)`` of each growing chunk, read and verified."""
+        out = []
+        for c, parts in zip(chunks, self._growing_log.read(chunks), strict=True):
+            where = str(self._growing_log.path(c.generation))
+            if set(parts) != set(self._fields):
+                raise CorruptFile(where, f"chunk at seq {c.first_seq}: fields {sorted(parts)}, "
+                                  f"expected {sorted(self._fields)}")
+            rows: dict[str, Any] = {}
+            for name, spec in self._fields.items():
+                dtype = v.storage_dtype(spec)
+                try:
+                    rows[name] = (decode_dense(parts[name], c.count, dtype, spec.dim)
+                                  if isinstance(spec, Dense)
+                                  else decode_sets(parts[name], c.count, dtype, spec.dim))
+                except ValueError:
+                    raise CorruptFile(where, f"chunk at seq {c.first_seq}, field {name!r}: "
+                                      "wrong size") from None
+            out.append((np.arange(c.first_seq, c.first_seq + c.count, dtype=np.int64), rows))
+        return out
+
+    def _extend_growing(self, chunks: list[tuple[np.ndarray, dict[str, Any]]]) -> None:
+        for seqs, rows in chunks:
+            for name, g in self._growing.items():
+                if isinstance(rows[name], tuple):
+                    g.extend_sets(seqs, *rows[name])
+                else:
+                    g.extend(seqs, rows[name])
+
+    def _load_legacy_growing(self, vectors: dict[str, list[tuple[int, bytes]]]) -> None:
+        """Growing rows of an unmigrated format-1 catalog (a blob row per vector)."""
         growing_seqs = None
         for name, spec in self._fields.items():
-            g = GrowingField(spec, v.storage_dtype(spec))
-            rows = snap.vectors.get(name, [])
+            rows = vectors.get(name, [])
             seqs = np.array([s for s, _ in rows], dtype=np.int64)
             dtype = v.storage_dtype(spec)
             try:
@@ -173,19 +272,11 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             except ValueError:
                 raise CorruptFile(str(self._catalog.path), f"field {name!r}: vector blob has "
                                   "the wrong size") from None
-            g.extend(seqs, data)
             if growing_seqs is not None and not np.array_equal(growing_seqs, seqs):
                 raise CorruptFile(str(self._catalog.path), "growing vector rows disagree across "
                                   "fields")
             growing_seqs = seqs
-            self._growing[name] = g
-        # segment files are immutable and uniquely named: keep the ones already open (verified)
-        opened = {s.row.name: s for s in self._segments}
-        self._segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
-                          else self._open_segment(r) for r in snap.segments]
-        self._invalidate()  # cached alive masks belong to the old live set
-        self._load_indexes(snap.indexes, snap.meta)
-        self._check_coverage(growing_seqs if growing_seqs is not None else np.zeros(0, np.int64))
+            self._growing[name].extend(seqs, data)
 
     def _open_segment(self, row: SegmentRow) -> _Segment:
         files = open_segment(self.path / SEGMENTS / row.name, row.manifest, verify=self._verify)
@@ -213,12 +304,15 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             raise CorruptFile(where, "row seqs do not match the catalog")
         return _Segment(row, np.asarray(seqs), fields)
 
-    def _check_coverage(self, growing_seqs: np.ndarray) -> None:
-        """Every live item must have vectors in the growing segment or in a sealed one."""
-        live = self._live.live_seqs()
+    def _check_coverage(self, live: np.ndarray, growing_seqs: np.ndarray) -> None:
+        """Every item of ``live`` (sorted seqs) must have vectors in the growing segment or in
+        a sealed one."""
+        if not len(live):
+            return
         covered = isin_sorted(live, growing_seqs)
         for seg in self._segments:
-            covered |= isin_sorted(live, seg.seqs)
+            if seg.row.max_seq >= live[0] and seg.row.min_seq <= live[-1]:
+                covered |= isin_sorted(live, seg.seqs)
         if not covered.all():
             missing = int(live[~covered][0])
             raise CorruptFile(str(self._catalog.path), f"item seq={missing} has no vectors")
@@ -231,11 +325,12 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
                 shutil.rmtree(p, ignore_errors=True)
         for p in index_orphans(self.path, self._catalog.guard(self._catalog.index_folders)):
             shutil.rmtree(p, ignore_errors=True)
+        self._growing_log.remove_other_generations(self._cursor.generation)
 
     def _refresh(self) -> None:
         """Reload if another connection committed since we last looked."""
         if self._catalog.data_version() != self._version:
-            self._load()
+            self._sync()
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -273,6 +368,10 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         payload_objs, payload_texts = v.check_payloads(payloads, n)
         if n == 0:
             return
+        parts = {name: (np.ascontiguousarray(arr, dtype=v.storage_dtype(spec)).tobytes()
+                        if isinstance(spec, Dense)
+                        else encode_sets(arr, v.storage_dtype(spec)))
+                 for (name, arr), spec in zip(data.items(), self._fields.values(), strict=True)}
         with self._mutex, self._lock:
             self._refresh()
             with self._catalog.transaction():
@@ -284,19 +383,21 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
                 first_seq = self._catalog.allocate_seqs(n)
                 seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
                 self._catalog.insert_items(
-                    ItemRow(int(s), k, t) for s, k, t in zip(seqs, keys, payload_texts,
-                                                             strict=True))
-                for name, arr in data.items():
-                    self._catalog.insert_vectors(
-                        name, ((int(s), np.ascontiguousarray(a).tobytes())
-                               for s, a in zip(seqs, arr, strict=True)))
+                    ItemRow(s, k, t) for s, k, t in zip(range(first_seq, first_seq + n), keys,
+                                                        payload_texts, strict=True))
+                # the vectors: one columnar append, fsync'd before this transaction commits
+                generation, end = self._catalog.growing_end()
+                layout = self._growing_log.append(generation, end, parts)
+                self._catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
+                cursor = self._catalog.cursor()
             self._version = self._catalog.data_version()
-            if existing:
-                self._live.kill(list(existing))
+            self._cursor = cursor
+            gone = list(existing.values())
+            self._live.kill_seqs(gone)
             self._live.append(seqs, keys, payload_objs)
             for name, arr in data.items():
                 self._growing[name].extend(seqs, arr)
-            self._invalidate()
+            self._invalidate(gone)
             if self._growing_live() >= self._segment_rows:
                 self._seal()
 
@@ -308,14 +409,35 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             with self._catalog.transaction():
                 existing = self._catalog.live_seqs(keys)
                 self._catalog.delete_seqs(existing.values())
+                cursor = self._catalog.cursor()
             self._version = self._catalog.data_version()
-            self._live.kill(list(existing))
-            self._invalidate()
+            self._cursor = cursor
+            gone = list(existing.values())
+            self._live.kill_seqs(gone)
+            self._invalidate(gone)
             return len(existing)
 
-    def _invalidate(self) -> None:
+    def _invalidate(self, deleted: Sequence[int] | None = None) -> None:
+        """Drop cached alive masks of the sealed segments; with ``deleted`` (seqs), only clear
+        those rows in the masks (new items never touch a sealed segment's mask)."""
+        if deleted is None:
+            for seg in self._segments:
+                seg.alive = None
+            return
+        if not len(deleted):
+            return
+        gone = np.sort(np.asarray(deleted, dtype=np.int64))
         for seg in self._segments:
-            seg.alive = None
+            if seg.alive is None or gone[-1] < seg.row.min_seq or gone[0] > seg.row.max_seq:
+                continue
+            pos = np.searchsorted(seg.seqs, gone)
+            inside = pos < len(seg.seqs)
+            pos = pos[inside]
+            pos = pos[seg.seqs[pos] == gone[inside]]
+            if len(pos):
+                mask = seg.alive.copy()  # readers may hold the old mask
+                mask[pos] = False
+                seg.alive, seg.all_alive = mask, False
 
     def _growing_live(self) -> int:
         g = next(iter(self._growing.values()))
@@ -346,7 +468,9 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             with self._catalog.transaction():
                 self._catalog.register_segments([], [], int(g0.seqs.view[-1]))
             self._version = self._catalog.data_version()
+            self._cursor = self._catalog.guard(self._catalog.cursor)
         self._growing = {n: GrowingField(s, v.storage_dtype(s)) for n, s in self._fields.items()}
+        self._growing_log.remove_other_generations(self._cursor.generation)
         self._catalog.reclaim()
 
     def _commit_segments(self, outputs: list[dict[str, np.ndarray]], remove: list[str],
@@ -361,7 +485,9 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             rows.append(SegmentRow(name, len(seqs), int(seqs[0]), int(seqs[-1]), manifest))
         with self._catalog.transaction():
             self._catalog.register_segments(rows, remove, drop_upto)
+            cursor = self._catalog.cursor()
         self._version = self._catalog.data_version()
+        self._cursor = cursor
         gone = set(remove)
         kept = [s for s in self._segments if s.row.name not in gone]
         self._segments = sorted(kept + [self._open_segment(r) for r in rows],
@@ -416,16 +542,18 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             return len(self._live)
 
     def __contains__(self, key: object) -> bool:
-        with self._mutex:
-            self._refresh()
-            return key in self._live.pos
+        if isinstance(key, np.integer | np.str_):
+            key = key.item()
+        if isinstance(key, bool) or not isinstance(key, int | str) or (
+                isinstance(key, int) and not -(1 << 63) <= key < (1 << 63)):
+            return False
+        return bool(self._consistent(lambda: self._read(self._catalog.live_seqs, [key])))
 
     def __iter__(self) -> Iterator[int | str]:
         """Iterate the ids of live items (in insertion/update order)."""
         with self._mutex:
             self._refresh()
-            live = self._live
-            keys = [live.keys[p] for p in np.flatnonzero(live.alive.view)]
+            keys = self._live.live_keys()
         return iter(keys)
 
     def get(self, ids: Sequence[int | str]) -> list[Item | None]:
@@ -434,8 +562,8 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         return self._consistent(self._get, keys)
 
     def _get(self, keys: list[int | str]) -> list[Item | None]:
-        live = self._live
-        seqs = {k: int(live.seqs.view[live.pos[k]]) for k in keys if k in live.pos}
+        # the catalog's key index answers id -> seq inside the mirror's pinned snapshot
+        seqs = self._read(self._catalog.live_seqs, keys)
         rows = self._read(self._catalog.items_by_seqs, list(seqs.values()))
         out: list[Item | None] = []
         for k in keys:
@@ -469,7 +597,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
                     with self._catalog.pinned():
                         version, _ = self._catalog.read(int)
                         if version != self._version:
-                            self._load()
+                            self._sync()
                         return fn(*args)
                 except CorruptFile:
                     if self._catalog.data_version() == self._version:
