@@ -375,7 +375,8 @@ def test_flipped_byte_in_stored_payload_key_and_number(template: Any,
 @pytest.mark.parametrize("field", ["d", "t"])
 def test_flipped_byte_in_stored_vector_blob(template: Any, fresh: Callable[[], Path],
                                             field: str) -> None:
-    """Flip bytes inside the vector blobs of growing rows, which live in the catalog."""
+    """Flip bytes inside the vectors of growing rows, which live in the growing file: opening
+    raises ``CorruptFile`` naming that file (the chunk's checksum in the catalog catches it)."""
     _, models = template
     damaged = "alpha"
     growing = [k for k in models[damaged] if isinstance(k, int) and k >= 90] + \
@@ -386,7 +387,7 @@ def test_flipped_byte_in_stored_vector_blob(template: Any, fresh: Callable[[], P
         blob = (dense if field == "d" else tokens).tobytes()
         for offset, mask in ((0, 0x01), (len(blob) // 2, 0x80), (len(blob) - 1, 0xFF)):
             folder = fresh()
-            target = folder / damaged / CATALOG
+            (target,) = sorted((folder / damaged / "growing").glob("*.bin"))
             pos = locate(target.read_bytes(), blob)
             flip(target, pos + offset, mask)
             assert_damaged_and_others_intact(folder, damaged, models, target)

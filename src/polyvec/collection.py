@@ -365,9 +365,12 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         keys = v.check_ids(ids)
         n = len(keys)
         data = self._pool_vectors(self._check_vectors(vectors, n))
-        payload_objs, payload_texts = v.check_payloads(payloads, n)
+        payload_texts = v.check_payload_texts(payloads, n)
         if n == 0:
             return
+        # fresh copies for the indexed columns (the caller may mutate its dicts afterwards)
+        payload_objs = ([json.loads(t) for t in payload_texts] if self.schema.indexed
+                        else None)
         parts = {name: (np.ascontiguousarray(arr, dtype=v.storage_dtype(spec)).tobytes()
                         if isinstance(spec, Dense)
                         else encode_sets(arr, v.storage_dtype(spec)))

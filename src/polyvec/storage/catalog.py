@@ -71,7 +71,8 @@ def _crc_text(*parts: object) -> int:
 
 
 def item_crc(seq: int, key: int | str, payload: str) -> int:
-    return _crc_text(seq, key, payload)
+    """``_crc_text(seq, key, payload)`` for an int seq and a str payload, in one format."""
+    return zlib.crc32(f"int:{seq}\x1f{type(key).__name__}:{key}\x1fstr:{payload}".encode())
 
 
 _DELETE_CRC_SQL = "(pos * 1000003 + seq) % 4294967296"  # the delete log's row check
@@ -187,7 +188,8 @@ class Catalog:
             if "locked" in str(e):
                 raise Locked(f"{path}: {e}") from None
             raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            # a damaged schema can make even sqlite's error message undecodable
             raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
         if problems != ["ok"]:
             conn.close()
@@ -216,7 +218,7 @@ class Catalog:
             if "locked" in str(e) or "busy" in str(e):
                 raise Locked(f"{self.path}: {e}") from None
             raise CorruptFile(str(self.path), f"sqlite error: {e}") from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
             raise CorruptFile(str(self.path), f"sqlite error: {e}") from None
 
     # -- transactions --------------------------------------------------------------------------
