@@ -462,8 +462,9 @@ def test_random_byte_flips_in_catalog_never_give_different_data(
     assert not wrong, f"flips that gave an error other than CorruptFile or different data: " \
                       f"{wrong[:10]}"
     # This small catalog is ~60% free space inside its pages (and has free pages), where a
-    # flip is invisible to any reader; about a third of the flips land on live bytes.
-    assert len(raised) >= 0.25 * n, (len(raised), len(unchanged))
+    # flip is invisible to any reader; about a quarter of the flips land on live bytes (fewer
+    # since format 2: the growing vectors live in their own file, tested above).
+    assert len(raised) >= 0.2 * n, (len(raised), len(unchanged))
     # the other collections were never touched
     db = polyvec.connect(folder)
     try:

@@ -103,6 +103,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         self._catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)
         self._growing_log = GrowingLog(self.path)
         self._cursor: Any = None  # what the mirror has seen of the catalog (a storage Cursor)
+        self._catch_ups = {"full": 0, "incremental": 0}  # how the mirror caught up (tests)
         if self._lock.try_acquire():
             try:
                 self._migrate()
@@ -148,6 +149,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
                 continue
             self._cursor = changes.cursor
             self._version = version
+            self._catch_ups["full" if changes.full else "incremental"] += 1
             return
         raise Locked(f"{self.name}: the collection changed {_RETRIES} times while loading")
 
