@@ -188,10 +188,10 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         """Rebuild everything from a full read of the catalog."""
         assert snap.meta is not None and snap.segments is not None and snap.indexes is not None
         self._set_meta(snap.meta)
-        payloads = [json.loads(r.payload) for r in snap.items] if self.schema.indexed else None
+        items = snap.items
+        payloads = [json.loads(p) for p in items.payloads] if self.schema.indexed else None
         live = LiveTable(self.schema.indexed)
-        live.append(np.array([r.seq for r in snap.items], dtype=np.int64),
-                    [r.key for r in snap.items], payloads)
+        live.append(items.seqs, items.keys, payloads)
         self._live = live
         self._growing = {name: GrowingField(spec, v.storage_dtype(spec))
                          for name, spec in self._fields.items()}
@@ -221,12 +221,11 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             self._growing = {name: GrowingField(spec, v.storage_dtype(spec))
                              for name, spec in self._fields.items()}
         self._extend_growing(chunks)
-        seqs = np.array([r.seq for r in ch.items], dtype=np.int64)
-        payloads = ([json.loads(r.payload) for r in ch.items] if self.schema.indexed
-                    else None)
-        self._live.apply(ch.deleted, seqs, [r.key for r in ch.items], payloads)
+        items = ch.items
+        payloads = ([json.loads(p) for p in items.payloads] if self.schema.indexed else None)
+        self._live.apply(ch.deleted, items.seqs, items.keys, payloads)
         self._invalidate(ch.deleted)
-        self._check_coverage(seqs, next(iter(self._growing.values())).seqs.view)
+        self._check_coverage(items.seqs, next(iter(self._growing.values())).seqs.view)
 
     def _read_chunks(self, chunks: list[ChunkRow]
                      ) -> list[tuple[np.ndarray, dict[str, Any]]]:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from ..errors import CorruptFile, FormatVersionError, Locked
 from .growing import ChunkRow
 
@@ -111,6 +113,15 @@ class IndexRow:
 
 
 @dataclass(frozen=True)
+class ItemColumns:
+    """Item rows as columns, in seq order (checksums verified)."""
+
+    seqs: np.ndarray
+    keys: list[int | str]
+    payloads: list[str]
+
+
+@dataclass(frozen=True)
 class Cursor:
     """What a reader has seen: where to catch up from (see :meth:`Catalog.changes_since`)."""
 
@@ -135,7 +146,7 @@ class Changes:
     full: bool
     cursor: Cursor
     meta: dict[str, Any] | None
-    items: list[ItemRow]
+    items: ItemColumns
     deleted: list[int]
     new_generation: bool
     chunks: list[ChunkRow]
@@ -356,14 +367,22 @@ class Catalog:
                 raise CorruptFile(str(self.path), f"meta row {k!r}: not JSON") from None
         return out
 
-    def _items(self, where: str, params: tuple[Any, ...]) -> list[ItemRow]:
-        items = []
-        for seq, key, payload, crc in self.conn.execute(
-                f"SELECT seq, key, payload, crc FROM items {where} ORDER BY seq", params):
-            if not isinstance(key, int | str) or item_crc(seq, key, payload) != crc:
-                raise CorruptFile(str(self.path), f"item row seq={seq}: checksum mismatch")
-            items.append(ItemRow(seq, key, payload))
-        return items
+    def _items(self, where: str, params: tuple[Any, ...]) -> ItemColumns:
+        rows = self.conn.execute(
+            f"SELECT seq, key, payload, crc FROM items {where} ORDER BY seq", params).fetchall()
+        crc32 = zlib.crc32
+        try:  # item_crc, inlined: a full load checks every row
+            bad = [r for r in rows if crc32(
+                f"int:{r[0]}\x1f{type(r[1]).__name__}:{r[1]}\x1fstr:{r[2]}".encode()) != r[3]
+                or type(r[1]) not in (int, str) or type(r[2]) is not str]
+        except UnicodeEncodeError:  # a lone surrogate from a damaged row
+            bad = rows
+        if bad:
+            raise CorruptFile(str(self.path), f"item row seq={bad[0][0]}: checksum mismatch")
+        if not rows:
+            return ItemColumns(np.zeros(0, np.int64), [], [])
+        seqs, keys, payloads, _ = zip(*rows, strict=True)
+        return ItemColumns(np.array(seqs, dtype=np.int64), list(keys), list(payloads))
 
     def _deleted_after(self, pos: int) -> list[tuple[int, int]]:
         out = []
