@@ -88,5 +88,5 @@ class GrowingField:
 
     def row(self, i: int) -> np.ndarray:
         if self._dense:
-            return self._rows.view[i]  # type: ignore[no-any-return]
-        return self.data[i]  # type: ignore[index,no-any-return]
+            return self._rows.view[i]
+        return self.data[i]

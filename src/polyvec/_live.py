@@ -62,8 +62,8 @@ class KeyColumn:
     def nbytes(self) -> int:
         if self._ints is not None:
             return self._ints.view.nbytes
-        return self._objs.view.nbytes + sum(  # type: ignore[union-attr]
-            k.__sizeof__() for k in self._objs.view if isinstance(k, str))  # type: ignore[union-attr]
+        objs: np.ndarray = self._objs.view  # type: ignore[union-attr]
+        return int(objs.nbytes) + sum(int(k.__sizeof__()) for k in objs if isinstance(k, str))
 
 
 class LiveTable:
@@ -136,7 +136,7 @@ class LiveTable:
 
     def live_keys(self) -> list[Any]:
         """Ids of the live items, in seq order."""
-        return self.keys.take(np.flatnonzero(self.alive.view)).tolist()  # type: ignore[no-any-return]
+        return self.keys.take(np.flatnonzero(self.alive.view)).tolist()
 
     def seqs_to_keys(self, seqs: np.ndarray) -> np.ndarray:
         """External ids for an array of seqs (any shape); ``-1`` maps to ``None``."""
