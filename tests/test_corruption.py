@@ -375,7 +375,8 @@ def test_flipped_byte_in_stored_payload_key_and_number(template: Any,
 @pytest.mark.parametrize("field", ["d", "t"])
 def test_flipped_byte_in_stored_vector_blob(template: Any, fresh: Callable[[], Path],
                                             field: str) -> None:
-    """Flip bytes inside the vector blobs of growing rows, which live in the catalog."""
+    """Flip bytes inside the vectors of growing rows, which live in the growing file: opening
+    raises ``CorruptFile`` naming that file (the chunk's checksum in the catalog catches it)."""
     _, models = template
     damaged = "alpha"
     growing = [k for k in models[damaged] if isinstance(k, int) and k >= 90] + \
@@ -386,7 +387,7 @@ def test_flipped_byte_in_stored_vector_blob(template: Any, fresh: Callable[[], P
         blob = (dense if field == "d" else tokens).tobytes()
         for offset, mask in ((0, 0x01), (len(blob) // 2, 0x80), (len(blob) - 1, 0xFF)):
             folder = fresh()
-            target = folder / damaged / CATALOG
+            (target,) = sorted((folder / damaged / "growing").glob("*.bin"))
             pos = locate(target.read_bytes(), blob)
             flip(target, pos + offset, mask)
             assert_damaged_and_others_intact(folder, damaged, models, target)
@@ -461,8 +462,9 @@ def test_random_byte_flips_in_catalog_never_give_different_data(
     assert not wrong, f"flips that gave an error other than CorruptFile or different data: " \
                       f"{wrong[:10]}"
     # This small catalog is ~60% free space inside its pages (and has free pages), where a
-    # flip is invisible to any reader; about a third of the flips land on live bytes.
-    assert len(raised) >= 0.25 * n, (len(raised), len(unchanged))
+    # flip is invisible to any reader; about a quarter of the flips land on live bytes (fewer
+    # since format 2: the growing vectors live in their own file, tested above).
+    assert len(raised) >= 0.2 * n, (len(raised), len(unchanged))
     # the other collections were never touched
     db = polyvec.connect(folder)
     try:

@@ -18,7 +18,10 @@ class Growable:
     def extend(self, rows: np.ndarray) -> None:
         need = self.n + len(rows)
         if need > len(self._buf):
-            cap = max(need, 2 * len(self._buf))
+            # headroom over a bulk load: the next small appends (a reader catching up with
+            # another process's commit) must not copy the whole buffer (untouched pages cost
+            # no RSS)
+            cap = max(need + need // 8, 2 * len(self._buf))
             new = np.empty((cap, *self._buf.shape[1:]), dtype=self._buf.dtype)
             new[: self.n] = self._buf[: self.n]
             self._buf = new

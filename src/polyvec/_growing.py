@@ -1,6 +1,8 @@
-"""In-memory mirror of the growing segment (the rows of the ``vectors`` table)."""
+"""In-memory mirror of the growing segment (the registered chunks of ``growing/<gen>.bin``)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,34 +41,70 @@ class TokenSets:
 
 
 class GrowingField:
-    """Rows of one vector field not sealed yet, in seq order (dead rows masked by the caller)."""
+    """Rows of one vector field not sealed yet, in seq order (dead rows masked by the caller).
+
+    Dense rows are one growable ``(n, dim)`` array; token sets are one growable token array
+    plus per-row token counts (offsets made on demand).
+    """
 
     def __init__(self, spec: FieldSpec, dtype: np.dtype) -> None:
         self.spec = spec
         self.dtype = dtype
         self.seqs = Growable(np.int64)
-        self._dense = Growable(dtype, spec.dim) if isinstance(spec, Dense) else None
-        self._sets: list[np.ndarray] = []
+        self._dense = isinstance(spec, Dense)
+        self._rows = Growable(dtype, spec.dim)  # dense rows, or the tokens of every set
+        self._counts = Growable(np.int64)
         self._packed: TokenSets | None = None
 
     def __len__(self) -> int:
         return self.seqs.n
 
     def extend(self, seqs: np.ndarray, data: np.ndarray | list[np.ndarray]) -> None:
+        """Append rows: a ``(n, dim)`` array (Dense) or ``n`` token arrays (Multi)."""
+        if self._dense:
+            self.seqs.extend(seqs)
+            self._rows.extend(data)  # type: ignore[arg-type]
+            return
+        sets = list(data)
+        counts = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
+        tokens = (np.concatenate(sets) if sets
+                  else np.zeros((0, self.spec.dim), self.dtype))
+        self.extend_sets(seqs, counts, tokens)
+
+    def extend_sets(self, seqs: np.ndarray, counts: np.ndarray, tokens: np.ndarray) -> None:
+        """Append token sets given as per-row counts and their tokens back to back."""
         self.seqs.extend(seqs)
-        if self._dense is not None:
-            self._dense.extend(data)  # type: ignore[arg-type]
-        else:
-            self._sets.extend(data)
-            self._packed = None
+        self._counts.extend(counts)
+        self._rows.extend(tokens)
+        self._packed = None
 
     @property
     def data(self) -> np.ndarray | TokenSets:
-        if self._dense is not None:
-            return self._dense.view
+        if self._dense:
+            return self._rows.view
         if self._packed is None:
-            self._packed = TokenSets.from_list(self._sets, self.spec.dim, self.dtype)
+            offsets = np.zeros(self._counts.n + 1, dtype=np.int64)
+            np.cumsum(self._counts.view, out=offsets[1:])
+            self._packed = TokenSets(self._rows.view, offsets)
         return self._packed
 
+    def frozen_sets(self) -> Callable[[], TokenSets]:
+        """A function making the token sets as of now (Multi): the rows and counts are
+        append-only buffers, so the views taken here never change; offsets are made when
+        called."""
+        if self._packed is not None:
+            packed = self._packed
+            return lambda: packed
+        rows, counts = self._rows.view, self._counts.view
+
+        def pack() -> TokenSets:
+            offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            return TokenSets(rows[:offsets[-1]], offsets)
+
+        return pack
+
     def row(self, i: int) -> np.ndarray:
-        return self._dense.view[i] if self._dense is not None else self._sets[i]
+        if self._dense:
+            return self._rows.view[i]
+        return self.data[i]

@@ -28,6 +28,7 @@ from .spec import Dense, FieldSpec, Multi
 
 __all__ = [
     "check_ids",
+    "check_payload_texts",
     "check_payloads",
     "check_field_vectors",
     "check_query",
@@ -104,10 +105,40 @@ def _check_json(value: Any, where: str) -> None:
         f"got {type(value).__name__}")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+dumps = _ENCODER.encode  # json.dumps(p, ensure_ascii=False, separators=(",", ":")), made once
+
+
+def _json_ok(value: Any) -> bool:
+    """Whether ``value`` is plainly valid for :func:`_check_json` (no messages: the fast path;
+    ``False`` sends the value through the full check, which raises or accepts)."""
+    t = type(value)
+    if t is str:
+        return "\x00" not in value
+    if t is int:
+        return _INT64[0] <= value <= _INT64[1]
+    if t is float:
+        return math.isfinite(value)
+    if value is None or t is bool:
+        return True
+    if t is dict:
+        return all(type(k) is str and "\x00" not in k and _json_ok(v) for k, v in value.items())
+    if t is list:
+        return all(_json_ok(v) for v in value)
+    return False
+
+
 def check_payloads(payloads: object, n: int) -> tuple[list[dict[str, Any]], list[str]]:
-    """Return the payloads and their canonical JSON text."""
+    """Return the payloads (fresh copies, parsed back from the text) and their canonical JSON
+    text."""
+    texts = check_payload_texts(payloads, n)
+    return [json.loads(t) for t in texts], texts
+
+
+def check_payload_texts(payloads: object, n: int) -> list[str]:
+    """Check the payloads once and return their canonical JSON text."""
     if payloads is None:
-        return [{} for _ in range(n)], ["{}"] * n
+        return ["{}"] * n
     if isinstance(payloads, dict) or not isinstance(payloads, Sequence):
         raise InvalidPayload(f"payloads: expected a list of {n} dicts, got "
                              f"{type(payloads).__name__}")
@@ -119,9 +150,10 @@ def check_payloads(payloads: object, n: int) -> tuple[list[dict[str, Any]], list
             p = {}
         if not isinstance(p, dict):
             raise InvalidPayload(f"payloads[{i}]: expected a dict, got {type(p).__name__}")
-        _check_json(p, f"payloads[{i}]")
-        texts.append(json.dumps(p, ensure_ascii=False, separators=(",", ":")))
-    return [json.loads(t) for t in texts], texts
+        if not _json_ok(p):
+            _check_json(p, f"payloads[{i}]")
+        texts.append(dumps(p))
+    return texts
 
 
 def _as_float_array(x: object, where: str) -> np.ndarray:

@@ -90,9 +90,12 @@ class Collection:
         keys = v.check_ids(ids)
         n = len(keys)
         data = self._store.check_vectors(vectors, n)
-        payload_objs, payload_texts = v.check_payloads(payloads, n)
+        payload_texts = v.check_payload_texts(payloads, n)
         if n == 0:
             return
+        # fresh copies for the indexed columns (the caller may mutate its dicts afterwards)
+        payload_objs = ([json.loads(t) for t in payload_texts] if self._store.schema.indexed
+                        else None)
         self._store.write(keys, data, payload_objs, payload_texts, replace=replace)
 
     def delete(self, ids: Sequence[int | str]) -> int:
@@ -136,18 +139,20 @@ class Collection:
             return len(st.live)
 
     def __contains__(self, key: object) -> bool:
+        if isinstance(key, np.integer | np.str_):
+            key = key.item()
+        if isinstance(key, bool) or not isinstance(key, int | str) or (
+                isinstance(key, int) and not -(1 << 63) <= key < (1 << 63)):
+            return False
         st = self._store
-        with st.mutex:
-            st.refresh()
-            return key in st.live.pos
+        return bool(st.consistent(lambda: st.read(st.catalog.live_seqs, [key])))
 
     def __iter__(self) -> Iterator[int | str]:
         """Iterate the ids of live items (in insertion/update order)."""
         st = self._store
         with st.mutex:
             st.refresh()
-            live = st.live
-            keys = [live.keys[p] for p in np.flatnonzero(live.alive.view)]
+            keys = st.live.live_keys()
         return iter(keys)
 
     def get(self, ids: Sequence[int | str]) -> list[Item | None]:
@@ -157,8 +162,8 @@ class Collection:
 
     def _get(self, keys: list[int | str]) -> list[Item | None]:
         st = self._store
-        live = st.live
-        seqs = {k: int(live.seqs.view[live.pos[k]]) for k in keys if k in live.pos}
+        # the catalog's key index answers id -> seq inside the mirror's pinned snapshot
+        seqs = st.read(st.catalog.live_seqs, keys)
         rows = st.read(st.catalog.items_by_seqs, list(seqs.values()))
         out: list[Item | None] = []
         for k in keys:

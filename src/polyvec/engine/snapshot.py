@@ -58,7 +58,7 @@ class Snapshot:
     growing: dict[str, tuple[np.ndarray, Any]]
     live_seqs: np.ndarray  # sorted seqs of the live items
     seqs: np.ndarray  # the live table's seqs by position (dead ones included), sorted
-    keys: list[Any]  # external id by position (append-only; only its first len(seqs) count)
+    keys: Any  # the live table's KeyColumn: id by position (append-only; first len(seqs) count)
     masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # segment -> alive mask
 
     def block_mask(self, seqs: np.ndarray, seg: Segment | None) -> np.ndarray | None:
@@ -74,14 +74,11 @@ class Snapshot:
     def seqs_to_keys(self, seqs: np.ndarray) -> np.ndarray:
         """External ids for an array of seqs (any shape); ``-1`` maps to ``None``."""
         flat = seqs.ravel()
-        keys = self.keys
-        out = np.empty(flat.shape, dtype=object)
         if not flat.size or flat.min() >= 0:  # the common case: every slot filled
-            out[:] = [keys[p] for p in np.searchsorted(self.seqs, flat).tolist()]
-            return out.reshape(seqs.shape)
+            return self.keys.take(np.searchsorted(self.seqs, flat)).reshape(seqs.shape)
+        out = np.empty(flat.shape, dtype=object)
         valid = flat >= 0
-        positions = np.searchsorted(self.seqs, flat[valid])
-        out[valid] = [keys[p] for p in positions]
+        out[valid] = self.keys.take(np.searchsorted(self.seqs, flat[valid]))
         out[~valid] = None
         return out.reshape(seqs.shape)
 

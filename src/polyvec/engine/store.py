@@ -21,14 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from .._growing import GrowingField
 from .._live import LiveTable, isin_sorted
 from ..errors import CorruptFile, DuplicateId, Locked, UnknownField
 from ..fields import kind_of
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
-from ..storage.catalog import SegmentRow
-from ..storage.catalog import Snapshot as CatalogSnapshot
+from ..storage.catalog import Changes, Cursor, SegmentRow
+from ..storage.growing import ChunkRow, GrowingLog
 from .indexes import INDEXES, IndexManager, index_orphans
 from .snapshot import Segment, Snapshot
 
@@ -51,13 +50,19 @@ class SegmentStore:
         self.lock = WriteLock(self.path / "LOCK", lock_timeout)
         self.catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)
         self.indexes = IndexManager(self)
+        self.growing_log = GrowingLog(self.path)
+        self.cursor: Cursor | None = None  # what the mirror has seen of the catalog
+        self.catch_ups = {"full": 0, "incremental": 0}  # how the mirror caught up (tests)
         self.version = -1
         self.snap: Snapshot | None = None
+        self.masks: dict[str, np.ndarray | None] = {}  # sealed segment -> alive mask (None: all)
+        self.masks_stale = False
 
     def open(self) -> None:
         """Load, and remove a crash's orphans when no other writer is active."""
         if self.lock.try_acquire():
             try:
+                self._migrate()
                 self.load()
                 self.remove_orphans()
             finally:
@@ -67,67 +72,149 @@ class SegmentStore:
 
     # -- loading --------------------------------------------------------------------------
     def load(self) -> None:
-        """(Re)build the in-memory state from the catalog and the segment files.
+        """(Re)build the in-memory state from the catalog and the segment files."""
+        self.cursor = None
+        self.sync()
+
+    def sync(self) -> None:
+        """Catch up with the catalog: apply what changed since the mirror's cursor, then
+        publish.
 
         A writer in another process may commit (and a compaction delete old segment files)
         between reading the catalog and opening the files: then the data version has moved,
-        and the load starts over from the newer catalog.
+        and the catch-up starts over from the newer catalog. A catch-up that fails for any
+        other reason is retried once as a full reload, which raises if the damage is real.
         """
         for _ in range(RETRIES):
-            version, snap = self.catalog.snapshot()
+            version, changes = self.catalog.changes_since(self.cursor)
             try:
-                self._build(snap)
+                deleted: list[int] = []
+                if changes.full:
+                    self._build(changes)
+                else:
+                    deleted = self._catch_up(changes)
             except CorruptFile:
-                if self.catalog.data_version() != version:
-                    continue  # changed under us: not corruption
-                raise
+                if self.catalog.data_version() == version and changes.full:
+                    raise
+                self.cursor = None  # changed under us, or a partial catch-up: reload all
+                continue
+            self.cursor = changes.cursor
             self.version = version
-            self.publish()
+            self.catch_ups["full" if changes.full else "incremental"] += 1
+            self.publish(deleted)
             return
         raise Locked(f"{self.name}: the collection changed {RETRIES} times while loading")
 
-    def _build(self, snap: CatalogSnapshot) -> None:
+    def _migrate(self) -> None:
+        """Turn a format-1 folder into the current format (writer only, one transaction)."""
+        if self.catalog.guard(self.catalog.read_meta).get("format_version") != 1:
+            return
+        with self.catalog.transaction():
+            schema = CollectionSchema.from_dict(self.catalog.read_meta()["schema"])
+
+            def encode(name: str, blobs: list[bytes]) -> bytes:
+                spec = schema.fields[name]
+                kind = kind_of(spec)
+                return kind.to_chunk(spec, kind.from_blobs(spec, blobs))
+
+            self.catalog.migrate(self.growing_log.append, encode)
+
+    def _set_meta(self, meta: dict[str, Any]) -> None:
         try:
-            self.schema = CollectionSchema.from_dict(snap.meta["schema"])
-            self.segment_rows = int(snap.meta["segment_rows"])
+            self.schema = CollectionSchema.from_dict(meta["schema"])
+            self.segment_rows = int(meta["segment_rows"])
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptFile(str(self.catalog.path), f"bad schema in meta: {e}") from None
         self.fields: dict[str, FieldSpec] = self.schema.fields
-        self.meta = snap.meta  # model versions, mappings, backfill state (see upgrade)
+        self.meta = meta  # model versions, mappings, backfill state (see upgrade)
         try:
             self.models = {f: ModelSpec.from_dict(d)
-                           for f, d in snap.meta.get("models", {}).items()}
+                           for f, d in meta.get("models", {}).items()}
         except (TypeError, ValueError) as e:
             raise CorruptFile(str(self.catalog.path), f"bad model specs in meta: {e}") from None
-        payloads = [json.loads(r.payload) for r in snap.items] if self.schema.indexed else None
+
+    def _build(self, snap: Changes) -> None:
+        """Rebuild everything from a full read of the catalog."""
+        assert snap.meta is not None and snap.segments is not None and snap.indexes is not None
+        self._set_meta(snap.meta)
+        items = snap.items
+        payloads = [json.loads(p) for p in items.payloads] if self.schema.indexed else None
         live = LiveTable(self.schema.indexed)
-        live.append(np.array([r.seq for r in snap.items], dtype=np.int64),
-                    [r.key for r in snap.items], payloads)
+        live.append(items.seqs, items.keys, payloads)
         self.live = live
-        self.growing: dict[str, GrowingField] = {}
-        growing_seqs = None
-        for name, spec in self.fields.items():
-            kind = kind_of(spec)
-            g = kind.new_growing(spec)
-            rows = snap.vectors.get(name, [])
-            seqs = np.array([s for s, _ in rows], dtype=np.int64)
-            try:
-                data = kind.from_blobs(spec, [d for _, d in rows])
-            except ValueError:
-                raise CorruptFile(str(self.catalog.path), f"field {name!r}: vector blob has "
-                                  "the wrong size") from None
-            g.extend(seqs, data)
-            if growing_seqs is not None and not np.array_equal(growing_seqs, seqs):
-                raise CorruptFile(str(self.catalog.path), "growing vector rows disagree across "
-                                  "fields")
-            growing_seqs = seqs
-            self.growing[name] = g
+        self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}
+        if snap.legacy_vectors is not None:
+            self._load_legacy_growing(snap.legacy_vectors)
+        else:
+            self._extend_growing(self._read_chunks(snap.chunks))
         # segment files are immutable and uniquely named: keep the ones already open (verified)
         opened = {s.row.name: s for s in self.segments}
         self.segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
                          else self.open_segment(r) for r in snap.segments]
+        self.masks = {}
+        self.masks_stale = True  # the last snapshot's alive masks belong to the old live set
         self.indexes.load(snap.indexes, snap.meta)
-        self._check_coverage(growing_seqs if growing_seqs is not None else np.zeros(0, np.int64))
+        self._check_coverage(live.live_seqs(), next(iter(self.growing.values())).seqs.view)
+
+    def _catch_up(self, ch: Changes) -> list[int]:
+        """Apply another process's commits: new items, deletes, new growing chunks, and the
+        segment/index tables when they moved. Everything that can fail is read first.
+        Returns the deleted seqs (for the alive masks)."""
+        chunks = self._read_chunks(ch.chunks)
+        if ch.meta is not None and ch.segments is not None and ch.indexes is not None:
+            self._set_meta(ch.meta)
+            opened = {s.row.name: s for s in self.segments}
+            self.segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
+                             else self.open_segment(r) for r in ch.segments]
+            self.indexes.load(ch.indexes, ch.meta)
+        if ch.new_generation:
+            self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}
+        self._extend_growing(chunks)
+        items = ch.items
+        payloads = ([json.loads(p) for p in items.payloads] if self.schema.indexed else None)
+        self.live.apply(ch.deleted, items.seqs, items.keys, payloads)
+        self._check_coverage(items.seqs, next(iter(self.growing.values())).seqs.view)
+        return list(ch.deleted)
+
+    def _read_chunks(self, chunks: list[ChunkRow]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """``(seqs, field -> rows)`` of each growing chunk, read and verified."""
+        out = []
+        for c, parts in zip(chunks, self.growing_log.read(chunks), strict=True):
+            where = str(self.growing_log.path(c.generation))
+            if set(parts) != set(self.fields):
+                raise CorruptFile(where, f"chunk at seq {c.first_seq}: fields {sorted(parts)}, "
+                                  f"expected {sorted(self.fields)}")
+            rows: dict[str, Any] = {}
+            for name, spec in self.fields.items():
+                try:
+                    rows[name] = kind_of(spec).from_chunk(spec, parts[name], c.count)
+                except ValueError:
+                    raise CorruptFile(where, f"chunk at seq {c.first_seq}, field {name!r}: "
+                                      "wrong size") from None
+            out.append((np.arange(c.first_seq, c.first_seq + c.count, dtype=np.int64), rows))
+        return out
+
+    def _extend_growing(self, chunks: list[tuple[np.ndarray, dict[str, Any]]]) -> None:
+        for seqs, rows in chunks:
+            for name, g in self.growing.items():
+                kind_of(self.fields[name]).extend_from_chunk(g, seqs, rows[name])
+
+    def _load_legacy_growing(self, vectors: dict[str, list[tuple[int, bytes]]]) -> None:
+        """Growing rows of an unmigrated format-1 catalog (a blob row per vector)."""
+        growing_seqs = None
+        for name, spec in self.fields.items():
+            rows = vectors.get(name, [])
+            seqs = np.array([s for s, _ in rows], dtype=np.int64)
+            try:
+                data = kind_of(spec).from_blobs(spec, [d for _, d in rows])
+            except ValueError:
+                raise CorruptFile(str(self.catalog.path), f"field {name!r}: vector blob has "
+                                  "the wrong size") from None
+            if growing_seqs is not None and not np.array_equal(growing_seqs, seqs):
+                raise CorruptFile(str(self.catalog.path), "growing vector rows disagree across "
+                                  "fields")
+            growing_seqs = seqs
+            self.growing[name].extend(seqs, data)
 
     def open_segment(self, row: SegmentRow) -> Segment:
         files = open_segment(self.path / SEGMENTS / row.name, row.manifest, verify=self.verify)
@@ -146,12 +233,15 @@ class SegmentStore:
             raise CorruptFile(where, "row seqs do not match the catalog")
         return Segment(row, np.asarray(seqs), fields)
 
-    def _check_coverage(self, growing_seqs: np.ndarray) -> None:
-        """Every live item must have vectors in the growing segment or in a sealed one."""
-        live = self.live.live_seqs()
+    def _check_coverage(self, live: np.ndarray, growing_seqs: np.ndarray) -> None:
+        """Every item of ``live`` (sorted seqs) must have vectors in the growing segment or in
+        a sealed one."""
+        if not len(live):
+            return
         covered = isin_sorted(live, growing_seqs)
         for seg in self.segments:
-            covered |= isin_sorted(live, seg.seqs)
+            if seg.row.max_seq >= live[0] and seg.row.min_seq <= live[-1]:
+                covered |= isin_sorted(live, seg.seqs)
         if not covered.all():
             missing = int(live[~covered][0])
             raise CorruptFile(str(self.catalog.path), f"item seq={missing} has no vectors")
@@ -164,15 +254,22 @@ class SegmentStore:
                 shutil.rmtree(p, ignore_errors=True)
         for p in index_orphans(self.path, self.catalog.guard(self.catalog.index_folders)):
             shutil.rmtree(p, ignore_errors=True)
+        assert self.cursor is not None
+        self.growing_log.remove_other_generations(self.cursor.generation)
 
     def refresh(self) -> None:
         """Reload if another connection committed since we last looked. Under ``mutex``."""
         if self.catalog.data_version() != self.version:
-            self.load()
+            self.sync()
 
-    def publish(self) -> None:
-        """Make the current state the one searches read (one attribute assignment)."""
+    def publish(self, deleted: Iterable[int] | None = None) -> None:
+        """Make the current state the one searches read (one attribute assignment).
+
+        The sealed segments' alive masks carry over from the last snapshot: ``deleted`` (seqs
+        killed since) clears their rows in a copy of each mask they touch, so a write costs
+        what it deleted, not a pass over every segment."""
         live = self.live
+        self._carry_masks(deleted)
         self.snap = Snapshot(
             version=self.version,
             segments=tuple(self.segments),
@@ -181,7 +278,29 @@ class SegmentStore:
             live_seqs=live.live_seqs(),
             seqs=live.seqs.view,
             keys=live.keys,
+            masks=dict(self.masks),
         )
+
+    def _carry_masks(self, deleted: Iterable[int] | None) -> None:
+        names = {s.row.name: s for s in self.segments}
+        old = self.snap.masks if self.snap is not None and not self.masks_stale else {}
+        self.masks_stale = False
+        masks = {n: m for n, m in {**old, **self.masks}.items() if n in names}
+        gone = np.sort(np.fromiter(deleted or (), dtype=np.int64))
+        if len(gone):
+            for n, mask in list(masks.items()):
+                seg = names[n]
+                if gone[-1] < seg.row.min_seq or gone[0] > seg.row.max_seq:
+                    continue
+                pos = np.searchsorted(seg.seqs, gone)
+                inside = pos < len(seg.seqs)
+                pos = pos[inside]
+                pos = pos[seg.seqs[pos] == gone[inside]]
+                if len(pos):
+                    new = np.ones(len(seg.seqs), dtype=bool) if mask is None else mask.copy()
+                    new[pos] = False  # readers may hold the old mask
+                    masks[n] = new
+        self.masks = masks
 
     # -- reading inside a pinned catalog snapshot -----------------------------------------
     def read(self, fn: Any, *args: Any) -> Any:
@@ -204,7 +323,7 @@ class SegmentStore:
                     with self.catalog.pinned():
                         version, _ = self.catalog.read(int)
                         if version != self.version:
-                            self.load()
+                            self.sync()
                         return fn(*args)
                 except CorruptFile:
                     if self.catalog.data_version() == self.version:
@@ -262,8 +381,13 @@ class SegmentStore:
     # -- writing --------------------------------------------------------------------------
     def write(self, keys: list[Any], data: dict[str, Any], payload_objs: Any,
               payload_texts: list[str], *, replace: bool) -> None:
-        """Commit one checked batch, then apply it to the mirror and publish."""
+        """Commit one checked batch, then apply it to the mirror and publish.
+
+        The vectors go to the growing file as one columnar append, fsync'd before the catalog
+        transaction that registers it (with the ids and payloads) commits."""
         n = len(keys)
+        parts = {name: kind_of(self.fields[name]).to_chunk(self.fields[name], arr)
+                 for name, arr in data.items()}
         with self.mutex, self.lock:
             self.refresh()
             with self.catalog.transaction():
@@ -275,19 +399,20 @@ class SegmentStore:
                 first_seq = self.catalog.allocate_seqs(n)
                 seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
                 self.catalog.insert_items(
-                    ItemRow(int(s), k, t) for s, k, t in zip(seqs, keys, payload_texts,
-                                                             strict=True))
-                for name, arr in data.items():
-                    self.catalog.insert_vectors(
-                        name, zip(seqs.tolist(), kind_of(self.fields[name]).to_blobs(arr),
-                                  strict=True))
+                    ItemRow(s, k, t) for s, k, t in zip(range(first_seq, first_seq + n), keys,
+                                                        payload_texts, strict=True))
+                generation, end = self.catalog.growing_end()
+                layout = self.growing_log.append(generation, end, parts)
+                self.catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
+                cursor = self.catalog.cursor()
             self.version = self.catalog.data_version()
-            if existing:
-                self.live.kill(list(existing))
+            self.cursor = cursor
+            gone = list(existing.values())
+            self.live.kill_seqs(gone)
             self.live.append(seqs, keys, payload_objs)
             for name, arr in data.items():
                 self.growing[name].extend(seqs, arr)
-            self.publish()
+            self.publish(gone)
             if self.growing_live() >= self.segment_rows:
                 self.seal()
 
@@ -297,9 +422,12 @@ class SegmentStore:
             with self.catalog.transaction():
                 existing = self.catalog.live_seqs(keys)
                 self.catalog.delete_seqs(existing.values())
+                cursor = self.catalog.cursor()
             self.version = self.catalog.data_version()
-            self.live.kill(list(existing))
-            self.publish()
+            self.cursor = cursor
+            gone = list(existing.values())
+            self.live.kill_seqs(gone)
+            self.publish(gone)
             return len(existing)
 
     def growing_live(self) -> int:
@@ -330,8 +458,11 @@ class SegmentStore:
         else:
             with self.catalog.transaction():
                 self.catalog.register_segments([], [], int(g0.seqs.view[-1]))
+                self.cursor = self.catalog.cursor()
             self.version = self.catalog.data_version()
             self._reset_growing()
+        assert self.cursor is not None
+        self.growing_log.remove_other_generations(self.cursor.generation)
         self.catalog.reclaim()
 
     def _reset_growing(self) -> None:
@@ -359,7 +490,9 @@ class SegmentStore:
                 register(rows)
             else:
                 self.catalog.register_segments(rows, remove, drop_upto)
+            cursor = self.catalog.cursor()
         self.version = self.catalog.data_version()
+        self.cursor = cursor
         if reload:
             self.segments = []
             self.load()

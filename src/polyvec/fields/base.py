@@ -10,7 +10,6 @@ parameters it takes. The engine never asks what kind a field is: it calls its ki
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,12 +59,20 @@ class FieldKind(ABC):
 
     @abstractmethod
     def from_blobs(self, spec: FieldSpec, blobs: list[bytes]) -> Any:
-        """Rows of the catalog's ``vectors`` table (one blob per item) as growing input;
+        """Rows of a format-1 catalog's ``vectors`` table (one blob per item) as growing input;
         raises ``ValueError`` on a blob of the wrong size."""
 
-    def to_blobs(self, data: Any) -> Iterable[bytes]:
-        """One blob per item for the catalog's ``vectors`` table."""
-        return (np.ascontiguousarray(a).tobytes() for a in data)
+    @abstractmethod
+    def to_chunk(self, spec: FieldSpec, data: Any) -> bytes:
+        """A checked batch as its part of one growing-file chunk (see ``storage.growing``)."""
+
+    @abstractmethod
+    def from_chunk(self, spec: FieldSpec, part: bytes, count: int) -> Any:
+        """A chunk part of ``count`` rows back as growing rows; ``ValueError`` on a bad size."""
+
+    @abstractmethod
+    def extend_from_chunk(self, g: GrowingField, seqs: np.ndarray, rows: Any) -> None:
+        """Append the rows :meth:`from_chunk` decoded to the growing buffer."""
 
     # -- sealed arrays ----------------------------------------------------------------------
     @abstractmethod

@@ -7,10 +7,12 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
+from .._growing import GrowingField
 from .._kernels import TopK
 from ..errors import InvalidArgument
 from ..index import QueryParams, scan_dense
 from ..spec import FieldSpec
+from ..storage.growing import decode_dense
 from .base import FieldKind
 from .params import query_params
 
@@ -40,6 +42,15 @@ class DenseKind(FieldKind):
     def from_blobs(self, spec: FieldSpec, blobs: list[bytes]) -> np.ndarray:
         return np.frombuffer(b"".join(blobs), dtype=v.storage_dtype(spec)
                              ).reshape(len(blobs), spec.dim)
+
+    def to_chunk(self, spec: FieldSpec, data: Any) -> bytes:
+        return np.ascontiguousarray(data, dtype=v.storage_dtype(spec)).tobytes()
+
+    def from_chunk(self, spec: FieldSpec, part: bytes, count: int) -> np.ndarray:
+        return decode_dense(part, count, v.storage_dtype(spec), spec.dim)
+
+    def extend_from_chunk(self, g: GrowingField, seqs: np.ndarray, rows: Any) -> None:
+        g.extend(seqs, rows)
 
     def sealed_arrays(self, name: str, data: Any) -> dict[str, np.ndarray]:
         return {name: data}

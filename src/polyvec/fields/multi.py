@@ -13,6 +13,7 @@ from .._kernels import TopK
 from ..errors import InvalidArgument
 from ..multivector import scan_multi
 from ..spec import FieldSpec
+from ..storage.growing import decode_sets, encode_sets
 from .base import FieldKind
 
 __all__ = ["MultiKind"]
@@ -51,15 +52,20 @@ class MultiKind(FieldKind):
                                 nprobe=nprobe, ef=ef)
 
     def growing_data(self, g: GrowingField) -> Any:
-        """Packed on first use (a search), not at every write: the first ``n`` token sets
-        of the append-only list are what the snapshot sees."""
-        n = len(g)
-        sets = g._sets  # appended in place, replaced on seal: its first n stay
-        dim, dtype = g.spec.dim, g.dtype
-        if g._packed is not None and len(g._packed) == n:
-            packed = g._packed
-            return lambda: packed
-        return functools.cache(lambda: TokenSets.from_list(sets[:n], dim, dtype))
+        """Packed on first use (a search), not at every write: the token rows and counts
+        are append-only, so their first ``n`` rows are what the snapshot sees."""
+        frozen = g.frozen_sets()
+        return functools.cache(frozen)
+
+    def to_chunk(self, spec: FieldSpec, data: Any) -> bytes:
+        return encode_sets(data, v.storage_dtype(spec))
+
+    def from_chunk(self, spec: FieldSpec, part: bytes, count: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        return decode_sets(part, count, v.storage_dtype(spec), spec.dim)
+
+    def extend_from_chunk(self, g: GrowingField, seqs: np.ndarray, rows: Any) -> None:
+        g.extend_sets(seqs, *rows)
 
     def from_blobs(self, spec: FieldSpec, blobs: list[bytes]) -> list[np.ndarray]:
         dtype = v.storage_dtype(spec)

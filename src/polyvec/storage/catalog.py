@@ -6,10 +6,22 @@ Tables:
 - ``items(seq, key, payload, crc)``: one row per *live* item. ``seq`` is a never-reused version
   number; an upsert gives the item a new seq, a delete removes the row. A sealed segment row whose
   seq is not here is a tombstone.
-- ``vectors(seq, field, data, crc)``: vectors of the growing segment (items not sealed yet).
+- ``chunks(first_seq, generation, count, offset, parts, crc)``: the batches of the growing
+  segment (items not sealed yet), whose vectors live in ``growing/<generation>.bin`` (see
+  :mod:`.growing`); ``meta.generation`` names the current file.
+- ``deletes(pos, seq, crc)``: the delete log, one row per seq deleted or replaced, in commit
+  order (``pos`` autoincrements); a reader catches up from the last position it saw. Sealing
+  prunes it to a bounded tail (``meta.deletes_pruned``: positions up to it are gone).
 - ``segments(name, nrows, min_seq, max_seq, manifest, crc)``: registered sealed segments.
 - ``indexes(segment, field, folder, manifest, crc)``: the ANN index of a field over a segment,
   a folder of ``.npy`` files beside the (immutable) segment.
+
+``meta.epoch`` counts changes of everything but items and chunks (segments, indexes, other
+meta keys), so a reader re-reads those small tables only when it moved.
+
+Format 1 kept growing vectors as one blob row per vector (``vectors(seq, field, data, crc)``);
+:meth:`Catalog.migrate` turns such a catalog into format 2 in one transaction (the writer does
+it on open) and readers of an unmigrated one load the old table.
 
 Every row carries a CRC-32 of its content: SQLite's own checks catch broken pages, the row
 checksums catch flipped bytes inside a value. WAL journal with ``synchronous=FULL``: a
@@ -27,11 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from ..errors import CorruptFile, FormatVersionError, Locked
+from .growing import ChunkRow
 
-__all__ = ["Catalog", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC", "Snapshot"]
+__all__ = ["Catalog", "Changes", "Cursor", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+DELETE_LOG_TAIL = 100_000  # delete-log rows kept at a seal for readers that are behind
 MAGIC = "polyvec-collection"
 T = TypeVar("T")
 
@@ -39,8 +56,11 @@ _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL, crc INTEGER NOT NULL);
 CREATE TABLE items(seq INTEGER PRIMARY KEY, key UNIQUE NOT NULL, payload TEXT NOT NULL,
                    crc INTEGER NOT NULL);
-CREATE TABLE vectors(seq INTEGER NOT NULL, field TEXT NOT NULL, data BLOB NOT NULL,
-                     crc INTEGER NOT NULL, PRIMARY KEY(seq, field)) WITHOUT ROWID;
+CREATE TABLE chunks(first_seq INTEGER PRIMARY KEY, generation INTEGER NOT NULL,
+                    count INTEGER NOT NULL, offset INTEGER NOT NULL, parts TEXT NOT NULL,
+                    crc INTEGER NOT NULL);
+CREATE TABLE deletes(pos INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL,
+                     crc INTEGER NOT NULL);
 CREATE TABLE segments(name TEXT PRIMARY KEY, nrows INTEGER NOT NULL, min_seq INTEGER NOT NULL,
                       max_seq INTEGER NOT NULL, manifest TEXT NOT NULL, crc INTEGER NOT NULL);
 CREATE TABLE indexes(segment TEXT NOT NULL, field TEXT NOT NULL, folder TEXT NOT NULL,
@@ -53,7 +73,15 @@ def _crc_text(*parts: object) -> int:
 
 
 def item_crc(seq: int, key: int | str, payload: str) -> int:
-    return _crc_text(seq, key, payload)
+    """``_crc_text(seq, key, payload)`` for an int seq and a str payload, in one format."""
+    return zlib.crc32(f"int:{seq}\x1f{type(key).__name__}:{key}\x1fstr:{payload}".encode())
+
+
+_DELETE_CRC_SQL = "(pos * 1000003 + seq) % 4294967296"  # the delete log's row check
+
+
+def _delete_crc(pos: int, seq: int) -> int:
+    return (pos * 1000003 + seq) % 4294967296
 
 
 def vector_crc(seq: int, field: str, data: bytes) -> int:
@@ -85,14 +113,46 @@ class IndexRow:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """Everything in the catalog, read in one transaction and verified."""
+class ItemColumns:
+    """Item rows as columns, in seq order (checksums verified)."""
 
-    meta: dict[str, Any]
-    items: list[ItemRow]
-    vectors: dict[str, list[tuple[int, bytes]]]  # field -> [(seq, data)] in seq order
-    segments: list[SegmentRow]
-    indexes: list[IndexRow]
+    seqs: np.ndarray
+    keys: list[int | str]
+    payloads: list[str]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """What a reader has seen: where to catch up from (see :meth:`Catalog.changes_since`)."""
+
+    seq: int  # every item seq up to this one was seen
+    deletes: int  # delete-log position last applied
+    epoch: int  # meta epoch (segments, indexes, other meta) last read
+    generation: int  # growing generation
+    chunk_seq: int  # first seq of the last growing chunk read (-1: none)
+    schema: str  # the schema's JSON text: a change forces a full reload
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The catalog's content, or what changed in it since a :class:`Cursor`.
+
+    ``full``: everything (``items``/``chunks`` are all of them). Otherwise ``items`` are the
+    live items newer than the cursor, ``deleted`` the seqs deleted or replaced since, ``chunks``
+    the new growing chunks (all chunks of a new generation when ``new_generation``), and
+    ``meta``/``segments``/``indexes`` are ``None`` unless the epoch moved.
+    """
+
+    full: bool
+    cursor: Cursor
+    meta: dict[str, Any] | None
+    items: ItemColumns
+    deleted: list[int]
+    new_generation: bool
+    chunks: list[ChunkRow]
+    segments: list[SegmentRow] | None
+    indexes: list[IndexRow] | None
+    legacy_vectors: dict[str, list[tuple[int, bytes]]] | None = None  # format 1, unmigrated
 
 
 class Catalog:
@@ -122,7 +182,8 @@ class Catalog:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            cat.set_meta({"magic": MAGIC, "format_version": FORMAT_VERSION, "next_seq": 0, **meta})
+            cat.set_meta({"magic": MAGIC, "format_version": FORMAT_VERSION, "next_seq": 0,
+                          "generation": 0, "epoch": 0, "deletes_pruned": 0, **meta})
         return cat
 
     @classmethod
@@ -138,7 +199,8 @@ class Catalog:
             if "locked" in str(e):
                 raise Locked(f"{path}: {e}") from None
             raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            # a damaged schema can make even sqlite's error message undecodable
             raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
         if problems != ["ok"]:
             conn.close()
@@ -149,11 +211,11 @@ class Catalog:
         if meta.get("magic") != MAGIC:
             conn.close()
             raise CorruptFile(str(path), f"expected magic {MAGIC!r}, got {meta.get('magic')!r}")
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_VERSIONS:
             conn.close()
             raise FormatVersionError(
                 str(path), f"format version {meta.get('format_version')!r}; this polyvec reads "
-                f"version {FORMAT_VERSION}")
+                f"versions {', '.join(map(str, READABLE_VERSIONS))}")
         return cat
 
     def close(self) -> None:
@@ -167,7 +229,7 @@ class Catalog:
             if "locked" in str(e) or "busy" in str(e):
                 raise Locked(f"{self.path}: {e}") from None
             raise CorruptFile(str(self.path), f"sqlite error: {e}") from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
             raise CorruptFile(str(self.path), f"sqlite error: {e}") from None
 
     # -- transactions --------------------------------------------------------------------------
@@ -198,6 +260,16 @@ class Catalog:
     # -- meta ----------------------------------------------------------------------------------
 
     def set_meta(self, values: dict[str, Any]) -> None:
+        """Write meta rows; any key but the seq counter moves the epoch (readers re-read meta)."""
+        if values.keys() - {"next_seq", "epoch"}:
+            self._bump()
+        self._put_meta(values)
+
+    def _bump(self) -> None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+        self._put_meta({"epoch": (int(json.loads(row[0])) if row else 0) + 1})
+
+    def _put_meta(self, values: dict[str, Any]) -> None:
         for k, v in values.items():
             text = json.dumps(v, sort_keys=True)
             self.conn.execute("INSERT OR REPLACE INTO meta(key, value, crc) VALUES (?, ?, ?)",
@@ -216,12 +288,143 @@ class Catalog:
 
     # -- reading everything --------------------------------------------------------------------
 
-    def snapshot(self) -> tuple[int, Snapshot]:
-        """Read and verify the whole catalog in one read transaction.
+    def changes_since(self, cursor: Cursor | None) -> tuple[int, Changes]:
+        """What changed since ``cursor`` (everything when ``None``), read and verified in one
+        read snapshot; returns the data version it was read at, with the changes.
 
-        Returns the data version the snapshot was read at, with the snapshot.
+        The cost is proportional to what changed: items newer than ``cursor.seq``, delete-log
+        rows after ``cursor.deletes``, new growing chunks, and the small segment/index/meta
+        tables only when the epoch moved. A full read is returned instead when the delete log
+        was pruned past the cursor, the schema changed, or the catalog is of format 1.
         """
-        return self.read(self._snapshot)
+        return self.read(self._changes, cursor)
+
+    def _changes(self, cursor: Cursor | None) -> Changes:
+        head = self._meta_rows(("next_seq", "epoch", "generation", "deletes_pruned",
+                                "format_version", "schema"))
+        if head.get("format_version") == 1:
+            return self._full_v1()
+        epoch, generation = int(head["epoch"]), int(head["generation"])
+        schema = json.dumps(head.get("schema"), sort_keys=True)
+        if (cursor is None or cursor.deletes < int(head["deletes_pruned"])
+                or cursor.schema != schema):
+            return self._full(schema)
+        deleted = self._deleted_after(cursor.deletes)
+        new_gen = generation != cursor.generation
+        chunks = self._chunks(generation, -1 if new_gen else cursor.chunk_seq)
+        moved = epoch != cursor.epoch
+        new = Cursor(
+            seq=int(head["next_seq"]) - 1,
+            deletes=deleted[-1][0] if deleted else cursor.deletes,
+            epoch=epoch, generation=generation,
+            chunk_seq=chunks[-1].first_seq if chunks else (-1 if new_gen else cursor.chunk_seq),
+            schema=schema)
+        return Changes(
+            full=False, cursor=new, meta=self.read_meta() if moved else None,
+            items=self._items("WHERE seq > ?", (cursor.seq,)),
+            deleted=[s for _, s in deleted], new_generation=new_gen, chunks=chunks,
+            segments=self._segments() if moved else None,
+            indexes=self._indexes() if moved else None)
+
+    def _full(self, schema: str) -> Changes:
+        meta = self.read_meta()
+        generation = int(meta["generation"])
+        chunks = self._chunks(generation, -1)
+        (last_delete,) = self.conn.execute("SELECT COALESCE(MAX(pos), 0) FROM deletes"
+                                           ).fetchone()
+        cursor = Cursor(seq=int(meta["next_seq"]) - 1, deletes=max(int(last_delete),
+                                                                   int(meta["deletes_pruned"])),
+                        epoch=int(meta["epoch"]), generation=generation,
+                        chunk_seq=chunks[-1].first_seq if chunks else -1, schema=schema)
+        return Changes(full=True, cursor=cursor, meta=meta, items=self._items("", ()),
+                       deleted=[], new_generation=True, chunks=chunks,
+                       segments=self._segments(), indexes=self._indexes())
+
+    def _full_v1(self) -> Changes:
+        meta = self.read_meta()
+        vectors: dict[str, list[tuple[int, bytes]]] = {}
+        for seq, field, data, crc in self.conn.execute(
+                "SELECT seq, field, data, crc FROM vectors ORDER BY field, seq"):
+            if not isinstance(data, bytes) or vector_crc(seq, field, data) != crc:
+                raise CorruptFile(str(self.path), f"vector row seq={seq} field={field!r}: "
+                                  "checksum mismatch")
+            vectors.setdefault(field, []).append((seq, data))
+        cursor = Cursor(-1, -1, -1, -1, -1, "")  # never caught up from: always a full read
+        return Changes(full=True, cursor=cursor, meta=meta, items=self._items("", ()),
+                       deleted=[], new_generation=True, chunks=[],
+                       segments=self._segments(), indexes=self._indexes(),
+                       legacy_vectors=vectors)
+
+    def _meta_rows(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        q = f"SELECT key, value, crc FROM meta WHERE key IN ({','.join('?' * len(keys))})"
+        for k, text, crc in self.conn.execute(q, keys):
+            if _crc_text(k, text) != crc:
+                raise CorruptFile(str(self.path), f"meta row {k!r}: checksum mismatch")
+            try:
+                out[k] = json.loads(text)
+            except ValueError:
+                raise CorruptFile(str(self.path), f"meta row {k!r}: not JSON") from None
+        return out
+
+    def _items(self, where: str, params: tuple[Any, ...]) -> ItemColumns:
+        rows = self.conn.execute(
+            f"SELECT seq, key, payload, crc FROM items {where} ORDER BY seq", params).fetchall()
+        crc32 = zlib.crc32
+        try:  # item_crc, inlined: a full load checks every row
+            bad = [r for r in rows if crc32(
+                f"int:{r[0]}\x1f{type(r[1]).__name__}:{r[1]}\x1fstr:{r[2]}".encode()) != r[3]
+                or type(r[1]) not in (int, str) or type(r[2]) is not str]
+        except UnicodeEncodeError:  # a lone surrogate from a damaged row
+            bad = rows
+        if bad:
+            raise CorruptFile(str(self.path), f"item row seq={bad[0][0]}: checksum mismatch")
+        if not rows:
+            return ItemColumns(np.zeros(0, np.int64), [], [])
+        seqs, keys, payloads, _ = zip(*rows, strict=True)
+        return ItemColumns(np.array(seqs, dtype=np.int64), list(keys), list(payloads))
+
+    def _deleted_after(self, pos: int) -> list[tuple[int, int]]:
+        out = []
+        for p, seq, crc in self.conn.execute(
+                "SELECT pos, seq, crc FROM deletes WHERE pos > ? ORDER BY pos", (pos,)):
+            if _delete_crc(p, seq) != crc:
+                raise CorruptFile(str(self.path), f"delete log row {p}: checksum mismatch")
+            out.append((p, seq))
+        return out
+
+    def _chunks(self, generation: int, after_seq: int) -> list[ChunkRow]:
+        out = []
+        for first, gen, count, offset, parts, crc in self.conn.execute(
+                "SELECT first_seq, generation, count, offset, parts, crc FROM chunks "
+                "WHERE first_seq > ? ORDER BY first_seq", (after_seq,)):
+            if _crc_text(first, gen, count, offset, parts) != crc:
+                raise CorruptFile(str(self.path), f"chunk row seq={first}: checksum mismatch")
+            if gen != generation:
+                raise CorruptFile(str(self.path), f"chunk row seq={first}: generation {gen}, "
+                                  f"expected {generation}")
+            out.append(ChunkRow(first, gen, count, offset, json.loads(parts)))
+        return out
+
+    def _segments(self) -> list[SegmentRow]:
+        segments = []
+        for name, nrows, lo, hi, manifest, crc in self.conn.execute(
+                "SELECT name, nrows, min_seq, max_seq, manifest, crc FROM segments "
+                "ORDER BY min_seq"):
+            if _crc_text(name, nrows, lo, hi, manifest) != crc:
+                raise CorruptFile(str(self.path), f"segment row {name!r}: checksum mismatch")
+            segments.append(SegmentRow(name, nrows, lo, hi, json.loads(manifest)))
+        return segments
+
+    def _indexes(self) -> list[IndexRow]:
+        indexes = []
+        for seg, field, folder, manifest, crc in self.conn.execute(
+                "SELECT segment, field, folder, manifest, crc FROM indexes ORDER BY segment"):
+            if _crc_text(seg, field, folder, manifest) != crc:
+                raise CorruptFile(str(self.path), f"index row {seg!r}/{field!r}: checksum "
+                                  "mismatch")
+            indexes.append(IndexRow(seg, field, folder, json.loads(manifest)))
+        return indexes
 
     def read(self, fn: Callable[..., T], *args: Any) -> tuple[int, T]:
         """Run ``fn(*args)`` in one read snapshot; returns ``(data_version, result)``.
@@ -245,37 +448,6 @@ class Catalog:
         self.guard(self.conn.execute, "SELECT 1 FROM meta LIMIT 1")  # starts the WAL snapshot
         return self.data_version()
 
-    def _snapshot(self) -> Snapshot:
-        meta = self.read_meta()
-        items = []
-        for seq, key, payload, crc in self.conn.execute(
-                "SELECT seq, key, payload, crc FROM items ORDER BY seq"):
-            if not isinstance(key, int | str) or item_crc(seq, key, payload) != crc:
-                raise CorruptFile(str(self.path), f"item row seq={seq}: checksum mismatch")
-            items.append(ItemRow(seq, key, payload))
-        vectors: dict[str, list[tuple[int, bytes]]] = {}
-        for seq, field, data, crc in self.conn.execute(
-                "SELECT seq, field, data, crc FROM vectors ORDER BY field, seq"):
-            if not isinstance(data, bytes) or vector_crc(seq, field, data) != crc:
-                raise CorruptFile(str(self.path), f"vector row seq={seq} field={field!r}: "
-                                  "checksum mismatch")
-            vectors.setdefault(field, []).append((seq, data))
-        segments = []
-        for name, nrows, lo, hi, manifest, crc in self.conn.execute(
-                "SELECT name, nrows, min_seq, max_seq, manifest, crc FROM segments "
-                "ORDER BY min_seq"):
-            if _crc_text(name, nrows, lo, hi, manifest) != crc:
-                raise CorruptFile(str(self.path), f"segment row {name!r}: checksum mismatch")
-            segments.append(SegmentRow(name, nrows, lo, hi, json.loads(manifest)))
-        indexes = []
-        for seg, field, folder, manifest, crc in self.conn.execute(
-                "SELECT segment, field, folder, manifest, crc FROM indexes ORDER BY segment"):
-            if _crc_text(seg, field, folder, manifest) != crc:
-                raise CorruptFile(str(self.path), f"index row {seg!r}/{field!r}: checksum "
-                                  "mismatch")
-            indexes.append(IndexRow(seg, field, folder, json.loads(manifest)))
-        return Snapshot(meta, items, vectors, segments, indexes)
-
     # -- writing (inside a transaction) ---------------------------------------------------------
 
     def allocate_seqs(self, n: int) -> int:
@@ -296,23 +468,56 @@ class Catalog:
         return out
 
     def delete_seqs(self, seqs: Iterable[int]) -> None:
+        """Remove the items of ``seqs`` and append them to the delete log."""
         rows = [(s,) for s in seqs]
+        if not rows:
+            return
         self.conn.executemany("DELETE FROM items WHERE seq=?", rows)
-        self.conn.executemany("DELETE FROM vectors WHERE seq=?", rows)
+        (last,) = self.conn.execute("SELECT COALESCE(MAX(pos), 0) FROM deletes").fetchone()
+        self.conn.executemany("INSERT INTO deletes(seq, crc) VALUES (?, 0)", rows)
+        # the check covers the autoincremented position too
+        self.conn.execute(f"UPDATE deletes SET crc = {_DELETE_CRC_SQL} WHERE pos > ?", (last,))
 
     def insert_items(self, rows: Iterable[ItemRow]) -> None:
         self.conn.executemany(
             "INSERT INTO items(seq, key, payload, crc) VALUES (?, ?, ?, ?)",
             ((r.seq, r.key, r.payload, item_crc(r.seq, r.key, r.payload)) for r in rows))
 
-    def insert_vectors(self, field: str, rows: Iterable[tuple[int, bytes]]) -> None:
-        self.conn.executemany(
-            "INSERT INTO vectors(seq, field, data, crc) VALUES (?, ?, ?, ?)",
-            ((s, field, d, vector_crc(s, field, d)) for s, d in rows))
+    def growing_end(self) -> tuple[int, int]:
+        """``(generation, end offset of its registered chunks)`` of the growing file."""
+        (text,) = self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        generation = int(json.loads(text))
+        row = self.conn.execute("SELECT offset, parts FROM chunks ORDER BY first_seq DESC "
+                                "LIMIT 1").fetchone()
+        end = 0 if row is None else ChunkRow(0, generation, 0, row[0], json.loads(row[1])).end
+        return generation, end
+
+    def insert_chunk(self, chunk: ChunkRow) -> None:
+        text = json.dumps(chunk.parts, sort_keys=True)
+        self.conn.execute(
+            "INSERT INTO chunks(first_seq, generation, count, offset, parts, crc) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (chunk.first_seq, chunk.generation, chunk.count, chunk.offset, text,
+             _crc_text(chunk.first_seq, chunk.generation, chunk.count, chunk.offset, text)))
+
+    def cursor(self) -> Cursor:
+        """The cursor of the current state (a writer's, right after its own commit)."""
+        head = self._meta_rows(("next_seq", "epoch", "generation", "deletes_pruned", "schema"))
+        (last_delete,) = self.conn.execute("SELECT COALESCE(MAX(pos), 0) FROM deletes"
+                                           ).fetchone()
+        (last_chunk,) = self.conn.execute("SELECT COALESCE(MAX(first_seq), -1) FROM chunks"
+                                          ).fetchone()
+        return Cursor(seq=int(head["next_seq"]) - 1,
+                      deletes=max(int(last_delete), int(head["deletes_pruned"])),
+                      epoch=int(head["epoch"]), generation=int(head["generation"]),
+                      chunk_seq=int(last_chunk),
+                      schema=json.dumps(head.get("schema"), sort_keys=True))
 
     def register_segments(self, add: list[SegmentRow], remove: list[str],
-                          drop_vectors_upto: int | None) -> None:
-        """Swap segments in one transaction; drop growing vectors that are now sealed."""
+                          sealed_upto: int | None) -> None:
+        """Swap segments in one transaction. ``sealed_upto`` (not ``None``): the growing
+        segment was sealed, so a new growing generation starts (its chunks are dropped) and the
+        delete log is pruned to its tail."""
         for r in add:
             text = json.dumps(r.manifest, sort_keys=True)
             self.conn.execute(
@@ -322,8 +527,57 @@ class Catalog:
                  _crc_text(r.name, r.nrows, r.min_seq, r.max_seq, text)))
         self.conn.executemany("DELETE FROM segments WHERE name=?", [(n,) for n in remove])
         self.conn.executemany("DELETE FROM indexes WHERE segment=?", [(n,) for n in remove])
-        if drop_vectors_upto is not None:
-            self.conn.execute("DELETE FROM vectors WHERE seq <= ?", (drop_vectors_upto,))
+        self._bump()
+        if sealed_upto is not None:
+            generation, _ = self.growing_end()
+            self.conn.execute("DELETE FROM chunks")
+            self._put_meta({"generation": generation + 1})
+            (last,) = self.conn.execute("SELECT COALESCE(MAX(pos), 0) FROM deletes").fetchone()
+            cut = int(last) - DELETE_LOG_TAIL
+            if cut > 0:
+                self.conn.execute("DELETE FROM deletes WHERE pos <= ?", (cut,))
+                self._put_meta({"deletes_pruned": cut})
+
+    def migrate(self, write_growing: Callable[[int, int, dict[str, bytes]],
+                                              dict[str, list[int]]],
+                encode: Callable[[str, list[bytes]], bytes]) -> bool:
+        """Turn a format-1 catalog into format 2 (inside the caller's write transaction).
+
+        The growing rows of the ``vectors`` table become chunks of generation 0 (one per run
+        of consecutive seqs): ``encode(field, blobs)`` makes a field's part from its rows'
+        blobs, ``write_growing(generation, end, parts)`` appends it durably and returns the
+        layout. Returns whether anything was migrated.
+        """
+        meta = self.read_meta()
+        if meta.get("format_version") != 1:
+            return False
+        rows: dict[int, dict[str, bytes]] = {}
+        for seq, field, data, crc in self.conn.execute(
+                "SELECT seq, field, data, crc FROM vectors ORDER BY seq, field"):
+            if not isinstance(data, bytes) or vector_crc(seq, field, data) != crc:
+                raise CorruptFile(str(self.path), f"vector row seq={seq} field={field!r}: "
+                                  "checksum mismatch")
+            rows.setdefault(seq, {})[field] = data
+        for statement in _SCHEMA.split(";"):
+            if "chunks" in statement or "deletes" in statement:
+                self.conn.execute(statement)
+        seqs = sorted(rows)
+        end = 0
+        start = 0
+        for i in range(1, len(seqs) + 1):
+            if i < len(seqs) and seqs[i] == seqs[i - 1] + 1:
+                continue
+            run = seqs[start:i]
+            fields = sorted(rows[run[0]])
+            parts = {f: encode(f, [rows[s][f] for s in run]) for f in fields}
+            layout = write_growing(0, end, parts)
+            chunk = ChunkRow(run[0], 0, len(run), end, layout)
+            self.insert_chunk(chunk)
+            end = chunk.end
+            start = i
+        self.conn.execute("DROP TABLE vectors")
+        self.set_meta({"format_version": FORMAT_VERSION, "generation": 0, "deletes_pruned": 0})
+        return True
 
     def put_indexes(self, rows: list[IndexRow], *, drop_field: str | None = None) -> None:
         """Register index folders (replacing a segment's previous index of that field)."""

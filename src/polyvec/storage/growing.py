@@ -1,0 +1,151 @@
+"""The growing segment's vectors: one append-only file per generation, ``growing/<gen>.bin``.
+
+A write appends one batch as one *chunk*: every field's bytes back to back, written and
+fsync'd once, before the catalog transaction that registers the chunk (its first seq, count,
+offset and per-field ``[offset, length, crc]``) commits. Readers use registered chunks only;
+a crash leaves at most an unregistered tail, which the next writer truncates before it
+appends. Sealing starts a new generation in the transaction that registers the sealed segment;
+the files of older generations are removed after it (or by the next writer's open).
+
+A dense field's part is the ``(count, dim)`` array's raw bytes; a token-set (Multi) field's part
+is ``count`` int64 token counts followed by the ``(total, dim)`` tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptFile
+
+__all__ = ["ChunkRow", "GrowingLog", "decode_dense", "decode_sets", "encode_sets"]
+
+FOLDER = "growing"
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One registered batch of the growing segment: seqs ``first_seq .. first_seq+count-1``."""
+
+    first_seq: int
+    generation: int
+    count: int
+    offset: int
+    parts: Mapping[str, list[int]]  # field -> [offset in the chunk, length, crc32]
+
+    @property
+    def end(self) -> int:
+        """File offset just past this chunk."""
+        return self.offset + sum(p[1] for p in self.parts.values())
+
+
+def encode_sets(sets: list[np.ndarray], dtype: np.dtype) -> bytes:
+    counts = np.fromiter((len(s) for s in sets), dtype="<i8", count=len(sets))
+    tokens = np.concatenate(sets).astype(dtype, copy=False) if sets else np.zeros(0, dtype)
+    return counts.tobytes() + np.ascontiguousarray(tokens).tobytes()
+
+
+def decode_dense(data: bytes, count: int, dtype: np.dtype, dim: int) -> np.ndarray:
+    return np.frombuffer(data, dtype=dtype).reshape(count, dim)
+
+
+def decode_sets(data: bytes, count: int, dtype: np.dtype, dim: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts, tokens)`` of a token-set part; ``ValueError`` if the sizes disagree."""
+    counts = np.frombuffer(data, dtype="<i8", count=count)
+    tokens = np.frombuffer(data, dtype=dtype, offset=8 * count).reshape(-1, dim)
+    if count and (counts.min() <= 0 or int(counts.sum()) != len(tokens)):
+        raise ValueError("token counts disagree with the tokens")
+    return counts, tokens
+
+
+class GrowingLog:
+    """The growing files of one collection folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder / FOLDER
+
+    def path(self, generation: int) -> Path:
+        return self.folder / f"{generation:08d}.bin"
+
+    # -- writing (the writer, inside its catalog write transaction) ------------------------------
+
+    def append(self, generation: int, end: int, parts: Mapping[str, bytes]
+               ) -> dict[str, list[int]]:
+        """Write ``parts`` at ``end`` (the registered end: a crashed writer's tail is cut off),
+        fsync once, and return the per-field ``[offset in the chunk, length, crc]``."""
+        path = self.path(generation)
+        fresh = not path.exists()
+        if fresh and not self.folder.is_dir():
+            self.folder.mkdir()
+            _fsync_dir(self.folder.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size != end:
+                os.ftruncate(fd, end)
+            layout: dict[str, list[int]] = {}
+            pos = 0
+            for name, data in parts.items():
+                layout[name] = [pos, len(data), zlib.crc32(data)]
+                pos += len(data)
+            os.pwritev(fd, list(parts.values()), end)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        if fresh:
+            _fsync_dir(self.folder)
+        return layout
+
+    def remove_other_generations(self, keep: int) -> None:
+        """Delete the files of every generation but ``keep`` (sealed ones, or a crash's)."""
+        if not self.folder.is_dir():
+            return
+        for p in self.folder.iterdir():
+            if p != self.path(keep):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def read(self, chunks: list[ChunkRow]) -> list[dict[str, bytes]]:
+        """Each chunk's parts, checksums verified; ``CorruptFile`` names a bad file."""
+        out: list[dict[str, bytes]] = []
+        fds: dict[int, int] = {}
+        try:
+            for c in chunks:
+                path = self.path(c.generation)
+                if c.generation not in fds:
+                    try:
+                        fds[c.generation] = os.open(path, os.O_RDONLY)
+                    except FileNotFoundError:
+                        raise CorruptFile(str(path), "file is missing") from None
+                parts: dict[str, bytes] = {}
+                for name, (off, length, crc) in c.parts.items():
+                    data = os.pread(fds[c.generation], length, c.offset + off)
+                    if len(data) != length:
+                        raise CorruptFile(str(path), f"chunk at seq {c.first_seq}: expected "
+                                          f"{length} bytes of {name!r}, got {len(data)} "
+                                          "(truncated?)")
+                    if zlib.crc32(data) != crc:
+                        raise CorruptFile(str(path), f"chunk at seq {c.first_seq}, field "
+                                          f"{name!r}: checksum mismatch")
+                    parts[name] = data
+                out.append(parts)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        return out
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
