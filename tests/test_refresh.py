@@ -119,14 +119,14 @@ def test_pruned_delete_log_forces_a_full_reload(tmp_path: Path,
     reader = polyvec.connect(tmp_path / "db").get_collection("c")  # its own connection
     assert len(reader) == 40
     writer.delete([1, 2])
-    assert len(reader) == 38 and reader._catch_ups == {"full": 1, "incremental": 1}
+    assert len(reader) == 38 and reader._store.catch_ups == {"full": 1, "incremental": 1}
     monkeypatch.setattr(catalog_module, "DELETE_LOG_TAIL", 1)
     writer.delete([3, 4, 5])
     writer.add(list(range(50, 60)), *_batch(rng, list(range(50, 60)), 0))
     writer.flush()  # prunes the delete log to its last row: the reader's cursor is behind
     assert sorted(reader, key=str) == sorted(writer, key=str)
-    assert reader._catch_ups["full"] == 2, reader._catch_ups
+    assert reader._store.catch_ups["full"] == 2, reader._store.catch_ups
     writer.delete([50])
     assert 50 not in reader and len(reader) == len(writer)
-    assert reader._catch_ups["full"] == 2, reader._catch_ups
+    assert reader._store.catch_ups["full"] == 2, reader._store.catch_ups
     db.close()

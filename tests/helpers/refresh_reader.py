@@ -34,7 +34,7 @@ def main() -> None:
                "payloads": [it.payload for it in items if it is not None],
                "vectors": [it.vectors["d"].tolist() for it in items if it is not None],
                "top": [[type(k).__name__, k] for k in res.ids.tolist()],
-               "len": len(coll), "ms": ms, "catch_ups": coll._catch_ups}
+               "len": len(coll), "ms": ms, "catch_ups": coll._store.catch_ups}
         print(json.dumps(out), flush=True)
     db.close()
 
