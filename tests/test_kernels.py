@@ -45,6 +45,38 @@ def test_topk_push_row_only_touches_that_row() -> None:
     assert i.tolist() == [[-1, -1], [7, 8], [-1, -1]]
 
 
+@pytest.mark.parametrize("nq,n", [(5, 300), (40, 10_000)])  # serial and parallel kernels
+def test_topk_per_query_ids_numba_equals_numpy(nq: int, n: int) -> None:
+    """Batch push with one id row per query (each query's own candidates) in one call."""
+    rng = np.random.default_rng(nq)
+    s = rng.standard_normal((nq, n)).astype(np.float32)
+    s[:, ::5] = -np.inf
+    ids = np.stack([rng.permutation(10 * n)[:n] for _ in range(nq)])
+    out = {}
+    for backend in ("numpy", "numba"):
+        t = TopK(nq, 8, backend=backend)
+        for lo in range(0, n, n // 3):
+            t.push(s[:, lo:lo + n // 3], ids[:, lo:lo + n // 3])
+        out[backend] = t.result()
+    np.testing.assert_array_equal(out["numpy"][0], out["numba"][0])
+    np.testing.assert_array_equal(out["numpy"][1], out["numba"][1])
+    order = np.argsort(-s, axis=1, kind="stable")[:, :8]
+    np.testing.assert_array_equal(out["numba"][1], np.take_along_axis(ids, order, axis=1))
+    # the same as one push per query with its own id row (the loop callers used to write)
+    loop = TopK(nq, 8, backend="numba")
+    for i in range(nq):
+        loop.push(s[i:i + 1], ids[i], row=i)
+    np.testing.assert_array_equal(loop.result()[1], out["numba"][1])
+
+
+def test_topk_push_checks_shapes() -> None:
+    t = TopK(3, 2, backend="numpy")
+    with pytest.raises(ValueError, match="TopK.push"):
+        t.push(np.zeros((3, 4), np.float32), np.zeros((2, 4), np.int64))
+    with pytest.raises(ValueError, match="TopK.push"):
+        t.push(np.zeros((3, 4), np.float32), np.zeros(5, np.int64))
+
+
 def test_maxsim_numba_equals_numpy() -> None:
     rng = np.random.default_rng(1)
     lens = rng.integers(1, 40, size=300)

@@ -1,8 +1,20 @@
-"""Lazy access to numba: the package imports without compiling anything."""
+"""Lazy access to numba: the package imports without compiling anything.
+
+Kernels compile with ``cache=True``, so a new process loads their machine code from numba's
+on-disk cache. Loading is cheap; starting numba's runtime in a process is not (~1 s: its
+typing and lowering registries, scipy's BLAS check), whatever the cache holds. Light
+per-query kernels (query checks, top-k merges, the graph walk) therefore resolve ``"auto"``
+with ``light=True``: until the runtime is up they take their numpy twins (or faiss), and
+the first such call starts it in a background thread (:func:`numba_warm`), which also loads
+the registered kernels (:func:`register_warmer`). A process's first query thus costs what
+a later one does plus I/O; heavy kernels (builds, pooling) wait for numba as before.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -17,10 +29,16 @@ def have_numba() -> bool:
     return True
 
 
-def resolve_backend(backend: str) -> str:
-    """``"auto"`` -> ``"numba"`` when numba is installed, else ``"numpy"``; checks the name."""
+def resolve_backend(backend: str, *, light: bool = False) -> str:
+    """``"auto"`` -> ``"numba"`` when numba is installed, else ``"numpy"``; checks the name.
+
+    ``light``: the caller's numpy twin is cheap for its (per-query) work, so ``"auto"`` takes
+    it while numba's runtime is still starting in this process (see :func:`numba_warm`).
+    """
     if backend == "auto":
-        return "numba" if have_numba() else "numpy"
+        if not have_numba() or (light and not numba_warm()):
+            return "numpy"
+        return "numba"
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
     return backend
@@ -69,9 +87,75 @@ def _variant(fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., A
                     if v is not False)
     if not tag:
         return fn
-    code = fn.__code__  # type: ignore[attr-defined]
+    code = fn.__code__
     copy = types.FunctionType(code, fn.__globals__, f"{fn.__name__}__{tag}",
-                              fn.__defaults__, None)  # type: ignore[attr-defined]
+                              fn.__defaults__, None)
     copy.__qualname__ = f"{fn.__qualname__}__{tag}"
     copy.__module__ = fn.__module__
     return copy
+
+
+# ----------------------------------------------------------------------------- warm-up
+_WARMERS: list[Callable[[], None]] = []
+_warm = threading.Event()
+_warm_lock = threading.Lock()
+_warm_thread: list[threading.Thread] = []
+
+
+def register_warmer(fn: Callable[[], None]) -> Callable[[], None]:
+    """Register ``fn`` (loads a light kernel by calling it on tiny inputs of the argument
+    types searches use) to run when numba warms up; registering does no work."""
+    _WARMERS.append(fn)
+    return fn
+
+
+def numba_warm() -> bool:
+    """Whether numba's runtime and the registered kernels are loaded in this process.
+
+    If not, starts loading them in a background thread (once) and returns ``False``. The
+    thread is not a daemon: an exiting interpreter waits for it rather than unload LLVM
+    under it. ``POLYVEC_NUMBA_WARMUP=sync`` loads in the caller instead (waits ~1 s once).
+    """
+    if _warm.is_set():
+        return True
+    if not have_numba():
+        return False
+    if os.environ.get("POLYVEC_NUMBA_WARMUP") == "sync":
+        warm_now()
+        return True
+    with _warm_lock:
+        if not _warm_thread:
+            t = threading.Thread(target=warm_now, name="polyvec-numba-warmup")
+            _warm_thread.append(t)
+            t.start()
+    return _warm.is_set()
+
+
+def warm_now() -> None:
+    """Load numba's runtime and every registered kernel in this thread (then ``numba_warm()``
+    is true). A kernel that fails to build is left to its caller, which reports it."""
+    try:
+        for fn in list(_WARMERS):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001,S112 - the real call raises it, with context
+                continue
+    finally:
+        _warm.set()
+
+
+def wait_warm(timeout: float | None = None) -> bool:
+    """Block until the background warm-up (if started) is done; whether numba is warm."""
+    if have_numba() and not _warm.is_set():
+        numba_warm()
+        _warm.wait(timeout)
+    return _warm.is_set()
+
+
+def _after_fork() -> None:  # a forked child has no warm-up thread: let it start its own
+    if not _warm.is_set():
+        _warm_thread.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

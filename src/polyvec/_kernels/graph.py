@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DimensionMismatch
+from ._numba import register_warmer
 
 __all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "query_weights", "walk_numpy"]
 
@@ -232,7 +233,8 @@ class GraphSearcher:
         out_s = np.empty((len(q), width), np.float32)
         out_r = np.empty((len(q), width), np.int64)
         visited, state = self._scratch()
-        _compiled()(q, q if qr is None else qr, sq8, g.scale if sq8 else _NONE_F32,
+        q = _readonly(q)  # one argument type whatever the caller's flags
+        _compiled()(q, q if qr is None else _readonly(qr), sq8, g.scale if sq8 else _NONE_F32,
                     g.center if sq8 else _NONE_F32, g.codes,
                     _NONE_F32 if g.norms is None else g.norms, g.norms is not None,
                     g.neighbors, g.offsets, g.cum, g.entry, g.max_level, max(ef, kc), kc,
@@ -250,7 +252,7 @@ def _f32c(a: np.ndarray) -> np.ndarray:
 
 def _readonly(a: np.ndarray) -> np.ndarray:
     """A read-only view: sealed vectors are read-only memory maps, and one array type for
-    every call means one compiled (and cached) kernel signature instead of two."""
+    every call (queries, rerank vectors) means one compiled and cached kernel signature."""
     if not a.flags.writeable:
         return a
     view = a.view()
@@ -262,6 +264,17 @@ _NONE_F32 = np.zeros(1, np.float32)
 _NONE_X = _readonly(np.zeros((1, 1), np.float32))
 _NONE_SEL = np.zeros(1, np.bool_)
 _MIN_CHUNK = 16
+
+
+@register_warmer
+def _warm_walk() -> None:
+    """Load the search kernel for the argument types of SQ8 graphs from faiss (two nodes)."""
+    d = 4
+    g = Graph(neighbors=np.array([1, -1, 0, -1], np.int32), offsets=np.array([0, 2, 4]),
+              cum=np.array([0, 2]), entry=0, max_level=0, codes=np.zeros((2, d), np.uint8),
+              scale=np.ones(d, np.float32), center=np.zeros(d, np.float32), norms=None)
+    q = np.zeros((1, d), np.float32)
+    GraphSearcher(g).search(q, 2, 2, rerank=np.zeros((2, d), np.float32), qr=q, k=1)
 
 
 @functools.cache
