@@ -91,6 +91,28 @@ def test_maxsim_numba_equals_numpy() -> None:
         assert ref[d] == pytest.approx(block.max(axis=1).sum(), rel=1e-5)
 
 
+@pytest.mark.parametrize("ndoc", [40, 3_000])  # serial and parallel kernels
+def test_maxsim_f16_numba_equals_numpy(ndoc: int) -> None:
+    """float16 tokens scored in place equal the widened copy's scores, including the
+    float16 specials (subnormals, the largest value, zeros)."""
+    from polyvec._kernels.maxsim import maxsim_f16, maxsim_f16_numpy
+
+    rng = np.random.default_rng(ndoc)
+    lens = rng.integers(1, 30, size=ndoc)
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    tokens = rng.standard_normal((offsets[-1], 24)).astype(np.float16)
+    tokens[0, :3] = [np.float16(6e-8), np.float16(-65504.0), np.float16(-0.0)]
+    q = rng.standard_normal((7, 24)).astype(np.float32)
+    ref = maxsim_f16_numpy(q, tokens, offsets)
+    fast = maxsim_f16(q, tokens, offsets, backend="numba")
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-3)
+    assert maxsim_f16(q, tokens, offsets, backend="numpy").tolist() == ref.tolist()
+    # through maxsim_scores, as a collection's exact scan calls it
+    from polyvec.multivector import maxsim_scores
+
+    np.testing.assert_allclose(maxsim_scores(q, tokens, offsets), ref, rtol=1e-5, atol=1e-3)
+
+
 def test_parallel_twins_equal_numpy() -> None:
     """Inputs large enough to take the parallel kernels (the small tests take the serial ones)."""
     rng = np.random.default_rng(2)

@@ -80,10 +80,15 @@ def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., An
     return wrap
 
 
+def _word(v: Any) -> str:
+    parts = sorted(map(str, v)) if isinstance(v, set | frozenset | list | tuple) else [str(v)]
+    return "_".join("".join(c if c.isalnum() else "_" for c in p) for p in parts)
+
+
 def _variant(fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any]:
     """``fn`` itself for the default options, else a copy named after the options (the
     numba cache file is named by the qualified name)."""
-    tag = "__".join(f"{k}" if v is True else f"{k}_{v}" for k, v in sorted(options.items())
+    tag = "__".join(k if v is True else f"{k}_{_word(v)}" for k, v in sorted(options.items())
                     if v is not False)
     if not tag:
         return fn
