@@ -65,32 +65,47 @@ def maxsim_f16_numpy(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> 
 
 
 def _maxsim_f16_loop(q, bits, offsets, out):  # pragma: no cover
-    # each token is widened once (exactly, as in lut._gather_f16_loop: sign, exponent and
-    # mantissa moved into float32 position, then times 2**112 to rebias; inf/NaN get the
-    # all-ones exponent) into a row buffer, then scored against every query token
+    # a document's tokens are widened exactly (as in lut._gather_f16_loop: sign, exponent
+    # and mantissa moved into float32 position, then times 2**112 to rebias; inf/NaN get the
+    # all-ones exponent) four at a time into a buffer, then scored against every query
+    # token: four independent dot products share each query load
     m, d = q.shape
     magic = np.float32(2.0 ** 112)
     for doc in prange(offsets.shape[0] - 1):
-        row = np.empty(d, np.float32)
-        rowu = row.view(np.uint32)
-        best = np.empty(m, np.float32)
-        for t in range(offsets[doc], offsets[doc + 1]):
-            for j in range(d):
-                h = np.uint32(bits[t, j])
-                v = ((h & np.uint32(0x8000)) << np.uint32(16)) | \
-                    ((h & np.uint32(0x7FFF)) << np.uint32(13))
-                if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
-                    v |= np.uint32(0x7F800000)
-                rowu[j] = v
-            for j in range(d):
-                row[j] *= magic
-            first = t == offsets[doc]
-            for i in range(m):
-                acc = np.float32(0.0)
+        buf = np.zeros((4, d), np.float32)
+        bufu = buf.view(np.uint32)
+        best = np.full(m, -np.inf, np.float32)
+        lo = offsets[doc]
+        hi = offsets[doc + 1]
+        for t0 in range(lo, hi, 4):
+            nt = min(4, hi - t0)
+            for r in range(nt):
                 for j in range(d):
-                    acc += q[i, j] * row[j]
-                if first or acc > best[i]:
-                    best[i] = acc
+                    h = np.uint32(bits[t0 + r, j])
+                    v = ((h & np.uint32(0x8000)) << np.uint32(16)) | \
+                        ((h & np.uint32(0x7FFF)) << np.uint32(13))
+                    if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
+                        v |= np.uint32(0x7F800000)
+                    bufu[r, j] = v
+                for j in range(d):
+                    buf[r, j] *= magic
+            for r in range(nt, 4):  # a short last group repeats its first token
+                for j in range(d):
+                    buf[r, j] = buf[0, j]
+            for i in range(m):
+                a0 = np.float32(0.0)
+                a1 = np.float32(0.0)
+                a2 = np.float32(0.0)
+                a3 = np.float32(0.0)
+                for j in range(d):
+                    x = q[i, j]
+                    a0 += x * buf[0, j]
+                    a1 += x * buf[1, j]
+                    a2 += x * buf[2, j]
+                    a3 += x * buf[3, j]
+                top = max(max(a0, a1), max(a2, a3))
+                if top > best[i]:
+                    best[i] = top
         total = np.float32(0.0)
         for i in range(m):
             total += best[i]
