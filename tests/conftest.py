@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 import polyvec as pv
+
+# numba loads in the caller, not in the background: every test sees the kernels it asks for
+# (tests/test_cold_start.py covers the background warm-up in fresh processes)
+os.environ.setdefault("POLYVEC_NUMBA_WARMUP", "sync")
 
 
 @pytest.fixture

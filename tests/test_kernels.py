@@ -45,6 +45,38 @@ def test_topk_push_row_only_touches_that_row() -> None:
     assert i.tolist() == [[-1, -1], [7, 8], [-1, -1]]
 
 
+@pytest.mark.parametrize("nq,n", [(5, 300), (40, 10_000)])  # serial and parallel kernels
+def test_topk_per_query_ids_numba_equals_numpy(nq: int, n: int) -> None:
+    """Batch push with one id row per query (each query's own candidates) in one call."""
+    rng = np.random.default_rng(nq)
+    s = rng.standard_normal((nq, n)).astype(np.float32)
+    s[:, ::5] = -np.inf
+    ids = np.stack([rng.permutation(10 * n)[:n] for _ in range(nq)])
+    out = {}
+    for backend in ("numpy", "numba"):
+        t = TopK(nq, 8, backend=backend)
+        for lo in range(0, n, n // 3):
+            t.push(s[:, lo:lo + n // 3], ids[:, lo:lo + n // 3])
+        out[backend] = t.result()
+    np.testing.assert_array_equal(out["numpy"][0], out["numba"][0])
+    np.testing.assert_array_equal(out["numpy"][1], out["numba"][1])
+    order = np.argsort(-s, axis=1, kind="stable")[:, :8]
+    np.testing.assert_array_equal(out["numba"][1], np.take_along_axis(ids, order, axis=1))
+    # the same as one push per query with its own id row (the loop callers used to write)
+    loop = TopK(nq, 8, backend="numba")
+    for i in range(nq):
+        loop.push(s[i:i + 1], ids[i], row=i)
+    np.testing.assert_array_equal(loop.result()[1], out["numba"][1])
+
+
+def test_topk_push_checks_shapes() -> None:
+    t = TopK(3, 2, backend="numpy")
+    with pytest.raises(ValueError, match="TopK.push"):
+        t.push(np.zeros((3, 4), np.float32), np.zeros((2, 4), np.int64))
+    with pytest.raises(ValueError, match="TopK.push"):
+        t.push(np.zeros((3, 4), np.float32), np.zeros(5, np.int64))
+
+
 def test_maxsim_numba_equals_numpy() -> None:
     rng = np.random.default_rng(1)
     lens = rng.integers(1, 40, size=300)
@@ -57,6 +89,28 @@ def test_maxsim_numba_equals_numpy() -> None:
     for d in (0, 17, 299):
         block = sim[:, offsets[d]:offsets[d + 1]]
         assert ref[d] == pytest.approx(block.max(axis=1).sum(), rel=1e-5)
+
+
+@pytest.mark.parametrize("ndoc", [40, 3_000])  # serial and parallel kernels
+def test_maxsim_f16_numba_equals_numpy(ndoc: int) -> None:
+    """float16 tokens scored in place equal the widened copy's scores, including the
+    float16 specials (subnormals, the largest value, zeros)."""
+    from polyvec._kernels.maxsim import maxsim_f16, maxsim_f16_numpy
+
+    rng = np.random.default_rng(ndoc)
+    lens = rng.integers(1, 30, size=ndoc)
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    tokens = rng.standard_normal((offsets[-1], 24)).astype(np.float16)
+    tokens[0, :3] = [np.float16(6e-8), np.float16(-65504.0), np.float16(-0.0)]
+    q = rng.standard_normal((7, 24)).astype(np.float32)
+    ref = maxsim_f16_numpy(q, tokens, offsets)
+    fast = maxsim_f16(q, tokens, offsets, backend="numba")
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-3)
+    assert maxsim_f16(q, tokens, offsets, backend="numpy").tolist() == ref.tolist()
+    # through maxsim_scores, as a collection's exact scan calls it
+    from polyvec.multivector import maxsim_scores
+
+    np.testing.assert_allclose(maxsim_scores(q, tokens, offsets), ref, rtol=1e-5, atol=1e-3)
 
 
 def test_parallel_twins_equal_numpy() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._kernels._numba import lazy_njit, resolve_backend
+from ._kernels._numba import lazy_njit, register_warmer, resolve_backend
 from .errors import (
     DimensionMismatch,
     DTypeMismatch,
@@ -216,9 +216,14 @@ _norm_rows_numba = lazy_njit(fastmath=False)(_norm_rows_loop)
 def norm_rows(arr: np.ndarray, cosine: bool, *, backend: str = "auto") -> int:
     """:func:`_norm_rows_numpy`'s contract, in one numba pass when numba is there (the
     numpy twin costs ~6 small array calls: most of a single query's check)."""
-    if resolve_backend(backend) == "numba":
+    if resolve_backend(backend, light=True) == "numba":
         return int(_norm_rows_numba(arr, cosine))
     return _norm_rows_numpy(arr, cosine)
+
+
+@register_warmer
+def _warm_norm_rows() -> None:
+    _norm_rows_numba(np.ones((1, 4), np.float32), True)
 
 
 def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:

@@ -1,8 +1,21 @@
-"""Lazy access to numba: the package imports without compiling anything."""
+"""Lazy access to numba: the package imports without compiling anything.
+
+Kernels compile with ``cache=True``, so a new process loads their machine code from numba's
+on-disk cache. Loading is cheap; starting numba's runtime in a process is not (~1 s: its
+typing and lowering registries, scipy's BLAS check), whatever the cache holds. Light
+per-query kernels (query checks, top-k merges, the graph walk) therefore resolve ``"auto"``
+with ``light=True``: until the runtime is up they take their numpy twins (or faiss), and
+the first such call starts it in a background thread (:func:`numba_warm`), which also loads
+the registered kernels (:func:`register_warmer`). A process's first query thus costs what
+a later one does plus I/O; heavy kernels (builds, pooling) wait for numba as before.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -16,26 +29,43 @@ def have_numba() -> bool:
     return True
 
 
-def resolve_backend(backend: str) -> str:
-    """``"auto"`` -> ``"numba"`` when numba is installed, else ``"numpy"``; checks the name."""
+def resolve_backend(backend: str, *, light: bool = False) -> str:
+    """``"auto"`` -> ``"numba"`` when numba is installed, else ``"numpy"``; checks the name.
+
+    ``light``: the caller's numpy twin is cheap for its (per-query) work, so ``"auto"`` takes
+    it while numba's runtime is still starting in this process (see :func:`numba_warm`).
+    """
     if backend == "auto":
-        return "numba" if have_numba() else "numpy"
+        if not have_numba() or (light and not numba_warm()):
+            return "numpy"
+        return "numba"
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend: expected 'auto', 'numpy' or 'numba', got {backend!r}")
     return backend
 
 
 def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: compile ``fn`` with ``numba.njit(**options)`` on its first call."""
+    """Decorator: compile ``fn`` with ``numba.njit(cache=True, **options)`` on its first call.
+
+    ``fn`` must be a module-level function without closure cells, so numba's on-disk cache
+    (keyed by the function's file, qualified name, bytecode and argument types) is hit by
+    the next process. numba's cache key ignores compile options: each option set compiles a
+    copy of ``fn`` under its own name (``_loop``, ``_loop__parallel``), so a parallel and a
+    serial build of one loop do not overwrite each other's cache entries.
+    """
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if getattr(fn, "__closure__", None):
+            raise TypeError(f"lazy_njit: {fn.__qualname__} captures variables; numba cannot "
+                            "cache a closure across processes")
+
         @functools.cache
         def compiled() -> Callable[..., Any]:
             import numba
 
             # kernels loop with the module-level name ``prange`` (plain ``range`` until now)
             fn.__globals__["prange"] = numba.prange
-            return numba.njit(cache=True, **options)(fn)
+            return numba.njit(cache=True, **options)(_variant(fn, options))
 
         def call(*args: Any) -> Any:
             return compiled()(*args)
@@ -44,6 +74,93 @@ def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., An
         call.__doc__ = fn.__doc__
 
         call.py_func = fn  # type: ignore[attr-defined]
+        call.compiled = compiled  # type: ignore[attr-defined]
         return call
 
     return wrap
+
+
+def _word(v: Any) -> str:
+    parts = sorted(map(str, v)) if isinstance(v, set | frozenset | list | tuple) else [str(v)]
+    return "_".join("".join(c if c.isalnum() else "_" for c in p) for p in parts)
+
+
+def _variant(fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any]:
+    """``fn`` itself for the default options, else a copy named after the options (the
+    numba cache file is named by the qualified name)."""
+    tag = "__".join(k if v is True else f"{k}_{_word(v)}" for k, v in sorted(options.items())
+                    if v is not False)
+    if not tag:
+        return fn
+    code = fn.__code__
+    copy = types.FunctionType(code, fn.__globals__, f"{fn.__name__}__{tag}",
+                              fn.__defaults__, None)
+    copy.__qualname__ = f"{fn.__qualname__}__{tag}"
+    copy.__module__ = fn.__module__
+    return copy
+
+
+# ----------------------------------------------------------------------------- warm-up
+_WARMERS: list[Callable[[], None]] = []
+_warm = threading.Event()
+_warm_lock = threading.Lock()
+_warm_thread: list[threading.Thread] = []
+
+
+def register_warmer(fn: Callable[[], None]) -> Callable[[], None]:
+    """Register ``fn`` (loads a light kernel by calling it on tiny inputs of the argument
+    types searches use) to run when numba warms up; registering does no work."""
+    _WARMERS.append(fn)
+    return fn
+
+
+def numba_warm() -> bool:
+    """Whether numba's runtime and the registered kernels are loaded in this process.
+
+    If not, starts loading them in a background thread (once) and returns ``False``. The
+    thread is not a daemon: an exiting interpreter waits for it rather than unload LLVM
+    under it. ``POLYVEC_NUMBA_WARMUP=sync`` loads in the caller instead (waits ~1 s once).
+    """
+    if _warm.is_set():
+        return True
+    if not have_numba():
+        return False
+    if os.environ.get("POLYVEC_NUMBA_WARMUP") == "sync":
+        warm_now()
+        return True
+    with _warm_lock:
+        if not _warm_thread:
+            t = threading.Thread(target=warm_now, name="polyvec-numba-warmup")
+            _warm_thread.append(t)
+            t.start()
+    return _warm.is_set()
+
+
+def warm_now() -> None:
+    """Load numba's runtime and every registered kernel in this thread (then ``numba_warm()``
+    is true). A kernel that fails to build is left to its caller, which reports it."""
+    try:
+        for fn in list(_WARMERS):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001,S112 - the real call raises it, with context
+                continue
+    finally:
+        _warm.set()
+
+
+def wait_warm(timeout: float | None = None) -> bool:
+    """Block until the background warm-up (if started) is done; whether numba is warm."""
+    if have_numba() and not _warm.is_set():
+        numba_warm()
+        _warm.wait(timeout)
+    return _warm.is_set()
+
+
+def _after_fork() -> None:  # a forked child has no warm-up thread: let it start its own
+    if not _warm.is_set():
+        _warm_thread.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DimensionMismatch
+from ._numba import register_warmer
 
 __all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "query_weights", "walk_numpy"]
 
@@ -167,166 +168,9 @@ def _links(g: Graph, node: int, level: int) -> list[int]:
 # ----------------------------------------------------------------------------- numba
 @functools.cache
 def _compiled() -> Any:
-    import numba
-
-    from ._prefetch import prefetch_row
-
-    @numba.njit(fastmath=True, cache=True, inline="always")
-    def score(w, bias, qq, codes, norms, l2, v):  # pragma: no cover - compiled
-        acc = np.float32(0.0)
-        row = codes[v]
-        for j in range(w.shape[0]):
-            acc += w[j] * np.float32(row[j])
-        acc += bias
-        if l2:
-            return np.float32(2.0) * acc - norms[v] - qq
-        return acc
-
-    @numba.njit(cache=True)
-    def keep(s, v, rsc, rids, rsize):  # pragma: no cover - compiled
-        """Insert (s, v) into the sorted top list (rsc, rids) of rsize entries; new size."""
-        cap = rsc.shape[0]
-        if rsize == cap and s <= rsc[cap - 1]:
-            return rsize
-        pos = rsize if rsize < cap else cap - 1
-        while pos > 0 and rsc[pos - 1] < s:
-            rsc[pos], rids[pos] = rsc[pos - 1], rids[pos - 1]
-            pos -= 1
-        rsc[pos], rids[pos] = s, v
-        return min(rsize + 1, cap)
-
-    @numba.njit(fastmath=True, cache=True)
-    def walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
-             visited, stamp, ids, sc, done, use_sel, sel, rsc, rids
-             ):  # pragma: no cover - compiled
-        cur = entry
-        best = score(w, bias, qq, codes, norms, l2, cur)
-        for level in range(max_level, 0, -1):
-            changed = True
-            while changed:
-                changed = False
-                o = offsets[cur]
-                for p in range(o + cum[level], o + cum[level + 1]):
-                    v = neighbors[p]
-                    if v < 0:
-                        break
-                    s = score(w, bias, qq, codes, norms, l2, v)
-                    if s > best:
-                        best, cur, changed = s, v, True
-        ids[0], sc[0], done[0] = cur, best, False
-        size = 1
-        rsize = 0
-        if use_sel and sel[cur]:
-            rsize = keep(best, cur, rsc, rids, rsize)
-        visited[cur] = stamp
-        width = codes.shape[1] * codes.itemsize
-        k = 0
-        while k < size:
-            if done[k]:
-                k += 1
-                continue
-            done[k] = True
-            o = offsets[ids[k]]
-            # issue every unvisited neighbour's loads before scoring any of them
-            for p in range(o, o + cum[1]):
-                v = neighbors[p]
-                if v < 0:
-                    break
-                if visited[v] != stamp:
-                    for b in range(0, width, 64):
-                        prefetch_row(codes, v, b // codes.itemsize)
-            lowest = size
-            for p in range(o, o + cum[1]):
-                v = neighbors[p]
-                if v < 0:
-                    break
-                if visited[v] == stamp:
-                    continue
-                visited[v] = stamp
-                s = score(w, bias, qq, codes, norms, l2, v)
-                if use_sel and sel[v]:  # results: selected rows; the beam: every row
-                    rsize = keep(s, v, rsc, rids, rsize)
-                if size == ef and s <= sc[size - 1]:
-                    continue
-                pos = size if size < ef else ef - 1
-                while pos > 0 and sc[pos - 1] < s:
-                    if pos < ef:
-                        sc[pos], ids[pos], done[pos] = sc[pos - 1], ids[pos - 1], done[pos - 1]
-                    pos -= 1
-                sc[pos], ids[pos], done[pos] = s, v, False
-                if size < ef:
-                    size += 1
-                lowest = min(lowest, pos)
-            k = lowest if lowest <= k else k + 1
-        return size, rsize
-
-    @numba.njit(fastmath=True, cache=True)
-    def refine(q, x, l2, ids, n, k, out_s, out_r):  # pragma: no cover - compiled
-        """Exact top-k of the first n candidate rows (ties keep candidate order)."""
-        d = q.shape[0]
-        qq = np.float32(0.0)
-        if l2:
-            for t in range(d):
-                qq += q[t] * q[t]
-        filled = 0
-        for j in range(n):
-            r = ids[j]
-            acc = np.float32(0.0)
-            if l2:
-                for t in range(d):
-                    diff = q[t] - x[r, t]
-                    acc += diff * diff
-                acc = -acc
-            else:
-                for t in range(d):
-                    acc += q[t] * x[r, t]
-            if filled == k and acc <= out_s[k - 1]:
-                continue
-            p = filled if filled < k else k - 1
-            while p > 0 and out_s[p - 1] < acc:
-                out_s[p], out_r[p] = out_s[p - 1], out_r[p - 1]
-                p -= 1
-            out_s[p], out_r[p] = acc, r
-            if filled < k:
-                filled += 1
-
-    @numba.njit(nogil=True, fastmath=True, cache=True)
-    def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum, entry,
-               max_level, ef, kc, visited, state, use_sel, sel, x, refine_k, out_s, out_r
-               ):  # pragma: no cover - compiled
-        ids = np.empty(ef, np.int64)
-        sc = np.empty(ef, np.float32)
-        done = np.zeros(ef, np.bool_)
-        rids = np.empty(kc, np.int64)
-        rsc = np.empty(kc, np.float32)
-        w = np.empty(q.shape[1], np.float32)
-        out_s[:] = -np.inf
-        out_r[:] = -1
-        for i in range(q.shape[0]):
-            if state[0] >= np.uint32(0xFFFFFFFE):  # stamps wrap: start over
-                visited[:] = 0
-                state[0] = 0
-            state[0] += 1
-            bias = np.float32(0.0)
-            qq = np.float32(0.0)
-            for j in range(q.shape[1]):  # q·x̂ = w·c + bias
-                w[j] = q[i, j] * scale[j] if sq8 else q[i, j]
-                if sq8:
-                    bias += q[i, j] * center[j]
-                if l2:
-                    qq += q[i, j] * q[i, j]
-            size, rsize = walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
-                               max_level, ef, visited, state[0], ids, sc, done, use_sel, sel,
-                               rsc, rids)
-            if use_sel:
-                n, top, top_s = rsize, rids, rsc
-            else:
-                n, top, top_s = min(size, kc), ids, sc
-            if refine_k > 0:
-                refine(qr[i], x, l2, top, n, refine_k, out_s[i], out_r[i])
-            else:
-                for t in range(n):
-                    out_s[i, t], out_r[i, t] = top_s[t], top[t]
+    """The numba search kernel (imports numba; compiled on first call, or loaded from
+    numba's on-disk cache)."""
+    from ._graph_numba import search
 
     return search
 
@@ -389,12 +233,13 @@ class GraphSearcher:
         out_s = np.empty((len(q), width), np.float32)
         out_r = np.empty((len(q), width), np.int64)
         visited, state = self._scratch()
-        _compiled()(q, q if qr is None else qr, sq8, g.scale if sq8 else _NONE_F32,
+        q = _readonly(q)  # one argument type whatever the caller's flags
+        _compiled()(q, q if qr is None else _readonly(qr), sq8, g.scale if sq8 else _NONE_F32,
                     g.center if sq8 else _NONE_F32, g.codes,
                     _NONE_F32 if g.norms is None else g.norms, g.norms is not None,
                     g.neighbors, g.offsets, g.cum, g.entry, g.max_level, max(ef, kc), kc,
                     visited, state, sel is not None, _NONE_SEL if sel is None else sel,
-                    _NONE_X if rerank is None else rerank,
+                    _NONE_X if rerank is None else _readonly(rerank),
                     0 if rerank is None else k, out_s, out_r)
         return out_s, out_r
 
@@ -405,10 +250,31 @@ def _f32c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view: sealed vectors are read-only memory maps, and one array type for
+    every call (queries, rerank vectors) means one compiled and cached kernel signature."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 _NONE_F32 = np.zeros(1, np.float32)
-_NONE_X = np.zeros((1, 1), np.float32)
+_NONE_X = _readonly(np.zeros((1, 1), np.float32))
 _NONE_SEL = np.zeros(1, np.bool_)
 _MIN_CHUNK = 16
+
+
+@register_warmer
+def _warm_walk() -> None:
+    """Load the search kernel for the argument types of SQ8 graphs from faiss (two nodes)."""
+    d = 4
+    g = Graph(neighbors=np.array([1, -1, 0, -1], np.int32), offsets=np.array([0, 2, 4]),
+              cum=np.array([0, 2]), entry=0, max_level=0, codes=np.zeros((2, d), np.uint8),
+              scale=np.ones(d, np.float32), center=np.zeros(d, np.float32), norms=None)
+    q = np.zeros((1, d), np.float32)
+    GraphSearcher(g).search(q, 2, 2, rerank=np.zeros((2, d), np.float32), qr=q, k=1)
 
 
 @functools.cache

@@ -14,7 +14,7 @@ from ._numba import lazy_njit, resolve_backend
 
 prange = range  # replaced by numba.prange when the kernel is compiled
 
-__all__ = ["maxsim_numpy", "maxsim_reduce"]
+__all__ = ["maxsim_numpy", "maxsim_reduce", "maxsim_f16", "maxsim_f16_numpy"]
 
 
 def maxsim_numpy(sim: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -55,4 +55,83 @@ def maxsim_reduce(sim: np.ndarray, offsets: np.ndarray, *, backend: str = "auto"
         kernel = _maxsim_parallel if sim.size >= _PARALLEL_MIN_WORK else _maxsim_serial
         kernel(np.ascontiguousarray(sim, dtype=np.float32),
                np.ascontiguousarray(offsets, dtype=np.int64), out)
+    return out
+
+
+# ----------------------------------------------------------------------------- float16 tokens
+def maxsim_f16_numpy(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Reference twin of :func:`maxsim_f16`: widen, multiply, reduce."""
+    return maxsim_numpy(q @ np.asarray(tokens, dtype=np.float32).T, offsets)
+
+
+def _maxsim_f16_loop(q, bits, offsets, out):  # pragma: no cover
+    # a document's tokens are widened exactly (as in lut._gather_f16_loop: sign, exponent
+    # and mantissa moved into float32 position, then times 2**112 to rebias; inf/NaN get the
+    # all-ones exponent) four at a time into a buffer, then scored against every query
+    # token: four independent dot products share each query load
+    m, d = q.shape
+    magic = np.float32(2.0 ** 112)
+    for doc in prange(offsets.shape[0] - 1):
+        buf = np.zeros((4, d), np.float32)
+        bufu = buf.view(np.uint32)
+        best = np.full(m, -np.inf, np.float32)
+        lo = offsets[doc]
+        hi = offsets[doc + 1]
+        for t0 in range(lo, hi, 4):
+            nt = min(4, hi - t0)
+            for r in range(nt):
+                for j in range(d):
+                    h = np.uint32(bits[t0 + r, j])
+                    v = ((h & np.uint32(0x8000)) << np.uint32(16)) | \
+                        ((h & np.uint32(0x7FFF)) << np.uint32(13))
+                    if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
+                        v |= np.uint32(0x7F800000)
+                    bufu[r, j] = v
+                for j in range(d):
+                    buf[r, j] *= magic
+            for r in range(nt, 4):  # a short last group repeats its first token
+                for j in range(d):
+                    buf[r, j] = buf[0, j]
+            for i in range(m):
+                a0 = np.float32(0.0)
+                a1 = np.float32(0.0)
+                a2 = np.float32(0.0)
+                a3 = np.float32(0.0)
+                for j in range(d):
+                    x = q[i, j]
+                    a0 += x * buf[0, j]
+                    a1 += x * buf[1, j]
+                    a2 += x * buf[2, j]
+                    a3 += x * buf[3, j]
+                top = max(max(a0, a1), max(a2, a3))
+                if top > best[i]:
+                    best[i] = top
+        total = np.float32(0.0)
+        for i in range(m):
+            total += best[i]
+        out[doc] = total
+
+
+# reassociation (and contraction) let LLVM vectorize the dot products; no nnan/ninf, so the
+# inf/NaN of the widening stay as they are
+_F16_MATH = {"reassoc", "contract", "nsz"}
+_maxsim_f16_parallel = lazy_njit(parallel=True, fastmath=_F16_MATH)(_maxsim_f16_loop)
+_maxsim_f16_serial = lazy_njit(fastmath=_F16_MATH)(_maxsim_f16_loop)
+
+
+def maxsim_f16(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, *,
+               backend: str = "auto") -> np.ndarray:
+    """MaxSim of the query tokens ``q`` (m, d) against every document of float16 ``tokens``
+    (T, d), read in place: each token is widened and scored in float32 inside the kernel,
+    with no float32 copy of the tokens and no (m, T) similarity block. Every document must
+    have at least one token."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if resolve_backend(backend) == "numpy" or not tokens.flags.c_contiguous:
+        return maxsim_f16_numpy(q, tokens, offsets)
+    out = np.empty(len(offsets) - 1, dtype=np.float32)
+    if len(out):
+        work = (int(offsets[-1]) - int(offsets[0])) * len(q)
+        kernel = _maxsim_f16_parallel if work >= _PARALLEL_MIN_WORK else _maxsim_f16_serial
+        kernel(q, tokens.view(np.uint16), offsets, out)
     return out

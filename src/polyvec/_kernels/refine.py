@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import lazy_njit, resolve_backend
+from ._numba import lazy_njit, register_warmer, resolve_backend
 
 __all__ = ["refine_numpy", "refine_topk"]
 
@@ -88,6 +88,13 @@ def _refine_loop(q, cand, x, l2, k):  # pragma: no cover
 _refine_serial = lazy_njit(fastmath=False)(_refine_loop)
 
 
+@register_warmer
+def _warm_refine() -> None:
+    x = np.zeros((2, 4), np.float32)
+    x.flags.writeable = False  # sealed vectors are read-only memory maps
+    _refine_serial(np.zeros((1, 4), np.float32), np.zeros((1, 2), np.int64), x, False, 1)
+
+
 def refine_topk(q: np.ndarray, cand: np.ndarray, x: np.ndarray, k: int, *, l2: bool,
                 backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` of the candidate rows ``cand`` (nq, c) of ``x`` by exact score.
@@ -95,7 +102,7 @@ def refine_topk(q: np.ndarray, cand: np.ndarray, x: np.ndarray, k: int, *, l2: b
     ``q`` float32 (nq, d); ``x`` float32 or float16 (n, d), may be memory-mapped. float16
     rows are gathered and widened first (numba has no float16 arithmetic).
     """
-    if resolve_backend(backend) == "numpy":
+    if resolve_backend(backend, light=True) == "numpy":
         return refine_numpy(q, cand, x, k, l2)
     rows = np.ascontiguousarray(cand, dtype=np.int64)
     widened = x.dtype != np.float32

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .._kernels._numba import resolve_backend
+from .._kernels._numba import numba_warm, resolve_backend
 from .._kernels.graph import GraphSearcher, graph_from_faiss
 from ..errors import InvalidArgument
 from ..index_spec import F16, HNSW, SQ8
@@ -109,8 +109,12 @@ class HNSWIndex(VectorIndex):
         return resolve_backend("auto") == "numba" and isinstance(self.spec.codec, SQ8)
 
     def _searcher(self) -> GraphSearcher | None:
-        """The numba walker over this graph (made on first use); ``None`` where faiss walks."""
+        """The numba walker over this graph (made on first use); ``None`` where faiss walks,
+        and while numba's runtime is still starting in this process (faiss walks meanwhile:
+        same visits and candidates)."""
         if not self._walker_checked:
+            if self._walks_itself() and not numba_warm():
+                return None
             graph = None
             if self._walks_itself():
                 graph = graph_from_faiss(self.faiss_index, self.metric == "l2")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._kernels import TopK, maxsim_reduce
+from .._kernels._numba import resolve_backend
+from .._kernels.maxsim import maxsim_f16
 
 __all__ = ["maxsim_scores", "scan_multi", "TOKEN_BUDGET_BYTES"]
 
@@ -16,7 +18,12 @@ def maxsim_scores(query: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, *,
     """MaxSim of one query token set against every document of ``(tokens, offsets)``.
 
     Documents are processed in chunks so that the similarity block stays under the budget.
+    float16 tokens are read in place by one numba kernel (widened and scored in float32, no
+    float32 copy of the tokens per query).
     """
+    if tokens.dtype == np.float16 and tokens.flags.c_contiguous \
+            and resolve_backend(backend) == "numba":
+        return maxsim_f16(query, tokens, offsets, backend="numba")
     ndoc = len(offsets) - 1
     out = np.empty(ndoc, dtype=np.float32)
     per_chunk = max(1, TOKEN_BUDGET_BYTES // (4 * max(len(query), 1)))

@@ -7,10 +7,12 @@ opened memory-mapped; nothing is read into RAM until a search touches it.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from ..errors import CorruptFile
 __all__ = ["SegmentFiles", "write_segment", "open_segment", "fsync_dir", "file_crc32"]
 
 _CHUNK = 1 << 22
+_PART_MIN = 32 << 20  # files above twice this are checked by several threads
+_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def fsync_dir(path: Path) -> None:
@@ -32,11 +36,73 @@ def fsync_dir(path: Path) -> None:
 
 
 def file_crc32(path: Path) -> int:
-    crc = 0
+    """CRC-32 of a file's bytes, read through a memory map (no copies); a large file is
+    checked in parts by a few threads (zlib releases the GIL) and the parts' CRCs combined."""
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return 0
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            view = memoryview(m)
+            try:
+                parts = min(_THREADS, size // _PART_MIN)
+                if parts < 2:
+                    return _crc_range(view, 0, size)
+                bounds = [size * i // parts for i in range(parts + 1)]
+                with ThreadPoolExecutor(parts) as pool:
+                    crcs = list(pool.map(lambda i: _crc_range(view, bounds[i], bounds[i + 1]),
+                                         range(parts)))
+                crc = crcs[0]
+                for i in range(1, parts):
+                    crc = crc32_combine(crc, crcs[i], bounds[i + 1] - bounds[i])
+                return crc
+            finally:
+                view.release()
+
+
+def _crc_range(view: memoryview, lo: int, hi: int) -> int:
+    crc = 0
+    for a in range(lo, hi, _CHUNK):
+        crc = zlib.crc32(view[a:min(a + _CHUNK, hi)], crc)
     return crc
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (zlib's
+    ``crc32_combine``: multiply by x^(8 len2) over GF(2), by repeated squaring)."""
+    if len2 <= 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = _gf2_square(odd)  # two zero bits
+    odd = _gf2_square(even)  # four zero bits
+    while True:
+        even = _gf2_square(odd)  # first pass: one zero byte
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = _gf2_square(even)
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+    return crc1 ^ crc2
+
+
+def _gf2_times(mat: list[int], vec: int) -> int:
+    out, i = 0, 0
+    while vec:
+        if vec & 1:
+            out ^= mat[i]
+        vec >>= 1
+        i += 1
+    return out
+
+
+def _gf2_square(mat: list[int]) -> list[int]:
+    return [_gf2_times(mat, row) for row in mat]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,173 @@
+"""numba kernels of the graph walk (:mod:`.graph`); ``walk_numpy`` there is their twin.
+
+Imports numba: :mod:`.graph` imports this module on a search's first use of the walk only.
+Every kernel is a module-level function compiled with ``cache=True`` (no closures), so a new
+process loads the machine code from numba's on-disk cache instead of compiling it again.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._prefetch import prefetch_row
+
+__all__ = ["search"]
+
+
+@numba.njit(fastmath=True, cache=True, inline="always")
+def _score(w, bias, qq, codes, norms, l2, v):  # pragma: no cover - compiled
+    acc = np.float32(0.0)
+    row = codes[v]
+    for j in range(w.shape[0]):
+        acc += w[j] * np.float32(row[j])
+    acc += bias
+    if l2:
+        return np.float32(2.0) * acc - norms[v] - qq
+    return acc
+
+@numba.njit(cache=True)
+def _keep(s, v, rsc, rids, rsize):  # pragma: no cover - compiled
+    """Insert (s, v) into the sorted top list (rsc, rids) of rsize entries; new size."""
+    cap = rsc.shape[0]
+    if rsize == cap and s <= rsc[cap - 1]:
+        return rsize
+    pos = rsize if rsize < cap else cap - 1
+    while pos > 0 and rsc[pos - 1] < s:
+        rsc[pos], rids[pos] = rsc[pos - 1], rids[pos - 1]
+        pos -= 1
+    rsc[pos], rids[pos] = s, v
+    return min(rsize + 1, cap)
+
+@numba.njit(fastmath=True, cache=True)
+def _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
+         visited, stamp, ids, sc, done, use_sel, sel, rsc, rids
+         ):  # pragma: no cover - compiled
+    cur = entry
+    best = _score(w, bias, qq, codes, norms, l2, cur)
+    for level in range(max_level, 0, -1):
+        changed = True
+        while changed:
+            changed = False
+            o = offsets[cur]
+            for p in range(o + cum[level], o + cum[level + 1]):
+                v = neighbors[p]
+                if v < 0:
+                    break
+                s = _score(w, bias, qq, codes, norms, l2, v)
+                if s > best:
+                    best, cur, changed = s, v, True
+    ids[0], sc[0], done[0] = cur, best, False
+    size = 1
+    rsize = 0
+    if use_sel and sel[cur]:
+        rsize = _keep(best, cur, rsc, rids, rsize)
+    visited[cur] = stamp
+    width = codes.shape[1] * codes.itemsize
+    k = 0
+    while k < size:
+        if done[k]:
+            k += 1
+            continue
+        done[k] = True
+        o = offsets[ids[k]]
+        # issue every unvisited neighbour's loads before scoring any of them
+        for p in range(o, o + cum[1]):
+            v = neighbors[p]
+            if v < 0:
+                break
+            if visited[v] != stamp:
+                for b in range(0, width, 64):
+                    prefetch_row(codes, v, b // codes.itemsize)
+        lowest = size
+        for p in range(o, o + cum[1]):
+            v = neighbors[p]
+            if v < 0:
+                break
+            if visited[v] == stamp:
+                continue
+            visited[v] = stamp
+            s = _score(w, bias, qq, codes, norms, l2, v)
+            if use_sel and sel[v]:  # results: selected rows; the beam: every row
+                rsize = _keep(s, v, rsc, rids, rsize)
+            if size == ef and s <= sc[size - 1]:
+                continue
+            pos = size if size < ef else ef - 1
+            while pos > 0 and sc[pos - 1] < s:
+                if pos < ef:
+                    sc[pos], ids[pos], done[pos] = sc[pos - 1], ids[pos - 1], done[pos - 1]
+                pos -= 1
+            sc[pos], ids[pos], done[pos] = s, v, False
+            if size < ef:
+                size += 1
+            lowest = min(lowest, pos)
+        k = lowest if lowest <= k else k + 1
+    return size, rsize
+
+@numba.njit(fastmath=True, cache=True)
+def _refine(q, x, l2, ids, n, k, out_s, out_r):  # pragma: no cover - compiled
+    """Exact top-k of the first n candidate rows (ties keep candidate order)."""
+    d = q.shape[0]
+    qq = np.float32(0.0)
+    if l2:
+        for t in range(d):
+            qq += q[t] * q[t]
+    filled = 0
+    for j in range(n):
+        r = ids[j]
+        acc = np.float32(0.0)
+        if l2:
+            for t in range(d):
+                diff = q[t] - x[r, t]
+                acc += diff * diff
+            acc = -acc
+        else:
+            for t in range(d):
+                acc += q[t] * x[r, t]
+        if filled == k and acc <= out_s[k - 1]:
+            continue
+        p = filled if filled < k else k - 1
+        while p > 0 and out_s[p - 1] < acc:
+            out_s[p], out_r[p] = out_s[p - 1], out_r[p - 1]
+            p -= 1
+        out_s[p], out_r[p] = acc, r
+        if filled < k:
+            filled += 1
+
+@numba.njit(nogil=True, fastmath=True, cache=True)
+def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum, entry,
+           max_level, ef, kc, visited, state, use_sel, sel, x, refine_k, out_s, out_r
+           ):  # pragma: no cover - compiled
+    ids = np.empty(ef, np.int64)
+    sc = np.empty(ef, np.float32)
+    done = np.zeros(ef, np.bool_)
+    rids = np.empty(kc, np.int64)
+    rsc = np.empty(kc, np.float32)
+    w = np.empty(q.shape[1], np.float32)
+    out_s[:] = -np.inf
+    out_r[:] = -1
+    for i in range(q.shape[0]):
+        if state[0] >= np.uint32(0xFFFFFFFE):  # stamps wrap: start over
+            visited[:] = 0
+            state[0] = 0
+        state[0] += 1
+        bias = np.float32(0.0)
+        qq = np.float32(0.0)
+        for j in range(q.shape[1]):  # q·x̂ = w·c + bias
+            w[j] = q[i, j] * scale[j] if sq8 else q[i, j]
+            if sq8:
+                bias += q[i, j] * center[j]
+            if l2:
+                qq += q[i, j] * q[i, j]
+        size, rsize = _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
+                           max_level, ef, visited, state[0], ids, sc, done, use_sel, sel,
+                           rsc, rids)
+        if use_sel:
+            n, top, top_s = rsize, rids, rsc
+        else:
+            n, top, top_s = min(size, kc), ids, sc
+        if refine_k > 0:
+            _refine(qr[i], x, l2, top, n, refine_k, out_s[i], out_r[i])
+        else:
+            for t in range(n):
+                out_s[i, t], out_r[i, t] = top_s[t], top[t]

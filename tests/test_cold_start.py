@@ -1,0 +1,132 @@
+"""Cold start: numba kernels load from the on-disk cache in a new process, and a process's
+first queries do not wait for numba's runtime (numpy twins / faiss answer meanwhile, with the
+same results).
+
+Each case runs a fresh interpreter, since what is measured is per process.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import polyvec as pv
+
+SRC = Path(pv.__file__).resolve().parent
+KERNELS = SRC / "_kernels"
+
+
+def _run(code: str, **env: str) -> dict:
+    full = {**os.environ, "PYTHONPATH": str(SRC.parent), **env}
+    full.pop("POLYVEC_NUMBA_WARMUP", None)
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_no_kernel_is_a_closure() -> None:
+    """numba cannot cache a function compiled inside another one across processes (its
+    cache key hashes the captured cells): every njit in the kernels is module-level."""
+    for path in sorted(KERNELS.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for inner in ast.walk(node):
+                if inner is node or not isinstance(inner, ast.FunctionDef):
+                    continue
+                for dec in inner.decorator_list:
+                    text = ast.unparse(dec)
+                    assert "njit" not in text and "jit(" not in text, \
+                        f"{path.name}: {node.name}.{inner.name} is a kernel built at run time"
+
+
+def test_lazy_njit_refuses_closures() -> None:
+    from polyvec._kernels._numba import lazy_njit
+
+    k = 2
+
+    def loop(x):  # pragma: no cover - never compiled
+        return x * k
+
+    with pytest.raises(TypeError, match="captures"):
+        lazy_njit()(loop)
+
+
+WALK = """
+import json, numpy as np, faiss
+from polyvec._kernels._numba import warm_now
+from polyvec._kernels.graph import GraphSearcher, graph_from_faiss
+rng = np.random.default_rng(0)
+x = rng.standard_normal((300, 16)).astype(np.float32)
+index = faiss.IndexHNSWSQ(16, faiss.ScalarQuantizer.QT_8bit, 8, faiss.METRIC_INNER_PRODUCT)
+index.train(x); index.add(x)
+warm_now()
+s = GraphSearcher(graph_from_faiss(index, False))
+x.flags.writeable = False
+s.search(x[:3], 16, 8, rerank=x, qr=x[:3], k=4)
+s.search(x[:3], 16, 8, sel=np.ones(300, bool))
+from polyvec._kernels._graph_numba import search
+from polyvec._kernels.topk import _push_parallel, _push_serial
+def n(d): return sum(d.values())
+print(json.dumps({"hits": n(search.stats.cache_hits), "misses": n(search.stats.cache_misses),
+                  "sigs": len(search.signatures),
+                  "serial": _push_serial.compiled().py_func.__qualname__,
+                  "parallel": _push_parallel.compiled().py_func.__qualname__}))
+"""
+
+
+def test_second_process_loads_the_walk_from_the_cache() -> None:
+    _run(WALK)  # compiles (or loads) and writes the cache
+    got = _run(WALK)
+    assert got["misses"] == 0 and got["hits"] >= 1, got
+    assert got["sigs"] == 1, "warm-up, refined and selective searches share one signature"
+    # a parallel and a serial build of one loop are cached under names of their own
+    assert got["serial"] == "_push_loop" and got["parallel"] == "_push_loop__parallel"
+
+
+FIRST_QUERY = """
+import json, sys, numpy as np, polyvec as pv
+from polyvec._kernels import _numba
+c = pv.connect(sys.argv[1]).get_collection("c")
+q = np.load(sys.argv[2])
+first = c.search(q, k=5, ef=16, oversample=2)
+warm_then = _numba._warm.is_set()
+assert _numba.wait_warm(600)
+later = c.search(q, k=5, ef=16, oversample=2)
+from polyvec._kernels._graph_numba import search
+print(json.dumps({"warm_at_first": warm_then, "first": first.ids.tolist(),
+                  "later": later.ids.tolist(),
+                  "sigs": len(search.signatures)}))
+"""
+
+
+def test_first_query_does_not_wait_for_numba(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2_000, 16)).astype(np.float32)
+    db = pv.connect(tmp_path / "db")
+    c = db.create_collection("c", {"v": pv.Dense(16, metric="cosine")}, segment_rows=2_000)
+    c.add(list(range(len(x))), {"v": x})
+    c.flush()
+    c.create_index("v", "HNSW16,SQ8,Refine")
+    db.close()
+    np.save(tmp_path / "q.npy", x[:20] + 0.1 * rng.standard_normal((20, 16)).astype(np.float32))
+    code = FIRST_QUERY.replace("sys.argv[1]", repr(str(tmp_path / "db"))) \
+        .replace("sys.argv[2]", repr(str(tmp_path / "q.npy")))
+    got = _run(code)
+    # not warm after the first search, so not during it: faiss's walk and the numpy twins
+    # answered it
+    assert not got["warm_at_first"]
+    assert got["sigs"] == 1  # the warm-up loaded the signature later searches use
+    assert got["first"] == got["later"]
+    sync = _run(code, POLYVEC_NUMBA_WARMUP="sync")
+    assert sync["warm_at_first"] and sync["first"] == got["first"]

@@ -1,0 +1,39 @@
+"""File checksums: the parallel, memory-mapped CRC equals zlib's CRC of the whole bytes."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from polyvec.storage import segment
+from polyvec.storage.segment import crc32_combine, file_crc32
+
+
+def test_combine_equals_crc_of_concatenation() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        a = rng.bytes(int(rng.integers(0, 3000)))
+        b = rng.bytes(int(rng.integers(0, 3000)))
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+@pytest.mark.parametrize("size", [0, 1, 5_000_001])
+def test_file_crc_in_parts_equals_zlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       size: int) -> None:
+    data = np.random.default_rng(size).bytes(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert file_crc32(path) == zlib.crc32(data)
+    # small parts and chunks: several threads, several chunks per part, uneven bounds
+    monkeypatch.setattr(segment, "_PART_MIN", 1 << 20)
+    monkeypatch.setattr(segment, "_CHUNK", 300_007)
+    monkeypatch.setattr(segment, "_THREADS", 3)
+    assert file_crc32(path) == zlib.crc32(data)
+    data2 = bytearray(data)
+    if size:
+        data2[size // 2] ^= 1
+        path.write_bytes(bytes(data2))
+        assert file_crc32(path) != zlib.crc32(data)
