@@ -110,10 +110,7 @@ class SearchExecutor:
         else:
             for s, rows, seg in indexed:
                 found = np.where(rows >= 0, seg.seqs[np.maximum(rows, 0)], -1)
-                # TopK takes one id row for all queries: one push per query until the batch
-                # push (another change, _kernels/topk.py) lands -- then one call here.
-                for i in range(nq):
-                    topk.push(s[i:i + 1], found[i], row=i)
+                topk.push(s, found)  # each query with its own candidates
             scores, seqs = topk.result()
             ids = snap.seqs_to_keys(seqs)
         info: dict[str, Any] = {"strategy": "index" if used else "exact", "field": name,
