@@ -166,7 +166,7 @@ class ModelsMixin:
             raise ModelMismatch(self._unknown_version(field, name))
         if spec == self._models.get(field) and field in self._embedders:
             return self._embedders[field]
-        from .models.registry import embedder_for
+        from .embed.registry import embedder_for
 
         emb = embedder_for(spec)
         self._version_embedders()[(field, name)] = emb
