@@ -110,7 +110,7 @@ class IndexingMixin:
 
     def _build_missing(self, field: str) -> list[tuple[IndexRow, Any, tuple[str, VectorIndex]]]:
         """Build (not register) the field's index on every big-enough segment lacking one."""
-        from .index import build_index, calibrate
+        from .index import build_index
 
         spec = parse_index(self._index_specs[field])
         metric = self._fields[field].metric
@@ -120,8 +120,7 @@ class IndexingMixin:
             if field in seg.indexes or seg.row.nrows < MIN_INDEX_ROWS:
                 continue
             x = np.asarray(seg.fields[field], dtype=np.float32)
-            idx = build_index(x, spec, metric, sample_queries=samples)
-            calibrate(idx, x, queries=samples)
+            idx = build_index(x, spec, metric, sample_queries=samples)  # calibrated later, once
             folder = f"{seg.row.name}.{field}.{token_hex(4)}"
             manifest = write_segment(self._index_dir(), folder, idx.to_arrays())
             out.append((IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)))
@@ -144,11 +143,11 @@ class IndexingMixin:
         """Calibrate ``target_recall`` on the whole search (every segment, merged).
 
         Per-segment tables would be conservative: each segment of several only has to find
-        its share of the true top-k. The sweep measures mean recall@k of the merged search
-        against the exact one, on the stored sample queries (else pseudo-queries), and the
-        table is persisted in the catalog.
+        its share of the true top-k. :func:`polyvec.index.calibrate.calibrate_collection`
+        picks the fastest setting whose recall bound reaches each target on the stored sample
+        queries (else pseudo-queries); the table is persisted in the catalog.
         """
-        from .index.calibrate import KNOB_GRIDS, CalibrationTable, knob_params, pseudo_queries
+        from .index.calibrate import calibrate_collection, pseudo_queries
         from .index.order import sample_lid
 
         indexed = [s.indexes[field][1] for s in self._segments if field in s.indexes]
@@ -162,34 +161,8 @@ class IndexingMixin:
             rows = np.concatenate([np.asarray(s.fields[field][: max(1, nq // len(
                 self._segments))], dtype=np.float32) for s in self._segments])
             q = pseudo_queries(rows, nq, 0, spec.metric)
-        exact, _, _ = self._search(q, k, field, spec, None, None, None, use_index=False)
-        probe = indexed[0]
-        grid = [g for g in KNOB_GRIDS[probe.knob] if probe.knob != "ef" or g >= k]
-        if probe.knob == "nprobe":
-            grid = [g for g in grid if g <= min(i.faiss_index.nlist for i in indexed)]
-        cache: dict[int, float] = {}
-
-        def measure(i: int) -> float:
-            if i not in cache:
-                got, _, _ = self._search(q, k, field, spec, None, None,
-                                         knob_params(probe, grid[i], k))
-                cache[i] = float(np.mean([len(set(a) & set(b)) / max(1, len(set(b) - {None}))
-                                          for a, b in zip(got.tolist(), exact.tolist(),
-                                                          strict=True)]))
-            return cache[i]
-
-        targets, params, recalls, lo = (0.9, 0.95, 0.99), [], [], 0
-        for t in targets:  # binary search: recall grows with the knob
-            a, b = lo, len(grid) - 1
-            if measure(b) < t:
-                a = b
-            while a < b:
-                mid = (a + b) // 2
-                a, b = (a, mid) if measure(mid) >= t else (mid + 1, b)
-            lo = a
-            params.append(knob_params(probe, grid[a], k))
-            recalls.append(measure(a))
-        table = CalibrationTable(probe.knob, k, targets, tuple(params), tuple(recalls))
+        table = calibrate_collection(lambda p, use_index: self._search(
+            q, k, field, spec, None, None, p, use_index=use_index)[:2], indexed, k=k)
         self._calibration[field] = table
         self._lid[field] = sample_lid([s.fields[field] for s in self._segments],
                                       sample=LID_SAMPLE)
@@ -237,9 +210,8 @@ class IndexingMixin:
         table = self._calibration.get(field) or idx.calibration
         if target_recall is None or table is None:
             return params, None
-        p = table.params_for(target_recall)
-        i = table.params.index(p)
-        return p, float(table.recalls[i])
+        i = table.row_for(target_recall)
+        return table.params[i], float(table.recalls[i])
 
     def index_info(self) -> dict[str, Any]:
         """Per indexed field: spec, segments indexed, RAM bytes per vector, calibration, and
