@@ -149,7 +149,8 @@ def test_held_out_targets_are_met_at_near_best_speed() -> None:
     index = build_index(base, spec, "cosine")
     table = calibrate(index, base, queries=queries[:300], k=K)
     assert table.queries == 300 and len(table.seconds) == len(table.lower) == 3
-    assert all(lo >= t for lo, t in zip(table.lower, table.targets, strict=True))
+    for t, r, lo in zip(table.targets, table.recalls, table.lower, strict=True):
+        assert r >= t and lo >= t - FLOOR  # the rule a chosen point meets
     assert load_index(spec, index.to_arrays(), "cosine").calibration == table
     for row in held_out_report(index, base, queries[1000:1600], table):
         assert row["chosen_recall"] >= row["target"] - FLOOR, row
