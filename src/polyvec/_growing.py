@@ -9,7 +9,30 @@ import numpy as np
 from ._buffers import Growable
 from .spec import Dense, FieldSpec
 
-__all__ = ["GrowingField", "TokenSets"]
+__all__ = ["GrowingField", "TokenSets", "decode_dense", "decode_sets", "encode_sets"]
+
+
+# -- growing-file chunk parts: a dense part is the (count, dim) array's raw bytes; a token-set
+#    part is count int64 token counts followed by the (total, dim) tokens
+
+def encode_sets(sets: list[np.ndarray], dtype: np.dtype) -> bytes:
+    counts = np.fromiter((len(s) for s in sets), dtype="<i8", count=len(sets))
+    tokens = np.concatenate(sets).astype(dtype, copy=False) if sets else np.zeros(0, dtype)
+    return counts.tobytes() + np.ascontiguousarray(tokens).tobytes()
+
+
+def decode_dense(data: bytes, count: int, dtype: np.dtype, dim: int) -> np.ndarray:
+    return np.frombuffer(data, dtype=dtype).reshape(count, dim)
+
+
+def decode_sets(data: bytes, count: int, dtype: np.dtype, dim: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts, tokens)`` of a token-set part; ``ValueError`` if the sizes disagree."""
+    counts = np.frombuffer(data, dtype="<i8", count=count)
+    tokens = np.frombuffer(data, dtype=dtype, offset=8 * count).reshape(-1, dim)
+    if count and (counts.min() <= 0 or int(counts.sum()) != len(tokens)):
+        raise ValueError("token counts disagree with the tokens")
+    return counts, tokens
 
 
 class TokenSets:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import InvalidArgument
-from .index_spec import IVF, SPEC_TYPES, Flat, IndexSpec, MultiIndexSpec, TokenIndexStage
+from .index_spec import IVF, SPEC_TYPES, FDESpec, Flat, IndexSpec, MultiIndexSpec, TokenIndexStage
 
 __all__ = ["parse_index", "format_index", "parse_multi_index", "format_multi_index"]
 
@@ -280,7 +280,6 @@ def parse_multi_index(text: str) -> MultiIndexSpec:
     >>> parse_multi_index("TokenIndex(nbits=4)").token_index
     TokenIndexStage(nbits=4, n_centroids=None, seed=0)
     """
-    from .multivector.fde import FDESpec
 
     if not isinstance(text, str) or not text.strip():
         raise InvalidArgument(f"factory string: expected a non-empty str, got {text!r}")

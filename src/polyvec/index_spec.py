@@ -35,7 +35,7 @@ __all__ = [
     "DEFAULT_OVERSAMPLE",
     "Proj", "Prefix", "Flat", "HNSW", "IVF", "SQ8", "F16", "Binary", "PQ", "Refine",
     "IndexSpec", "TransformSpec", "IndexKind", "CodecSpec", "SPEC_TYPES", "stage_from_dict",
-    "TokenIndexStage", "MultiIndexSpec",
+    "TokenIndexStage", "FDESpec", "MultiIndexSpec",
 ]
 
 DEFAULT_OVERSAMPLE = 4.0  # candidates = k * oversample when neither the query nor the spec says
@@ -330,23 +330,64 @@ class TokenIndexStage(_Stage):
 
 
 @dataclass(frozen=True)
+class FDESpec:
+    """MUVERA parameters; the paper's setting is ``(r_reps, k_sim, d_proj) = (20, 5, 16)``.
+
+    >>> FDESpec().dim_out(128), FDESpec(d_final=1024).dim_out(128)
+    (10240, 1024)
+    >>> FDESpec.from_dict(FDESpec(d_final=512, seed=3).to_dict()) == FDESpec(d_final=512, seed=3)
+    True
+    """
+
+    k_sim: int = 5
+    d_proj: int = 16
+    r_reps: int = 20
+    d_final: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _int("FDESpec", "k_sim", self.k_sim, 0, 12)
+        _int("FDESpec", "d_proj", self.d_proj, 1)
+        _int("FDESpec", "r_reps", self.r_reps, 1)
+        if self.d_final is not None:
+            _int("FDESpec", "d_final", self.d_final, 1)
+        _int("FDESpec", "seed", self.seed, 0, 2**63 - 1)
+
+    @property
+    def n_buckets(self) -> int:
+        return 1 << self.k_sim
+
+    def dim_out(self, dim: int) -> int:
+        """Length of the encoding of ``dim``-d tokens."""
+        return self.d_final or self.r_reps * self.n_buckets * min(self.d_proj, dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: object) -> FDESpec:
+        if not isinstance(d, dict) or set(d) - set(asdict(FDESpec())):
+            raise InvalidArgument(f"FDESpec: expected a dict with keys among "
+                                  f"{sorted(asdict(FDESpec()))}, got {d!r}")
+        return cls(**d)
+
+
+
+@dataclass(frozen=True)
 class MultiIndexSpec:
     """The index of a Multi field: ``fde`` + ``stack`` (MUVERA encodings searched with a
     single-vector stack) or ``token_index``; candidates are reranked by exact MaxSim.
 
-    >>> from polyvec.multivector.fde import FDESpec
     >>> spec = MultiIndexSpec(fde=FDESpec(), stack=IndexSpec(index=HNSW(32)))
     >>> MultiIndexSpec.from_dict(spec.to_dict()) == spec
     True
     """
 
-    fde: Any = None  # polyvec.multivector.fde.FDESpec
+    fde: FDESpec | None = None
     stack: IndexSpec | None = None
     token_index: TokenIndexStage | None = None
 
     def __post_init__(self) -> None:
-        from .multivector.fde import FDESpec
-
         if (self.fde is None) == (self.token_index is None):
             raise InvalidArgument("MultiIndexSpec: expected exactly one first stage, fde=... "
                                   f"or token_index=..., got {self!r}")
@@ -373,12 +414,11 @@ class MultiIndexSpec:
     def to_dict(self) -> dict[str, Any]:
         if self.token_index is not None:
             return {"token_index": self.token_index.to_dict()}
-        return {"fde": self.fde.to_dict(), "stack": (self.stack or IndexSpec()).to_dict()}
+        return {"fde": (self.fde or FDESpec()).to_dict(),
+                "stack": (self.stack or IndexSpec()).to_dict()}
 
     @classmethod
     def from_dict(cls, d: object) -> MultiIndexSpec:
-        from .multivector.fde import FDESpec
-
         if not isinstance(d, dict) or not ({"token_index"} == set(d) or {"fde", "stack"} == set(d)):
             raise InvalidArgument(f"MultiIndexSpec: expected a dict with keys 'token_index' or "
                                   f"'fde' and 'stack', got {d!r}")

@@ -1,6 +1,6 @@
 """``polyvec compat``: the compatibility report of a new model version against a field's index
 (JSON + Markdown + PNG). Both model versions must be registered on the field
-(``Collection.register_model``) and have built-in embedders (see ``polyvec.models.registry``).
+(``Collection.register_model``) and have built-in embedders (see ``polyvec.embed.registry``).
 """
 
 from __future__ import annotations

@@ -105,12 +105,11 @@ class DenseEngine(IndexEngine):
         return MIN_INDEX_ROWS
 
     def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None) -> Any:
-        from ..index import build_index, calibrate
+        from ..index import build_index
 
         x = np.asarray(data, dtype=np.float32)
-        idx = build_index(x, spec, fspec.metric, sample_queries=samples)
-        calibrate(idx, x, queries=samples)
-        return idx
+        return build_index(x, spec, fspec.metric, sample_queries=samples)  # calibrated once,
+        # for the whole collection (IndexManager._calibrate_collection)
 
     def save(self, parent: Path, folder: str, idx: Any) -> dict[str, list[int]]:
         return write_segment(parent, folder, idx.to_arrays())
@@ -311,11 +310,11 @@ class IndexManager:
         """Calibrate ``target_recall`` on the whole search (every segment, merged).
 
         Per-segment tables would be conservative: each segment of several only has to find
-        its share of the true top-k. The sweep measures mean recall@k of the merged search
-        against the exact one, on the stored sample queries (else pseudo-queries), and the
-        table is persisted in the catalog.
+        its share of the true top-k. :func:`polyvec.index.calibrate.calibrate_collection`
+        picks the fastest setting whose recall bound reaches each target on the stored sample
+        queries (else pseudo-queries); the table is persisted in the catalog.
         """
-        from ..index.calibrate import KNOB_GRIDS, CalibrationTable, knob_params, pseudo_queries
+        from ..index.calibrate import calibrate_collection, pseudo_queries
         from ..index.order import sample_lid
 
         st = self.store
@@ -333,34 +332,8 @@ class IndexManager:
             rows = np.concatenate([np.asarray(s.fields[field][: max(1, nq // len(
                 st.segments))], dtype=np.float32) for s in st.segments])
             q = pseudo_queries(rows, nq, 0, spec.metric)
-        exact, _, _ = search(snap, q, k, field, spec, None, None, None, use_index=False)
-        probe = indexed[0]
-        grid = [g for g in KNOB_GRIDS[probe.knob] if probe.knob != "ef" or g >= k]
-        if probe.knob == "nprobe":
-            grid = [g for g in grid if g <= min(i.faiss_index.nlist for i in indexed)]
-        cache: dict[int, float] = {}
-
-        def measure(i: int) -> float:
-            if i not in cache:
-                got, _, _ = search(snap, q, k, field, spec, None, None,
-                                   knob_params(probe, grid[i], k))
-                cache[i] = float(np.mean([len(set(a) & set(b)) / max(1, len(set(b) - {None}))
-                                          for a, b in zip(got.tolist(), exact.tolist(),
-                                                          strict=True)]))
-            return cache[i]
-
-        targets, params, recalls, lo = (0.9, 0.95, 0.99), [], [], 0
-        for t in targets:  # binary search: recall grows with the knob
-            a, b = lo, len(grid) - 1
-            if measure(b) < t:
-                a = b
-            while a < b:
-                mid = (a + b) // 2
-                a, b = (a, mid) if measure(mid) >= t else (mid + 1, b)
-            lo = a
-            params.append(knob_params(probe, grid[a], k))
-            recalls.append(measure(a))
-        table = CalibrationTable(probe.knob, k, targets, tuple(params), tuple(recalls))
+        table = calibrate_collection(lambda p, use_index: search(
+            snap, q, k, field, spec, None, None, p, use_index=use_index)[:2], indexed, k=k)
         self.calibration = {**self.calibration, field: table}
         self.lid = {**self.lid, field: sample_lid([s.fields[field] for s in st.segments],
                                                   sample=LID_SAMPLE)}
@@ -430,9 +403,8 @@ class IndexManager:
         table = self.calibration.get(field) or idx.calibration
         if target_recall is None or table is None:
             return params, None
-        p = table.params_for(target_recall)
-        i = table.params.index(p)
-        return p, float(table.recalls[i])
+        i = table.row_for(target_recall)
+        return table.params[i], float(table.recalls[i])
 
     def search_segment(self, field: str, fspec: FieldSpec, idx: Any, queries: Any, k: int,
                        data: Any, mask: np.ndarray | None, params: Any

@@ -7,12 +7,11 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
-from .._growing import GrowingField
+from .._growing import GrowingField, decode_dense
 from .._kernels import TopK
 from ..errors import InvalidArgument
 from ..index import QueryParams, scan_dense
 from ..spec import FieldSpec
-from ..storage.growing import decode_dense
 from .base import FieldKind
 from .params import query_params
 

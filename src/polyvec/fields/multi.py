@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
-from .._growing import GrowingField, TokenSets
+from .._growing import GrowingField, TokenSets, decode_sets, encode_sets
 from .._kernels import TopK
 from ..errors import InvalidArgument
 from ..multivector import scan_multi
 from ..spec import FieldSpec
-from ..storage.growing import decode_sets, encode_sets
 from .base import FieldKind
 
 __all__ = ["MultiKind"]

@@ -26,7 +26,6 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -35,6 +34,7 @@ from ..codecs import load_transform, make_transform
 from ..codecs.base import Transform
 from ..errors import CorruptFile, DimensionMismatch, InvalidArgument
 from ..index_spec import DEFAULT_OVERSAMPLE, IndexSpec
+from .params import CalibrationTable, QueryParams
 from .refine import rerank_candidates
 
 __all__ = ["QueryParams", "VectorIndex", "EXACT_BELOW", "METRICS", "faiss_threads",
@@ -43,32 +43,6 @@ __all__ = ["QueryParams", "VectorIndex", "EXACT_BELOW", "METRICS", "faiss_thread
 EXACT_BELOW = 0.03  # selected fraction under which the selected rows are scanned exactly
 METRICS = ("cosine", "dot", "l2")
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class QueryParams:
-    """Per-search knobs; ``None`` means the index's default.
-
-    ``ef``: HNSW search breadth; ``nprobe``: IVF cells visited; ``oversample``: candidates
-    fetched per result before the exact refine.
-    """
-
-    ef: int | None = None
-    nprobe: int | None = None
-    oversample: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("ef", "nprobe"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise InvalidArgument(f"QueryParams: expected {name} an int >= 1, got {v!r}")
-        o = self.oversample
-        if o is not None and (isinstance(o, bool) or not isinstance(o, int | float)
-                              or not math.isfinite(o) or o < 1.0):
-            raise InvalidArgument(f"QueryParams: expected oversample a number >= 1, got {o!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ef": self.ef, "nprobe": self.nprobe, "oversample": self.oversample}
 
 
 def faiss_module() -> Any:
@@ -159,7 +133,7 @@ class VectorIndex(ABC):
         self.dim = dim
         self.n = n
         self.transform: Transform | None = None
-        self.calibration: Any = None  # a CalibrationTable once calibrated
+        self.calibration: CalibrationTable | None = None
 
     # ----------------------------------------------------------------- build / load
     @classmethod
@@ -218,8 +192,6 @@ class VectorIndex(ABC):
             index.transform = load_transform(spec.transform, sub, where="index transform")
         index._load_stage({k[6:]: v for k, v in arrays.items() if k.startswith("stage.")})
         if "calibration" in arrays:
-            from .calibrate import CalibrationTable
-
             index.calibration = CalibrationTable.from_dict(_read_json(arrays, "calibration"))
         return index
 

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from .._kernels.fde import fde_aggregate
 from ..errors import DimensionMismatch, InvalidArgument
+from ..index_spec import FDESpec  # the settings live in the spec layer
 
 __all__ = ["FDESpec", "FDE", "pack_sets"]
 
@@ -50,49 +50,6 @@ def _int(name: str, value: object, lo: int, hi: int | None = None) -> int:
         bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise InvalidArgument(f"FDESpec: expected {name} an int {bound}, got {value!r}")
     return value
-
-
-@dataclass(frozen=True)
-class FDESpec:
-    """MUVERA parameters; the paper's setting is ``(r_reps, k_sim, d_proj) = (20, 5, 16)``.
-
-    >>> FDESpec().dim_out(128), FDESpec(d_final=1024).dim_out(128)
-    (10240, 1024)
-    >>> FDESpec.from_dict(FDESpec(d_final=512, seed=3).to_dict()) == FDESpec(d_final=512, seed=3)
-    True
-    """
-
-    k_sim: int = 5
-    d_proj: int = 16
-    r_reps: int = 20
-    d_final: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _int("k_sim", self.k_sim, 0, 12)
-        _int("d_proj", self.d_proj, 1)
-        _int("r_reps", self.r_reps, 1)
-        if self.d_final is not None:
-            _int("d_final", self.d_final, 1)
-        _int("seed", self.seed, 0, 2**63 - 1)
-
-    @property
-    def n_buckets(self) -> int:
-        return 1 << self.k_sim
-
-    def dim_out(self, dim: int) -> int:
-        """Length of the encoding of ``dim``-d tokens."""
-        return self.d_final or self.r_reps * self.n_buckets * min(self.d_proj, dim)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: object) -> FDESpec:
-        if not isinstance(d, dict) or set(d) - set(asdict(FDESpec())):
-            raise InvalidArgument(f"FDESpec: expected a dict with keys among "
-                                  f"{sorted(asdict(FDESpec()))}, got {d!r}")
-        return cls(**d)
 
 
 def pack_sets(sets: Sequence[np.ndarray] | tuple[np.ndarray, np.ndarray], dim: int

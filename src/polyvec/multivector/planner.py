@@ -186,6 +186,8 @@ class FDEIndex(MultiIndex):
 
     def __init__(self, spec: MultiIndexSpec, dim: int, n: int) -> None:
         super().__init__(spec, dim, n)
+        if spec.fde is None:
+            raise InvalidArgument(f"FDEIndex: expected a spec with fde=..., got {spec!r}")
         self.fde = FDE(spec.fde, dim)
         self.index: Any = None
 

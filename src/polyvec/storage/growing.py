@@ -7,8 +7,8 @@ a crash leaves at most an unregistered tail, which the next writer truncates bef
 appends. Sealing starts a new generation in the transaction that registers the sealed segment;
 the files of older generations are removed after it (or by the next writer's open).
 
-A dense field's part is the ``(count, dim)`` array's raw bytes; a token-set (Multi) field's part
-is ``count`` int64 token counts followed by the ``(total, dim)`` tokens.
+What a part holds is its field kind's business (``FieldKind.to_chunk``/``from_chunk``; the byte
+layouts are in :mod:`polyvec._growing`): this module only stores, checksums and reads bytes.
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import CorruptFile
 
-__all__ = ["ChunkRow", "GrowingLog", "decode_dense", "decode_sets", "encode_sets"]
+__all__ = ["ChunkRow", "GrowingLog"]
 
 FOLDER = "growing"
 
@@ -43,26 +41,6 @@ class ChunkRow:
     def end(self) -> int:
         """File offset just past this chunk."""
         return self.offset + sum(p[1] for p in self.parts.values())
-
-
-def encode_sets(sets: list[np.ndarray], dtype: np.dtype) -> bytes:
-    counts = np.fromiter((len(s) for s in sets), dtype="<i8", count=len(sets))
-    tokens = np.concatenate(sets).astype(dtype, copy=False) if sets else np.zeros(0, dtype)
-    return counts.tobytes() + np.ascontiguousarray(tokens).tobytes()
-
-
-def decode_dense(data: bytes, count: int, dtype: np.dtype, dim: int) -> np.ndarray:
-    return np.frombuffer(data, dtype=dtype).reshape(count, dim)
-
-
-def decode_sets(data: bytes, count: int, dtype: np.dtype, dim: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """``(counts, tokens)`` of a token-set part; ``ValueError`` if the sizes disagree."""
-    counts = np.frombuffer(data, dtype="<i8", count=count)
-    tokens = np.frombuffer(data, dtype=dtype, offset=8 * count).reshape(-1, dim)
-    if count and (counts.min() <= 0 or int(counts.sum()) != len(tokens)):
-        raise ValueError("token counts disagree with the tokens")
-    return counts, tokens
 
 
 class GrowingLog:

@@ -172,7 +172,7 @@ class Models:
             raise ModelMismatch(self._unknown_version(field, name))
         if spec == self.store.models.get(field) and field in self.embedders:
             return self.embedders[field]
-        from ...models.registry import embedder_for
+        from ...embed.registry import embedder_for
 
         emb = embedder_for(spec)
         self._version_embedders()[(field, name)] = emb

@@ -1,5 +1,8 @@
 """Known embedders by model spec, so a reopened collection (or the CLI) can rebuild the live
 embedder of a recorded model version without the caller passing one.
+
+It lives beside the embedders it builds: ``polyvec.models`` (the numpy mapping parts) imports
+no embedder.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ __all__ = ["embedder_for", "known_specs"]
 
 
 def _factories() -> dict[tuple[str, str], Callable[[], Any]]:
-    from ..embed import minilm, paraphrase_minilm
-    from ..embed.minilm import MODEL_NAME, REVISIONS
-    from ..embed.paraphrase import MODEL_NAME as L3
-    from ..embed.paraphrase import REVISION as L3_REV
+    from . import minilm, paraphrase_minilm
+    from .minilm import MODEL_NAME, REVISIONS
+    from .paraphrase import MODEL_NAME as L3
+    from .paraphrase import REVISION as L3_REV
 
     return {(MODEL_NAME, REVISIONS["torch"]): lambda: minilm("torch"),
             (MODEL_NAME, REVISIONS["onnx"]): lambda: minilm("onnx"),
@@ -26,8 +29,8 @@ def _factories() -> dict[tuple[str, str], Callable[[], Any]]:
 
 def known_specs() -> list[ModelSpec]:
     """The specs :func:`embedder_for` can build an embedder for."""
-    from ..embed.minilm import dense_spec
-    from ..embed.paraphrase import spec
+    from .minilm import dense_spec
+    from .paraphrase import spec
 
     return [dense_spec("torch"), dense_spec("onnx"), spec()]
 
