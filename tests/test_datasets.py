@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 
 from polyvec.errors import (
     CorruptFile,
@@ -264,10 +265,7 @@ def test_debian_minilm_fixture():
 
 
 def test_debian_minilm_fixture_matches_shared_rows():
-    try:
-        shared = debian_minilm_folder()
-    except DatasetUnavailable:
-        pytest.skip("shared debian-minilm data not present")
+    shared = shared_data("debian-minilm", "base_f16.npy")
     rows = json.loads((FIX / "debian-minilm" / "source_rows.json").read_text())
     fixture = np.load(FIX / "debian-minilm" / "base_f16.npy")
     full = np.load(shared / "base_f16.npy", mmap_mode="r")
@@ -283,10 +281,13 @@ def test_debian_minilm_folder_lookup(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def minilm() -> Dataset:
-    try:
-        return load_debian_minilm()
-    except DatasetUnavailable as e:
-        pytest.skip(f"shared debian-minilm data not present: {e}")
+    return load_debian_minilm(shared_data("debian-minilm"))
+
+
+def test_debian_minilm_default_folder_is_the_shared_one_beside_the_checkout(monkeypatch):
+    monkeypatch.delenv("POLYVEC_DATA", raising=False)
+    folder = shared_data("debian-minilm", "docs.jsonl")
+    assert debian_minilm_folder().resolve() == folder.resolve()
 
 
 def test_debian_minilm_full(minilm):
@@ -302,10 +303,7 @@ def test_debian_minilm_full(minilm):
 
 
 def test_debian_minilm_mv_subset():
-    try:
-        ds = load_debian_minilm(mv_subset=True)
-    except DatasetUnavailable as e:
-        pytest.skip(f"shared debian-minilm data not present: {e}")
+    ds = load_debian_minilm(shared_data("debian-minilm"), mv_subset=True)
     assert len(ds.corpus) == 10000 and len(ds.queries) == 1000 and len(ds.qrels) == 1000
     ids = [d["id"] for d in ds.corpus]
     assert ids == sorted(ids, key=int) and ds.queries[-1]["id"] == "999"
