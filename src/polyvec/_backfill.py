@@ -41,6 +41,7 @@ import numpy as np
 from . import _validate as v
 from ._live import isin_sorted
 from ._models import ModelsMixin
+from .engine import hooks
 from .errors import DimensionMismatch, InvalidArgument, ModelMismatch
 from .spec import CollectionSchema, Dense, ModelSpec
 from .storage import upgrade as store
@@ -218,6 +219,7 @@ class BackfillMixin(ModelsMixin):
                 if cur is None or cur["model"] != model or cur["done_upto"] != state["done_upto"]:
                     raise InvalidArgument(f"field {name!r}: the backfill moved under us (another "
                                           "backfill of this field is running?)")
+                hooks.point("backfill.before_write")
                 store.put_shadow(self._catalog, name, model,
                                  ((r.seq, np.ascontiguousarray(x, "<f4").tobytes())
                                   for r, x in zip(rows, vecs, strict=True)))
@@ -228,11 +230,13 @@ class BackfillMixin(ModelsMixin):
             self._meta = {**self._meta, "backfill": runs}
             if hasattr(self, "_shadows"):
                 self._shadows.pop((name, model), None)
+        hooks.point("backfill.batch_committed")
         return dict(cur)
 
     def _switch(self, name: str, model: str, spec: ModelSpec, emb: Any, text_key: str,
                 texts: Mapping[Any, str] | None, size: int) -> int:
         """Migrate what is left under the write lock, then swap the field in one commit."""
+        hooks.point("backfill.before_switch")
         with self._mutex, self._lock:
             self._refresh()
             # items written after the last batch
@@ -266,6 +270,7 @@ class BackfillMixin(ModelsMixin):
                 seqs = arrays["seqs"]
                 seg_name = f"seg-{int(seqs[0]):012d}-{int(seqs[-1]):012d}-{token_hex(4)}"
                 manifest = write_segment(folder, seg_name, arrays)
+                hooks.point("segments.written")
                 new_rows.append(SegmentRow(seg_name, len(seqs), int(seqs[0]), int(seqs[-1]),
                                            manifest))
             old = list(self._segments)
@@ -282,6 +287,8 @@ class BackfillMixin(ModelsMixin):
                 store.drop_shadow(self._catalog, name)
                 self._catalog.set_meta({"schema": schema.to_dict(), "models": models,
                                         "backfill": runs})
+                hooks.point("segments.before_commit")
+            hooks.point("segments.before_remove")
             for seg in old:
                 shutil.rmtree(folder / seg.row.name, ignore_errors=True)
                 for idx_folder, _ in seg.indexes.values():

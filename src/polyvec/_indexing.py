@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _validate as v
+from .engine import hooks
 from .errors import InvalidArgument
 from .factory import format_index, parse_index
 from .index_spec import IndexSpec
@@ -96,6 +97,7 @@ class IndexingMixin:
             with self._catalog.transaction():
                 self._catalog.set_meta({"indexes": self._index_specs})
                 self._catalog.put_indexes(rows, drop_field=name)
+                hooks.point("index.before_commit")
             self._version = self._catalog.data_version()
             for _, seg, idx in built:
                 seg.indexes[name] = idx
@@ -124,6 +126,7 @@ class IndexingMixin:
             calibrate(idx, x, queries=samples)
             folder = f"{seg.row.name}.{field}.{token_hex(4)}"
             manifest = write_segment(self._index_dir(), folder, idx.to_arrays())
+            hooks.point("index.written")
             out.append((IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)))
         return out
 
@@ -134,6 +137,7 @@ class IndexingMixin:
             return
         with self._catalog.transaction():
             self._catalog.put_indexes([r for r, _, _ in built])
+            hooks.point("index.before_commit")
         self._version = self._catalog.data_version()
         for row, seg, idx in built:
             seg.indexes[row.field] = idx

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._indexing import INDEXES, IndexingMixin
+from .engine import hooks
 from .errors import CorruptFile, InvalidArgument
 from .factory import format_multi_index, parse_multi_index
 from .index_spec import MultiIndexSpec
@@ -84,6 +85,7 @@ class MultiIndexingMixin(IndexingMixin):
             with self._catalog.transaction():
                 self._catalog.set_meta({MV_META: self._mv_specs})
                 self._catalog.put_indexes([r for r, _, _ in built], drop_field=name)
+                hooks.point("index.before_commit")
             self._version = self._catalog.data_version()
             for _, seg, idx in built:
                 seg.indexes[name] = idx
@@ -102,6 +104,7 @@ class MultiIndexingMixin(IndexingMixin):
             idx = build_multi_index(ts.tokens, ts.offsets, spec)
             folder = f"{seg.row.name}.{field}.{token_hex(4)}"
             manifest = _write_folder(self._index_dir(), folder, idx.save)
+            hooks.point("index.written")
             out.append((IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)))
         return out
 
@@ -112,6 +115,7 @@ class MultiIndexingMixin(IndexingMixin):
             return
         with self._catalog.transaction():
             self._catalog.put_indexes([r for r, _, _ in built])
+            hooks.point("index.before_commit")
         self._version = self._catalog.data_version()
         for row, seg, idx in built:
             seg.indexes[row.field] = idx

@@ -27,6 +27,7 @@ from ._kernels import TopK
 from ._live import LiveTable, isin_sorted
 from ._mv_indexing import MultiIndexingMixin
 from ._text import TextMixin
+from .engine import hooks
 from .errors import CorruptFile, DuplicateId, InvalidArgument, Locked, UnknownField
 from .filters import MatchAll, compile_filter, parse_filter, to_sql
 from .index import QueryParams, scan_dense
@@ -345,6 +346,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
         else:
             with self._catalog.transaction():
                 self._catalog.register_segments([], [], int(g0.seqs.view[-1]))
+                hooks.point("segments.before_commit")
             self._version = self._catalog.data_version()
         self._growing = {n: GrowingField(s, v.storage_dtype(s)) for n, s in self._fields.items()}
         self._catalog.reclaim()
@@ -358,14 +360,18 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             seqs = arrays["seqs"]
             name = f"seg-{int(seqs[0]):012d}-{int(seqs[-1]):012d}-{token_hex(4)}"
             manifest = write_segment(folder, name, arrays)
+            hooks.point("segments.written")
             rows.append(SegmentRow(name, len(seqs), int(seqs[0]), int(seqs[-1]), manifest))
         with self._catalog.transaction():
             self._catalog.register_segments(rows, remove, drop_upto)
+            hooks.point("segments.before_commit")
         self._version = self._catalog.data_version()
         gone = set(remove)
         kept = [s for s in self._segments if s.row.name not in gone]
         self._segments = sorted(kept + [self._open_segment(r) for r in rows],
                                 key=lambda s: s.row.min_seq)
+        if remove:
+            hooks.point("segments.before_remove")
         for name in remove:
             shutil.rmtree(folder / name, ignore_errors=True)
 
@@ -392,6 +398,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
                     outputs.append(self._merge_rows(pending))
                     pending, size = [], 0
             self._commit_segments(outputs, remove=[s.row.name for s in old], drop_upto=None)
+            hooks.point("compact.before_index_remove")
             for seg in old:
                 for folder, _ in seg.indexes.values():
                     shutil.rmtree(self.path / INDEXES / folder, ignore_errors=True)
