@@ -44,6 +44,7 @@ from polyvec.eval.datasets import (
 )
 
 FIX = Path(__file__).parent / "fixtures" / "datasets"
+NEEDS_H5PY = "needs h5py: pip install 'polyvec[eval]'"
 HDF5 = FIX / "fashion-mnist-200-10-euclidean.hdf5"
 
 
@@ -187,7 +188,7 @@ def test_beir_errors(tmp_path):
 
 
 def test_ann_hdf5_fixture():
-    pytest.importorskip("h5py")
+    pytest.importorskip("h5py", reason=NEEDS_H5PY)
     ds = load_ann_hdf5(HDF5)
     assert ds.base.shape == (200, 784) and ds.query_vectors.shape == (10, 784)
     assert ds.base.dtype == np.float32 and ds.metric == "l2"
@@ -200,7 +201,7 @@ def test_ann_hdf5_fixture():
 
 
 def test_ann_hdf5_angular_and_unsupported(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    h5py = pytest.importorskip("h5py", reason=NEEDS_H5PY)
     src = load_ann_hdf5(HDF5)
     for distance, metric in (("angular", "cosine"), ("jaccard", None)):
         path = tmp_path / f"x-{distance}.hdf5"
@@ -316,7 +317,7 @@ def test_debian_minilm_mv_subset():
 
 
 def test_read_idx_roundtrip_and_corrupt(tmp_path):
-    pytest.importorskip("h5py")
+    pytest.importorskip("h5py", reason=NEEDS_H5PY)
     images = load_ann_hdf5(HDF5).query_vectors.astype(np.uint8).reshape(10, 28, 28)
     head = bytes([0, 0, 0x08, 3]) + np.array(images.shape, ">u4").tobytes()
     (tmp_path / "x-idx3-ubyte.gz").write_bytes(gzip.compress(head + images.tobytes()))

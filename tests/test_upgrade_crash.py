@@ -77,7 +77,7 @@ def test_backfill_survives_sigkill_and_searches_never_fail(tmp_path: Path) -> No
         words = texts()
         fresh = emb.embed_documents(words)
     except (MissingExtra, ImportError) as e:
-        pytest.skip(f"needs the L3 ONNX model: {e}")
+        pytest.skip(f"needs the L3 ONNX model (the [models] extra): {e}")
     rot = np.linalg.qr(np.random.default_rng(0).standard_normal((384, 384)))[0]
     old = normalize(fresh @ rot.T).astype(np.float32)
     db_path = tmp_path / "db"
