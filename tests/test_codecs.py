@@ -9,13 +9,12 @@ this set (figures in the comments) and sit a few points under them.
 from __future__ import annotations
 
 import doctest
-import os
-from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 import pytest
+from conftest import shared_data
 
 import polyvec.codecs as codecs_pkg
 from polyvec._kernels import hamming
@@ -65,18 +64,9 @@ TRANSFORM_FLOORS = [
 ]
 
 
-def _data_folder() -> Path:
-    env = os.environ.get("POLYVEC_DATA")
-    if env:
-        return Path(env) / "debian-minilm"
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "debian-minilm"
-
-
 @pytest.fixture(scope="module")
 def data() -> dict[str, np.ndarray]:
-    folder = _data_folder()
-    if not (folder / "base_f16.npy").is_file():
-        pytest.skip(f"debian-minilm vectors not found in {folder}")
+    folder = shared_data("debian-minilm", "base_f16.npy", "queries_f16.npy")
     x = np.load(folder / "base_f16.npy", mmap_mode="r")[:N_DOCS].astype(np.float32)
     q = np.load(folder / "queries_f16.npy", mmap_mode="r").astype(np.float32)
     q_eval = q[1000:1200]

@@ -6,21 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 
 import polyvec as pv
 from polyvec.errors import CorruptFile, InvalidArgument
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "debian-minilm"
-pytestmark = pytest.mark.skipif(not (DATA / "base_f16.npy").exists(),
-                                reason="needs ../shared/data/debian-minilm")
 N, SEG = 6_000, 2_500
 FLOOR = 0.90  # mean recall@10 vs exact at target_recall=0.95 on held-out real queries
 
 
 @pytest.fixture(scope="module")
-def data():
-    base = np.load(DATA / "base_f16.npy")[:N].astype(np.float32)
-    queries = np.load(DATA / "queries_f16.npy").astype(np.float32)
+def folder():
+    return shared_data("debian-minilm", "base_f16.npy", "queries_f16.npy")
+
+
+@pytest.fixture(scope="module")
+def data(folder):
+    base = np.load(folder / "base_f16.npy")[:N].astype(np.float32)
+    queries = np.load(folder / "queries_f16.npy").astype(np.float32)
     return base, queries[:200], queries[200:400]
 
 
@@ -108,10 +111,10 @@ def test_corrupt_index_file_raises_and_bad_specs_are_rejected(tmp_path, data) ->
     assert Path(e.value.filename) == target
 
 
-def test_target_recall_is_met_within_0_02_on_held_out_queries(tmp_path) -> None:
+def test_target_recall_is_met_within_0_02_on_held_out_queries(tmp_path, folder) -> None:
     """The acceptance bar: achieved mean recall@10 within 0.02 of each requested target."""
-    base = np.load(DATA / "base_f16.npy")[:20_000].astype(np.float32)
-    queries = np.load(DATA / "queries_f16.npy").astype(np.float32)
+    base = np.load(folder / "base_f16.npy")[:20_000].astype(np.float32)
+    queries = np.load(folder / "queries_f16.npy").astype(np.float32)
     coll = pv.connect(tmp_path).create_collection("c", {"v": pv.Dense(384)},
                                                   segment_rows=10_000)
     for lo in range(0, 20_000, 5_000):

@@ -4,11 +4,14 @@ A child process (``tests/helpers/crash_writer.py``) writes a deterministic strea
 (add / upsert / delete of 1-20 items, occasional flush and compact; ``segment_rows=30`` so
 seals are frequent) and prints ``S i`` before and ``A i`` after each call. The parent kills it
 with SIGKILL, either a tiny random delay after an ``S i`` line (aimed at flush/compact batches
-half of the time), at a random time after it opened the collection, or while it is still
-starting. Then the parent reopens the collection and checks that it holds exactly the model
-of all acknowledged batches, or that model plus the whole in-flight batch - never a part of a
-batch, never a ``CorruptFile``. The next round resumes the stream on the same folder from the
-first batch not applied; several folders start fresh.
+half of the time), at a random time after it opened the collection, while it is still
+starting, or at one of the engine's named hook points (``polyvec.engine.hooks``) inside a seal
+or a compaction: exactly there (the armed point kills the child) or a few microseconds later.
+Every hook point of the write path must take at least one kill. Then the parent reopens the
+collection and checks that it holds exactly the model of all acknowledged batches, or that
+model plus the whole in-flight batch - never a part of a batch, never a ``CorruptFile``. The
+next round resumes the stream on the same folder from the first batch not applied; several
+folders start fresh.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 import pytest
 
 import polyvec
+from polyvec.engine import hooks
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -39,6 +43,12 @@ import durability_stream as stream  # noqa: E402
 # (seed, kill rounds on that folder): 4 fresh folders, 56 kills in all.
 PLAN = [(11, 14), (22, 14), (33, 14), (44, 14)]
 STOP_AFTER = 250  # a child never writes more than this many batches per round
+# the hook points a seal or compaction passes, with the batch kinds that reach them (seals
+# happen inside adds and upserts too: segment_rows=30)
+POINTS = {"segments.written": ("compact", "flush", "any"),
+          "segments.before_commit": ("compact", "flush", "any"),
+          "segments.before_remove": ("compact",),
+          "compact.before_index_remove": ("compact",)}
 
 Model = dict[Any, tuple[dict[str, Any], np.ndarray, np.ndarray]]
 
@@ -50,13 +60,15 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def plan_kill(rng: random.Random, st: stream.Stream, durations: dict[str, float]
-              ) -> tuple[str, int | None, float, str | None]:
-    """(mode, target batch, delay in s, probe) for one round; ``st`` is at the child's first
-    batch.
+def plan_kill(rng: random.Random, st: stream.Stream, durations: dict[str, float],
+              next_point: str) -> tuple[str, int | None, float, str | None]:
+    """(mode, target batch, delay in s, hook point) for one round; ``st`` is at the child's
+    first batch.
 
     ``durations`` holds the last measured duration of each kind of call, so a kill aimed at a
-    call lands anywhere inside it (a compaction takes much longer than an add).
+    call lands anywhere inside it (a compaction takes much longer than an add). A round aimed
+    at a hook point takes ``next_point`` (mode "fault": the point kills the child; "probe":
+    the parent kills it shortly after the point).
     """
     u = rng.random()
     if u < 0.1:
@@ -64,9 +76,9 @@ def plan_kill(rng: random.Random, st: stream.Stream, durations: dict[str, float]
     if u < 0.25:
         return "timer", None, rng.uniform(0.0, 0.3), None  # seconds after the child said "R"
     ahead = st.copy()
-    if u < 0.55:  # kill at a probe point of a compaction or a flush, or a seal inside an add
-        target_op = rng.choice(["compact", "compact", "flush", "any"])
-        probe = rng.choice(["written", "register", "register", "rmtree"])
+    if u < 0.55:  # kill at a hook point of a compaction or a flush, or a seal inside an add
+        probe: str | None = next_point
+        target_op = rng.choice(POINTS[next_point])
     else:
         target_op = rng.choice(["compact", "flush", "any", "any"])
         probe = None
@@ -80,6 +92,8 @@ def plan_kill(rng: random.Random, st: stream.Stream, durations: dict[str, float]
     else:
         delay = 10 ** rng.uniform(-4.5, -1.3)  # 30 us .. 50 ms
     if probe is not None:
+        if rng.random() < 0.5:
+            return "fault", b.index, 0.0, probe
         return "probe", b.index, 10 ** rng.uniform(-5, -2.5), probe  # 10 us .. 3 ms after it
     return "after-start", b.index, delay, None
 
@@ -87,11 +101,13 @@ def plan_kill(rng: random.Random, st: stream.Stream, durations: dict[str, float]
 def run_child(folder: Path, seed: int, start: int, mode: str, target: int | None,
               delay: float, probe: str | None) -> tuple[list[str], int, str, str]:
     """Run the writer until killed; return its stdout lines, exit status, stderr and where
-    the kill was aimed ("probe <name>" when a probe line triggered it)."""
+    the kill was aimed ("point <name>" when it landed at a hook point)."""
     errfile = folder.parent / f"{folder.name}.stderr"
+    args = [str(folder), str(seed), str(start), str(start + STOP_AFTER)]
+    if probe is not None:
+        args += [probe, str(target), mode]
     with open(errfile, "w+") as err, subprocess.Popen(
-            [sys.executable, str(WRITER), str(folder), str(seed), str(start),
-             str(start + STOP_AFTER)],
+            [sys.executable, str(WRITER), *args],
             stdout=subprocess.PIPE, stderr=err, text=True, env=child_env()) as proc:
         assert proc.stdout is not None
 
@@ -122,15 +138,16 @@ def run_child(folder: Path, seed: int, start: int, mode: str, target: int | None
                 if mode == "timer" and line == "R":
                     timer = threading.Timer(delay, kill)
                     timer.start()
-                elif mode in ("after-start", "probe") and line == f"S {target}":
+                elif mode in ("after-start", "probe", "fault") and line == f"S {target}":
                     if mode == "after-start":
                         kill_after(delay)
                         killed = True
                     armed = True
                 elif armed and line == f"P {probe}":
-                    kill_after(delay)
-                    killed = True
-                    aimed = f"probe {probe}"
+                    if mode == "probe":
+                        kill_after(delay)
+                    killed = True  # in mode "fault" the child killed itself at the point
+                    aimed = f"point {probe}"
                 elif armed and line.startswith(f"A {target} "):
                     kill()  # the target batch never reached the probe: kill between batches
                     killed = True
@@ -188,11 +205,14 @@ def apply_batches(model: Model, st: stream.Stream, stop: int
 @pytest.mark.slow
 def test_sigkill_writer_never_loses_acknowledged_batches_or_exposes_partial_ones(
         tmp_path: Path) -> None:
+    assert set(POINTS) <= set(hooks.POINTS), "a hook point was renamed: update POINTS"
     t0 = time.monotonic()
     kills = 0
     phases: Counter[str] = Counter()  # what the child was doing when it was killed
     outcomes: Counter[str] = Counter()
-    probes: Counter[str] = Counter()  # kills right after a probe point: "<op>@<probe>"
+    probes: Counter[str] = Counter()  # kills at a hook point: "<op>@<point>"
+    at_point: Counter[str] = Counter()  # kills at each hook point, by mode
+    points = list(POINTS)  # the next point to aim at first; it rotates once a kill lands there
     for seed, rounds in PLAN:
         folder = tmp_path / f"db-{seed}"
         stream.create_collection(str(folder))
@@ -202,7 +222,7 @@ def test_sigkill_writer_never_loses_acknowledged_batches_or_exposes_partial_ones
         durations: dict[str, float] = {}
         for rnd in range(rounds):
             applied = st.next
-            mode, target, delay, probe = plan_kill(rng, st, durations)
+            mode, target, delay, probe = plan_kill(rng, st, durations, points[0])
             lines, rc, err, aimed = run_child(folder, seed, applied, mode, target, delay, probe)
             assert rc in (0, -signal.SIGKILL), (
                 f"writer failed (seed {seed}, round {rnd}, rc {rc}):\n{err}")
@@ -225,8 +245,10 @@ def test_sigkill_writer_never_loses_acknowledged_batches_or_exposes_partial_ones
             if rc != 0:
                 phase = in_flight_op or ("before-open" if "R" not in lines else "between")
                 phases[phase] += 1
-                if aimed.startswith("probe") and in_flight_op is not None:
-                    probes[f"{in_flight_op}@{aimed[6:]}"] += 1
+                if aimed.startswith("point ") and in_flight_op is not None:
+                    probes[f"{in_flight_op}@{probe}"] += 1
+                    at_point[f"{probe} ({mode})"] += 1
+                    points = points[1:] + points[:1]
             db = polyvec.connect(folder)
             try:
                 coll = db.get_collection(stream.COLLECTION)  # must not raise CorruptFile
@@ -257,11 +279,13 @@ def test_sigkill_writer_never_loses_acknowledged_batches_or_exposes_partial_ones
                 db.close()
     elapsed = time.monotonic() - t0
     print(f"\n{kills} kills in {elapsed:.1f} s; killed during: {dict(phases)}; "
-          f"at probes: {dict(probes)}; reopened state: {dict(outcomes)}")
+          f"at hook points: {dict(probes)} {dict(at_point)}; reopened state: {dict(outcomes)}")
     assert kills >= 50
     # the kills did land in different phases
     assert phases["flush"] + phases["compact"] >= 3, phases
     assert phases["add"] + phases["upsert"] + phases["delete"] >= 10, phases
-    # ... including inside compactions at the probe points (if this fails after a refactor of
-    # polyvec's internals, update install_probes in tests/helpers/crash_writer.py)
+    # ... including inside compactions at the hook points, and at every hook point of the write
+    # path (a point the engine stopped calling fails here and in tests/test_hooks.py)
     assert sum(n for k, n in probes.items() if k.startswith("compact@")) >= 3, probes
+    for point in POINTS:
+        assert at_point[f"{point} (fault)"] + at_point[f"{point} (probe)"] >= 1, (point, at_point)

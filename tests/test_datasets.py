@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 
 from polyvec.errors import (
     CorruptFile,
@@ -43,6 +44,7 @@ from polyvec.eval.datasets import (
 )
 
 FIX = Path(__file__).parent / "fixtures" / "datasets"
+NEEDS_H5PY = "needs h5py: pip install 'polyvec[eval]'"
 HDF5 = FIX / "fashion-mnist-200-10-euclidean.hdf5"
 
 
@@ -186,7 +188,7 @@ def test_beir_errors(tmp_path):
 
 
 def test_ann_hdf5_fixture():
-    pytest.importorskip("h5py")
+    pytest.importorskip("h5py", reason=NEEDS_H5PY)
     ds = load_ann_hdf5(HDF5)
     assert ds.base.shape == (200, 784) and ds.query_vectors.shape == (10, 784)
     assert ds.base.dtype == np.float32 and ds.metric == "l2"
@@ -199,7 +201,7 @@ def test_ann_hdf5_fixture():
 
 
 def test_ann_hdf5_angular_and_unsupported(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    h5py = pytest.importorskip("h5py", reason=NEEDS_H5PY)
     src = load_ann_hdf5(HDF5)
     for distance, metric in (("angular", "cosine"), ("jaccard", None)):
         path = tmp_path / f"x-{distance}.hdf5"
@@ -264,10 +266,7 @@ def test_debian_minilm_fixture():
 
 
 def test_debian_minilm_fixture_matches_shared_rows():
-    try:
-        shared = debian_minilm_folder()
-    except DatasetUnavailable:
-        pytest.skip("shared debian-minilm data not present")
+    shared = shared_data("debian-minilm", "base_f16.npy")
     rows = json.loads((FIX / "debian-minilm" / "source_rows.json").read_text())
     fixture = np.load(FIX / "debian-minilm" / "base_f16.npy")
     full = np.load(shared / "base_f16.npy", mmap_mode="r")
@@ -283,10 +282,13 @@ def test_debian_minilm_folder_lookup(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def minilm() -> Dataset:
-    try:
-        return load_debian_minilm()
-    except DatasetUnavailable as e:
-        pytest.skip(f"shared debian-minilm data not present: {e}")
+    return load_debian_minilm(shared_data("debian-minilm"))
+
+
+def test_debian_minilm_default_folder_is_the_shared_one_beside_the_checkout(monkeypatch):
+    monkeypatch.delenv("POLYVEC_DATA", raising=False)
+    folder = shared_data("debian-minilm", "docs.jsonl")
+    assert debian_minilm_folder().resolve() == folder.resolve()
 
 
 def test_debian_minilm_full(minilm):
@@ -302,10 +304,7 @@ def test_debian_minilm_full(minilm):
 
 
 def test_debian_minilm_mv_subset():
-    try:
-        ds = load_debian_minilm(mv_subset=True)
-    except DatasetUnavailable as e:
-        pytest.skip(f"shared debian-minilm data not present: {e}")
+    ds = load_debian_minilm(shared_data("debian-minilm"), mv_subset=True)
     assert len(ds.corpus) == 10000 and len(ds.queries) == 1000 and len(ds.qrels) == 1000
     ids = [d["id"] for d in ds.corpus]
     assert ids == sorted(ids, key=int) and ds.queries[-1]["id"] == "999"
@@ -318,7 +317,7 @@ def test_debian_minilm_mv_subset():
 
 
 def test_read_idx_roundtrip_and_corrupt(tmp_path):
-    pytest.importorskip("h5py")
+    pytest.importorskip("h5py", reason=NEEDS_H5PY)
     images = load_ann_hdf5(HDF5).query_vectors.astype(np.uint8).reshape(10, 28, 28)
     head = bytes([0, 0, 0x08, 3]) + np.array(images.shape, ">u4").tobytes()
     (tmp_path / "x-idx3-ubyte.gz").write_bytes(gzip.compress(head + images.tobytes()))

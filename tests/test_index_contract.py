@@ -3,10 +3,9 @@ persistence round trips and recall calibration, on real MiniLM embeddings."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import shared_data
 
 from polyvec.errors import CorruptFile, InvalidArgument
 from polyvec.factory import parse_index
@@ -14,7 +13,6 @@ from polyvec.index.base import QueryParams, exact_topk
 from polyvec.index.build import build_index, load_index
 from polyvec.index.calibrate import calibrate
 
-DATA = Path("/work/shared/data/debian-minilm")
 N, NQ, K = 5000, 200, 10
 
 # (spec, metric) -> declared recall@10 floor at default query params (ef=64, nprobe=8,
@@ -45,10 +43,9 @@ COMPRESSED = ("SQ8", "PQ", "Binary", "Proj", "Prefix", "F16")
 
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray]:
-    if not (DATA / "base_f16.npy").exists() or not (DATA / "queries_f16.npy").exists():
-        pytest.skip("debian-minilm embeddings not available")
-    base = np.load(DATA / "base_f16.npy", mmap_mode="r")[:N].astype(np.float32)
-    queries = np.load(DATA / "queries_f16.npy", mmap_mode="r")[:3 * NQ].astype(np.float32)
+    folder = shared_data("debian-minilm", "base_f16.npy", "queries_f16.npy")
+    base = np.load(folder / "base_f16.npy", mmap_mode="r")[:N].astype(np.float32)
+    queries = np.load(folder / "queries_f16.npy", mmap_mode="r")[:3 * NQ].astype(np.float32)
     return base, queries
 
 

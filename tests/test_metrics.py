@@ -143,7 +143,8 @@ def test_recall_rejects_row_mismatch_and_float_ids():
 
 
 needs_ir_measures = pytest.mark.skipif(
-    importlib.util.find_spec("ir_measures") is None, reason="ir-measures not installed"
+    importlib.util.find_spec("ir_measures") is None,
+    reason="needs ir-measures: pip install 'polyvec[eval]'"
 )
 
 LOG2_3 = math.log2(3)

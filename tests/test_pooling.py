@@ -41,7 +41,9 @@ def test_factor_two_halves_the_tokens(docs: list[np.ndarray]) -> None:
 def test_clusters_are_ward_means(docs: list[np.ndarray]) -> None:
     """Each pooled vector is the normalized mean of one Ward cluster (checked against an
     independent Ward: scipy's, whose merge order is the same on these data)."""
-    hierarchy = pytest.importorskip("scipy.cluster.hierarchy")
+    hierarchy = pytest.importorskip(
+        "scipy.cluster.hierarchy",
+        reason="needs scipy, the reference Ward (installed by the [models] or [eval] extra)")
     for d in docs[:15]:
         rest = d[1:].astype(np.float64)
         m = pooled_count(len(d), 2) - 1

@@ -10,12 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from polyvec.errors import InvalidArgument
+from polyvec.errors import InvalidArgument, MissingExtra
 from polyvec.eval.report import PlotSpec, markdown_table, to_jsonable, write_report
+from polyvec.models.report import CompatReport
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 needs_matplotlib = pytest.mark.skipif(
-    importlib.util.find_spec("matplotlib") is None, reason="matplotlib not installed"
+    importlib.util.find_spec("matplotlib") is None,
+    reason="needs matplotlib: pip install 'polyvec[eval]'"
 )
 
 ROWS = [
@@ -116,6 +118,17 @@ def test_without_matplotlib_writes_json_and_markdown_and_says_so(tmp_path, monke
     assert len(files.notes) == 1 and "pip install 'polyvec[eval]'" in files.notes[0]
     assert "plots not drawn" in files.markdown.read_text()
     assert json.loads(files.json.read_text())["notes"] == list(files.notes)
+
+
+def test_compat_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
+    """The model-upgrade report imports matplotlib only to plot, and says what to install."""
+    for mod in ("matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, mod, None)  # makes the lazy import fail
+    rep = CompatReport("emb", "v2", "v1", 10, 1)
+    with pytest.raises(MissingExtra, match=r"pip install 'polyvec\[eval\]'"):
+        rep.plot(tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
+    assert "| method |" in rep.to_markdown()  # the rest of the report needs no extra
 
 
 def test_bad_names_and_columns(tmp_path):

@@ -1,10 +1,13 @@
 """Child process of tests/test_upgrade_crash.py: runs (or resumes) a backfill until killed.
 
-Usage: ``backfill_worker.py DB LOG BATCH``. Prints ``R`` once the collection is open, ``P`` just
-before a batch's shadow vectors are written (inside its transaction), ``B`` after each batch
-committed, ``W`` when the switch starts and ``DONE`` at the end (each line flushed at once).
-Every text the new model embeds is appended to LOG first, so the parent can count re-embedded
-items.
+Usage: ``backfill_worker.py DB LOG BATCH [POINT@N]``. Prints ``R`` once the collection is open,
+then at the engine's hook points (``polyvec.engine.hooks``) ``P`` just before a batch's shadow
+vectors are written (inside its transaction: ``backfill.before_write``), ``B`` after each batch
+committed (``backfill.batch_committed``), ``W`` when the switch starts
+(``backfill.before_switch``), and ``DONE`` at the end (each line flushed at once). With
+``POINT@N`` the N-th hit of that point prints its letter and kills this process with SIGKILL
+(the hits before it print nothing). Every text the new model embeds is appended to LOG first,
+so the parent can count re-embedded items.
 """
 
 from __future__ import annotations
@@ -35,31 +38,30 @@ class Logged:
         return self.inner.embed_documents(texts, **kw)
 
 
+TAGS = {"backfill.before_write": "P", "backfill.batch_committed": "B",
+        "backfill.before_switch": "W"}
+
+
 def main() -> None:
     db_path, log, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    fault, _, at = (sys.argv[4] if len(sys.argv) > 4 else "").partition("@")
     import polyvec
-    from polyvec.engine.upgrade import backfill as _backfill
-    from polyvec.storage import upgrade
+    from polyvec.engine import hooks
 
-    put, step, switch = upgrade.put_shadow, _backfill.Backfill._batch, \
-        _backfill.Backfill._switch
+    for point, tag in TAGS.items():
+        def say(name: str, tag: str = tag) -> None:
+            emit(tag)
 
-    def putting(*a: Any, **k: Any) -> Any:
-        emit("P")
-        return put(*a, **k)
+        def say_and_die(name: str, tag: str = tag) -> None:
+            emit(tag)
+            hooks.kill(name)
 
-    def batching(*a: Any, **k: Any) -> Any:
-        out = step(*a, **k)
-        emit("B")
-        return out
-
-    def switching(*a: Any, **k: Any) -> Any:
-        emit("W")
-        return switch(*a, **k)
-
-    upgrade.put_shadow = putting  # type: ignore[assignment]
-    _backfill.Backfill._batch = batching  # type: ignore[method-assign]
-    _backfill.Backfill._switch = switching  # type: ignore[method-assign]
+        if point == fault:
+            hooks.arm(point, say_and_die, at=int(at or 1))
+        else:
+            hooks.arm(point, say)
+    if fault and fault not in TAGS:
+        hooks.arm(fault, hooks.kill, at=int(at or 1))  # fails on a name the engine lacks
     coll = polyvec.connect(db_path).get_collection("c")
     emb = Logged(log)
     coll.register_model("emb", emb, name="v2")

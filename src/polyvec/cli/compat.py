@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import MissingExtra
 from .io import CliError
 from .output import emit_json
 
@@ -61,12 +62,16 @@ def run_compat(args: argparse.Namespace) -> int:
                                         text_key=args.text_key)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"compat-{args.name}-{args.field}-{args.new}-{args.old}"
+    written = [f"{stem}.json", f"{stem}.md"]
+    try:
+        written.append(str(rep.plot(stem.with_suffix(".png"))))
+    except MissingExtra as e:  # matplotlib is the [eval] extra: the report stands without it
+        rep.notes.append(f"plot not drawn: {e}")
     stem.with_suffix(".json").write_text(json.dumps(rep.to_dict(), indent=2) + "\n")
     stem.with_suffix(".md").write_text(rep.to_markdown())
-    rep.plot(stem.with_suffix(".png"))
     if args.json:
         emit_json(rep.to_dict())
     else:
         print(rep.to_markdown())
-        print(f"written: {stem}.json, {stem}.md, {stem}.png")
+        print(f"written: {', '.join(written)}")
     return 0

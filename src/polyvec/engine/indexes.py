@@ -33,6 +33,7 @@ from ..spec import FieldSpec
 from ..storage import open_segment, write_segment
 from ..storage.catalog import IndexRow
 from ..storage.segment import file_crc32, fsync_dir
+from . import hooks
 
 if TYPE_CHECKING:
     from ..index import QueryParams, VectorIndex
@@ -264,6 +265,7 @@ class IndexManager:
             with st.catalog.transaction():
                 st.catalog.set_meta({engine.meta_key: self.specs[engine.family]})
                 st.catalog.put_indexes(rows, drop_field=name)
+                hooks.point("index.before_commit")
             st.version = st.catalog.data_version()
             for _, seg, idx in built:
                 seg.with_index(name, idx)
@@ -286,6 +288,7 @@ class IndexManager:
             idx = engine.build(seg.fields[field], spec, fspec, samples)
             folder = f"{seg.row.name}.{field}.{token_hex(4)}"
             manifest = engine.save(self.index_dir(), folder, idx)
+            hooks.point("index.written")
             out.append((IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)))
         return out
 
@@ -298,6 +301,7 @@ class IndexManager:
             return
         with st.catalog.transaction():
             st.catalog.put_indexes([r for r, _, _ in built])
+            hooks.point("index.before_commit")
         st.version = st.catalog.data_version()
         for row, seg, idx in built:
             seg.with_index(row.field, idx)

@@ -28,6 +28,7 @@ from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
 from ..storage.catalog import Changes, Cursor, SegmentRow
 from ..storage.growing import ChunkRow, GrowingLog
+from . import hooks
 from .indexes import INDEXES, IndexManager, index_orphans
 from .snapshot import Segment, Snapshot
 
@@ -459,6 +460,7 @@ class SegmentStore:
             with self.catalog.transaction():
                 self.catalog.register_segments([], [], int(g0.seqs.view[-1]))
                 self.cursor = self.catalog.cursor()
+                hooks.point("segments.before_commit")
             self.version = self.catalog.data_version()
             self._reset_growing()
         assert self.cursor is not None
@@ -484,6 +486,7 @@ class SegmentStore:
             seqs = arrays["seqs"]
             name = f"seg-{int(seqs[0]):012d}-{int(seqs[-1]):012d}-{token_hex(4)}"
             manifest = write_segment(folder, name, arrays)
+            hooks.point("segments.written")
             rows.append(SegmentRow(name, len(seqs), int(seqs[0]), int(seqs[-1]), manifest))
         with self.catalog.transaction():
             if register is not None:
@@ -491,6 +494,7 @@ class SegmentStore:
             else:
                 self.catalog.register_segments(rows, remove, drop_upto)
             cursor = self.catalog.cursor()
+            hooks.point("segments.before_commit")
         self.version = self.catalog.data_version()
         self.cursor = cursor
         if reload:
@@ -504,6 +508,8 @@ class SegmentStore:
             if growing_sealed:
                 self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}
             self.publish()
+        if remove:
+            hooks.point("segments.before_remove")
         for name in remove:
             shutil.rmtree(folder / name, ignore_errors=True)
         return rows
@@ -531,6 +537,7 @@ class SegmentStore:
                     outputs.append(self.merge_rows(pending))
                     pending, size = [], 0
             self.commit_segments(outputs, remove=[s.row.name for s in old], drop_upto=None)
+            hooks.point("compact.before_index_remove")
             self.drop_index_folders(old)
             self.indexes.ensure_indexes()
 

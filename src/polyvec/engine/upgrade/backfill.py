@@ -43,6 +43,7 @@ from ...errors import DimensionMismatch, InvalidArgument, ModelMismatch
 from ...spec import CollectionSchema, Dense, ModelSpec
 from ...storage import upgrade as store
 from ...storage.catalog import ItemRow, SegmentRow
+from .. import hooks
 from .models import Models
 
 __all__ = ["Backfill", "BackfillJob"]
@@ -210,6 +211,7 @@ class Backfill(Models):
                 if cur is None or cur["model"] != model or cur["done_upto"] != state["done_upto"]:
                     raise InvalidArgument(f"field {name!r}: the backfill moved under us (another "
                                           "backfill of this field is running?)")
+                hooks.point("backfill.before_write")
                 store.put_shadow(self.store.catalog, name, model,
                                  ((r.seq, np.ascontiguousarray(x, "<f4").tobytes())
                                   for r, x in zip(rows, vecs, strict=True)))
@@ -219,11 +221,13 @@ class Backfill(Models):
                 self.store.catalog.set_meta({"backfill": runs})
             self.store.meta = {**self.store.meta, "backfill": runs}
             self._shadows.pop((name, model), None)
+        hooks.point("backfill.batch_committed")
         return dict(cur)
 
     def _switch(self, name: str, model: str, spec: ModelSpec, emb: Any, text_key: str,
                 texts: Mapping[Any, str] | None, size: int) -> int:
         """Migrate what is left under the write lock, then swap the field in one commit."""
+        hooks.point("backfill.before_switch")
         with self.store.mutex, self.store.lock:
             self.store.refresh()
             # items written after the last batch
