@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _validate as v
+from .engine.merge import before_index
 from .errors import InvalidArgument
 from .factory import format_index, parse_index
 from .index_spec import IndexSpec
@@ -81,6 +82,7 @@ class IndexingMixin:
             samples = np.asarray(checked, dtype=np.float32)
         with self._mutex, self._lock:
             self._refresh()
+            before_index(self, name)  # few, large segments first: one graph per merged segment
             old = [(s, s.indexes.pop(name)) for s in self._segments if name in s.indexes]
             self._index_specs = {**self._index_specs, name: format_index(ispec)}
             rows = []
@@ -108,15 +110,17 @@ class IndexingMixin:
         d.mkdir(exist_ok=True)
         return d
 
-    def _build_missing(self, field: str) -> list[tuple[IndexRow, Any, tuple[str, VectorIndex]]]:
-        """Build (not register) the field's index on every big-enough segment lacking one."""
+    def _build_missing(self, field: str, segments: list[Any] | None = None
+                       ) -> list[tuple[IndexRow, Any, tuple[str, VectorIndex]]]:
+        """Build (not register) the field's index on every big-enough segment lacking one
+        (of ``segments``, default all)."""
         from .index import build_index, calibrate
 
         spec = parse_index(self._index_specs[field])
         metric = self._fields[field].metric
         samples = self._samples.get(field)
         out = []
-        for seg in self._segments:
+        for seg in self._segments if segments is None else segments:
             if field in seg.indexes or seg.row.nrows < MIN_INDEX_ROWS:
                 continue
             x = np.asarray(seg.fields[field], dtype=np.float32)

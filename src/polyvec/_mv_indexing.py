@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._indexing import INDEXES, IndexingMixin
+from .engine.merge import before_index
 from .errors import CorruptFile, InvalidArgument
 from .factory import format_multi_index, parse_multi_index
 from .index_spec import MultiIndexSpec
@@ -78,6 +79,7 @@ class MultiIndexingMixin(IndexingMixin):
             mspec.stack.check_dim(mspec.fde.dim_out(fspec.dim))
         with self._mutex, self._lock:
             self._refresh()
+            before_index(self, name)  # few, large segments first (see engine/merge.py)
             old = [s.indexes.pop(name) for s in self._segments if name in s.indexes]
             self._mv_specs = {**self._mv_specs, name: format_multi_index(mspec)}
             built = self._build_missing_mv(name)
@@ -90,12 +92,13 @@ class MultiIndexingMixin(IndexingMixin):
             for folder, _ in old:
                 shutil.rmtree(self._index_dir() / folder, ignore_errors=True)
 
-    def _build_missing_mv(self, field: str) -> list[tuple[IndexRow, Any, tuple[str, Any]]]:
+    def _build_missing_mv(self, field: str, segments: list[Any] | None = None
+                          ) -> list[tuple[IndexRow, Any, tuple[str, Any]]]:
         from .multivector.planner import EXACT_SEGMENT_ROWS, build_multi_index
 
         spec = parse_multi_index(self._mv_specs[field])
         out = []
-        for seg in self._segments:
+        for seg in self._segments if segments is None else segments:
             if field in seg.indexes or seg.row.nrows < EXACT_SEGMENT_ROWS:
                 continue
             ts: TokenSets = seg.fields[field]

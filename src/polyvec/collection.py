@@ -27,6 +27,7 @@ from ._kernels import TopK
 from ._live import LiveTable, isin_sorted
 from ._mv_indexing import MultiIndexingMixin
 from ._text import TextMixin
+from .engine import merge as _merge
 from .errors import CorruptFile, DuplicateId, InvalidArgument, Locked, UnknownField
 from .filters import MatchAll, compile_filter, parse_filter, to_sql
 from .index import QueryParams, scan_dense
@@ -341,6 +342,7 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
                 arrays |= _field_arrays(name, d.subset(rows) if isinstance(d, TokenSets)
                                         else d[rows])
             self._commit_segments([arrays], remove=[], drop_upto=int(g0.seqs.view[-1]))
+            _merge.after_seal(self)  # tiered merges (their outputs get indexes before commit)
             self._ensure_indexes()
         else:
             with self._catalog.transaction():
@@ -370,31 +372,24 @@ class Collection(TextMixin, MultiIndexingMixin, BackfillMixin):
             shutil.rmtree(folder / name, ignore_errors=True)
 
     def compact(self) -> None:
-        """Seal, then rewrite the sealed segments without deleted rows, merging small ones."""
+        """Seal, then rewrite the segments with deleted rows (and runs of small segments)
+        without them, streaming: memory stays bounded whatever the segments' size."""
         with self._mutex, self._lock:
             self._refresh()
             self._seal()
-            live = self._live.live_seqs()
-            old = self._segments
-            dead = any(not isin_sorted(s.seqs, live).all() for s in old)
-            if not old or (not dead and len(old) == 1):
-                return
-            outputs: list[dict[str, np.ndarray]] = []
-            pending: list[tuple[_Segment, np.ndarray]] = []
-            size = 0
-            for seg in old + [None]:
-                if seg is not None:
-                    rows = np.flatnonzero(isin_sorted(seg.seqs, live))
-                    if len(rows):
-                        pending.append((seg, rows))
-                        size += len(rows)
-                if pending and (seg is None or size >= self._segment_rows):
-                    outputs.append(self._merge_rows(pending))
-                    pending, size = [], 0
-            self._commit_segments(outputs, remove=[s.row.name for s in old], drop_upto=None)
-            for seg in old:
-                for folder, _ in seg.indexes.values():
-                    shutil.rmtree(self.path / INDEXES / folder, ignore_errors=True)
+            _merge.compact(self)
+            self._ensure_indexes()
+
+    def merge(self, *, force: bool = False) -> None:
+        """Merge sealed segments by the tiered merge policy (which also runs after every
+        seal), or with ``force`` into the fewest segments of up to
+        ``MergePolicy.max_segment_rows`` rows (as ``create_index`` does first)."""
+        with self._mutex, self._lock:
+            self._refresh()
+            if force:
+                _merge.before_index(self, None)
+            else:
+                _merge.after_seal(self)
             self._ensure_indexes()
 
     def _merge_rows(self, parts: list[tuple[_Segment, np.ndarray]]) -> dict[str, np.ndarray]:
