@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import token_sets, unit
+from oracle import assert_topk_matches, dense_scores, maxsim
 
 import polyvec as pv
 from polyvec.storage import open_segment, write_segment
 from polyvec.storage.segment import file_crc32
 from polyvec.storage.stream import NpyRows, write_segment_stream
-
-from conftest import token_sets, unit
-from oracle import assert_topk_matches, dense_scores, maxsim
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"

@@ -44,7 +44,7 @@ from ..storage.catalog import SegmentRow
 from ..storage.stream import NpyRows, write_segment_stream
 
 __all__ = ["MergePolicy", "SegmentStat", "plan_merges", "plan_force", "plan_compaction",
-           "run_groups", "after_seal", "before_index", "compact"]
+           "run_groups", "after_seal", "before_index", "compact", "policy_of"]
 
 LEVEL_SPAN = 0.75  # Lucene's LogMergePolicy: one tier spans this many levels below its top
 CHUNK_BYTES = 8 << 20  # rows copied per step of a merge: about this many bytes of vectors
@@ -223,8 +223,15 @@ def stats_of(coll: Any) -> list[SegmentStat]:
             for s in coll._segments]
 
 
-def after_seal(coll: Any, policy: MergePolicy = DEFAULT_POLICY) -> bool:
+def policy_of(coll: Any) -> MergePolicy:
+    """The collection's policy: its ``_merge_policy`` attribute if set, else the default."""
+    policy = getattr(coll, "_merge_policy", None)
+    return policy if isinstance(policy, MergePolicy) else DEFAULT_POLICY
+
+
+def after_seal(coll: Any, policy: MergePolicy | None = None) -> bool:
     """The post-seal hook: run the tiered plan (until nothing is left to merge)."""
+    policy = policy or policy_of(coll)
     merged = False
     for _ in range(8):  # a merge can complete a tier above it: replan, a few levels at most
         groups = plan_merges(stats_of(coll), policy, floor_rows=coll._segment_rows)
@@ -237,10 +244,10 @@ def after_seal(coll: Any, policy: MergePolicy = DEFAULT_POLICY) -> bool:
     return merged
 
 
-def before_index(coll: Any, field: str | None, policy: MergePolicy = DEFAULT_POLICY) -> bool:
+def before_index(coll: Any, field: str | None, policy: MergePolicy | None = None) -> bool:
     """``create_index``'s pre-merge step: merge down to the fewest segments first (the index
     of ``field`` is not built here; ``create_index`` builds it on the merged segments)."""
-    groups = plan_force(stats_of(coll), policy)
+    groups = plan_force(stats_of(coll), policy or policy_of(coll))
     skip = set() if field is None else {field}
     if groups:
         run_groups(coll, groups, skip=skip)
@@ -248,10 +255,11 @@ def before_index(coll: Any, field: str | None, policy: MergePolicy = DEFAULT_POL
     return bool(groups)
 
 
-def compact(coll: Any, policy: MergePolicy = DEFAULT_POLICY, *,
+def compact(coll: Any, policy: MergePolicy | None = None, *,
             min_dead_ratio: float = 0.0) -> bool:
     """``compact()`` after its seal: rewrite the segments worth it, streaming."""
-    groups = plan_compaction(stats_of(coll), policy, floor_rows=coll._segment_rows,
+    groups = plan_compaction(stats_of(coll), policy or policy_of(coll),
+                             floor_rows=coll._segment_rows,
                              min_dead_ratio=min_dead_ratio)
     if groups:
         run_groups(coll, groups)
