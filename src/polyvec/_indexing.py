@@ -1,8 +1,10 @@
 """ANN indexes over sealed segments: built per segment, persisted beside it, searched per call.
 
 A field's index spec (a factory string such as ``"HNSW32,SQ8,Refine"``) is recorded in the
-catalog. Every sealed segment of the field gets its own index, built and calibrated when the
-index is created, when a segment is sealed and when compaction writes new segments; it lives in
+catalog. ``create_index`` first merges the sealed segments into few large ones
+(:mod:`polyvec.engine.merge`); every sealed segment of the field gets its own index, built and
+calibrated when the index is created, when a segment is sealed, when a merge writes one (before
+it is registered) and when compaction writes new segments; it lives in
 ``indexes/<segment>.<field>.<nonce>/`` and is registered in the catalog in one transaction. A
 segment without an index (too small, or its build was interrupted) is searched exactly; the
 growing segment is always searched exactly. Compressed indexes rerank from the segment's own
