@@ -49,7 +49,8 @@ def test_index_recall_reopen_seal_delete_filter_compact(tmp_path, data) -> None:
     assert exact.info["strategy"] == "exact"
     coll.create_index("v", "HNSW32,SQ8,Refine", sample_queries=sample)
     info = coll.info()["indexes"]["v"]
-    assert info["spec"] == "HNSW32,SQ8,Refine" and info["segments_indexed"] == 2
+    # the two sealed segments were merged first: one graph over 5,000 rows
+    assert info["spec"] == "HNSW32,SQ8,Refine" and info["segments_indexed"] == 1
     assert info["ram_bytes_per_vector"] < 384 * 4 / 2
     lid = info["lid"]  # MiniLM descriptions: median LID ~8 (k=20), a long upper tail
     assert lid["sample"] == 500 and 3 < lid["median"] < 20 and lid["p10"] < lid["median"]
@@ -70,7 +71,7 @@ def test_index_recall_reopen_seal_delete_filter_compact(tmp_path, data) -> None:
     assert coll.info()["indexes"]["v"]["segments_exact"] == 1
     coll.upsert(list(range(N + 500, N + 500 + SEG)), {"v": -base[500:500 + SEG]},
                 [{"g": 0}] * SEG)  # seals a big segment, which gets its index on seal
-    assert coll.info()["indexes"]["v"]["segments_indexed"] == 3
+    assert coll.info()["indexes"]["v"]["segments_indexed"] == 2
 
     gone = sorted({int(i) for i in exact.ids[:, 0]})
     coll.delete(gone)
@@ -87,7 +88,11 @@ def test_index_recall_reopen_seal_delete_filter_compact(tmp_path, data) -> None:
     coll.compact()
     after = {p.name for p in (tmp_path / "c" / "indexes").iterdir()}
     assert coll.info()["indexes"]["v"]["segments_indexed"] >= 1
-    assert not (before - {f for f in before if f.startswith("_queries")}) & after
+    # segments with deletes were rewritten (clean ones are left alone): their index folders
+    # are gone, and every folder left belongs to a registered segment
+    registered = {s["name"] for s in coll.info()["segments"]}
+    assert before - after
+    assert all(f.split(".")[0] in registered for f in after if not f.startswith("_queries"))
     res = coll.search(held_out, k=10, target_recall=0.95)
     ref = coll.search(held_out, k=10, ef=4096, oversample=64)  # a generous explicit setting
     assert _recall(res.ids, ref.ids) >= FLOOR

@@ -107,8 +107,15 @@ class Collection:
         self._store.flush()
 
     def compact(self) -> None:
-        """Seal, then rewrite the sealed segments without deleted rows, merging small ones."""
+        """Seal, then rewrite the segments with deleted rows (and runs of small segments)
+        without them, streaming: memory stays bounded whatever the segments' size."""
         self._store.compact()
+
+    def merge(self, *, force: bool = False) -> None:
+        """Merge sealed segments by the tiered merge policy (which also runs after every
+        seal), or with ``force`` into the fewest segments of up to
+        ``MergePolicy.max_segment_rows`` rows (as ``create_index`` does first)."""
+        self._store.merge(force=force)
 
     def create_index(self, field: str, spec: Any, *,
                      sample_queries: np.ndarray | None = None) -> None:

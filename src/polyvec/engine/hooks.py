@@ -55,6 +55,11 @@ POINTS: dict[str, str] = {
     "index.written": "an index's files for one segment are written; not registered yet",
     "index.before_commit": "an index is registered inside the catalog transaction; its commit "
                            "is next",
+    "merge.written": "a merged segment's files (and its indexes) are written; not registered "
+                     "yet",
+    "merge.before_commit": "a merged segment is registered and its sources retired inside the "
+                           "catalog transaction; its commit is next",
+    "merge.committed": "a merge is committed; the sources' folders are about to be removed",
     "backfill.before_write": "a backfill batch's new-model vectors are embedded; its "
                              "transaction is about to write them",
     "backfill.batch_committed": "a backfill batch is committed",

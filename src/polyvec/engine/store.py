@@ -28,7 +28,7 @@ from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
 from ..storage.catalog import Changes, Cursor, SegmentRow
 from ..storage.growing import ChunkRow, GrowingLog
-from . import hooks
+from . import hooks, merge
 from .indexes import INDEXES, IndexManager, index_orphans
 from .snapshot import Segment, Snapshot
 
@@ -58,6 +58,7 @@ class SegmentStore:
         self.snap: Snapshot | None = None
         self.masks: dict[str, np.ndarray | None] = {}  # sealed segment -> alive mask (None: all)
         self.masks_stale = False
+        self.merge_policy = merge.DEFAULT_POLICY
 
     def open(self) -> None:
         """Load, and remove a crash's orphans when no other writer is active."""
@@ -455,6 +456,7 @@ class SegmentStore:
                 arrays |= kind.sealed_arrays(name, kind.take(g.data, rows))
             self.commit_segments([arrays], remove=[], drop_upto=int(g0.seqs.view[-1]),
                                  growing_sealed=True)
+            merge.after_seal(self)  # tiered merges (their outputs get indexes before commit)
             self.indexes.ensure_indexes()
         else:
             with self.catalog.transaction():
@@ -515,30 +517,24 @@ class SegmentStore:
         return rows
 
     def compact(self) -> None:
-        """Seal, then rewrite the sealed segments without deleted rows, merging small ones."""
+        """Seal, then rewrite the segments with deleted rows (and runs of small segments)
+        without them, streaming: memory stays bounded whatever the segments' size."""
         with self.mutex, self.lock:
             self.refresh()
             self.seal()
-            live = self.live.live_seqs()
-            old = self.segments
-            dead = any(not isin_sorted(s.seqs, live).all() for s in old)
-            if not old or (not dead and len(old) == 1):
-                return
-            outputs: list[dict[str, np.ndarray]] = []
-            pending: list[tuple[Segment, np.ndarray]] = []
-            size = 0
-            for seg in old + [None]:
-                if seg is not None:
-                    rows = np.flatnonzero(isin_sorted(seg.seqs, live))
-                    if len(rows):
-                        pending.append((seg, rows))
-                        size += len(rows)
-                if pending and (seg is None or size >= self.segment_rows):
-                    outputs.append(self.merge_rows(pending))
-                    pending, size = [], 0
-            self.commit_segments(outputs, remove=[s.row.name for s in old], drop_upto=None)
+            merge.compact(self)
             hooks.point("compact.before_index_remove")
-            self.drop_index_folders(old)
+            self.indexes.ensure_indexes()
+
+    def merge(self, *, force: bool = False) -> None:
+        """Run the tiered merge policy now, or with ``force`` merge into the fewest segments
+        of up to ``merge_policy.max_segment_rows`` rows (as ``create_index`` does first)."""
+        with self.mutex, self.lock:
+            self.refresh()
+            if force:
+                merge.before_index(self, None)
+            else:
+                merge.after_seal(self)
             self.indexes.ensure_indexes()
 
     def drop_index_folders(self, segments: Iterable[Segment]) -> None:

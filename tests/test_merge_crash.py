@@ -1,0 +1,121 @@
+"""Crash safety of merges: SIGKILL a writer inside merges, reopen, compare with the model.
+
+A child (``tests/helpers/merge_writer.py``) writes a deterministic stream
+(``tests/helpers/merge_stream.py``) whose adds seal a segment each, so merges run after seals,
+in ``compact()`` and in ``merge(force=True)``. The parent kills it right after a merge's fault
+point (files written / inside the registering transaction / committed, before the old
+folders are removed) or at a random time, then reopens: the collection must hold exactly the
+acknowledged batches (or those plus the whole in-flight batch; a merge never changes what is
+stored), answer exact searches like brute force, and keep no folder the catalog does not
+know. The next round resumes from the first batch not applied.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import polyvec
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+WRITER = HERE / "helpers" / "merge_writer.py"
+sys.path.insert(0, str(HERE / "helpers"))
+
+import merge_stream as ms  # noqa: E402
+from oracle import assert_topk_matches, dense_scores  # noqa: E402
+
+ROUNDS = 12
+POINTS = ("merge.written", "merge.before_commit", "merge.committed")
+
+
+def _run(folder: Path, start: int, point: str | None, nth: int, delay: float
+         ) -> tuple[list[str], int, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
+    with subprocess.Popen([sys.executable, str(WRITER), str(folder), str(start),
+                           str(start + 60)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        seen = 0
+        t_ready = None
+        for line in proc.stdout:
+            line = line.strip()
+            lines.append(line)
+            if line == "R":
+                t_ready = time.perf_counter()
+            if point is not None and line == f"P {point}":
+                seen += 1
+                if seen == nth:
+                    end = time.perf_counter() + delay
+                    while time.perf_counter() < end:
+                        pass
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            if point is None and t_ready is not None and \
+                    time.perf_counter() - t_ready > delay:
+                proc.send_signal(signal.SIGKILL)
+                break
+        rc = proc.wait(timeout=120)
+        assert proc.stderr is not None
+        return lines, rc, proc.stderr.read()
+
+
+def _check(coll: polyvec.Collection, model: ms.Model, rng: np.random.Generator) -> None:
+    keys = sorted(model)
+    x = np.stack([model[k][0] for k in keys])
+    for q in rng.standard_normal((3, 8)).astype(np.float32):
+        res = coll.search(q, k=5, field="d")
+        ref = dict(zip(keys, dense_scores(q[None], x, "dot")[0].tolist(), strict=True))
+        assert_topk_matches(res.ids, res.scores, ref, 5)
+
+
+@pytest.mark.slow
+def test_sigkill_inside_merges_loses_nothing_and_leaves_no_orphans(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    ms.create(str(folder))
+    rng = random.Random(7)
+    applied = 0
+    kills: Counter[str] = Counter()
+    for rnd in range(ROUNDS):
+        if rng.random() < 0.8:
+            point, nth, delay = rng.choice(POINTS), rng.randint(1, 3), 10 ** rng.uniform(-5, -3)
+        else:
+            point, nth, delay = None, 0, rng.uniform(0.05, 1.0)
+        lines, rc, err = _run(folder, applied, point, nth, delay)
+        assert rc in (0, -signal.SIGKILL), err
+        acked = [int(s.split()[1]) for s in lines if s.startswith("A ")]
+        assert acked == list(range(applied, applied + len(acked)))
+        last = applied + len(acked)
+        in_flight = any(s == f"S {last}" for s in lines)
+        if rc != 0:
+            kills[point or "timer"] += 1
+        db = polyvec.connect(folder)
+        try:
+            coll = db.get_collection(ms.COLLECTION)  # must not raise CorruptFile
+            model, _ = ms.replay(last)
+            problem = ms.diff(coll, model)
+            if problem is not None:
+                assert in_flight, f"round {rnd}: {problem}"
+                model, _ = ms.replay(last + 1)
+                assert ms.diff(coll, model) is None, f"round {rnd}: in-flight batch partial"
+                last += 1
+            registered = {s["name"] for s in coll.info()["segments"]}
+            on_disk = {p.name for p in (folder / ms.COLLECTION / "segments").iterdir()}
+            assert on_disk == registered, f"orphans left: {sorted(on_disk - registered)}"
+            _check(coll, model, np.random.default_rng(rnd))
+        finally:
+            db.close()
+        applied = last
+    assert sum(kills[p] for p in POINTS) >= 6, kills
+    assert applied > 60, applied  # the stream went through several tiers of merges
