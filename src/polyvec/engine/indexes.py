@@ -33,7 +33,7 @@ from ..spec import FieldSpec
 from ..storage import open_segment, write_segment
 from ..storage.catalog import IndexRow
 from ..storage.segment import file_crc32, fsync_dir
-from . import hooks
+from . import hooks, merge
 
 if TYPE_CHECKING:
     from ..index import QueryParams, VectorIndex
@@ -246,6 +246,7 @@ class IndexManager:
             samples = np.asarray(checked, dtype=np.float32)
         with st.mutex, st.lock:
             st.refresh()
+            merge.before_index(st, name)  # few, large segments first: one index per segment
             old = [(s, s.indexes[name]) for s in st.segments if name in s.indexes]
             for s, _ in old:
                 s.with_index(name, None)
@@ -275,14 +276,16 @@ class IndexManager:
             if engine.calibrated:
                 self._calibrate_collection(name)
 
-    def _build_missing(self, field: str) -> list[tuple[IndexRow, Segment, tuple[str, Any]]]:
-        """Build (not register) the field's index on every big-enough segment lacking one."""
+    def _build_missing(self, field: str, segments: list[Segment] | None = None
+                       ) -> list[tuple[IndexRow, Segment, tuple[str, Any]]]:
+        """Build (not register) the field's index on every big-enough segment lacking one
+        (of ``segments``, default all)."""
         fspec = self.store.fields[field]
         engine = self.engine_of(fspec)
         spec = engine.parse(field, fspec, self.specs[engine.family][field])
         samples = self.samples.get(field)
         out = []
-        for seg in self.store.segments:
+        for seg in self.store.segments if segments is None else segments:
             if field in seg.indexes or seg.row.nrows < engine.min_rows():
                 continue
             idx = engine.build(seg.fields[field], spec, fspec, samples)

@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument
-from . import hooks
 from ..storage.catalog import SegmentRow
 from ..storage.stream import NpyRows, write_segment_stream
+from . import hooks
 
 __all__ = ["MergePolicy", "SegmentStat", "plan_merges", "plan_force", "plan_compaction",
            "run_groups", "after_seal", "before_index", "compact", "policy_of"]
