@@ -45,7 +45,8 @@ def resolve_backend(backend: str, *, light: bool = False) -> str:
 
 
 def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: compile ``fn`` with ``numba.njit(cache=True, **options)`` on its first call.
+    """Decorator: compile ``fn`` with ``numba.njit(cache=True, nogil=True, **options)`` on its
+    first call (kernels release the GIL: threads searching one collection run in parallel).
 
     ``fn`` must be a module-level function without closure cells, so numba's on-disk cache
     (keyed by the function's file, qualified name, bytecode and argument types) is hit by
@@ -53,6 +54,8 @@ def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., An
     copy of ``fn`` under its own name (``_loop``, ``_loop__parallel``), so a parallel and a
     serial build of one loop do not overwrite each other's cache entries.
     """
+
+    options = {"nogil": True, **options}  # searches from several threads run in parallel
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         if getattr(fn, "__closure__", None):
