@@ -62,6 +62,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
@@ -1083,7 +1084,8 @@ def stage_j(ctx: Ctx) -> dict[str, Any]:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     row_bytes = 128 * 2 + 8  # f16 vector + int64 seq
-    largest = max(s["rows"] for s in r["segments_before"]) * row_bytes
+    # the largest segment before or after (a small collection may have none sealed before)
+    largest = max(s["rows"] for s in r["segments_before"] + r["segments_after"]) * row_bytes
     open_rss = r["before"]["VmRSS"]
     bound = open_rss + 1.5 * largest + COMPACT_FIXED
     peak = r["ru_maxrss"]
@@ -1119,6 +1121,29 @@ STAGES: dict[str, tuple[str, Callable[[Ctx], dict[str, Any]], bool]] = {
 }
 
 
+def prepare(ctx: Ctx, key: str) -> None:
+    """Build (or check) the cached collections stage ``key`` uses, measuring nothing."""
+    if key in "adeg":
+        debian_indexed(ctx)
+    if key == "a":
+        faiss_flat_hnsw(ctx, debian()[0])
+    if key == "e":
+        debian_default(ctx)
+    if key in "bf":
+        big384(ctx, one_segment=False)
+    if key == "b":
+        big384(ctx, one_segment=True)
+        base, queries = debian()
+        big384_truth(ctx, noisy_debian(base, ctx.n_big), queries[:min(ctx.nq, 500)])
+    if key in "ij":
+        big128(ctx)
+    if key == "j":
+        big128_deleted(ctx)
+    if key == "g":
+        with contextlib.suppress(ImportError):
+            lancedb_debian(ctx)
+
+
 def fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}"
 
@@ -1150,7 +1175,8 @@ def plot(results: dict[str, Any], folder: Path) -> None:
     ax.set_xlabel("recall@10")
     ax.set_ylabel("QPS (median of rounds), 1 thread")
     ax.set_title("stage a: frontier settings timed in the rounds")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax = axes[1]
     names, margins, colours = [], [], []
     for key, r in results.items():
@@ -1214,6 +1240,8 @@ def main() -> None:
     ap.add_argument("--keep-cache", action="store_true",
                     help="reuse cached collections even if the engine's code changed")
     ap.add_argument("--rebuild", action="store_true", help="rebuild every cached collection")
+    ap.add_argument("--build-only", action="store_true",
+                    help="build the selected stages' cached collections, measure nothing")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -1230,6 +1258,13 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(args.workdir, args.scale, args.queries, args.rounds, fingerprint(),
               args.keep_cache, args.rebuild, args.mv_docs)
+    if args.build_only:
+        for key in only:
+            t = time.perf_counter()
+            prepare(ctx, key)
+            print(f"== {key}: caches ready in {time.perf_counter() - t:.1f} s", flush=True)
+        print(f"built: {ctx.built}")
+        return
     t_all = time.perf_counter()
     load0 = os.getloadavg()
     results: dict[str, Any] = {}
