@@ -1314,9 +1314,9 @@ def main() -> None:
         "call, one thread unless stated.", "",
         markdown_table(["stage", "what", "figure", "target", "verdict",
                         "wall s (of it cache builds)"], rows), "",
-        f"Wall {total:.0f} s; estimated full run (scale 1, cold cache): "
-        f"{est['cold_s'] / 60:.0f} min, warm cache: {est['warm_s'] / 60:.0f} min "
-        "(extrapolated from this run: 1M-size stages scaled linearly). Load average "
+        f"Wall {total:.0f} s; full run (scale 1) extrapolated from this one, the 1M-size "
+        f"stages scaled linearly in n (an upper bound: search costs grow slower): cold cache "
+        f"{est['cold_s'] / 60:.0f} min, warm cache {est['warm_s'] / 60:.0f} min. Load average "
         f"(1, 5, 15 min) start/end {payload['loadavg_start_end']} on "
         f"{machine()['cpus']} CPUs. Engine source fingerprint {ctx.fp}.",
         "", "Command: `PYTHONPATH=src:benchmarks python benchmarks/core.py "
