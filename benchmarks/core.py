@@ -171,10 +171,25 @@ class Ctx:
         return folder, meta
 
 
+DEBIAN_ROWS: int | None = None  # --debian-rows: a prefix of the corpus, for dev runs only
+
+
 def debian() -> tuple[np.ndarray, np.ndarray]:
-    base = np.ascontiguousarray(np.load(DEBIAN / "base_f16.npy").astype(np.float32))
+    base = np.load(DEBIAN / "base_f16.npy")[:DEBIAN_ROWS]
     queries = np.load(DEBIAN / "queries_f16.npy").astype(np.float32)
-    return base, queries
+    return np.ascontiguousarray(base.astype(np.float32)), queries
+
+
+def dname(name: str) -> str:
+    """A Debian cache entry's name (suffixed when only a prefix of the corpus is used)."""
+    return name if DEBIAN_ROWS is None else f"{name}_rows{DEBIAN_ROWS}"
+
+
+def debian_truth(base: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Exact top-K ids of ``q``: the dataset's file, or computed for a corpus prefix."""
+    if DEBIAN_ROWS is None:
+        return np.load(DEBIAN / "gt_top100_ids.npy")[:len(q), :K]
+    return np.argsort(-(q @ base.T), axis=1)[:, :K]
 
 
 def noisy_debian(base: np.ndarray, n: int) -> np.ndarray:
@@ -258,7 +273,7 @@ def debian_indexed(ctx: Ctx) -> tuple[Path, dict[str, Any]]:
         np.save(folder / "tenth.npy", tenth)
         return {"n": len(base), "add_s": round(add_s, 1), "index_s": round(index_s, 1)}
 
-    return ctx.cached("debian_indexed", build)
+    return ctx.cached(dname("debian_indexed"), build)
 
 
 def debian_default(ctx: Ctx) -> tuple[Path, dict[str, Any]]:
@@ -274,7 +289,7 @@ def debian_default(ctx: Ctx) -> tuple[Path, dict[str, Any]]:
         db.close()
         return {"n": len(base), "add_s": round(add_s, 1), "segments": segs}
 
-    return ctx.cached("debian_default", build)
+    return ctx.cached(dname("debian_default"), build)
 
 
 def faiss_flat_hnsw(ctx: Ctx, base: np.ndarray) -> tuple[Any, float]:
@@ -290,7 +305,7 @@ def faiss_flat_hnsw(ctx: Ctx, base: np.ndarray) -> tuple[Any, float]:
         faiss.write_index(fi, str(folder / "hnsw32flat.faiss"))
         return {"faiss_build_s": round(s, 1)}
 
-    folder, meta = ctx.cached("faiss_hnsw32flat_debian", build, code_dependent=False)
+    folder, meta = ctx.cached(dname("faiss_hnsw32flat_debian"), build, code_dependent=False)
     return faiss.read_index(str(folder / "hnsw32flat.faiss")), meta["faiss_build_s"]
 
 
@@ -503,7 +518,7 @@ def stage_a(ctx: Ctx) -> dict[str, Any]:
     coll = pv.connect(folder).get_collection("c")
     idx = collection_index(folder / "c", "dense", "cosine")
     q = queries[:ctx.nq]
-    kth = exact_kth(base, q, np.load(DEBIAN / "gt_top100_ids.npy")[:ctx.nq], K)
+    kth = exact_kth(base, q, debian_truth(base, q), K)
     one_thread()
     layer = []
     for kv in grid():
@@ -654,7 +669,7 @@ def stage_d(ctx: Ctx) -> dict[str, Any]:
     allowed = tenth == 3
     coll = pv.connect(folder).get_collection("c")
     q = queries[:ctx.nq]
-    kth_all = exact_kth(base, q, np.load(DEBIAN / "gt_top100_ids.npy")[:ctx.nq], K)
+    kth_all = exact_kth(base, q, debian_truth(base, q), K)
     rows = np.flatnonzero(allowed)
     s = q @ base[rows].T
     top = rows[np.argsort(-s, axis=1)[:, :K]]
@@ -837,7 +852,7 @@ def lancedb_debian(ctx: Ctx) -> Path:
         lancedb.connect(folder / "db").create_table("t", tbl)
         return {"n": len(base)}
 
-    folder, _ = ctx.cached("lancedb_debian", build, code_dependent=False)
+    folder, _ = ctx.cached(dname("lancedb_debian"), build, code_dependent=False)
     return folder / "db"
 
 
@@ -1240,6 +1255,8 @@ def main() -> None:
     ap.add_argument("--keep-cache", action="store_true",
                     help="reuse cached collections even if the engine's code changed")
     ap.add_argument("--rebuild", action="store_true", help="rebuild every cached collection")
+    ap.add_argument("--debian-rows", type=int, default=None,
+                    help="dev runs: use only the first rows of the Debian corpus (a, d, e, g)")
     ap.add_argument("--build-only", action="store_true",
                     help="build the selected stages' cached collections, measure nothing")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -1249,6 +1266,8 @@ def main() -> None:
         {"writer": writer_child, "ingest": ingest_child, "open_rss": open_rss_child,
          "compact": compact_child}[kind](*rest)
         return
+    global DEBIAN_ROWS
+    DEBIAN_ROWS = args.debian_rows
     if args.rounds < 5:
         print("note: fewer than 5 rounds: ratios are not acceptance figures", flush=True)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -1293,7 +1312,8 @@ def main() -> None:
               f"(cache builds {r['cache_build_s']} s)", flush=True)
     total = time.perf_counter() - t_all
     est = estimate(results, ctx.scale)
-    dev = ctx.scale < 1.0 or ctx.nq < 1000 or ctx.rounds < 5 or ctx.mv_docs < 10_000
+    dev = (ctx.scale < 1.0 or ctx.nq < 1000 or ctx.rounds < 5 or ctx.mv_docs < 10_000
+           or DEBIAN_ROWS is not None)
     payload = {"benchmark": "core", "issue": 11, "dev_run": dev, "scale": ctx.scale,
                "n_big": ctx.n_big, "queries": ctx.nq, "rounds": ctx.rounds,
                "fingerprint": ctx.fp, "machine": machine(), "wall_s": round(total, 1),
