@@ -91,7 +91,8 @@ def test_second_process_loads_the_walk_from_the_cache() -> None:
     assert got["misses"] == 0 and got["hits"] >= 1, got
     assert got["sigs"] == 1, "warm-up, refined and selective searches share one signature"
     # a parallel and a serial build of one loop are cached under names of their own
-    assert got["serial"] == "_push_loop" and got["parallel"] == "_push_loop__parallel"
+    assert got["serial"] == "_push_loop__nogil"
+    assert got["parallel"] == "_push_loop__nogil__parallel"
 
 
 FIRST_QUERY = """

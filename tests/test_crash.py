@@ -43,11 +43,14 @@ import durability_stream as stream  # noqa: E402
 # (seed, kill rounds on that folder): 4 fresh folders, 56 kills in all.
 PLAN = [(11, 14), (22, 14), (33, 14), (44, 14)]
 STOP_AFTER = 250  # a child never writes more than this many batches per round
-# the hook points a seal or compaction passes, with the batch kinds that reach them (seals
-# happen inside adds and upserts too: segment_rows=30)
+# the hook points a seal, merge or compaction passes, with the batch kinds that reach them
+# (seals, and the tiered merges after them, happen inside adds and upserts too:
+# segment_rows=30; a compaction rewrites its segments through a merge)
 POINTS = {"segments.written": ("compact", "flush", "any"),
           "segments.before_commit": ("compact", "flush", "any"),
-          "segments.before_remove": ("compact",),
+          "merge.written": ("compact",),
+          "merge.before_commit": ("compact",),
+          "merge.committed": ("compact",),
           "compact.before_index_remove": ("compact",)}
 
 Model = dict[Any, tuple[dict[str, Any], np.ndarray, np.ndarray]]

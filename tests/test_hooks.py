@@ -108,12 +108,13 @@ def _child(folder: Path, fault: str) -> subprocess.CompletedProcess[str]:
 
 
 # the child adds 30 items to 50 sealed ones, flushes (a seal: 2 segments), deletes 10 and
-# compacts (one segment of 70); (fault, segments, items) after a kill at each point
+# compacts (a merge into one segment of 70); (fault, segments, items) after a kill at each point
 FAULTS = [
     ("segments.written", 1, 80),  # the flush's files are an orphan; the adds are durable
     ("segments.before_commit", 1, 80),  # inside the flush's transaction: rolled back
-    ("segments.before_commit@2", 2, 70),  # the flush and the deletes committed, the compaction not
-    ("segments.before_remove", 1, 70),  # the compaction committed; its old folders are orphans
+    ("merge.written", 2, 70),  # the flush and the deletes committed; the merged folder is an orphan
+    ("merge.before_commit", 2, 70),  # inside the compaction's transaction: rolled back
+    ("merge.committed", 1, 70),  # the compaction committed; its old folders are orphans
     ("compact.before_index_remove", 1, 70),
 ]
 
