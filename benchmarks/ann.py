@@ -49,6 +49,7 @@ from typing import Any  # noqa: E402
 import faiss as _faiss  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import DATA, RESULTS, machine, markdown_table, peak_rss_mib, write_results  # noqa: E402
+from _common import qps_at as frontier_qps_at  # noqa: E402
 
 from polyvec.factory import format_index, parse_index  # noqa: E402
 from polyvec.index import QueryParams, build_index  # noqa: E402
@@ -555,20 +556,7 @@ def qps_at(points: list[dict[str, Any]], level: float) -> float | None:
     """QPS at exactly ``level`` on a system's recall/QPS frontier, log-QPS interpolated
     between the frontier points around it (``None`` if it never gets there): a grid-free
     reading of the same curve."""
-    front: list[tuple[float, float]] = []  # ascending recall, descending QPS
-    for r, q in sorted(((p["recall"], p["qps_1t"]) for p in points), reverse=True):
-        if not front or q > front[0][1]:
-            front.insert(0, (r, q))
-    above = [f for f in front if f[0] >= level]
-    below = [f for f in front if f[0] < level]
-    if not above:
-        return None
-    (r1, q1), lower = above[0], below[-1] if below else None
-    if lower is None or r1 == level:
-        return q1
-    r0, q0 = lower
-    t = (level - r0) / (r1 - r0)
-    return float(math.exp(math.log(q0) + t * (math.log(q1) - math.log(q0))))
+    return frontier_qps_at([(p["recall"], p["qps_1t"]) for p in points], level)
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:

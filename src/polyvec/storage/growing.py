@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CorruptFile
+from .segment import fsync_dir
 
 __all__ = ["ChunkRow", "GrowingLog"]
 
@@ -62,7 +63,7 @@ class GrowingLog:
         fresh = not path.exists()
         if fresh and not self.folder.is_dir():
             self.folder.mkdir()
-            _fsync_dir(self.folder.parent)
+            fsync_dir(self.folder.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             if os.fstat(fd).st_size != end:
@@ -77,7 +78,7 @@ class GrowingLog:
         finally:
             os.close(fd)
         if fresh:
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         return layout
 
     def remove_other_generations(self, keep: int) -> None:
@@ -119,11 +120,3 @@ class GrowingLog:
             for fd in fds.values():
                 os.close(fd)
         return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
