@@ -276,15 +276,7 @@ class Catalog:
                               (k, text, _crc_text(k, text)))
 
     def read_meta(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, text, crc in self.conn.execute("SELECT key, value, crc FROM meta"):
-            if _crc_text(k, text) != crc:
-                raise CorruptFile(str(self.path), f"meta row {k!r}: checksum mismatch")
-            try:
-                out[k] = json.loads(text)
-            except ValueError:
-                raise CorruptFile(str(self.path), f"meta row {k!r}: not JSON") from None
-        return out
+        return self._meta_rows(None)
 
     # -- reading everything --------------------------------------------------------------------
 
@@ -355,10 +347,13 @@ class Catalog:
                        segments=self._segments(), indexes=self._indexes(),
                        legacy_vectors=vectors)
 
-    def _meta_rows(self, keys: tuple[str, ...]) -> dict[str, Any]:
+    def _meta_rows(self, keys: tuple[str, ...] | None) -> dict[str, Any]:
+        """The meta rows named by ``keys`` (``None``: all), checksums verified."""
         out: dict[str, Any] = {}
-        q = f"SELECT key, value, crc FROM meta WHERE key IN ({','.join('?' * len(keys))})"
-        for k, text, crc in self.conn.execute(q, keys):
+        q = "SELECT key, value, crc FROM meta"
+        if keys is not None:
+            q += f" WHERE key IN ({','.join('?' * len(keys))})"
+        for k, text, crc in self.conn.execute(q, keys or ()):
             if _crc_text(k, text) != crc:
                 raise CorruptFile(str(self.path), f"meta row {k!r}: checksum mismatch")
             try:
