@@ -29,7 +29,6 @@ from .spec import Dense, FieldSpec, Multi
 __all__ = [
     "check_ids",
     "check_payload_texts",
-    "check_payloads",
     "check_field_vectors",
     "check_query",
     "check_k",
@@ -126,13 +125,6 @@ def _json_ok(value: Any) -> bool:
     if t is list:
         return all(_json_ok(v) for v in value)
     return False
-
-
-def check_payloads(payloads: object, n: int) -> tuple[list[dict[str, Any]], list[str]]:
-    """Return the payloads (fresh copies, parsed back from the text) and their canonical JSON
-    text."""
-    texts = check_payload_texts(payloads, n)
-    return [json.loads(t) for t in texts], texts
 
 
 def check_payload_texts(payloads: object, n: int) -> list[str]:
