@@ -335,18 +335,30 @@ class SegmentStore:
 
     def current(self) -> Snapshot:
         """The snapshot to search: the published one, reloaded first if another process
-        committed since. Holds the mutex only for the version check (one ``PRAGMA``), and not
-        at all while a writer of this handle holds it: that writer refreshed when it began
-        and holds the write lock, so no other process commits meanwhile."""
+        committed since. Holds the mutex only for that check (see :meth:`refresh_read`), and not at
+        all while a writer of this handle holds it: that writer refreshed when it began and
+        holds the write lock, so no other process commits meanwhile."""
         if self.mutex.acquire(blocking=False):
             try:
-                if self.catalog.data_version() != self.version:
-                    self.consistent(int)
+                self.refresh_read()
             finally:
                 self.mutex.release()
         snap = self.snap
         assert snap is not None
         return snap
+
+    def refresh_read(self) -> None:
+        """A reader's :meth:`refresh` (caller holds the mutex): the catalog's commit stamp
+        answers "nobody committed" with one memory read, else one ``PRAGMA data_version``.
+        It may lag a commit whose writer died before stamping it by up to ``FULL_CHECK_S``
+        (see :mod:`polyvec.storage.stamp`); writers use :meth:`refresh`, which always asks."""
+        stamp = self.catalog.stamp
+        if stamp.unchanged():
+            return
+        seen = stamp.before_check()
+        if self.catalog.data_version() != self.version:
+            self.consistent(int)
+        stamp.checked(seen)
 
     # -- validation -----------------------------------------------------------------------
     def field(self, name: str | None) -> tuple[str, FieldSpec]:

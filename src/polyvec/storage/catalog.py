@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import CorruptFile, FormatVersionError, Locked
 from .growing import ChunkRow
+from .stamp import CommitStamp
 
 __all__ = ["Catalog", "Changes", "Cursor", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC"]
 
@@ -161,6 +162,7 @@ class Catalog:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
+        self.stamp = CommitStamp.open(path.parent)  # renewed after every write COMMIT
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -220,6 +222,7 @@ class Catalog:
 
     def close(self) -> None:
         self.conn.close()
+        self.stamp.close()
 
     def guard(self, fn, *args):
         """Run ``fn``; sqlite failures become ``CorruptFile``/``Locked`` naming this file."""
@@ -248,6 +251,8 @@ class Catalog:
                 self.conn.execute("ROLLBACK")
             raise
         self.guard(self.conn.execute, "COMMIT")
+        if write:
+            self.stamp.renew()
 
     def reclaim(self) -> None:
         """Return free pages (e.g. of sealed vectors) to the file system."""
