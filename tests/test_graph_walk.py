@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from polyvec._kernels.graph import GraphSearcher, graph_from_faiss, walk_numpy
+from polyvec._kernels.graph import GraphSearcher, graph_from_faiss, scan_numpy, walk_numpy
 from polyvec._kernels.refine import refine_topk
 from polyvec.errors import DimensionMismatch
 from polyvec.factory import parse_index
@@ -133,6 +133,30 @@ def test_selection_walk_equals_twin_and_returns_only_selected(l2: bool, sq8: boo
     truth = np.argsort(-exact, axis=1)[:, :10]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(r_nb, truth, strict=True)])
     assert recall >= 0.85, recall  # declared floor: 30% selected, ef 64 (SQ8 ranks approximately)
+
+
+@pytest.mark.parametrize(("l2", "sq8"), CASES)
+def test_row_scan_equals_twin_and_exact_codes(l2: bool, sq8: bool, tmp_path: Path) -> None:
+    x, q = _data(l2, seed=7)
+    g = graph_from_faiss(_faiss(x, l2, sq8), l2)
+    assert g is not None
+    rows = np.flatnonzero(np.random.default_rng(8).random(N) < 0.1)
+    walker = GraphSearcher(g)
+    s_nb, r_nb = walker.search(q, 1, 20, rows=rows)
+    s_np, r_np = scan_numpy(g, q, rows, 20)
+    np.testing.assert_allclose(s_nb, s_np, rtol=1e-5, atol=1e-4)
+    assert np.mean(r_nb == r_np) >= 0.99  # equal up to float ties of the codes' scores
+    assert np.isin(r_nb, rows).all()
+    # fused with the exact refine: the exact top-10 of the 20 scanned candidates
+    s, r = walker.search(q, 1, 20, rows=rows, rerank=x, qr=q, k=10)
+    s2, r2 = refine_topk(q, r_nb, x, 10, l2=l2)
+    np.testing.assert_array_equal(r, r2)
+    np.testing.assert_allclose(s, s2, rtol=1e-5, atol=1e-5)
+    # fewer rows than kc: pads
+    s3, r3 = walker.search(q[:2], 1, 20, rows=rows[:5])
+    assert (r3[:, 5:] == -1).all() and sorted(r3[0, :5]) == sorted(rows[:5])
+    with pytest.raises(DimensionMismatch):
+        walker.search(q, 1, 20, rows=np.array([N]))
 
 
 def test_filtered_index_search_uses_the_walk_and_keeps_its_guarantees() -> None:

@@ -134,10 +134,23 @@ def _refine(q, x, l2, ids, n, k, out_s, out_r):  # pragma: no cover - compiled
         if filled < k:
             filled += 1
 
+@numba.njit(fastmath=True, cache=True)
+def _scan(w, bias, qq, codes, norms, l2, rows, rsc, rids):  # pragma: no cover - compiled
+    """Score the codes of ``rows`` (no walk); keep the best in (rsc, rids); their count."""
+    width = codes.shape[1] * codes.itemsize
+    rsize = 0
+    for t in range(rows.shape[0]):
+        if t + 4 < rows.shape[0]:
+            for b in range(0, width, 64):
+                prefetch_row(codes, rows[t + 4], b // codes.itemsize)
+        v = rows[t]
+        rsize = _keep(_score(w, bias, qq, codes, norms, l2, v), v, rsc, rids, rsize)
+    return rsize
+
 @numba.njit(nogil=True, fastmath=True, cache=True)
 def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum, entry,
-           max_level, ef, kc, visited, state, use_sel, sel, x, refine_k, out_s, out_r
-           ):  # pragma: no cover - compiled
+           max_level, ef, kc, visited, state, use_sel, sel, scan, rows, x, refine_k, out_s,
+           out_r):  # pragma: no cover - compiled
     ids = np.empty(ef, np.int64)
     sc = np.empty(ef, np.float32)
     done = np.zeros(ef, np.bool_)
@@ -159,10 +172,13 @@ def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum,
                 bias += q[i, j] * center[j]
             if l2:
                 qq += q[i, j] * q[i, j]
-        size, rsize = _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
-                           max_level, ef, visited, state[0], ids, sc, done, use_sel, sel,
-                           rsc, rids)
-        if use_sel:
+        if scan:  # the codes of ``rows`` scored one by one, no graph
+            size, rsize = 0, _scan(w, bias, qq, codes, norms, l2, rows, rsc, rids)
+        else:
+            size, rsize = _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
+                                max_level, ef, visited, state[0], ids, sc, done, use_sel, sel,
+                                rsc, rids)
+        if use_sel or scan:
             n, top, top_s = rsize, rids, rsc
         else:
             n, top, top_s = min(size, kc), ids, sc

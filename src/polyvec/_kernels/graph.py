@@ -36,7 +36,8 @@ import numpy as np
 from ..errors import DimensionMismatch
 from ._numba import register_warmer
 
-__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "query_weights", "walk_numpy"]
+__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "query_weights", "scan_numpy",
+           "walk_numpy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,6 +159,25 @@ def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int, sel: np.ndarray | None
     return out_s, out_r
 
 
+def scan_numpy(g: Graph, q: np.ndarray, rows: np.ndarray, kc: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Reference twin of the kernel's scan of ``rows`` (``GraphSearcher.search(rows=)``): the
+    top-``kc`` ``(scores, rows)`` of each query among those rows' codes; equal scores keep
+    the order of ``rows``."""
+    w, bias = query_weights(g, q)
+    c = g.codes[rows].astype(np.float32)
+    s = w @ c.T + bias[:, None]
+    if g.norms is not None:
+        s = 2.0 * s - g.norms[rows][None, :] - np.einsum("ij,ij->i", q, q)[:, None]
+    kc_ = min(kc, len(rows))
+    order = np.argsort(-s, axis=1, kind="stable")[:, :kc_]
+    out_s = np.full((len(q), kc), -np.inf, np.float32)
+    out_r = np.full((len(q), kc), -1, np.int64)
+    out_s[:, :kc_] = np.take_along_axis(s, order, axis=1)
+    out_r[:, :kc_] = np.asarray(rows, dtype=np.int64)[order]
+    return out_s, out_r
+
+
 def _links(g: Graph, node: int, level: int) -> list[int]:
     o = int(g.offsets[node])
     links = g.neighbors[o + g.cum[level]:o + g.cum[level + 1]]
@@ -181,6 +201,13 @@ class GraphSearcher:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self._local = threading.local()
+        g = graph
+        sq8 = g.scale is not None and g.center is not None
+        # the kernel's per-graph arguments, in its order, made once
+        self._graph_args = (sq8, g.scale if sq8 else _NONE_F32, g.center if sq8 else _NONE_F32,
+                            g.codes, _NONE_F32 if g.norms is None else g.norms,
+                            g.norms is not None, g.neighbors, g.offsets, g.cum, g.entry,
+                            g.max_level)
 
     def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
         s = getattr(self._local, "scratch", None)
@@ -191,12 +218,15 @@ class GraphSearcher:
 
     def search(self, q: np.ndarray, ef: int, kc: int, *, rerank: np.ndarray | None = None,
                qr: np.ndarray | None = None, k: int = 0, sel: np.ndarray | None = None,
-               threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+               rows: np.ndarray | None = None, threads: int = 1
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``kc`` walk candidates of each query ``q`` (in the graph's space), or, given
         float32 ``rerank`` vectors, the exact top-``k`` of them for the queries ``qr``.
 
         ``sel`` (bool, (n,)): only these rows are returned; the walk still steps through the
         others (as faiss does with a selector), so a sparse selection wants a wider ``ef``.
+        ``rows`` (int64, each in [0, n)): no walk; the codes of these rows are scored one by
+        one (a filtered search whose selection is cheaper to scan than to walk).
         A batch is split over ``threads`` Python threads (the kernel releases the GIL).
         """
         q = _f32c(q)
@@ -214,31 +244,34 @@ class GraphSearcher:
         if sel is not None and sel.shape != (self.graph.n,):
             raise DimensionMismatch(f"graph search: expected a selection of shape "
                                     f"({self.graph.n},), got {sel.shape}")
-        if threads > 1 and len(q) >= 2 * _MIN_CHUNK:
-            bounds = np.linspace(0, len(q), min(threads, len(q) // _MIN_CHUNK) + 1).astype(int)
+        if rows is not None:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            if rows.ndim != 1 or (len(rows) and not 0 <= rows.min() <= rows.max()
+                                  < self.graph.n):
+                raise DimensionMismatch(f"graph search: expected rows in [0, "
+                                        f"{self.graph.n}), got shape {rows.shape}")
+        if threads > 1 and len(q) >= 2 * MIN_CHUNK:
+            bounds = np.linspace(0, len(q), min(threads, len(q) // MIN_CHUNK) + 1).astype(int)
             parts = list(_pool(threads).map(
                 lambda ab: self._search(q[ab[0]:ab[1]], ef, kc, rerank,
-                                        None if qr is None else qr[ab[0]:ab[1]], k, sel),
+                                        None if qr is None else qr[ab[0]:ab[1]], k, sel,
+                                        rows),
                 zip(bounds[:-1], bounds[1:], strict=True)))
             return (np.concatenate([p[0] for p in parts]),
                     np.concatenate([p[1] for p in parts]))
-        return self._search(q, ef, kc, rerank, qr, k, sel)
+        return self._search(q, ef, kc, rerank, qr, k, sel, rows)
 
     def _search(self, q: np.ndarray, ef: int, kc: int, rerank: np.ndarray | None,
-                qr: np.ndarray | None, k: int, sel: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-        g = self.graph
-        sq8 = g.scale is not None and g.center is not None
+                qr: np.ndarray | None, k: int, sel: np.ndarray | None = None,
+                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         width = k if rerank is not None else kc
         out_s = np.empty((len(q), width), np.float32)
         out_r = np.empty((len(q), width), np.int64)
         visited, state = self._scratch()
         q = _readonly(q)  # one argument type whatever the caller's flags
-        _compiled()(q, q if qr is None else _readonly(qr), sq8, g.scale if sq8 else _NONE_F32,
-                    g.center if sq8 else _NONE_F32, g.codes,
-                    _NONE_F32 if g.norms is None else g.norms, g.norms is not None,
-                    g.neighbors, g.offsets, g.cum, g.entry, g.max_level, max(ef, kc), kc,
+        _compiled()(q, q if qr is None else _readonly(qr), *self._graph_args, max(ef, kc), kc,
                     visited, state, sel is not None, _NONE_SEL if sel is None else sel,
+                    rows is not None, _NONE_ROWS if rows is None else _readonly(rows),
                     _NONE_X if rerank is None else _readonly(rerank),
                     0 if rerank is None else k, out_s, out_r)
         return out_s, out_r
@@ -263,7 +296,8 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 _NONE_F32 = np.zeros(1, np.float32)
 _NONE_X = _readonly(np.zeros((1, 1), np.float32))
 _NONE_SEL = np.zeros(1, np.bool_)
-_MIN_CHUNK = 16
+_NONE_ROWS = _readonly(np.zeros(1, np.int64))
+MIN_CHUNK = 16  # queries per thread: a batch splits over threads only above 2 * MIN_CHUNK
 
 
 @register_warmer
