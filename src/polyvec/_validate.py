@@ -289,6 +289,11 @@ def _f32_twin(multi: bool, dim: int, metric: str) -> FieldSpec:
 def check_dense_query(spec: FieldSpec, q: object) -> tuple[np.ndarray, bool]:
     """Float32 queries (normalized for cosine), and whether the input was a single query:
     (dim,) -> single, (nq, dim) -> batch; returns an (nq, dim) array."""
+    if (type(q) is np.ndarray and q.ndim == 1 and q.shape[0] == spec.dim
+            and q.dtype.kind == "f"):  # one float vector: what the general path does, lean
+        one = np.array(q, dtype=np.float32, ndmin=2)  # a copy: normalized in place
+        if norm_rows(one, spec.metric == "cosine") == -1:
+            return one, True  # (anything else: the general path raises the typed error)
     f32 = _f32_twin(False, spec.dim, spec.metric)
     arr = _as_float_array(q, "query")
     if arr.ndim == 1:

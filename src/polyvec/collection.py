@@ -242,12 +242,11 @@ class Collection:
         if node is None:
             return st.current(), None
         with st.mutex:
-            if st.catalog.data_version() == st.version:
-                try:
-                    return st.snap, self._executor.select_columns(node)
-                except NeedsCatalog:
-                    pass
-            return st.consistent(lambda: (st.snap, self._executor.select(node)))
+            st.refresh_read()
+            try:
+                return st.snap, self._executor.select_columns(node)
+            except NeedsCatalog:
+                return st.consistent(lambda: (st.snap, self._executor.select_mask(node)))
 
     def info(self) -> dict[str, Any]:
         """Counts, schema, segments and bytes on disk."""

@@ -1,9 +1,11 @@
 """The search executor: one query's fan-out over a snapshot's blocks, and one merge.
 
 A search runs on a :class:`~polyvec.engine.snapshot.Snapshot` and holds no lock: the query is
-validated once by the facade, the selection (filter and not-deleted, as sorted seqs) is built
-once per call, each block (the growing rows, every sealed segment) is scanned exactly or
-searched through its index with that selection, and the results are merged into one top-k.
+validated once by the facade, the selection (filter and not-deleted, as a mask over the live
+table's positions) is built once per call, each block (the growing rows, every sealed
+segment) is scanned exactly or searched through its index with that selection, and the
+results are merged into one top-k. One indexed segment and no growing rows (a built
+collection) take a short path: one index call, ids by one gather.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._kernels import TopK
-from .._live import isin_sorted
 from ..fields import kind_of
 from ..filters import MatchAll, compile_filter, to_sql
 from ..spec import FieldSpec
 
 if TYPE_CHECKING:
     from .indexes import IndexManager
-    from .snapshot import Segment, Snapshot
+    from .snapshot import Snapshot
     from .store import SegmentStore
 
 __all__ = ["NeedsCatalog", "SearchExecutor"]
@@ -36,26 +37,22 @@ class SearchExecutor:
         self.indexes = indexes
 
     # -- selection ------------------------------------------------------------------------
+    # A selection is a bool mask over the live table's positions (the snapshot's ``seqs``),
+    # alive items only: built once per call, then gathered per block through the block's
+    # cached positions (``Snapshot.positions``).
     def select_columns(self, node: Any) -> np.ndarray:
-        """Sorted seqs of the live items matching ``node``, from the in-memory columns only
-        (raises :class:`NeedsCatalog` when a subtree needs SQL). Caller holds the mutex."""
-        live = self.store.live
-        if isinstance(node, MatchAll):
-            return live.live_seqs()
-
+        """The selection of ``node`` from the in-memory columns only (raises
+        :class:`NeedsCatalog` when a subtree needs SQL). Caller holds the mutex."""
         def sql_mask(sub: Any) -> np.ndarray:
             raise NeedsCatalog
 
-        mask = compile_filter(node, n=live.size, columns=live.columns, sql_mask=sql_mask)
-        return live.seqs.view[mask & live.alive.view]
+        return self._mask(node, sql_mask)
 
-    def select(self, node: Any) -> np.ndarray:
-        """Sorted seqs of the live items matching ``node``; SQL subtrees are read inside the
-        caller's pinned read snapshot (see ``Collection._consistent``)."""
+    def select_mask(self, node: Any) -> np.ndarray:
+        """The selection of ``node``; SQL subtrees are read inside the caller's pinned read
+        snapshot (see ``SegmentStore.consistent``)."""
         st = self.store
         live = st.live
-        if isinstance(node, MatchAll):
-            return live.live_seqs()
 
         def sql_mask(sub: Any) -> np.ndarray:
             where, params = to_sql(sub)
@@ -65,57 +62,93 @@ class SearchExecutor:
             mask[np.searchsorted(live.seqs.view, np.sort(seqs))] = True
             return mask
 
+        return self._mask(node, sql_mask)
+
+    def select(self, node: Any) -> np.ndarray:
+        """Sorted seqs of the live items matching ``node`` (SQL as :meth:`select_mask`)."""
+        return self.store.live.seqs.view[self.select_mask(node)]
+
+    def _mask(self, node: Any, sql_mask: Any) -> np.ndarray:
+        live = self.store.live
+        if isinstance(node, MatchAll):
+            return live.alive.view.copy()
         mask = compile_filter(node, n=live.size, columns=live.columns, sql_mask=sql_mask)
-        return live.seqs.view[mask & live.alive.view]
+        return mask & live.alive.view
 
     # -- search ---------------------------------------------------------------------------
     def search(self, snap: Snapshot, queries: Any, k: int, name: str, spec: FieldSpec,
                selected: np.ndarray | None, target_recall: float | None, params: Any, *,
                use_index: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """Top-k of checked ``queries`` over ``snap``, among the sorted seqs ``selected``
-        (``None``: every live item)."""
+        """Top-k of checked ``queries`` over ``snap``, among ``selected`` (a selection mask,
+        or sorted seqs; ``None``: every live item)."""
+        if selected is not None and selected.dtype != np.bool_:  # sorted seqs
+            pos = snap.positions_of(selected)
+            selected = np.zeros(len(snap.seqs), dtype=bool)
+            selected[pos[pos >= 0]] = True
+        gseqs, gdata = snap.growing[name]
+        segments = snap.segments
+        if not len(gseqs) and len(segments) == 1 and use_index:  # the common large case
+            seg = segments[0]
+            entry = seg.indexes.get(name)
+            if entry is not None:
+                if selected is None:
+                    mask = snap.block_mask(seg.seqs, seg)
+                else:
+                    mask = snap.select_rows(selected, snap.positions(seg))
+                s, rows, seg_info = self._search_index(name, spec, entry[1], queries, k,
+                                                       seg.fields[name], mask, target_recall,
+                                                       params)
+                return snap.row_keys(seg)[rows], s, self._info(name, spec, selected,
+                                                               [seg_info], 1)
+        return self._fan_out(snap, queries, k, name, spec, selected, target_recall, params,
+                             use_index)
+
+    def _fan_out(self, snap: Snapshot, queries: Any, k: int, name: str, spec: FieldSpec,
+                 selected: np.ndarray | None, target_recall: float | None, params: Any,
+                 use_index: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Every block (the growing rows, each sealed segment) searched, then one merge."""
         kind = kind_of(spec)
         used: list[dict[str, Any]] = []
-        nq = len(queries)
-        topk = TopK(nq, k)
+        topk = TopK(len(queries), k)
         gseqs, gdata = snap.growing[name]
-        if callable(gdata):  # packed on first use (Multi)
-            gdata = gdata()
-        blocks: list[tuple[np.ndarray, Any, Segment | None]] = [(gseqs, gdata, None)]
-        blocks += [(s.seqs, s.fields[name], s) for s in snap.segments]
-        indexed: list[tuple[np.ndarray, np.ndarray, Segment]] = []
-        for seqs, data, seg in blocks:
-            if not len(seqs):
+        blocks = 0
+        if len(gseqs):
+            if callable(gdata):  # packed on first use (Multi)
+                gdata = gdata()
+            mask = snap.block_mask(gseqs, None) if selected is None else \
+                snap.select_rows(selected, snap.positions_of(gseqs))
+            kind.scan(spec, queries, gdata, gseqs, topk, mask)
+            blocks += 1
+        for seg in snap.segments:
+            if not len(seg.seqs):
                 continue
-            mask = snap.block_mask(seqs, seg)
-            if selected is not None:
-                sel = isin_sorted(seqs, selected)
-                mask = sel if mask is None else (mask & sel)
-            entry = seg.indexes.get(name) if use_index and seg is not None else None
-            if entry is not None:
-                idx = entry[1]
-                p = self.indexes.params(name, spec, idx, target_recall, params)
-                s, rows, seg_info = self.indexes.search_segment(name, spec, idx, queries, k,
-                                                                data, mask, p)
-                indexed.append((s, rows, seg))  # type: ignore[arg-type]
-                used.append(seg_info)
+            blocks += 1
+            mask = snap.block_mask(seg.seqs, seg) if selected is None else \
+                snap.select_rows(selected, snap.positions(seg))
+            data = seg.fields[name]
+            entry = seg.indexes.get(name) if use_index else None
+            if entry is None:
+                kind.scan(spec, queries, data, seg.seqs, topk, mask)
                 continue
-            kind.scan(spec, queries, data, seqs, topk, mask)
-        if len(indexed) == 1 and not topk.pushed:  # one block answered: nothing to merge
-            scores, rows, seg = indexed[0]
-            ids = snap.row_keys(seg)[np.maximum(rows, 0)]
-            pads = rows < 0
-            if pads.any():
-                ids[pads] = None
-        else:
-            for s, rows, seg in indexed:
-                found = np.where(rows >= 0, seg.seqs[np.maximum(rows, 0)], -1)
-                topk.push(s, found)  # each query with its own candidates
-            scores, seqs = topk.result()
-            ids = snap.seqs_to_keys(seqs)
-        info: dict[str, Any] = {"strategy": "index" if used else "exact", "field": name,
-                                "selected": None if selected is None else len(selected)}
+            s, rows, seg_info = self._search_index(name, spec, entry[1], queries, k, data,
+                                                   mask, target_recall, params)
+            topk.push(s, np.where(rows >= 0, seg.seqs[np.maximum(rows, 0)], -1))
+            used.append(seg_info)
+        scores, seqs = topk.result()
+        return snap.seqs_to_keys(seqs), scores, self._info(name, spec, selected, used, blocks)
+
+    def _search_index(self, name: str, spec: FieldSpec, idx: Any, queries: Any, k: int,
+                      data: Any, mask: np.ndarray | None, target_recall: float | None,
+                      params: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        p = self.indexes.params(name, spec, idx, target_recall, params)
+        return self.indexes.search_segment(name, spec, idx, queries, k, data, mask, p)
+
+    def _info(self, name: str, spec: FieldSpec, selected: np.ndarray | None,
+              used: list[dict[str, Any]], blocks: int) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "strategy": "index" if used else "exact", "field": name,
+            "selected": None if selected is None else int(np.count_nonzero(selected))}
         if used:
-            info["segments"] = {"indexed": len(used), "exact": len(blocks) - len(used)}
+            info["segments"] = {"indexed": len(used), "exact": blocks - len(used)}
             info |= self.indexes.search_info(name, spec, used)
-        return ids, scores, info
+        return info

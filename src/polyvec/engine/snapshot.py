@@ -34,8 +34,9 @@ class Segment:
     seqs: np.ndarray
     fields: dict[str, Any]
     indexes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # field -> (folder, index)
-    # (keys list it was made from, external id per row), made on first use
-    row_keys: tuple[Any, np.ndarray] | None = None
+    # (key column they were made from, live-table position per row (-1: item gone),
+    # external id per row (None: gone) or None until asked), made on first use
+    rows_at: tuple[Any, np.ndarray, np.ndarray | None] | None = None
 
     def with_index(self, name: str, entry: tuple[str, Any] | None) -> None:
         """Set (or drop, with ``None``) the index of ``name``: a new dict, so a reader holding
@@ -82,16 +83,41 @@ class Snapshot:
         out[~valid] = None
         return out.reshape(seqs.shape)
 
-    def row_keys(self, seg: Segment) -> np.ndarray:
-        """External id of every row of ``seg`` (``None`` where the item is gone), cached on
-        the segment: a seq names one version of one item for good, so the ids never go stale
-        while the live table's key list is the same object (a repack makes a new one)."""
-        cached = seg.row_keys
+    def positions(self, seg: Segment) -> np.ndarray:
+        """Live-table position of every row of ``seg`` (``-1`` where the item is gone), cached
+        on the segment: a seq names one version of one item for good, and positions only
+        move when the live table repacks, which makes a new key column."""
+        cached = seg.rows_at
         if cached is not None and cached[0] is self.keys:
             return cached[1]
-        seqs = np.asarray(seg.seqs)
-        known = isin_sorted(seqs, self.seqs)
-        keys = np.full(len(seqs), None, dtype=object)
-        keys[known] = self.seqs_to_keys(seqs[known])
-        seg.row_keys = (self.keys, keys)
+        pos = self.positions_of(np.asarray(seg.seqs))
+        seg.rows_at = (self.keys, pos, None)
+        return pos
+
+    def positions_of(self, seqs: np.ndarray) -> np.ndarray:
+        """Live-table positions of ``seqs`` (``-1`` where not in the table)."""
+        if not len(self.seqs):
+            return np.full(len(seqs), -1, dtype=np.int64)
+        pos = np.searchsorted(self.seqs, seqs)
+        pos[pos == len(self.seqs)] = 0
+        return np.where(self.seqs[pos] == seqs, pos, -1)
+
+    def row_keys(self, seg: Segment) -> np.ndarray:
+        """External id of every row of ``seg`` (``None`` where the item is gone), then one
+        ``None`` more, so that ``row_keys(seg)[rows]`` maps a pad row ``-1`` to ``None``;
+        cached on the segment beside its positions."""
+        pos = self.positions(seg)
+        cached = seg.rows_at
+        assert cached is not None
+        if cached[2] is not None:
+            return cached[2]
+        known = np.flatnonzero(pos >= 0)
+        keys = np.full(len(pos) + 1, None, dtype=object)
+        keys[known] = self.keys.take(pos[known])
+        seg.rows_at = (self.keys, pos, keys)
         return keys
+
+    def select_rows(self, selected: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """A block's row mask from ``selected`` (bool over live-table positions) and the
+        block's positions (``-1``: not selectable)."""
+        return np.append(selected, False)[pos]
