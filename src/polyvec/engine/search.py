@@ -94,7 +94,7 @@ class SearchExecutor:
                 if selected is None:
                     mask = snap.block_mask(seg.seqs, seg)
                 else:
-                    mask = snap.select_rows(selected, snap.positions(seg))
+                    mask = snap.select_rows(selected, seg)
                 s, rows, seg_info = self._search_index(name, spec, entry[1], queries, k,
                                                        seg.fields[name], mask, target_recall,
                                                        params)
@@ -116,7 +116,7 @@ class SearchExecutor:
             if callable(gdata):  # packed on first use (Multi)
                 gdata = gdata()
             mask = snap.block_mask(gseqs, None) if selected is None else \
-                snap.select_rows(selected, snap.positions_of(gseqs))
+                snap.select_by(selected, snap.positions_of(gseqs))
             kind.scan(spec, queries, gdata, gseqs, topk, mask)
             blocks += 1
         for seg in snap.segments:
@@ -124,7 +124,7 @@ class SearchExecutor:
                 continue
             blocks += 1
             mask = snap.block_mask(seg.seqs, seg) if selected is None else \
-                snap.select_rows(selected, snap.positions(seg))
+                snap.select_rows(selected, seg)
             data = seg.fields[name]
             entry = seg.indexes.get(name) if use_index else None
             if entry is None:

@@ -34,9 +34,10 @@ class Segment:
     seqs: np.ndarray
     fields: dict[str, Any]
     indexes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # field -> (folder, index)
-    # (key column they were made from, live-table position per row (-1: item gone),
-    # external id per row (None: gone) or None until asked), made on first use
-    rows_at: tuple[Any, np.ndarray, np.ndarray | None] | None = None
+    # (key column they were made from, live-table position per row (-1: item gone), the
+    # first position where the rows sit at consecutive positions (else -1), external id per
+    # row (None: gone) or None until asked), made on first use
+    rows_at: tuple[Any, np.ndarray, int, np.ndarray | None] | None = None
 
     def with_index(self, name: str, entry: tuple[str, Any] | None) -> None:
         """Set (or drop, with ``None``) the index of ``name``: a new dict, so a reader holding
@@ -91,7 +92,9 @@ class Snapshot:
         if cached is not None and cached[0] is self.keys:
             return cached[1]
         pos = self.positions_of(np.asarray(seg.seqs))
-        seg.rows_at = (self.keys, pos, None)
+        n = len(pos)
+        start = int(pos[0]) if n and pos.min() >= 0 and pos[-1] - pos[0] == n - 1 else -1
+        seg.rows_at = (self.keys, pos, start, None)
         return pos
 
     def positions_of(self, seqs: np.ndarray) -> np.ndarray:
@@ -109,15 +112,27 @@ class Snapshot:
         pos = self.positions(seg)
         cached = seg.rows_at
         assert cached is not None
-        if cached[2] is not None:
-            return cached[2]
+        if cached[3] is not None:
+            return cached[3]
         known = np.flatnonzero(pos >= 0)
         keys = np.full(len(pos) + 1, None, dtype=object)
         keys[known] = self.keys.take(pos[known])
-        seg.rows_at = (self.keys, pos, keys)
+        seg.rows_at = (*cached[:3], keys)
         return keys
 
-    def select_rows(self, selected: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """A block's row mask from ``selected`` (bool over live-table positions) and the
-        block's positions (``-1``: not selectable)."""
+    def select_rows(self, selected: np.ndarray, seg: Segment) -> np.ndarray:
+        """The row mask of ``seg`` from ``selected`` (bool over live-table positions): a view
+        of it where the segment's rows are consecutive positions (a segment sealed and not
+        repacked since), else a gather through the segment's positions."""
+        pos = self.positions(seg)
+        assert seg.rows_at is not None
+        start = seg.rows_at[2]
+        if start >= 0:
+            return selected[start:start + len(pos)]
+        return self.select_by(selected, pos)
+
+    @staticmethod
+    def select_by(selected: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """A block's row mask from ``selected`` and the block's positions (``-1``: not
+        selectable)."""
         return np.append(selected, False)[pos]

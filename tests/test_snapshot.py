@@ -1,0 +1,45 @@
+"""Snapshot selections: a filter's mask over live-table positions becomes each segment's row
+mask by a view (rows at consecutive positions) or a gather (merged, repacked or gone rows),
+and both equal the definition: row i selected iff its seq is a selected live item."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polyvec._live import KeyColumn
+from polyvec.engine.snapshot import Segment, Snapshot
+from polyvec.storage.catalog import SegmentRow
+
+
+def _snapshot(seqs: list[int]) -> Snapshot:
+    keys = KeyColumn()
+    keys.extend([f"k{s}" for s in seqs])
+    arr = np.array(seqs, dtype=np.int64)
+    return Snapshot(version=0, segments=(), growing={}, live_seqs=arr, seqs=arr, keys=keys)
+
+
+def _segment(seqs: list[int]) -> Segment:
+    row = SegmentRow("s", len(seqs), min(seqs), max(seqs), {})
+    return Segment(row=row, seqs=np.array(seqs, dtype=np.int64), fields={})
+
+
+@pytest.mark.parametrize("seg_seqs", [
+    [3, 4, 5, 6],          # consecutive positions: a view
+    [3, 5, 6],             # interleaved with another segment's item (a merge): a gather
+    [2, 3, 5],             # an item gone from the live table (seq 2) and a gap
+    [1, 3, 4, 5],          # gone first, then consecutive: must not be taken for a view
+    [6, 8, 9],             # a gone row between positions 3 and 5: spans 3 but is no view
+])
+def test_row_masks_equal_the_definition(seg_seqs: list[int]) -> None:
+    live = [3, 4, 5, 6, 7, 9]
+    snap = _snapshot(live)
+    seg = _segment(seg_seqs)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        selected = rng.random(len(live)) < 0.5
+        want = np.array([s in live and bool(selected[live.index(s)]) for s in seg_seqs])
+        np.testing.assert_array_equal(snap.select_rows(selected, seg), want)
+    keys = snap.row_keys(seg)
+    assert keys.tolist() == [f"k{s}" if s in live else None for s in seg_seqs] + [None]
+    assert keys[np.array([-1])][0] is None  # a pad row maps to None
