@@ -168,7 +168,9 @@ def _open_array(fpath: Path, size: int, crc: int, verify: bool) -> np.ndarray:
     if verify and file_crc32(fpath) != crc:
         raise CorruptFile(str(fpath), "checksum mismatch (bytes changed on disk)")
     try:
-        return np.load(fpath, mmap_mode="r", allow_pickle=False)
+        # a plain ndarray view of the map (the map stays open as its base): np.memmap, a
+        # subclass, costs every numpy call and every numba kernel call a slower dispatch
+        return np.load(fpath, mmap_mode="r", allow_pickle=False).view(np.ndarray)
     except FileNotFoundError:
         raise
     except (ValueError, OSError) as e:
