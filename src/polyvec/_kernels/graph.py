@@ -201,6 +201,7 @@ class GraphSearcher:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self._local = threading.local()
+        self._rerank: tuple[np.ndarray, np.ndarray] | None = None
         g = graph
         sq8 = g.scale is not None and g.center is not None
         # the kernel's per-graph arguments, in its order, made once
@@ -208,6 +209,15 @@ class GraphSearcher:
                             g.codes, _NONE_F32 if g.norms is None else g.norms,
                             g.norms is not None, g.neighbors, g.offsets, g.cum, g.entry,
                             g.max_level)
+
+    def _rerank_arg(self, rerank: np.ndarray) -> np.ndarray:
+        """``rerank`` read-only (see :func:`_readonly`), the view kept for the next call."""
+        cached = self._rerank
+        if cached is not None and cached[0] is rerank:
+            return cached[1]
+        view = _readonly(rerank)
+        self._rerank = (rerank, view)
+        return view
 
     def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
         s = getattr(self._local, "scratch", None)
@@ -229,8 +239,8 @@ class GraphSearcher:
         one (a filtered search whose selection is cheaper to scan than to walk).
         A batch is split over ``threads`` Python threads (the kernel releases the GIL).
         """
-        q = _f32c(q)
-        qr = None if qr is None else _f32c(qr)
+        q = _query_arg(q)
+        qr = None if qr is None else q if qr is q else _query_arg(qr)
         # the kernel trusts its shapes (no bounds checks): check them here
         if q.ndim != 2 or q.shape[1] != self.graph.codes.shape[1]:
             raise DimensionMismatch(f"graph search: expected queries (nq, "
@@ -268,19 +278,21 @@ class GraphSearcher:
         out_s = np.empty((len(q), width), np.float32)
         out_r = np.empty((len(q), width), np.int64)
         visited, state = self._scratch()
-        q = _readonly(q)  # one argument type whatever the caller's flags
-        _compiled()(q, q if qr is None else _readonly(qr), *self._graph_args, max(ef, kc), kc,
+        _compiled()(q, q if qr is None else qr, *self._graph_args, max(ef, kc), kc,
                     visited, state, sel is not None, _NONE_SEL if sel is None else sel,
                     rows is not None, _NONE_ROWS if rows is None else _readonly(rows),
-                    _NONE_X if rerank is None else _readonly(rerank),
+                    _NONE_X if rerank is None else self._rerank_arg(rerank),
                     0 if rerank is None else k, out_s, out_r)
         return out_s, out_r
 
 
-def _f32c(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.float32 and a.flags.c_contiguous:
+def _query_arg(a: np.ndarray) -> np.ndarray:
+    """Queries as the kernel's one signature takes them: writable C-contiguous float32 (a
+    copy only where they are not: the callers' queries are fresh, checked arrays)."""
+    flags = a.flags
+    if a.dtype == np.float32 and flags.c_contiguous and flags.writeable:
         return a
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.array(a, dtype=np.float32, order="C")
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
