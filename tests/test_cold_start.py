@@ -131,3 +131,16 @@ def test_first_query_does_not_wait_for_numba(tmp_path: Path) -> None:
     assert got["first"] == got["later"]
     sync = _run(code, POLYVEC_NUMBA_WARMUP="sync")
     assert sync["warm_at_first"] and sync["first"] == got["first"]
+
+
+def test_finding_numba_does_not_import_it() -> None:
+    """Importing numba takes ~0.5 s: a light kernel asking whether numba is there (a query
+    check, the first query of a process) must not pay it in the caller's thread."""
+    code = """
+import json, sys
+from polyvec._kernels._numba import have_numba
+found = have_numba()
+print(json.dumps({"found": found, "imported": "numba" in sys.modules}))
+"""
+    got = _run(code)
+    assert got == {"found": True, "imported": False}

@@ -37,3 +37,31 @@ def test_file_crc_in_parts_equals_zlib(tmp_path: Path, monkeypatch: pytest.Monke
         data2[size // 2] ^= 1
         path.write_bytes(bytes(data2))
         assert file_crc32(path) != zlib.crc32(data)
+
+
+def test_background_checks_name_the_damaged_file(tmp_path: Path) -> None:
+    """``Checks`` (the open's background verification) raises, on ``wait``, a
+    ``CorruptFile`` naming the first bad file in submission order; a missing file is one."""
+    from polyvec.errors import CorruptFile
+    from polyvec.storage.segment import Checks, file_crc32
+
+    good, bad = tmp_path / "good.bin", tmp_path / "bad.bin"
+    good.write_bytes(b"x" * 100_000)
+    bad.write_bytes(b"y" * 100_000)
+    crc_bad = file_crc32(bad)
+    with open(bad, "r+b") as f:
+        f.seek(5_000)
+        f.write(b"z")
+    checks = Checks()
+    checks.file(good, file_crc32(good))
+    checks.file(bad, crc_bad)
+    with pytest.raises(CorruptFile) as e:
+        checks.wait()
+    assert Path(e.value.filename) == bad
+    checks = Checks()
+    checks.file(tmp_path / "gone.bin", 0)
+    with pytest.raises(CorruptFile, match="missing"):
+        checks.wait()
+    checks = Checks()
+    checks.file(good, file_crc32(good))
+    checks.wait()  # all good: returns

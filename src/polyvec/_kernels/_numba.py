@@ -13,7 +13,9 @@ a later one does plus I/O; heavy kernels (builds, pooling) wait for numba as bef
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import sys
 import threading
 import types
 from collections.abc import Callable
@@ -22,11 +24,15 @@ from typing import Any
 
 @functools.cache
 def have_numba() -> bool:
+    """Whether numba is installed, found without importing it (the import alone takes
+    ~0.5 s: a light kernel's caller must not pay it; :func:`numba_warm` imports it in the
+    background)."""
+    if "numba" in sys.modules:  # imported already, or blocked (``sys.modules["numba"] = None``)
+        return sys.modules["numba"] is not None
     try:
-        import numba  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 def resolve_backend(backend: str, *, light: bool = False) -> str:

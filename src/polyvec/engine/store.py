@@ -28,6 +28,7 @@ from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
 from ..storage.catalog import Changes, Cursor, SegmentRow
 from ..storage.growing import ChunkRow, GrowingLog
+from ..storage.segment import Checks
 from . import hooks, merge
 from .indexes import INDEXES, IndexManager, index_orphans
 from .snapshot import Segment, Snapshot
@@ -49,7 +50,10 @@ class SegmentStore:
         self.segments: list[Segment] = []
         self.mutex = threading.RLock()
         self.lock = WriteLock(self.path / "LOCK", lock_timeout)
-        self.catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout)
+        # the catalog's integrity check runs while the first load reads it (see sync)
+        self.checks: Checks | None = Checks()
+        self.catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout,
+                                    checks=self.checks)
         self.indexes = IndexManager(self)
         self.growing_log = GrowingLog(self.path)
         self.cursor: Cursor | None = None  # what the mirror has seen of the catalog
@@ -100,6 +104,7 @@ class SegmentStore:
                     raise
                 self.cursor = None  # changed under us, or a partial catch-up: reload all
                 continue
+            self._wait_checks()  # nothing read is used before the catalog passed its check
             self.cursor = changes.cursor
             self.version = version
             self.catch_ups["full" if changes.full else "incremental"] += 1
@@ -107,10 +112,17 @@ class SegmentStore:
             return
         raise Locked(f"{self.name}: the collection changed {RETRIES} times while loading")
 
+    def _wait_checks(self) -> None:
+        """Wait for the open's background integrity check (once)."""
+        checks, self.checks = self.checks, None
+        if checks is not None:
+            checks.wait()
+
     def _migrate(self) -> None:
         """Turn a format-1 folder into the current format (writer only, one transaction)."""
         if self.catalog.guard(self.catalog.read_meta).get("format_version") != 1:
             return
+        self._wait_checks()  # never rewrite a catalog that failed its check
         with self.catalog.transaction():
             schema = CollectionSchema.from_dict(self.catalog.read_meta()["schema"])
 
@@ -139,23 +151,38 @@ class SegmentStore:
         """Rebuild everything from a full read of the catalog."""
         assert snap.meta is not None and snap.segments is not None and snap.indexes is not None
         self._set_meta(snap.meta)
-        items = snap.items
-        payloads = [json.loads(p) for p in items.payloads] if self.schema.indexed else None
-        live = LiveTable(self.schema.indexed)
-        live.append(items.seqs, items.keys, payloads)
-        self.live = live
-        self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}
-        if snap.legacy_vectors is not None:
-            self._load_legacy_growing(snap.legacy_vectors)
-        else:
-            self._extend_growing(self._read_chunks(snap.chunks))
-        # segment files are immutable and uniquely named: keep the ones already open (verified)
-        opened = {s.row.name: s for s in self.segments}
-        self.segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
-                         else self.open_segment(r) for r in snap.segments]
-        self.masks = {}
-        self.masks_stale = True  # the last snapshot's alive masks belong to the old live set
-        self.indexes.load(snap.indexes, snap.meta)
+        # new segments' files are checksummed in the background while the items, growing
+        # rows and indexes load; no segment array is read before the checks pass
+        checks = Checks() if self.verify else None
+        before = self.segments
+        try:
+            # segment files are immutable and uniquely named: keep the ones already open
+            # (verified)
+            opened = {s.row.name: s for s in before}
+            self.segments = [opened[r.name] if r.name in opened and opened[r.name].row == r
+                             else self.open_segment(r, checks) for r in snap.segments]
+            items = snap.items
+            payloads = [json.loads(p) for p in items.payloads] if self.schema.indexed else None
+            live = LiveTable(self.schema.indexed)
+            live.append(items.seqs, items.keys, payloads)
+            self.live = live
+            self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}
+            if snap.legacy_vectors is not None:
+                self._load_legacy_growing(snap.legacy_vectors)
+            else:
+                self._extend_growing(self._read_chunks(snap.chunks))
+            self.masks = {}
+            self.masks_stale = True  # the last snapshot's alive masks belong to the old live set
+            self.indexes.load(snap.indexes, snap.meta)
+            if checks is not None:
+                checks.wait()
+        except BaseException as e:
+            self.segments = before  # a retry must not reuse segments that were not verified
+            if checks is not None:
+                if isinstance(e, CorruptFile):
+                    checks.wait()  # a damaged file is the cause: name it (raises)
+                checks.close()
+            raise
         self._check_coverage(live.live_seqs(), next(iter(self.growing.values())).seqs.view)
 
     def _catch_up(self, ch: Changes) -> list[int]:
@@ -218,8 +245,11 @@ class SegmentStore:
             growing_seqs = seqs
             self.growing[name].extend(seqs, data)
 
-    def open_segment(self, row: SegmentRow) -> Segment:
-        files = open_segment(self.path / SEGMENTS / row.name, row.manifest, verify=self.verify)
+    def open_segment(self, row: SegmentRow, checks: Checks | None = None) -> Segment:
+        """Open a sealed segment's files; their checksums are verified in line, or handed to
+        ``checks`` (then nothing may read the arrays before ``checks.wait()``)."""
+        files = open_segment(self.path / SEGMENTS / row.name, row.manifest, verify=self.verify,
+                             checks=checks)
         where = str(files.path)
         try:
             seqs = files["seqs"]

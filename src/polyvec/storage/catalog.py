@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import CorruptFile, FormatVersionError, Locked
 from .growing import ChunkRow
+from .segment import Checks
 from .stamp import CommitStamp
 
 __all__ = ["Catalog", "Changes", "Cursor", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC"]
@@ -189,25 +190,27 @@ class Catalog:
         return cat
 
     @classmethod
-    def open(cls, path: Path, *, busy_timeout: float = 10.0) -> Catalog:
-        """Open and check an existing catalog; raise ``CorruptFile`` naming it if it is bad."""
+    def open(cls, path: Path, *, busy_timeout: float = 10.0,
+             checks: Checks | None = None) -> Catalog:
+        """Open and check an existing catalog; raise ``CorruptFile`` naming it if it is bad.
+
+        SQLite's ``integrity_check`` reads the whole file: with ``checks`` it runs there, on
+        a connection of its own, in the background (the caller waits for it before trusting
+        what it read), else in line."""
         if not path.is_file():
             raise CorruptFile(str(path), "catalog file is missing")
+        if checks is not None:
+            checks.call(lambda: cls._integrity(path, busy_timeout))
+        else:
+            cls._integrity(path, busy_timeout)
         try:
             conn = cls._connect(path, busy_timeout)
-            # integrity_check, not quick_check: it also verifies indexes against their tables
-            problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
                 raise Locked(f"{path}: {e}") from None
             raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
         except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-            # a damaged schema can make even sqlite's error message undecodable
             raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
-        if problems != ["ok"]:
-            conn.close()
-            raise CorruptFile(str(path),
-                              "sqlite integrity check failed: " + "; ".join(problems[:3]))
         cat = cls(path, conn)
         meta = cat.guard(cat.read_meta)
         if meta.get("magic") != MAGIC:
@@ -219,6 +222,28 @@ class Catalog:
                 str(path), f"format version {meta.get('format_version')!r}; this polyvec reads "
                 f"versions {', '.join(map(str, READABLE_VERSIONS))}")
         return cat
+
+    @classmethod
+    def _integrity(cls, path: Path, busy_timeout: float) -> None:
+        """SQLite's ``integrity_check`` (not ``quick_check``: it also verifies indexes
+        against their tables), on a connection of its own."""
+        conn = None
+        try:
+            conn = cls._connect(path, busy_timeout)
+            problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e):
+                raise Locked(f"{path}: {e}") from None
+            raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            # a damaged schema can make even sqlite's error message undecodable
+            raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
+        finally:
+            if conn is not None:
+                conn.close()
+        if problems != ["ok"]:
+            raise CorruptFile(str(path),
+                              "sqlite integrity check failed: " + "; ".join(problems[:3]))
 
     def close(self) -> None:
         self.conn.close()

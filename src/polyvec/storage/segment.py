@@ -11,8 +11,8 @@ import mmap
 import os
 import shutil
 import zlib
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import CorruptFile
 
-__all__ = ["SegmentFiles", "write_segment", "open_segment", "fsync_dir", "file_crc32"]
+__all__ = ["Checks", "SegmentFiles", "write_segment", "open_segment", "fsync_dir",
+           "file_crc32"]
 
 _CHUNK = 1 << 22
 _PART_MIN = 32 << 20  # files above twice this are checked by several threads
@@ -110,6 +111,52 @@ def _gf2_square(mat: list[int]) -> list[int]:
     return [_gf2_times(mat, row) for row in mat]
 
 
+class Checks:
+    """Integrity checks run in background threads while the caller does other work (an open
+    reads the catalog while the segment files are checksummed): :meth:`wait` returns when
+    all are done and raises the first failure (a ``CorruptFile`` naming the file).
+
+    zlib and SQLite release the GIL, so on two cores the checks cost little wall time next
+    to the catalog's Python-bound reading. Nothing checked here may be *used* before
+    :meth:`wait` returns: segment arrays are only memory-mapped (their ``.npy`` headers are
+    parsed, and a bad one raises at once); an index file is deserialized, so index files are
+    checked in line, before loading.
+    """
+
+    def __init__(self, threads: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="polyvec-check")
+        self._jobs: list[Future[None]] = []
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run the check ``fn`` (raising ``CorruptFile`` on damage) in the background."""
+        self._jobs.append(self._pool.submit(fn))
+
+    def file(self, fpath: Path, crc: int) -> None:
+        """Check ``fpath``'s CRC-32 against ``crc`` in the background."""
+        self.call(lambda: _check_crc(fpath, crc))
+
+    def wait(self) -> None:
+        """Wait for every check; raise the first failure in submission order."""
+        try:
+            for job in self._jobs:
+                job.result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop the checks not started (the caller gave up: something else failed first)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _check_crc(fpath: Path, crc: int) -> None:
+    try:
+        ok = file_crc32(fpath) == crc
+    except FileNotFoundError:
+        raise CorruptFile(str(fpath), "file is missing") from None
+    if not ok:
+        raise CorruptFile(str(fpath), "checksum mismatch (bytes changed on disk)")
+
+
 @dataclass(frozen=True)
 class SegmentFiles:
     """The opened arrays of one sealed segment, by name (``seqs`` plus the field arrays)."""
@@ -148,14 +195,20 @@ def write_segment(folder: Path, name: str, arrays: Mapping[str, np.ndarray]
     return manifest
 
 
-def open_segment(path: Path, manifest: Mapping[str, list[int]], *, verify: bool = True
-                 ) -> SegmentFiles:
-    """Open every file of the manifest memory-mapped; raise ``CorruptFile`` naming a bad one."""
+def open_segment(path: Path, manifest: Mapping[str, list[int]], *, verify: bool = True,
+                 checks: Checks | None = None) -> SegmentFiles:
+    """Open every file of the manifest memory-mapped; raise ``CorruptFile`` naming a bad one.
+
+    Sizes and ``.npy`` headers are checked at once; with ``verify`` the CRC-32s too, in line,
+    or handed to ``checks`` (the caller waits for them before using the arrays)."""
     arrays: dict[str, np.ndarray] = {}
     for fname, (size, crc) in manifest.items():
         fpath = path / fname
+        if verify and checks is not None:
+            checks.file(fpath, crc)
         try:
-            arrays[fname.removesuffix(".npy")] = _open_array(fpath, size, crc, verify)
+            arrays[fname.removesuffix(".npy")] = _open_array(fpath, size, crc,
+                                                             verify and checks is None)
         except FileNotFoundError:  # also when it vanishes between two of the steps
             raise CorruptFile(str(fpath), "file is missing") from None
     return SegmentFiles(path.name, path, arrays)
