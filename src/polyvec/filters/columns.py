@@ -64,6 +64,7 @@ class Column:
         self._num = np.full(_MIN_CAPACITY, np.nan)
         self._code = np.full(_MIN_CAPACITY, -1, dtype=np.int32)
         self._raw = np.full(_MIN_CAPACITY, None, dtype=object)
+        self._raw_rows = 0  # how many rows are K_SLOW (an upper bound after take)
         # Elements of the K_LIST rows, flattened: _el_row is the row position of each element.
         # Invariant: _el_row is non-decreasing, so a row's elements are contiguous.
         self._el_n = 0
@@ -132,6 +133,7 @@ class Column:
         self._kind[start:end] = kinds
         self._num[start:end] = nums
         self._code[start:end] = codes
+        self._raw_rows += len(slow)
         for row in slow:
             value = values[row - start]
             self._raw[row] = list(value) if isinstance(value, list) else value
@@ -179,6 +181,7 @@ class Column:
         out._num[: pos.size] = self._num[pos]
         out._code[: pos.size] = codes[: pos.size]
         out._raw[: pos.size] = self._raw[pos]
+        out._raw_rows = self._raw_rows
         out._n = int(pos.size)
         out._reserve_elements(total)
         out._el_row[:total] = np.repeat(np.arange(pos.size), per_row)
@@ -214,8 +217,9 @@ class Column:
         if m:  # only list rows have elements; a list row matches when any of its elements does
             hit = self._scalar_mask(leaf, self._el_kind[:m], self._el_num[:m], self._el_code[:m])
             mask[np.compress(hit, self._el_row[:m])] = True  # 3x faster than el_row[:m][hit]
-        for row in np.flatnonzero(kind == K_SLOW).tolist():
-            mask[row] = leaf_matches_value(leaf, self._raw[row])
+        if self._raw_rows:  # K_SLOW rows (rare): the reference decides each
+            for row in np.flatnonzero(kind == K_SLOW).tolist():
+                mask[row] = leaf_matches_value(leaf, self._raw[row])
         return mask
 
     def _scalar_mask(self, leaf: Compare | In, kind: Int8s, num: Floats, code: Int32s) -> Bools:
@@ -231,6 +235,8 @@ class Column:
         return self._range(leaf, num, code)
 
     def _equal_any(self, values: Sequence[object], kind: Int8s, num: Floats, code: Int32s) -> Bools:
+        if len(values) == 1 and is_number(values[0]):  # the common filter: one pass
+            return num == float(values[0]) + 0.0  # type: ignore[arg-type]
         mask = np.zeros(len(kind), dtype=bool)
         nums = [float(v) + 0.0 for v in values if is_number(v)]  # type: ignore[arg-type]
         if nums:

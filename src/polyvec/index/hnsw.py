@@ -40,7 +40,7 @@ from .order import lid_order
 
 __all__ = ["HNSWIndex", "DEFAULT_EF"]
 
-SCAN_PER_EF = 25  # filtered: scan the selected codes when there are <= this many per unit of ef
+SCAN_PER_EF = 35  # filtered: scan the selected codes when there are <= this many per unit of ef
 WIDEN_POWER = 0.5  # filtered walks: ef / fraction ** WIDEN_POWER (see HNSWIndex._widen)
 DEFAULT_EF = 64
 
