@@ -91,10 +91,11 @@ def test_maxsim_numba_equals_numpy() -> None:
         assert ref[d] == pytest.approx(block.max(axis=1).sum(), rel=1e-5)
 
 
+@pytest.mark.parametrize("m", [1, 4, 7])  # query tokens: the 4-token groups and the tail
 @pytest.mark.parametrize("ndoc", [40, 3_000])  # serial and parallel kernels
-def test_maxsim_f16_numba_equals_numpy(ndoc: int) -> None:
+def test_maxsim_f16_numba_equals_numpy(ndoc: int, m: int) -> None:
     """float16 tokens scored in place equal the widened copy's scores, including the
-    float16 specials (subnormals, the largest value, zeros)."""
+    float16 specials (subnormals, the largest value, zeros) and one-token documents."""
     from polyvec._kernels.maxsim import maxsim_f16, maxsim_f16_numpy
 
     rng = np.random.default_rng(ndoc)
@@ -102,7 +103,7 @@ def test_maxsim_f16_numba_equals_numpy(ndoc: int) -> None:
     offsets = np.concatenate([[0], np.cumsum(lens)])
     tokens = rng.standard_normal((offsets[-1], 24)).astype(np.float16)
     tokens[0, :3] = [np.float16(6e-8), np.float16(-65504.0), np.float16(-0.0)]
-    q = rng.standard_normal((7, 24)).astype(np.float32)
+    q = rng.standard_normal((m, 24)).astype(np.float32)
     ref = maxsim_f16_numpy(q, tokens, offsets)
     fast = maxsim_f16(q, tokens, offsets, backend="numba")
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-3)

@@ -67,18 +67,20 @@ def maxsim_f16_numpy(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> 
 def _maxsim_f16_loop(q, bits, offsets, out):  # pragma: no cover
     # a document's tokens are widened exactly (as in lut._gather_f16_loop: sign, exponent
     # and mantissa moved into float32 position, then times 2**112 to rebias; inf/NaN get the
-    # all-ones exponent) four at a time into a buffer, then scored against every query
-    # token: four independent dot products share each query load
+    # all-ones exponent) two at a time into a buffer, then scored against the query tokens
+    # four at a time: eight independent dot products (vectorized over d) share each load of a
+    # query row and of a widened token, which keeps the loop on the FMA units rather than on
+    # the loads (one query token by four document tokens was load-bound and ~25% slower)
     m, d = q.shape
     magic = np.float32(2.0 ** 112)
     for doc in prange(offsets.shape[0] - 1):
-        buf = np.zeros((4, d), np.float32)
+        buf = np.zeros((2, d), np.float32)
         bufu = buf.view(np.uint32)
         best = np.full(m, -np.inf, np.float32)
         lo = offsets[doc]
         hi = offsets[doc + 1]
-        for t0 in range(lo, hi, 4):
-            nt = min(4, hi - t0)
+        for t0 in range(lo, hi, 2):
+            nt = min(2, hi - t0)
             for r in range(nt):
                 for j in range(d):
                     h = np.uint32(bits[t0 + r, j])
@@ -89,23 +91,48 @@ def _maxsim_f16_loop(q, bits, offsets, out):  # pragma: no cover
                     bufu[r, j] = v
                 for j in range(d):
                     buf[r, j] *= magic
-            for r in range(nt, 4):  # a short last group repeats its first token
+            if nt == 1:  # a lone last token is scored twice
                 for j in range(d):
-                    buf[r, j] = buf[0, j]
-            for i in range(m):
+                    buf[1, j] = buf[0, j]
+            i = 0
+            while i + 4 <= m:
                 a0 = np.float32(0.0)
                 a1 = np.float32(0.0)
-                a2 = np.float32(0.0)
-                a3 = np.float32(0.0)
+                b0 = np.float32(0.0)
+                b1 = np.float32(0.0)
+                c0 = np.float32(0.0)
+                c1 = np.float32(0.0)
+                e0 = np.float32(0.0)
+                e1 = np.float32(0.0)
+                for j in range(d):
+                    u0 = buf[0, j]
+                    u1 = buf[1, j]
+                    x = q[i, j]
+                    a0 += x * u0
+                    a1 += x * u1
+                    x = q[i + 1, j]
+                    b0 += x * u0
+                    b1 += x * u1
+                    x = q[i + 2, j]
+                    c0 += x * u0
+                    c1 += x * u1
+                    x = q[i + 3, j]
+                    e0 += x * u0
+                    e1 += x * u1
+                best[i] = max(best[i], max(a0, a1))
+                best[i + 1] = max(best[i + 1], max(b0, b1))
+                best[i + 2] = max(best[i + 2], max(c0, c1))
+                best[i + 3] = max(best[i + 3], max(e0, e1))
+                i += 4
+            while i < m:
+                a0 = np.float32(0.0)
+                a1 = np.float32(0.0)
                 for j in range(d):
                     x = q[i, j]
                     a0 += x * buf[0, j]
                     a1 += x * buf[1, j]
-                    a2 += x * buf[2, j]
-                    a3 += x * buf[3, j]
-                top = max(max(a0, a1), max(a2, a3))
-                if top > best[i]:
-                    best[i] = top
+                best[i] = max(best[i], max(a0, a1))
+                i += 1
         total = np.float32(0.0)
         for i in range(m):
             total += best[i]

@@ -51,6 +51,7 @@ __all__ = ["Catalog", "Changes", "Cursor", "IndexRow", "ItemRow", "FORMAT_VERSIO
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 DELETE_LOG_TAIL = 100_000  # delete-log rows kept at a seal for readers that are behind
+ITEM_BATCH = 65_536  # item rows read per step of a full load (bounds its transient memory)
 MAGIC = "polyvec-collection"
 T = TypeVar("T")
 
@@ -393,21 +394,28 @@ class Catalog:
         return out
 
     def _items(self, where: str, params: tuple[Any, ...]) -> ItemColumns:
-        rows = self.conn.execute(
-            f"SELECT seq, key, payload, crc FROM items {where} ORDER BY seq", params).fetchall()
+        """Item rows ``where`` as columns, checked, read :data:`ITEM_BATCH` rows at a time: a
+        full load holds the columns and one batch of row tuples, not a tuple per item."""
         crc32 = zlib.crc32
-        try:  # item_crc, inlined: a full load checks every row
-            bad = [r for r in rows if crc32(
-                f"int:{r[0]}\x1f{type(r[1]).__name__}:{r[1]}\x1fstr:{r[2]}".encode()) != r[3]
-                or type(r[1]) not in (int, str) or type(r[2]) is not str]
-        except UnicodeEncodeError:  # a lone surrogate from a damaged row
-            bad = rows
-        if bad:
-            raise CorruptFile(str(self.path), f"item row seq={bad[0][0]}: checksum mismatch")
-        if not rows:
-            return ItemColumns(np.zeros(0, np.int64), [], [])
-        seqs, keys, payloads, _ = zip(*rows, strict=True)
-        return ItemColumns(np.array(seqs, dtype=np.int64), list(keys), list(payloads))
+        cur = self.conn.execute(
+            f"SELECT seq, key, payload, crc FROM items {where} ORDER BY seq", params)
+        seqs: list[np.ndarray] = []
+        keys: list[int | str] = []
+        payloads: list[str] = []
+        while rows := cur.fetchmany(ITEM_BATCH):
+            try:  # item_crc, inlined: a full load checks every row
+                bad = [r for r in rows if crc32(
+                    f"int:{r[0]}\x1f{type(r[1]).__name__}:{r[1]}\x1fstr:{r[2]}".encode()) != r[3]
+                    or type(r[1]) not in (int, str) or type(r[2]) is not str]
+            except UnicodeEncodeError:  # a lone surrogate from a damaged row
+                bad = rows
+            if bad:
+                raise CorruptFile(str(self.path), f"item row seq={bad[0][0]}: checksum mismatch")
+            seqs.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+            keys += [r[1] for r in rows]
+            payloads += [r[2] for r in rows]
+        return ItemColumns(np.concatenate(seqs) if seqs else np.zeros(0, np.int64), keys,
+                           payloads)
 
     def _deleted_after(self, pos: int) -> list[tuple[int, int]]:
         out = []
