@@ -236,7 +236,7 @@ class Column:
 
     def _equal_any(self, values: Sequence[object], kind: Int8s, num: Floats, code: Int32s) -> Bools:
         if len(values) == 1 and is_number(values[0]):  # the common filter: one pass
-            return num == float(values[0]) + 0.0  # type: ignore[arg-type]
+            return np.equal(num, float(values[0]) + 0.0)  # type: ignore[arg-type]
         mask = np.zeros(len(kind), dtype=bool)
         nums = [float(v) + 0.0 for v in values if is_number(v)]  # type: ignore[arg-type]
         if nums:
