@@ -130,8 +130,9 @@ class LiveTable:
 
     def live_seqs(self) -> np.ndarray:
         """Sorted seqs of the live items (cached until the next write)."""
-        if self._live_seqs is None:
-            self._live_seqs = self.seqs.view[self.alive.view]
+        if self._live_seqs is None:  # no copy while nothing died (appends write past it)
+            seqs = self.seqs.view
+            self._live_seqs = seqs if not self.n_dead else seqs[self.alive.view]
         return self._live_seqs
 
     def live_keys(self) -> list[Any]:

@@ -329,9 +329,11 @@ class Catalog:
             return self._full_v1()
         epoch, generation = int(head["epoch"]), int(head["generation"])
         schema = json.dumps(head.get("schema"), sort_keys=True)
+        # payload texts are kept only for the indexed payload columns (else checked, dropped)
+        keep = bool((head.get("schema") or {}).get("indexed"))
         if (cursor is None or cursor.deletes < int(head["deletes_pruned"])
                 or cursor.schema != schema):
-            return self._full(schema)
+            return self._full(schema, keep)
         deleted = self._deleted_after(cursor.deletes)
         new_gen = generation != cursor.generation
         chunks = self._chunks(generation, -1 if new_gen else cursor.chunk_seq)
@@ -344,12 +346,12 @@ class Catalog:
             schema=schema)
         return Changes(
             full=False, cursor=new, meta=self.read_meta() if moved else None,
-            items=self._items("WHERE seq > ?", (cursor.seq,)),
+            items=self._items("WHERE seq > ?", (cursor.seq,), keep),
             deleted=[s for _, s in deleted], new_generation=new_gen, chunks=chunks,
             segments=self._segments() if moved else None,
             indexes=self._indexes() if moved else None)
 
-    def _full(self, schema: str) -> Changes:
+    def _full(self, schema: str, keep_payloads: bool) -> Changes:
         meta = self.read_meta()
         generation = int(meta["generation"])
         chunks = self._chunks(generation, -1)
@@ -359,7 +361,8 @@ class Catalog:
                                                                    int(meta["deletes_pruned"])),
                         epoch=int(meta["epoch"]), generation=generation,
                         chunk_seq=chunks[-1].first_seq if chunks else -1, schema=schema)
-        return Changes(full=True, cursor=cursor, meta=meta, items=self._items("", ()),
+        return Changes(full=True, cursor=cursor, meta=meta,
+                       items=self._items("", (), keep_payloads),
                        deleted=[], new_generation=True, chunks=chunks,
                        segments=self._segments(), indexes=self._indexes())
 
@@ -393,9 +396,12 @@ class Catalog:
                 raise CorruptFile(str(self.path), f"meta row {k!r}: not JSON") from None
         return out
 
-    def _items(self, where: str, params: tuple[Any, ...]) -> ItemColumns:
+    def _items(self, where: str, params: tuple[Any, ...], keep_payloads: bool = True
+               ) -> ItemColumns:
         """Item rows ``where`` as columns, checked, read :data:`ITEM_BATCH` rows at a time: a
-        full load holds the columns and one batch of row tuples, not a tuple per item."""
+        full load holds the columns and one batch of row tuples, not a tuple per item. Without
+        ``keep_payloads`` the payload texts are checked and dropped (``payloads`` is empty):
+        a collection without indexed payload columns needs none of them in memory."""
         crc32 = zlib.crc32
         cur = self.conn.execute(
             f"SELECT seq, key, payload, crc FROM items {where} ORDER BY seq", params)
@@ -413,7 +419,8 @@ class Catalog:
                 raise CorruptFile(str(self.path), f"item row seq={bad[0][0]}: checksum mismatch")
             seqs.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
             keys += [r[1] for r in rows]
-            payloads += [r[2] for r in rows]
+            if keep_payloads:
+                payloads += [r[2] for r in rows]
         return ItemColumns(np.concatenate(seqs) if seqs else np.zeros(0, np.int64), keys,
                            payloads)
 
