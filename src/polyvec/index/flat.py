@@ -9,11 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from .._kernels import TopK
+from .._kernels.widen import widen_f16
 
 __all__ = ["scan_dense", "SCORE_BUDGET_BYTES"]
 
 SCORE_BUDGET_BYTES = 64 << 20  # the largest score block held at once
 _GATHER_BELOW = 0.25  # selected fraction under which selected rows are gathered, not masked
+F16_BLOCK_BYTES = 1 << 20  # float16 rows are widened this many float32 bytes at a time
 
 
 def _scores(q: np.ndarray, x: np.ndarray, metric: str, q_sq: np.ndarray | None) -> np.ndarray:
@@ -56,9 +58,14 @@ def scan_dense(
             vectors, row_ids, mask, n = vectors[rows], row_ids[rows], None, n_sel
     nq = len(queries)
     chunk = max(256, SCORE_BUDGET_BYTES // (4 * max(nq, 1)))
+    buf = None
+    if vectors.dtype == np.float16:  # widened a block at a time into one reused buffer
+        chunk = min(chunk, max(64, F16_BLOCK_BYTES // (4 * vectors.shape[1])))
+        buf = np.empty((min(chunk, n), vectors.shape[1]), dtype=np.float32)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        s = _scores(queries, vectors[lo:hi], metric, q_sq)
+        block = vectors[lo:hi] if buf is None else widen_f16(vectors[lo:hi], buf)
+        s = _scores(queries, block, metric, q_sq)
         if mask is not None:
             s[:, ~mask[lo:hi]] = -np.inf
         topk.push(s, row_ids[lo:hi])
