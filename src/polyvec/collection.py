@@ -22,7 +22,7 @@ from .engine.indexes import INDEXES
 from .engine.search import NeedsCatalog, SearchExecutor
 from .engine.store import CATALOG, SEGMENTS, SegmentStore
 from .engine.upgrade import Backfill, Embedders
-from .errors import CorruptFile, InvalidArgument
+from .errors import CorruptFile, InvalidArgument, PolyvecError
 from .fields import kind_of
 from .filters import parse_filter
 from .spec import CollectionSchema, FieldSpec, ModelSpec
@@ -239,6 +239,7 @@ class Collection:
         columns under the mutex when they answer the filter, else inside a pinned catalog
         read (SQL on payloads that no column holds)."""
         st = self._store
+        st.check_alive()
         if node is None:
             return st.current(), None
         with st.mutex:
@@ -352,6 +353,15 @@ class Collection:
 
     def close(self) -> None:
         self._store.close()
+
+    @property
+    def alive(self) -> bool:
+        """Whether this handle is open and still stands for the collection at its path."""
+        try:
+            self._store.check_alive()
+        except PolyvecError:
+            return False
+        return True
 
     def __enter__(self) -> Collection:
         return self

@@ -23,6 +23,7 @@ from .errors import (
     UnknownField,
 )
 from .spec import CollectionSchema, FieldSpec
+from .storage.lock import WriteLock
 from .storage.segment import fsync_dir
 
 __all__ = ["Database", "connect"]
@@ -124,8 +125,11 @@ class Database:
     def get_collection(self, name: str) -> Collection:
         path = self._dir(name)
         coll = self._open.get(name)
-        if coll is not None and path.exists():
-            return coll
+        if coll is not None:
+            if coll.alive:
+                return coll
+            del self._open[name]  # dropped or replaced since: never hand out the stale handle
+            coll.close()
         if not (path / CATALOG).exists():
             if path.exists():
                 raise CorruptFile(str(path / CATALOG), "catalog file is missing")
@@ -143,10 +147,14 @@ class Database:
             raise UnknownCollection(f"no collection {name!r} in {self.path}")
         coll = self._open.pop(name, None)
         if coll is not None:
+            coll._store.dropped = True
             coll.close()
         trash = self.path / f".dropped-{name}-{token_hex(4)}"
-        os.rename(path, trash)
-        fsync_dir(self.path)
+        # under the collection's write lock: a writer that holds it commits first (its write
+        # goes with the collection); one that waits for it then finds the folder gone
+        with WriteLock(path / "LOCK", self.lock_timeout):
+            os.rename(path, trash)
+            fsync_dir(self.path)
         shutil.rmtree(trash, ignore_errors=True)
 
     def close(self) -> None:

@@ -14,6 +14,8 @@ __all__ = [
     "DuplicateId",
     "UnknownField",
     "UnknownCollection",
+    "CollectionDropped",
+    "CollectionClosed",
     "CollectionExists",
     "FilterError",
     "CorruptFile",
@@ -59,6 +61,15 @@ class UnknownCollection(PolyvecError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class CollectionDropped(UnknownCollection):
+    """The collection behind a handle was dropped (or dropped and created anew) since the
+    handle was opened; get a new handle with ``Database.get_collection``."""
+
+
+class CollectionClosed(PolyvecError, ValueError):
+    """A call on a collection handle after its ``close()`` (like I/O on a closed file)."""
 
 
 class CollectionExists(PolyvecError, ValueError):

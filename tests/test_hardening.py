@@ -1,0 +1,64 @@
+"""Hardening (issue 12): stale handles, resource limits, hostile input, OS errors, honesty.
+
+Each test here failed on the code before its fix; every rejection is a typed polyvec error
+that subclasses a builtin, and leaves what is stored unchanged.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import unit
+
+import polyvec as pv
+from polyvec import errors as E
+
+
+@pytest.fixture
+def coll(db, rng):
+    c = db.create_collection("re", {"v": pv.Dense(16)}, indexed=["n"])
+    c.add([f"i{j}" for j in range(20)], unit(rng, 20, 16), [{"n": j} for j in range(20)])
+    return c
+
+
+# -- 1 and 3: handle lifetime ------------------------------------------------------------------
+
+def test_stale_handle_cannot_acknowledge_a_write_to_a_replaced_collection(db, coll, rng):
+    other = pv.connect(db.path)
+    other.drop_collection("re")
+    other.create_collection("re", {"v": pv.Dense(16)})
+    with pytest.raises(E.CollectionDropped, match="created anew"):
+        coll.add(["x"], unit(rng, 1, 16))
+    for call in (lambda: coll.search(unit(rng, 1, 16)[0]), lambda: len(coll),
+                 lambda: coll.get(["i1"]), lambda: coll.delete(["i1"]), coll.flush,
+                 lambda: coll.search(unit(rng, 1, 16)[0], filter={"n": 1}), coll.info):
+        with pytest.raises(E.CollectionDropped):
+            call()
+    fresh = db.get_collection("re")  # not the cached stale handle
+    assert fresh is not coll and len(fresh) == 0
+    fresh.add(["x"], unit(rng, 1, 16))
+    assert len(pv.connect(db.path).get_collection("re")) == 1
+    other.close()
+
+
+def test_dropped_collection_raises_typed_error_on_every_handle(db, coll, rng):
+    other = pv.connect(db.path).get_collection("re")
+    db.drop_collection("re")
+    q = unit(rng, 1, 16)[0]
+    with pytest.raises(E.CollectionDropped):  # the handle that dropped it
+        coll.search(q)
+    with pytest.raises(E.CollectionDropped):  # a handle of another database object
+        other.search(q)
+    with pytest.raises(E.CollectionDropped):
+        other.add(["x"], unit(rng, 1, 16))
+    assert isinstance(E.CollectionDropped("x"), KeyError)
+    with pytest.raises(E.UnknownCollection):
+        db.get_collection("re")
+
+
+def test_closed_handle_raises_typed_error(db, coll, rng):
+    coll.close()
+    with pytest.raises(E.CollectionClosed):
+        coll.search(unit(rng, 1, 16)[0])
+    with pytest.raises(E.CollectionClosed):
+        coll.add(["x"], unit(rng, 1, 16))
+    assert db.get_collection("re") is not coll
