@@ -62,3 +62,32 @@ def test_closed_handle_raises_typed_error(db, coll, rng):
     with pytest.raises(E.CollectionClosed):
         coll.add(["x"], unit(rng, 1, 16))
     assert db.get_collection("re") is not coll
+
+
+# -- 2: resource limits ------------------------------------------------------------------------
+
+def test_huge_k_is_capped_before_anything_is_allocated(coll, rng):
+    import tracemalloc
+
+    q = unit(rng, 1, 16)[0]
+    coll.search(q, k=5)  # warm up
+    tracemalloc.start()
+    try:
+        res = coll.search(q, k=10**7)  # old code: 200 MB of padding
+        batch = coll.search(unit(rng, 4, 16), k=10**12, filter={"n": {"$lt": 5}})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert res.ids.shape == (20,) and None not in res.ids.tolist()
+    assert batch.ids.shape == (4, 20) and batch.ids[:, 5:].tolist() == [[None] * 15] * 4
+    assert peak < 10 << 20
+
+
+def test_result_memory_beyond_the_bound_is_refused(coll, rng, monkeypatch):
+    from polyvec import limits
+
+    monkeypatch.setattr(limits, "MAX_RESULT_SLOTS", 50)
+    with pytest.raises(E.InvalidArgument, match="MAX_RESULT_SLOTS = 50") as info:
+        coll.search(unit(rng, 3, 16), k=20)
+    assert "3 × 20 = 60" in str(info.value)
+    assert coll.search(unit(rng, 2, 16), k=20).ids.shape == (2, 20)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import limits
 from ._kernels._numba import lazy_njit, register_warmer, resolve_backend
 from .errors import (
     DimensionMismatch,
@@ -47,6 +48,18 @@ def check_k(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise InvalidArgument(f"k: expected an int >= 1, got {k!r}")
     return int(k)
+
+
+def cap_k(k: int, live: int, nq: int) -> int:
+    """``k`` capped at the number of live items (at least 1), then checked against
+    :data:`polyvec.limits.MAX_RESULT_SLOTS` for a batch of ``nq`` queries."""
+    k = min(k, max(live, 1))
+    if nq * k > limits.MAX_RESULT_SLOTS:
+        raise InvalidArgument(
+            f"k: expected nq × k <= polyvec.limits.MAX_RESULT_SLOTS = "
+            f"{limits.MAX_RESULT_SLOTS:,} (about {limits.RESULT_SLOT_BYTES} bytes each), got "
+            f"{nq:,} × {k:,} = {nq * k:,}; search in smaller batches or with a smaller k")
+    return k
 
 
 def check_ids(ids: object) -> list[Key]:

@@ -228,6 +228,7 @@ class Collection:
                                                                     target_recall, params)
         else:
             snap, selected = self._selection(node)
+            k = v.cap_k(k, len(snap.live_seqs), 0 if queries is None else len(queries))
             ids, scores, info = self._executor.search(snap, queries, k, name, spec, selected,
                                                       target_recall, params)
         if single:
