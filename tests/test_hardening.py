@@ -6,6 +6,7 @@ that subclasses a builtin, and leaves what is stored unchanged.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import unit
 
@@ -91,3 +92,24 @@ def test_result_memory_beyond_the_bound_is_refused(coll, rng, monkeypatch):
         coll.search(unit(rng, 3, 16), k=20)
     assert "3 × 20 = 60" in str(info.value)
     assert coll.search(unit(rng, 2, 16), k=20).ids.shape == (2, 20)
+
+
+# -- 4: huge finite vectors --------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [1e30, 3e38, 1e-30, 1e-36])
+def test_huge_or_tiny_vectors_are_normalized_without_overflow(coll, rng, scale):
+    v = unit(rng, 1, 16)
+    coll.add(["big"], (v.astype(np.float64) * scale).astype(np.float32))
+    stored = coll.get(["big"])[0].vectors["v"]
+    np.testing.assert_allclose(stored, v[0], atol=1e-5)
+    res = coll.search((v[0].astype(np.float64) * scale).astype(np.float32), k=1)
+    assert res.ids.tolist() == ["big"] and res.scores[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_vector_whose_norm_overflows_is_rejected_under_dot(db, rng):
+    c = db.create_collection("d", {"v": pv.Dense(4, metric="dot")})
+    with pytest.raises(E.InvalidVector, match="squared norm fits float32"):
+        c.add(["x"], np.full((1, 4), 1e30, np.float32))
+    assert len(c) == 0
+    with pytest.raises(E.InvalidVector, match="non-zero"):
+        db.create_collection("e", {"v": pv.Dense(4)}).add(["x"], np.zeros((1, 4), np.float32))

@@ -236,21 +236,21 @@ def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:
     arr = np.array(arr, dtype=np.float32, order="C")  # a copy: normalized in place
     cosine = spec.metric == "cosine"
     bad = norm_rows(arr, cosine)
-    if bad >= 0:  # a NaN/inf value, or finite values whose squares overflow float32
-        sq = np.einsum("ij,ij->i", arr, arr)
+    if bad != -1:  # NaN/inf; squares that overflow (or, under cosine, underflow) float32
         bad_rows = ~np.isfinite(arr).all(axis=1)
         if bad_rows.any():
             raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row "
                                 f"{int(np.flatnonzero(bad_rows)[0])}")
-        if cosine:
-            norms = np.sqrt(sq)
-            if not norms.all():
-                raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a "
-                                    f"zero vector in row {int(np.flatnonzero(norms == 0)[0])}")
-            arr /= norms[:, None]
-    elif bad <= -2:
-        raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
-                            f"vector in row {-2 - bad}")
+        peak = np.abs(arr).max(axis=1)
+        if not cosine:
+            row = int(np.flatnonzero(~np.isfinite(np.einsum("ij,ij->i", arr, arr)))[0])
+            raise InvalidVector(f"{where}: expected values whose squared norm fits float32 "
+                                f"(< 3.4e38), got row {row} with |x| up to {peak[row]:.3g}")
+        if not peak.all():
+            raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
+                                f"vector in row {int(np.flatnonzero(peak == 0)[0])}")
+        arr /= peak[:, None]  # scale first: the norm of the scaled row cannot overflow
+        arr /= np.sqrt(np.einsum("ij,ij->i", arr, arr))[:, None]
     if spec.dtype == "f32":
         return arr  # finite float32 divided by a non-zero norm stays finite
     out = arr.astype(storage_dtype(spec))
