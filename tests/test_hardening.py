@@ -113,3 +113,42 @@ def test_vector_whose_norm_overflows_is_rejected_under_dot(db, rng):
     assert len(c) == 0
     with pytest.raises(E.InvalidVector, match="non-zero"):
         db.create_collection("e", {"v": pv.Dense(4)}).add(["x"], np.zeros((1, 4), np.float32))
+
+
+# -- 5: deep nesting ---------------------------------------------------------------------------
+
+def _nested(depth: int) -> dict:
+    p: dict = {"leaf": 1}
+    for _ in range(depth):
+        p = {"a": p}
+    return p
+
+
+def test_deeply_nested_payload_is_a_typed_error(coll, rng):
+    with pytest.raises(E.InvalidPayload, match="MAX_PAYLOAD_DEPTH"):
+        coll.add(["deep"], unit(rng, 1, 16), [_nested(1000)])
+    with pytest.raises(E.InvalidPayload, match="MAX_PAYLOAD_DEPTH"):
+        coll.upsert(["deep"], unit(rng, 1, 16), [{"l": [[[[]]]] * 2, "x": _nested(70)}])
+    assert "deep" not in coll and len(coll) == 20
+    coll.add(["ok"], unit(rng, 1, 16), [_nested(50)])
+    assert coll.get(["ok"])[0].payload == _nested(50)
+
+
+def test_deeply_nested_or_huge_filter_is_a_typed_error(coll, rng):
+    f: dict = {"n": 1}
+    for _ in range(2000):
+        f = {"$not": f}
+    q = unit(rng, 1, 16)[0]
+    with pytest.raises(E.FilterError, match="MAX_FILTER_DEPTH"):
+        coll.search(q, filter=f)
+    with pytest.raises(E.FilterError, match="MAX_FILTER_NODES"):
+        coll.search(q, filter={"n": {"$in": list(range(200_000))}})
+
+
+def test_payload_size_limit(coll, rng, monkeypatch):
+    from polyvec import limits
+
+    monkeypatch.setattr(limits, "MAX_PAYLOAD_BYTES", 1000)
+    with pytest.raises(E.InvalidPayload, match="MAX_PAYLOAD_BYTES = 1,000 bytes of JSON, got"):
+        coll.add(["big"], unit(rng, 1, 16), [{"t": "é" * 600}])
+    assert "big" not in coll

@@ -45,6 +45,7 @@ FORBIDDEN = {
     # the bottom: errors imports nothing of polyvec, types only errors
     "errors": set(TOP_LEVEL),
     "types": TOP_LEVEL - {"errors"},
+    "limits": set(TOP_LEVEL),  # the bounds of one call: constants, a leaf like errors
     "__init__": {"cli", "eval", "embed", "models", "_kernels", "index", "multivector", "codecs",
                  "storage", "filters"} | ENGINE_INTERNALS,  # re-exports the facade only
     # embedders are leaves beside the engine: models may use them, never the reverse

@@ -86,7 +86,10 @@ def check_ids(ids: object) -> list[Key]:
     return out
 
 
-def _check_json(value: Any, where: str) -> None:
+def _check_json(value: Any, where: str, depth: int = 1) -> None:
+    if depth > limits.MAX_PAYLOAD_DEPTH:
+        raise InvalidPayload(f"{where}: expected nesting of at most polyvec.limits."
+                             f"MAX_PAYLOAD_DEPTH = {limits.MAX_PAYLOAD_DEPTH} levels, got deeper")
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
@@ -103,14 +106,14 @@ def _check_json(value: Any, where: str) -> None:
         return
     if isinstance(value, list):
         for j, v in enumerate(value):
-            _check_json(v, f"{where}[{j}]")
+            _check_json(v, f"{where}[{j}]", depth + 1)
         return
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str) or "\x00" in k:
                 raise InvalidPayload(f"{where}: expected str keys without NUL, got "
                                      f"{type(k).__name__} {k!r}")
-            _check_json(v, f"{where}.{k}")
+            _check_json(v, f"{where}.{k}", depth + 1)
         return
     raise InvalidPayload(
         f"{where}: expected JSON values (dict, list, str, int, float, bool, None), "
@@ -121,7 +124,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 dumps = _ENCODER.encode  # json.dumps(p, ensure_ascii=False, separators=(",", ":")), made once
 
 
-def _json_ok(value: Any) -> bool:
+def _json_ok(value: Any, depth: int = 1) -> bool:
     """Whether ``value`` is plainly valid for :func:`_check_json` (no messages: the fast path;
     ``False`` sends the value through the full check, which raises or accepts)."""
     t = type(value)
@@ -133,10 +136,13 @@ def _json_ok(value: Any) -> bool:
         return math.isfinite(value)
     if value is None or t is bool:
         return True
+    if depth > limits.MAX_PAYLOAD_DEPTH:
+        return False
     if t is dict:
-        return all(type(k) is str and "\x00" not in k and _json_ok(v) for k, v in value.items())
+        return all(type(k) is str and "\x00" not in k and _json_ok(v, depth + 1)
+                   for k, v in value.items())
     if t is list:
-        return all(_json_ok(v) for v in value)
+        return all(_json_ok(v, depth + 1) for v in value)
     return False
 
 
@@ -157,7 +163,13 @@ def check_payload_texts(payloads: object, n: int) -> list[str]:
             raise InvalidPayload(f"payloads[{i}]: expected a dict, got {type(p).__name__}")
         if not _json_ok(p):
             _check_json(p, f"payloads[{i}]")
-        texts.append(dumps(p))
+        text = dumps(p)
+        if len(text) > limits.MAX_PAYLOAD_BYTES // 4 and (
+                len(text.encode("utf-8", "surrogatepass")) > limits.MAX_PAYLOAD_BYTES):
+            raise InvalidPayload(f"payloads[{i}]: expected at most polyvec.limits."
+                                 f"MAX_PAYLOAD_BYTES = {limits.MAX_PAYLOAD_BYTES:,} bytes of "
+                                 f"JSON, got {len(text.encode('utf-8', 'surrogatepass')):,}")
+        texts.append(text)
     return texts
 
 
