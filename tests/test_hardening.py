@@ -152,3 +152,22 @@ def test_payload_size_limit(coll, rng, monkeypatch):
     with pytest.raises(E.InvalidPayload, match="MAX_PAYLOAD_BYTES = 1,000 bytes of JSON, got"):
         coll.add(["big"], unit(rng, 1, 16), [{"t": "é" * 600}])
     assert "big" not in coll
+
+
+# -- 6: a large filter on a non-indexed path ---------------------------------------------------
+
+@pytest.mark.parametrize("shape", ["or", "in", "not-and"])
+def test_large_filter_on_a_non_indexed_path_works(db, rng, shape):
+    c = db.create_collection("big", {"v": pv.Dense(8)})
+    c.add(list(range(50)), unit(rng, 50, 8), [{"t": str(i), "u": i} for i in range(50)])
+    wanted = {str(i) for i in range(0, 18_000, 3)}  # 6,000 operands
+    if shape == "or":
+        f = {"$or": [{"t": t} for t in sorted(wanted)] + [{"u": {"$gte": 49}}]}
+    elif shape == "in":
+        f = {"t": {"$in": sorted(wanted)}}
+    else:
+        f = {"$not": {"$and": [{"t": {"$ne": t}} for t in sorted(wanted)]}}
+    expect = {i for i in range(50) if str(i) in wanted or (shape == "or" and i >= 49)}
+    assert set(c.select(f).tolist()) == expect  # seqs are 0..49 in insertion order
+    res = c.search(unit(rng, 1, 8)[0], k=50, filter=f)
+    assert {i for i in res.ids.tolist() if i is not None} == expect

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import CorruptFile, FormatVersionError, Locked
+from ..errors import CorruptFile, FormatVersionError, InvalidArgument, Locked
 from .growing import ChunkRow
 
 __all__ = ["Catalog", "Changes", "Cursor", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC"]
@@ -228,6 +228,9 @@ class Catalog:
         except sqlite3.OperationalError as e:
             if "locked" in str(e) or "busy" in str(e):
                 raise Locked(f"{self.path}: {e}") from None
+            if "too large" in str(e) or "too many" in str(e):  # a limit, not damage
+                raise InvalidArgument(f"{self.path}: SQLite refused a query past one of its "
+                                      f"limits: {e}") from None
             raise CorruptFile(str(self.path), f"sqlite error: {e}") from None
         except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
             raise CorruptFile(str(self.path), f"sqlite error: {e}") from None
