@@ -171,3 +171,12 @@ def test_large_filter_on_a_non_indexed_path_works(db, rng, shape):
     assert set(c.select(f).tolist()) == expect  # seqs are 0..49 in insertion order
     res = c.search(unit(rng, 1, 8)[0], k=50, filter=f)
     assert {i for i in res.ids.tolist() if i is not None} == expect
+
+
+# -- 7: lone surrogates ------------------------------------------------------------------------
+
+def test_lone_surrogate_id_is_an_invalid_id_everywhere(coll):
+    for call in (lambda: coll.get(["\ud800"]), lambda: coll.delete(["a", "\udc00"])):
+        with pytest.raises(E.InvalidId, match="surrogate"):
+            call()
+    assert "\ud800" not in coll and len(coll) == 20

@@ -79,11 +79,28 @@ def check_ids(ids: object) -> list[Key]:
                 raise InvalidId(f"id: expected an int in the int64 range, got {i}")
         elif not isinstance(i, str):
             raise InvalidId(f"id: expected str or int, got {type(i).__name__} {i!r}")
+        elif not i.isascii():
+            try:
+                i.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidId(f"id: expected valid Unicode text, got {i!r} (a lone "
+                                "surrogate)") from None
         if i in seen:
             raise DuplicateId(f"id {i!r} occurs twice in this batch")
         seen.add(i)
         out.append(i)
     return out
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (no lone surrogates, which SQLite cannot store)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_json(value: Any, where: str, depth: int = 1) -> None:
@@ -95,6 +112,9 @@ def _check_json(value: Any, where: str, depth: int = 1) -> None:
     if isinstance(value, str):
         if "\x00" in value:  # SQLite's JSON functions stop at NUL: the value would not round-trip
             raise InvalidPayload(f"{where}: expected a string without NUL characters")
+        if not _utf8(value):
+            raise InvalidPayload(f"{where}: expected valid Unicode text, got {value!r} (a lone "
+                                 "surrogate)")
         return
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:
@@ -110,8 +130,9 @@ def _check_json(value: Any, where: str, depth: int = 1) -> None:
         return
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str) or "\x00" in k:
-                raise InvalidPayload(f"{where}: expected str keys without NUL, got "
+            if not isinstance(k, str) or "\x00" in k or not _utf8(k):
+                raise InvalidPayload(f"{where}: expected str keys without NUL or lone "
+                                     f"surrogates, got "
                                      f"{type(k).__name__} {k!r}")
             _check_json(v, f"{where}.{k}", depth + 1)
         return
@@ -129,7 +150,7 @@ def _json_ok(value: Any, depth: int = 1) -> bool:
     ``False`` sends the value through the full check, which raises or accepts)."""
     t = type(value)
     if t is str:
-        return "\x00" not in value
+        return "\x00" not in value and _utf8(value)
     if t is int:
         return _INT64[0] <= value <= _INT64[1]
     if t is float:
@@ -139,8 +160,8 @@ def _json_ok(value: Any, depth: int = 1) -> bool:
     if depth > limits.MAX_PAYLOAD_DEPTH:
         return False
     if t is dict:
-        return all(type(k) is str and "\x00" not in k and _json_ok(v, depth + 1)
-                   for k, v in value.items())
+        return all(type(k) is str and "\x00" not in k and _utf8(k)
+                   and _json_ok(v, depth + 1) for k, v in value.items())
     if t is list:
         return all(_json_ok(v, depth + 1) for v in value)
     return False

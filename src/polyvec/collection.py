@@ -149,7 +149,8 @@ class Collection:
         if isinstance(key, np.integer | np.str_):
             key = key.item()
         if isinstance(key, bool) or not isinstance(key, int | str) or (
-                isinstance(key, int) and not -(1 << 63) <= key < (1 << 63)):
+                isinstance(key, int) and not -(1 << 63) <= key < (1 << 63)) or (
+                isinstance(key, str) and not v._utf8(key)):
             return False
         st = self._store
         return bool(st.consistent(lambda: st.read(st.catalog.live_seqs, [key])))
