@@ -6,9 +6,12 @@ that subclasses a builtin, and leaves what is stored unchanged.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from conftest import unit
+from conftest import REPO, unit
 
 import polyvec as pv
 from polyvec import errors as E
@@ -180,3 +183,94 @@ def test_lone_surrogate_id_is_an_invalid_id_everywhere(coll):
         with pytest.raises(E.InvalidId, match="surrogate"):
             call()
     assert "\ud800" not in coll and len(coll) == 20
+
+
+# -- 8: OS errors named for what they are ------------------------------------------------------
+
+_MAKE = """
+import sys, numpy as np, polyvec as pv
+db = pv.connect(sys.argv[1]); c = db.create_collection("c", {"v": pv.Dense(4)})
+c.add(["a", "b"], np.eye(4, dtype=np.float32)[:2]); c.flush()
+c.add(["x"], np.eye(4, dtype=np.float32)[2:3]); db.close()
+"""
+_READ_ONLY = """
+import sys, numpy as np, polyvec as pv
+c = pv.connect(sys.argv[1]).get_collection("c")
+print(sorted(c.search(np.ones(4, np.float32), k=3).ids.tolist()), len(c))
+try:
+    c.add(["z"], np.ones((1, 4), np.float32))
+except pv.ReadOnly as e:
+    print(isinstance(e, PermissionError), e.filename)
+"""
+
+
+def _unprivileged() -> list[str]:
+    """A command prefix that runs a child without root's permission override, or skip."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: cannot drop the permission override")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner",
+            "--inh-caps", "-all", "--"]
+
+
+def _run(args: list[str], *more: str) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([*args, *more], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_read_only_folder_opens_for_searching_and_refuses_writes(tmp_path):
+    folder = tmp_path / "ro"
+    assert _run([sys.executable, "-c", _MAKE], str(folder)).returncode == 0
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        out = _run([*_unprivileged(), sys.executable, "-c", _READ_ONLY], str(folder))
+    finally:
+        for p in [folder, *folder.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "['a', 'b', 'x'] 3"
+    assert lines[1].startswith("True ") and str(folder / "c") in lines[1]
+
+
+_FILL = """
+import sys, numpy as np, polyvec as pv
+db = pv.connect(sys.argv[1]); c = db.create_collection("c", {"v": pv.Dense(64)})
+rng = np.random.default_rng(0); n = 0
+try:
+    for i in range(100):
+        c.add(list(range(n, n + 500)), rng.standard_normal((500, 64)).astype(np.float32))
+        n += 500
+        c.flush()
+except pv.PolyvecError as e:
+    print("polyvec error", type(e).__name__, e)
+except OSError as e:
+    print("errno", e.errno, e)
+c = pv.connect(sys.argv[1]).get_collection("c")
+print("count", len(c) == n)
+"""
+
+
+def test_full_disk_is_enospc_saying_how_much_was_needed(tmp_path):
+    import shutil
+
+    if not shutil.which("unshare") or _run(["unshare", "-rm", "true"]).returncode:
+        pytest.skip("needs unshare -rm (a private tmpfs) to fill a disk")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(_FILL)
+    out = _run(["unshare", "-rm", "sh", "-c",
+                f'mount -t tmpfs -o size=3m none "{mnt}" && "{sys.executable}" "{script}" '
+                f'"{mnt}/db"'])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("errno 28 ") and "needs" in lines[0] and "free" in lines[0], lines
+    assert lines[1] == "count True"  # every acknowledged batch is still there

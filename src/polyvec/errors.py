@@ -21,6 +21,7 @@ __all__ = [
     "CorruptFile",
     "FormatVersionError",
     "Locked",
+    "ReadOnly",
     "MissingExtra",
     "ModelMismatch",
     "InvalidPayload",
@@ -102,6 +103,17 @@ class FormatVersionError(CorruptFile):
 
 class Locked(PolyvecError, TimeoutError):
     """Another process holds the collection's write lock and did not release it in time."""
+
+
+class ReadOnly(PolyvecError, PermissionError):
+    """A write to a collection whose folder this process may not write (it is opened
+    read-only: searches and reads work). ``filename`` names the path."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(13, f"{filename}: {reason}", filename)  # errno 13: EACCES
+
+    def __str__(self) -> str:
+        return str(self.args[1])
 
 
 class MissingExtra(PolyvecError, ImportError):

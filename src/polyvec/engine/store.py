@@ -99,7 +99,9 @@ class SegmentStore:
 
     def open(self) -> None:
         """Load, and remove a crash's orphans when no other writer is active."""
-        if self.lock.try_acquire():
+        if self.catalog.readonly:  # a folder this process may not write: searches only
+            self.load()
+        elif self.lock.try_acquire():
             try:
                 self._migrate()
                 self.load()
