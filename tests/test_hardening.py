@@ -274,3 +274,41 @@ def test_full_disk_is_enospc_saying_how_much_was_needed(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0].startswith("errno 28 ") and "needs" in lines[0] and "free" in lines[0], lines
     assert lines[1] == "count True"  # every acknowledged batch is still there
+
+
+# -- 9: read commands never create files -------------------------------------------------------
+
+def test_connect_creates_only_in_a_new_or_empty_folder(tmp_path):
+    other = tmp_path / "system"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(E.NotADatabase, match="create=True"):
+        pv.connect(other)
+    with pytest.raises(E.NotADatabase, match="got a folder without one"):
+        pv.connect(other, create=False)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    with pytest.raises(E.NotADatabase, match="got a file"):
+        pv.connect(other / "notes.txt")
+    with pytest.raises(E.NotADatabase, match="got nothing"):
+        pv.connect(tmp_path / "missing", create=False)
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(E.InvalidArgument, match="''"):
+        pv.connect("")
+    assert isinstance(E.NotADatabase("x", "y"), FileNotFoundError)
+    pv.connect(tmp_path / "new").close()  # a new folder
+    (tmp_path / "empty").mkdir()
+    pv.connect(tmp_path / "empty").close()  # an empty one
+    pv.connect(other, create=True).close()  # asked for
+    assert pv.connect(other, create=False).list_collections() == []
+
+
+def test_cli_read_commands_write_nothing(tmp_path):
+    other = tmp_path / "system"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    (tmp_path / "q.json").write_text("[1, 0]")
+    for argv in (["info"], ["search", "c", "--query", str(tmp_path / "q.json")],
+                 ["get", "c", "x"]):
+        out = _run([sys.executable, "-m", "polyvec.cli", "--db", str(other), *argv])
+        assert out.returncode != 0 and "polyvec.json" in out.stderr, (argv, out.stderr)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]

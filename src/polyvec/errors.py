@@ -17,6 +17,7 @@ __all__ = [
     "CollectionDropped",
     "CollectionClosed",
     "CollectionExists",
+    "NotADatabase",
     "FilterError",
     "CorruptFile",
     "FormatVersionError",
@@ -71,6 +72,17 @@ class CollectionDropped(UnknownCollection):
 
 class CollectionClosed(PolyvecError, ValueError):
     """A call on a collection handle after its ``close()`` (like I/O on a closed file)."""
+
+
+class NotADatabase(PolyvecError, FileNotFoundError):
+    """``connect`` found no polyvec database at the path (a file, a folder holding other
+    things, or none with ``create=False``); ``filename`` names the path."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(2, f"{filename}: {reason}", filename)  # errno 2: ENOENT
+
+    def __str__(self) -> str:
+        return str(self.args[1])
 
 
 class CollectionExists(PolyvecError, ValueError):

@@ -30,7 +30,7 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> polyvec.Database
     if not create and not path.is_dir():
         raise CliError(f"no database folder at {path} (pass --db PATH or set POLYVEC_DB; "
                        "`polyvec create` makes one)")
-    return polyvec.connect(path)
+    return polyvec.connect(path, create=None if create else False)
 
 
 def _print(lines: list[str]) -> None:
