@@ -312,3 +312,60 @@ def test_cli_read_commands_write_nothing(tmp_path):
         out = _run([sys.executable, "-m", "polyvec.cli", "--db", str(other), *argv])
         assert out.returncode != 0 and "polyvec.json" in out.stderr, (argv, out.stderr)
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+# -- 10: progress and honesty ------------------------------------------------------------------
+
+def test_an_index_that_indexes_nothing_says_so(coll, rng):
+    with pytest.warns(E.PolyvecWarning, match="at least 1,000 rows"):
+        coll.create_index("v", "HNSW16")
+    assert "at least 1,000 rows" in coll.index_info()["v"]["note"]
+    res = coll.search(unit(rng, 1, 16)[0], k=3, target_recall=0.9)
+    assert res.info["strategy"] == "exact"
+    assert "target_recall=0.9 not applied" in res.info["warnings"][0]
+    assert "warnings" not in coll.search(unit(rng, 1, 16)[0], k=3).info
+
+
+def test_search_info_does_not_count_the_empty_growing_segment(db, rng):
+    c = db.create_collection("g", {"v": pv.Dense(8)})
+    c.add(list(range(1500)), unit(rng, 1500, 8))
+    c.flush()
+    c.create_index("v", "HNSW16")
+    info = c.search(unit(rng, 1, 8)[0], k=3, ef=32).info
+    assert info["segments"] == {"indexed": 1, "exact": 0}
+    c.add([9999], unit(rng, 1, 8))
+    assert c.search(unit(rng, 1, 8)[0], k=3, ef=32).info["segments"] == {"indexed": 1,
+                                                                         "exact": 1}
+
+
+def test_progress_prints_lines_when_not_on_a_terminal(tmp_path):
+    script = """
+import numpy as np, polyvec as pv, sys
+db = pv.connect(sys.argv[1]); c = db.create_collection("c", {"v": pv.Dense(8)})
+c.add(list(range(3000)), np.random.default_rng(0).standard_normal((3000, 8)).astype("f4"))
+c.flush(); c.create_index("v", "HNSW16"); c.delete(list(range(10))); c.compact()
+"""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "POLYVEC_PROGRESS": "1"}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "db")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert any(line.startswith("indexing 'v'") and "3000/3000" in line for line in lines), lines
+    assert any(line.startswith("merging segments") for line in lines), lines
+    assert "\r" not in out.stderr
+
+
+def test_cli_add_shows_progress_when_not_on_a_terminal(tmp_path):
+    db = tmp_path / "db"
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(str(i) for i in range(3000)) + "\n")
+    vec = tmp_path / "v.npy"
+    np.save(vec, np.random.default_rng(0).standard_normal((3000, 4)).astype(np.float32))
+    py = [sys.executable, "-m", "polyvec.cli", "--db", str(db)]
+    assert _run([*py, "create", "c", "--dense", "v:4"]).returncode == 0
+    out = _run([*py, "add", "c", "--ids", str(ids), "--vectors", f"v={vec}",
+                "--batch-size", "1000"])
+    assert out.returncode == 0, out.stderr
+    assert "add c" in out.stderr and "3000/3000" in out.stderr and "\r" not in out.stderr

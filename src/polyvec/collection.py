@@ -232,6 +232,10 @@ class Collection:
             k = v.cap_k(k, len(snap.live_seqs), 0 if queries is None else len(queries))
             ids, scores, info = self._executor.search(snap, queries, k, name, spec, selected,
                                                       target_recall, params)
+        if target_recall is not None and info.get("strategy") == "exact":
+            info["warnings"] = [f"target_recall={target_recall} not applied: no index serves "
+                                f"field {name!r} yet (see create_index / index_info); the "
+                                "search was exact"]
         if single:
             return SearchResult(ids[0], scores[0], info)
         return SearchResult(ids, scores, info)

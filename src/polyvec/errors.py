@@ -28,6 +28,7 @@ __all__ = [
     "InvalidPayload",
     "InvalidId",
     "InvalidArgument",
+    "PolyvecWarning",
 ]
 
 
@@ -146,3 +147,7 @@ class InvalidId(PolyvecError, TypeError):
 
 class InvalidArgument(PolyvecError, ValueError):
     """A search or API argument out of its domain (e.g. ``k < 1``)."""
+
+
+class PolyvecWarning(UserWarning):
+    """A request polyvec could not honour as asked (e.g. an index that indexed nothing)."""

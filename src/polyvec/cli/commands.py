@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import polyvec
-from polyvec.errors import PolyvecError
+from polyvec.errors import PolyvecError, PolyvecWarning
 
 from .add import check_items, read_items, write_items
 from .compat import run_compat
@@ -73,7 +74,7 @@ def add(args: argparse.Namespace) -> int:
         items = read_items(args, fields)
         check_items(items, fields, coll, upsert=args.upsert)
         n = write_items(coll, items, upsert=args.upsert, batch_size=args.batch_size,
-                        progress=not args.json and sys.stderr.isatty())
+                        progress=not args.json)
         count = len(coll)
     if args.json:
         emit_json({"written": n, "upsert": args.upsert, "count": count})
@@ -204,10 +205,13 @@ def drop(args: argparse.Namespace) -> int:
 
 def index(args: argparse.Namespace) -> int:
     sample = None if args.sample_queries is None else np.asarray(read_query(args.sample_queries))
-    with _open(args) as db:
+    with _open(args) as db, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PolyvecWarning)
         coll = db.get_collection(args.name)
         coll.create_index(args.field, args.spec, sample_queries=sample)
         info = coll.info()["indexes"][args.field]
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     if args.json:
         emit_json(info)
     else:

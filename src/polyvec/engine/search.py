@@ -116,6 +116,7 @@ class SearchExecutor:
         info: dict[str, Any] = {"strategy": "index" if used else "exact", "field": name,
                                 "selected": None if selected is None else len(selected)}
         if used:
-            info["segments"] = {"indexed": len(used), "exact": len(blocks) - len(used)}
+            scanned = sum(1 for b in blocks if len(b[0])) - len(used)  # not the empty growing
+            info["segments"] = {"indexed": len(used), "exact": scanned}
             info |= self.indexes.search_info(name, spec, used)
         return ids, scores, info
