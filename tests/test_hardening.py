@@ -369,3 +369,21 @@ def test_cli_add_shows_progress_when_not_on_a_terminal(tmp_path):
                 "--batch-size", "1000"])
     assert out.returncode == 0, out.stderr
     assert "add c" in out.stderr and "3000/3000" in out.stderr and "\r" not in out.stderr
+
+
+# -- 11: ids keep the type given ---------------------------------------------------------------
+
+def test_cli_reads_ids_as_strings_unless_int_ids(tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("2048\n2048-qt\n")
+    vec = tmp_path / "v.npy"
+    np.save(vec, np.eye(2, 4, dtype=np.float32))
+    py = [sys.executable, "-m", "polyvec.cli", "--db", str(tmp_path / "db")]
+    assert _run([*py, "create", "c", "--dense", "v:4"]).returncode == 0
+    assert _run([*py, "add", "c", "--ids", str(ids), "--vectors", f"v={vec}"]).returncode == 0
+    assert sorted(pv.connect(tmp_path / "db").get_collection("c")) == ["2048", "2048-qt"]
+    out = _run([*py, "get", "c", "2048", "--json"])
+    assert out.returncode == 0 and '"2048"' in out.stdout
+    bad = _run([*py, "add", "c", "--ids", str(ids), "--vectors", f"v={vec}", "--int-ids",
+                "--upsert"])
+    assert bad.returncode == 2 and "expected an integer id, got '2048-qt'" in bad.stderr

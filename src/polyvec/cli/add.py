@@ -60,7 +60,7 @@ def read_items(args: argparse.Namespace, fields: dict[str, FieldSpec]) -> Items:
     if missing:
         raise CliError(f"--vectors: expected every field {list(fields)}, missing {missing}")
     payloads = read_payloads(args.payloads) if args.payloads else None
-    return Items(read_ids(args.ids, str_ids=args.str_ids), vectors, payloads)
+    return Items(read_ids(args.ids, int_ids=args.int_ids), vectors, payloads)
 
 
 def check_items(items: Items, fields: dict[str, FieldSpec], coll: Collection, *,

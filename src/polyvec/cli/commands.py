@@ -119,7 +119,7 @@ def search(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
-    keys = [parse_id(t, args.str_ids) for t in args.ids]
+    keys = [parse_id(t, args.int_ids) for t in args.ids]
     with _open(args) as db:
         items = db.get_collection(args.name).get(keys)
     if args.json:
@@ -131,7 +131,7 @@ def get(args: argparse.Namespace) -> int:
 
 
 def delete(args: argparse.Namespace) -> int:
-    keys = [parse_id(t, args.str_ids) for t in args.ids]
+    keys = [parse_id(t, args.int_ids) for t in args.ids]
     with _open(args) as db:
         n = db.get_collection(args.name).delete(keys)
     if args.json:
