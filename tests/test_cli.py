@@ -89,7 +89,7 @@ def test_end_to_end_matches_the_python_api(files: Path, tmp_path: Path) -> None:
     single = run_json("search", "docs", "--query", str(files / "q.npy"), "-k", "5", db=db)
     batch = run_json("search", "docs", "--query", str(files / "qs.npy"), "-k", "40",
                      "--filter", json.dumps(flt), db=db)
-    got = run_json("get", "docs", "3", "999", "--with-vectors", db=db)
+    got = run_json("get", "docs", "3", "999", "--with-vectors", "--int-ids", db=db)
     with pv.connect(db) as api:
         coll = api.get_collection("docs")
         assert single == as_json(coll.search(np.load(files / "q.npy"), k=5))
@@ -101,7 +101,7 @@ def test_end_to_end_matches_the_python_api(files: Path, tmp_path: Path) -> None:
         assert got == [{"id": 3, "payload": {"lang": "en", "year": 2003},
                         "vectors": {"emb": item.vectors["emb"].tolist()}}, None]
 
-    assert run_json("delete", "docs", "3", "4", "999", db=db) == {"deleted": 2}
+    assert run_json("delete", "docs", "3", "4", "999", "--int-ids", db=db) == {"deleted": 2}
     compacted = run_json("compact", "docs", db=db)
     assert compacted["count"] == N - 2 and compacted["growing_rows"] == 0
     listing = run_json("info", db=db)
@@ -123,7 +123,7 @@ def test_user_errors_exit_2_and_change_nothing(files: Path, tmp_path: Path) -> N
     run("create", "docs", "--dense", f"emb:{DIM}", db=db)
     run("add", "docs", "--ids", str(files / "ids.npy"), "--vectors",
         f"emb={files / 'vecs.npy'}", db=db)
-    sample = ("get", "docs", "0", str(N - 1), "--with-vectors")
+    sample = ("get", "docs", "0", str(N - 1), "--with-vectors", "--int-ids")
     before = run_json(*sample, db=db)
 
     assert_user_error(run("add", "docs", "--ids", str(files / "ids.npy"), "--upsert",
@@ -186,7 +186,7 @@ def test_index_command_and_target_recall_search(tmp_path: Path) -> None:
     db = tmp_path / "db"
     run("create", "c", "--dense", "v:16", "--segment-rows", "1200", db=db)
     run("add", "c", "--ids", str(tmp_path / "ids.txt"), "--vectors", f"v={tmp_path / 'x.npy'}",
-        db=db)
+        "--int-ids", db=db)
     info = run_json("index", "c", "v", "HNSW16,SQ8,Refine", "--sample-queries",
                     str(tmp_path / "q.npy"), db=db)
     # batches of 1,000 with segment_rows 1,200: one sealed segment of 2,000, 500 growing

@@ -110,13 +110,21 @@ def test_multi_vector_maxsim_equals_brute_force(db, rng) -> None:
     assert_topk_matches(single.ids, single.scores, ref, 7)
 
 
-def test_k_larger_than_collection_pads(db, rng) -> None:
+def test_k_larger_than_the_matches_pads(db, rng) -> None:
     coll = db.create_collection("c", {"v": pv.Dense(4)})
-    coll.add(["x", "y"], {"v": unit(rng, 2, 4)})
-    res = coll.search(unit(rng, 1, 4)[0], k=5)
+    coll.add(["x", "y", "z", "w", "u"], {"v": unit(rng, 5, 4)},
+             [{"g": 1}, {"g": 1}, {}, {}, {}])
+    res = coll.search(unit(rng, 1, 4)[0], k=5, filter={"g": 1})
     assert res.ids[:2].tolist() != [None, None] and res.ids[2:].tolist() == [None] * 3
     assert np.isneginf(res.scores[2:]).all()
     assert len(list(res)) == 2
+
+
+def test_k_is_capped_at_the_live_items(db, rng) -> None:
+    coll = db.create_collection("c", {"v": pv.Dense(4)})
+    coll.add(["x", "y"], {"v": unit(rng, 2, 4)})
+    assert coll.search(unit(rng, 1, 4)[0], k=5).ids.shape == (2,)
+    assert coll.search(unit(rng, 3, 4), k=5).ids.shape == (3, 2)
 
 
 def test_search_sees_growing_and_sealed_and_survives_reopen(tmp_path, rng) -> None:

@@ -45,6 +45,8 @@ FORBIDDEN = {
     # the bottom: errors imports nothing of polyvec, types only errors
     "errors": set(TOP_LEVEL),
     "types": TOP_LEVEL - {"errors"},
+    "limits": set(TOP_LEVEL),  # the bounds of one call: constants, a leaf like errors
+    "_progress": set(TOP_LEVEL),  # progress bars: a leaf
     "__init__": {"cli", "eval", "embed", "models", "_kernels", "index", "multivector", "codecs",
                  "storage", "filters"} | ENGINE_INTERNALS,  # re-exports the facade only
     # embedders are leaves beside the engine: models may use them, never the reverse

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import limits
 from ._kernels._numba import lazy_njit, register_warmer, resolve_backend
 from .errors import (
     DimensionMismatch,
@@ -49,6 +50,18 @@ def check_k(k: object) -> int:
     return int(k)
 
 
+def cap_k(k: int, live: int, nq: int) -> int:
+    """``k`` capped at the number of live items (at least 1), then checked against
+    :data:`polyvec.limits.MAX_RESULT_SLOTS` for a batch of ``nq`` queries."""
+    k = min(k, max(live, 1))
+    if nq * k > limits.MAX_RESULT_SLOTS:
+        raise InvalidArgument(
+            f"k: expected nq × k <= polyvec.limits.MAX_RESULT_SLOTS = "
+            f"{limits.MAX_RESULT_SLOTS:,} (about {limits.RESULT_SLOT_BYTES} bytes each), got "
+            f"{nq:,} × {k:,} = {nq * k:,}; search in smaller batches or with a smaller k")
+    return k
+
+
 def check_ids(ids: object) -> list[Key]:
     if isinstance(ids, str | bytes | int) or ids is None:
         raise InvalidId(f"ids: expected a sequence of str/int ids, got {type(ids).__name__}")
@@ -66,6 +79,12 @@ def check_ids(ids: object) -> list[Key]:
                 raise InvalidId(f"id: expected an int in the int64 range, got {i}")
         elif not isinstance(i, str):
             raise InvalidId(f"id: expected str or int, got {type(i).__name__} {i!r}")
+        elif not i.isascii():
+            try:
+                i.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidId(f"id: expected valid Unicode text, got {i!r} (a lone "
+                                "surrogate)") from None
         if i in seen:
             raise DuplicateId(f"id {i!r} occurs twice in this batch")
         seen.add(i)
@@ -73,12 +92,29 @@ def check_ids(ids: object) -> list[Key]:
     return out
 
 
-def _check_json(value: Any, where: str) -> None:
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (no lone surrogates, which SQLite cannot store)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_json(value: Any, where: str, depth: int = 1) -> None:
+    if depth > limits.MAX_PAYLOAD_DEPTH:
+        raise InvalidPayload(f"{where}: expected nesting of at most polyvec.limits."
+                             f"MAX_PAYLOAD_DEPTH = {limits.MAX_PAYLOAD_DEPTH} levels, got deeper")
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
         if "\x00" in value:  # SQLite's JSON functions stop at NUL: the value would not round-trip
             raise InvalidPayload(f"{where}: expected a string without NUL characters")
+        if not _utf8(value):
+            raise InvalidPayload(f"{where}: expected valid Unicode text, got {value!r} (a lone "
+                                 "surrogate)")
         return
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:
@@ -90,14 +126,15 @@ def _check_json(value: Any, where: str) -> None:
         return
     if isinstance(value, list):
         for j, v in enumerate(value):
-            _check_json(v, f"{where}[{j}]")
+            _check_json(v, f"{where}[{j}]", depth + 1)
         return
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str) or "\x00" in k:
-                raise InvalidPayload(f"{where}: expected str keys without NUL, got "
+            if not isinstance(k, str) or "\x00" in k or not _utf8(k):
+                raise InvalidPayload(f"{where}: expected str keys without NUL or lone "
+                                     f"surrogates, got "
                                      f"{type(k).__name__} {k!r}")
-            _check_json(v, f"{where}.{k}")
+            _check_json(v, f"{where}.{k}", depth + 1)
         return
     raise InvalidPayload(
         f"{where}: expected JSON values (dict, list, str, int, float, bool, None), "
@@ -108,22 +145,25 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 dumps = _ENCODER.encode  # json.dumps(p, ensure_ascii=False, separators=(",", ":")), made once
 
 
-def _json_ok(value: Any) -> bool:
+def _json_ok(value: Any, depth: int = 1) -> bool:
     """Whether ``value`` is plainly valid for :func:`_check_json` (no messages: the fast path;
     ``False`` sends the value through the full check, which raises or accepts)."""
     t = type(value)
     if t is str:
-        return "\x00" not in value
+        return "\x00" not in value and _utf8(value)
     if t is int:
         return _INT64[0] <= value <= _INT64[1]
     if t is float:
         return math.isfinite(value)
     if value is None or t is bool:
         return True
+    if depth > limits.MAX_PAYLOAD_DEPTH:
+        return False
     if t is dict:
-        return all(type(k) is str and "\x00" not in k and _json_ok(v) for k, v in value.items())
+        return all(type(k) is str and "\x00" not in k and _utf8(k)
+                   and _json_ok(v, depth + 1) for k, v in value.items())
     if t is list:
-        return all(_json_ok(v) for v in value)
+        return all(_json_ok(v, depth + 1) for v in value)
     return False
 
 
@@ -144,7 +184,13 @@ def check_payload_texts(payloads: object, n: int) -> list[str]:
             raise InvalidPayload(f"payloads[{i}]: expected a dict, got {type(p).__name__}")
         if not _json_ok(p):
             _check_json(p, f"payloads[{i}]")
-        texts.append(dumps(p))
+        text = dumps(p)
+        if len(text) > limits.MAX_PAYLOAD_BYTES // 4 and (
+                len(text.encode("utf-8", "surrogatepass")) > limits.MAX_PAYLOAD_BYTES):
+            raise InvalidPayload(f"payloads[{i}]: expected at most polyvec.limits."
+                                 f"MAX_PAYLOAD_BYTES = {limits.MAX_PAYLOAD_BYTES:,} bytes of "
+                                 f"JSON, got {len(text.encode('utf-8', 'surrogatepass')):,}")
+        texts.append(text)
     return texts
 
 
@@ -223,21 +269,21 @@ def _finish(arr: np.ndarray, spec: FieldSpec, where: str) -> np.ndarray:
     arr = np.array(arr, dtype=np.float32, order="C")  # a copy: normalized in place
     cosine = spec.metric == "cosine"
     bad = norm_rows(arr, cosine)
-    if bad >= 0:  # a NaN/inf value, or finite values whose squares overflow float32
-        sq = np.einsum("ij,ij->i", arr, arr)
+    if bad != -1:  # NaN/inf; squares that overflow (or, under cosine, underflow) float32
         bad_rows = ~np.isfinite(arr).all(axis=1)
         if bad_rows.any():
             raise InvalidVector(f"{where}: expected finite values, got NaN/inf in row "
                                 f"{int(np.flatnonzero(bad_rows)[0])}")
-        if cosine:
-            norms = np.sqrt(sq)
-            if not norms.all():
-                raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a "
-                                    f"zero vector in row {int(np.flatnonzero(norms == 0)[0])}")
-            arr /= norms[:, None]
-    elif bad <= -2:
-        raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
-                            f"vector in row {-2 - bad}")
+        peak = np.abs(arr).max(axis=1)
+        if not cosine:
+            row = int(np.flatnonzero(~np.isfinite(np.einsum("ij,ij->i", arr, arr)))[0])
+            raise InvalidVector(f"{where}: expected values whose squared norm fits float32 "
+                                f"(< 3.4e38), got row {row} with |x| up to {peak[row]:.3g}")
+        if not peak.all():
+            raise InvalidVector(f"{where}: expected non-zero vectors under cosine, got a zero "
+                                f"vector in row {int(np.flatnonzero(peak == 0)[0])}")
+        arr /= peak[:, None]  # scale first: the norm of the scaled row cannot overflow
+        arr /= np.sqrt(np.einsum("ij,ij->i", arr, arr))[:, None]
     if spec.dtype == "f32":
         return arr  # finite float32 divided by a non-zero norm stays finite
     out = arr.astype(storage_dtype(spec))

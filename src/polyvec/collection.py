@@ -22,7 +22,7 @@ from .engine.indexes import INDEXES
 from .engine.search import NeedsCatalog, SearchExecutor
 from .engine.store import CATALOG, SEGMENTS, SegmentStore
 from .engine.upgrade import Backfill, Embedders
-from .errors import CorruptFile, InvalidArgument
+from .errors import CorruptFile, InvalidArgument, PolyvecError
 from .fields import kind_of
 from .filters import parse_filter
 from .spec import CollectionSchema, FieldSpec, ModelSpec
@@ -149,7 +149,8 @@ class Collection:
         if isinstance(key, np.integer | np.str_):
             key = key.item()
         if isinstance(key, bool) or not isinstance(key, int | str) or (
-                isinstance(key, int) and not -(1 << 63) <= key < (1 << 63)):
+                isinstance(key, int) and not -(1 << 63) <= key < (1 << 63)) or (
+                isinstance(key, str) and not v._utf8(key)):
             return False
         st = self._store
         return bool(st.consistent(lambda: st.read(st.catalog.live_seqs, [key])))
@@ -228,8 +229,13 @@ class Collection:
                                                                     target_recall, params)
         else:
             snap, selected = self._selection(node)
+            k = v.cap_k(k, len(snap.live_seqs), 0 if queries is None else len(queries))
             ids, scores, info = self._executor.search(snap, queries, k, name, spec, selected,
                                                       target_recall, params)
+        if target_recall is not None and info.get("strategy") == "exact":
+            info["warnings"] = [f"target_recall={target_recall} not applied: no index serves "
+                                f"field {name!r} yet (see create_index / index_info); the "
+                                "search was exact"]
         if single:
             return SearchResult(ids[0], scores[0], info)
         return SearchResult(ids, scores, info)
@@ -239,6 +245,7 @@ class Collection:
         columns under the mutex when they answer the filter, else inside a pinned catalog
         read (SQL on payloads that no column holds)."""
         st = self._store
+        st.check_alive(read=True)
         if node is None:
             return st.current(), None
         with st.mutex:
@@ -351,6 +358,15 @@ class Collection:
 
     def close(self) -> None:
         self._store.close()
+
+    @property
+    def alive(self) -> bool:
+        """Whether this handle is open and still stands for the collection at its path."""
+        try:
+            self._store.check_alive()
+        except PolyvecError:
+            return False
+        return True
 
     def __enter__(self) -> Collection:
         return self

@@ -19,11 +19,14 @@ from .errors import (
     CollectionExists,
     CorruptFile,
     InvalidArgument,
+    NotADatabase,
     UnknownCollection,
     UnknownField,
 )
 from .spec import CollectionSchema, FieldSpec
+from .storage.lock import WriteLock
 from .storage.segment import fsync_dir
+from .storage.stamp import CommitStamp
 
 __all__ = ["Database", "connect"]
 
@@ -32,24 +35,43 @@ DB_FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 
 
-def connect(path: str | os.PathLike[str], *, lock_timeout: float = 10.0) -> Database:
-    """Open (creating if needed) the database folder at ``path``.
+def connect(path: str | os.PathLike[str], *, create: bool | None = None,
+            lock_timeout: float = 10.0) -> Database:
+    """Open the database folder at ``path``, creating it in a new or empty folder.
+
+    ``create=None`` (the default) makes a database only where ``path`` does not exist or is an
+    empty folder; ``create=True`` also in a folder holding other files; ``create=False`` never
+    (read-only tools). Anything else raises ``NotADatabase`` and writes nothing.
 
     >>> import tempfile, polyvec as pv
     >>> db = pv.connect(tempfile.mkdtemp())
     >>> db.list_collections()
     []
     """
-    return Database(Path(path), lock_timeout=lock_timeout)
+    if isinstance(path, str) and not path.strip():
+        raise InvalidArgument(f"path: expected a database folder, got {path!r} (use '.' for "
+                              "the current folder)")
+    return Database(Path(path), lock_timeout=lock_timeout, create=create)
 
 
 class Database:
-    def __init__(self, path: Path, *, lock_timeout: float = 10.0) -> None:
+    def __init__(self, path: Path, *, lock_timeout: float = 10.0,
+                 create: bool | None = None) -> None:
         self.path = path
         self.lock_timeout = lock_timeout
-        path.mkdir(parents=True, exist_ok=True)
         marker = path / MARKER
+        if path.exists() and not path.is_dir():
+            raise NotADatabase(str(path), "expected a database folder, got a file")
         if not marker.exists():
+            if create is False:
+                got = "a folder without one" if path.exists() else "nothing"
+                raise NotADatabase(str(path), f"expected a polyvec database (a folder with "
+                                   f"{MARKER}), got {got}")
+            if create is None and path.exists() and any(path.iterdir()):
+                raise NotADatabase(str(path), f"expected a polyvec database or an empty "
+                                   f"folder, got a folder holding other files without {MARKER} "
+                                   "(pass create=True to make a database in it)")
+            path.mkdir(parents=True, exist_ok=True)
             tmp = path / f".{MARKER}.{token_hex(4)}"
             tmp.write_text(json.dumps({"magic": "polyvec-db", "format_version": DB_FORMAT}))
             os.replace(tmp, marker)
@@ -124,8 +146,11 @@ class Database:
     def get_collection(self, name: str) -> Collection:
         path = self._dir(name)
         coll = self._open.get(name)
-        if coll is not None and path.exists():
-            return coll
+        if coll is not None:
+            if coll.alive:
+                return coll
+            del self._open[name]  # dropped or replaced since: never hand out the stale handle
+            coll.close()
         if not (path / CATALOG).exists():
             if path.exists():
                 raise CorruptFile(str(path / CATALOG), "catalog file is missing")
@@ -143,10 +168,17 @@ class Database:
             raise UnknownCollection(f"no collection {name!r} in {self.path}")
         coll = self._open.pop(name, None)
         if coll is not None:
+            coll._store.dropped = True
             coll.close()
         trash = self.path / f".dropped-{name}-{token_hex(4)}"
-        os.rename(path, trash)
-        fsync_dir(self.path)
+        # under the collection's write lock: a writer that holds it commits first (its write
+        # goes with the collection); one that waits for it then finds the folder gone
+        with WriteLock(path / "LOCK", self.lock_timeout):
+            stamp = CommitStamp.open(path)  # readers of this collection check at once
+            stamp.renew()
+            stamp.close()
+            os.rename(path, trash)
+            fsync_dir(self.path)
         shutil.rmtree(trash, ignore_errors=True)
 
     def close(self) -> None:

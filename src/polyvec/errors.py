@@ -14,16 +14,21 @@ __all__ = [
     "DuplicateId",
     "UnknownField",
     "UnknownCollection",
+    "CollectionDropped",
+    "CollectionClosed",
     "CollectionExists",
+    "NotADatabase",
     "FilterError",
     "CorruptFile",
     "FormatVersionError",
     "Locked",
+    "ReadOnly",
     "MissingExtra",
     "ModelMismatch",
     "InvalidPayload",
     "InvalidId",
     "InvalidArgument",
+    "PolyvecWarning",
 ]
 
 
@@ -61,6 +66,26 @@ class UnknownCollection(PolyvecError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class CollectionDropped(UnknownCollection):
+    """The collection behind a handle was dropped (or dropped and created anew) since the
+    handle was opened; get a new handle with ``Database.get_collection``."""
+
+
+class CollectionClosed(PolyvecError, ValueError):
+    """A call on a collection handle after its ``close()`` (like I/O on a closed file)."""
+
+
+class NotADatabase(PolyvecError, FileNotFoundError):
+    """``connect`` found no polyvec database at the path (a file, a folder holding other
+    things, or none with ``create=False``); ``filename`` names the path."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(2, f"{filename}: {reason}", filename)  # errno 2: ENOENT
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
 class CollectionExists(PolyvecError, ValueError):
     """`create_collection` was asked for a name that is already taken."""
 
@@ -93,6 +118,17 @@ class Locked(PolyvecError, TimeoutError):
     """Another process holds the collection's write lock and did not release it in time."""
 
 
+class ReadOnly(PolyvecError, PermissionError):
+    """A write to a collection whose folder this process may not write (it is opened
+    read-only: searches and reads work). ``filename`` names the path."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(13, f"{filename}: {reason}", filename)  # errno 13: EACCES
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
 class MissingExtra(PolyvecError, ImportError):
     """An optional dependency is not installed; the message gives the pip line that installs it."""
 
@@ -111,3 +147,7 @@ class InvalidId(PolyvecError, TypeError):
 
 class InvalidArgument(PolyvecError, ValueError):
     """A search or API argument out of its domain (e.g. ``k < 1``)."""
+
+
+class PolyvecWarning(UserWarning):
+    """A request polyvec could not honour as asked (e.g. an index that indexed nothing)."""

@@ -40,10 +40,15 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
+def _int_ids_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--int-ids", action="store_true",
+                   help=f"read {what} as integers (default: strings, as written)")
+    p.add_argument("--str-ids", action="store_true", help=argparse.SUPPRESS)  # the default now
+
+
 def _ids_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ids", nargs="+", metavar="ID")
-    p.add_argument("--str-ids", action="store_true",
-                   help="keep ids that look like ints as strings")
+    _int_ids_arg(p, "ids")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='lines of {"id": ..., "vectors": {...}, "payload": {...}}')
     p.add_argument("--upsert", action="store_true", help="replace items that exist")
     p.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N")
-    p.add_argument("--str-ids", action="store_true",
-                   help="keep .txt ids that look like ints as strings")
+    _int_ids_arg(p, ".txt ids")
 
     p = sub.add_parser("search", parents=common, help="top-k search")
     p.add_argument("name")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from polyvec import Dense
+from polyvec import Dense, _progress
 from polyvec.errors import (
     DimensionMismatch,
     DTypeMismatch,
@@ -61,7 +60,7 @@ def read_items(args: argparse.Namespace, fields: dict[str, FieldSpec]) -> Items:
     if missing:
         raise CliError(f"--vectors: expected every field {list(fields)}, missing {missing}")
     payloads = read_payloads(args.payloads) if args.payloads else None
-    return Items(read_ids(args.ids, str_ids=args.str_ids), vectors, payloads)
+    return Items(read_ids(args.ids, int_ids=args.int_ids), vectors, payloads)
 
 
 def check_items(items: Items, fields: dict[str, FieldSpec], coll: Collection, *,
@@ -121,10 +120,8 @@ def write_items(coll: Collection, items: Items, *, upsert: bool, batch_size: int
     n = len(items.ids)
     write = coll.upsert if upsert else coll.add
     bar = None
-    if progress and n > batch_size:
-        from tqdm import tqdm  # lazy: only long adds draw a bar
-
-        bar = tqdm(total=n, unit="item", desc=f"add {coll.name}", file=sys.stderr)
+    if progress and n > batch_size:  # a bar on a terminal, else a line every few seconds
+        bar = _progress.bar(n, f"add {coll.name}", unit="item")
     try:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import polyvec
-from polyvec.errors import PolyvecError
+from polyvec.errors import PolyvecError, PolyvecWarning
 
 from .add import check_items, read_items, write_items
 from .compat import run_compat
@@ -30,7 +31,7 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> polyvec.Database
     if not create and not path.is_dir():
         raise CliError(f"no database folder at {path} (pass --db PATH or set POLYVEC_DB; "
                        "`polyvec create` makes one)")
-    return polyvec.connect(path)
+    return polyvec.connect(path, create=None if create else False)
 
 
 def _print(lines: list[str]) -> None:
@@ -73,7 +74,7 @@ def add(args: argparse.Namespace) -> int:
         items = read_items(args, fields)
         check_items(items, fields, coll, upsert=args.upsert)
         n = write_items(coll, items, upsert=args.upsert, batch_size=args.batch_size,
-                        progress=not args.json and sys.stderr.isatty())
+                        progress=not args.json)
         count = len(coll)
     if args.json:
         emit_json({"written": n, "upsert": args.upsert, "count": count})
@@ -118,7 +119,7 @@ def search(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
-    keys = [parse_id(t, args.str_ids) for t in args.ids]
+    keys = [parse_id(t, args.int_ids) for t in args.ids]
     with _open(args) as db:
         items = db.get_collection(args.name).get(keys)
     if args.json:
@@ -130,7 +131,7 @@ def get(args: argparse.Namespace) -> int:
 
 
 def delete(args: argparse.Namespace) -> int:
-    keys = [parse_id(t, args.str_ids) for t in args.ids]
+    keys = [parse_id(t, args.int_ids) for t in args.ids]
     with _open(args) as db:
         n = db.get_collection(args.name).delete(keys)
     if args.json:
@@ -204,10 +205,13 @@ def drop(args: argparse.Namespace) -> int:
 
 def index(args: argparse.Namespace) -> int:
     sample = None if args.sample_queries is None else np.asarray(read_query(args.sample_queries))
-    with _open(args) as db:
+    with _open(args) as db, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PolyvecWarning)
         coll = db.get_collection(args.name)
         coll.create_index(args.field, args.spec, sample_queries=sample)
         info = coll.info()["indexes"][args.field]
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     if args.json:
         emit_json(info)
     else:

@@ -53,7 +53,7 @@ def run_compat(args: argparse.Namespace) -> int:
     relevance = None
     if args.relevance:
         relevance = [(r["text"], r["id"]) for r in _jsonl(args.relevance)]
-    with polyvec.connect(args.db) as db:
+    with polyvec.connect(args.db, create=False) as db:
         coll = db.get_collection(args.name)
         rep = coll.compatibility_report(args.field, args.new, args.old,
                                         queries=[r["text"] for r in rows],

@@ -88,9 +88,14 @@ def parse_field_spec(text: str, kind: str) -> tuple[str, FieldSpec]:
         raise CliError(f"--{kind} {text!r}: {e}") from None
 
 
-def parse_id(text: str, str_ids: bool) -> Key:
-    """A command-line id: an int when it looks like one, unless ``str_ids``."""
-    return int(text) if not str_ids and _INT.fullmatch(text) else text
+def parse_id(text: str, int_ids: bool) -> Key:
+    """A command-line or ``.txt`` id: the text as is, or with ``int_ids`` an int (every id
+    must then look like one: a file's ids never come back of mixed types)."""
+    if not int_ids:
+        return text
+    if not _INT.fullmatch(text):
+        raise CliError(f"--int-ids: expected an integer id, got {text!r}")
+    return int(text)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -118,7 +123,7 @@ def _load_npy(path: Path, mmap: bool = True) -> np.ndarray:
         raise CliError(f"{path}: expected a .npy array file ({e})") from None
 
 
-def read_ids(path: str | Path, *, str_ids: bool = False) -> list[Key]:
+def read_ids(path: str | Path, *, int_ids: bool = False) -> list[Key]:
     """Ids from ``.npy`` (int or str array), ``.txt`` or ``.jsonl`` (one id per line)."""
     path = Path(path)
     if path.suffix == ".npy":
@@ -130,7 +135,7 @@ def read_ids(path: str | Path, *, str_ids: bool = False) -> list[Key]:
     if path.suffix == ".jsonl":
         return [_json_line(path, n, line) for n, line in _lines(path)]
     if path.suffix == ".txt":
-        return [parse_id(line, str_ids) for _, line in _lines(path)]
+        return [parse_id(line, int_ids) for _, line in _lines(path)]
     raise CliError(f"--ids {path}: expected a .npy, .txt or .jsonl file")
 
 

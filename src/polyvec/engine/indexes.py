@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from secrets import token_hex
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CorruptFile, InvalidArgument
+from .. import _progress as progress
+from ..errors import CorruptFile, InvalidArgument, PolyvecWarning
 from ..factory import format_index, format_multi_index, parse_index, parse_multi_index
 from ..fields import kind_of
 from ..index_spec import IndexSpec, MultiIndexSpec
@@ -45,6 +47,7 @@ __all__ = ["ENGINES", "INDEXES", "IndexEngine", "IndexManager", "MIN_INDEX_ROWS"
 
 INDEXES = "indexes"
 MIN_INDEX_ROWS = 1_000  # smaller segments are scanned exactly: an index would not pay
+PROGRESS_ROWS = 50_000  # index builds over at least this many rows show progress
 QUERIES = "_queries"  # pseudo-segment name of the stored sample queries of a field
 LID_SAMPLE = 500  # rows whose LID is estimated for info() at each (re)calibration
 
@@ -275,6 +278,14 @@ class IndexManager:
                 shutil.rmtree(self.index_dir() / folder, ignore_errors=True)
             if engine.calibrated:
                 self._calibrate_collection(name)
+            if not any(name in seg.indexes for seg in st.segments):
+                warnings.warn(PolyvecWarning(self._unindexed_note(name, engine)), stacklevel=3)
+
+    def _unindexed_note(self, name: str, engine: Any) -> str:
+        rows = max((s.row.nrows for s in self.store.segments), default=0)
+        return (f"index on {name!r} indexes nothing yet: it needs a sealed segment of at least "
+                f"{engine.min_rows():,} rows, the largest has {rows:,} (the growing rows are "
+                "never indexed); searches stay exact until one is sealed (flush() seals)")
 
     def _build_missing(self, field: str, segments: list[Segment] | None = None
                        ) -> list[tuple[IndexRow, Segment, tuple[str, Any]]]:
@@ -285,15 +296,28 @@ class IndexManager:
         spec = engine.parse(field, fspec, self.specs[engine.family][field])
         samples = self.samples.get(field)
         out = []
-        for seg in self.store.segments if segments is None else segments:
-            if field in seg.indexes or seg.row.nrows < engine.min_rows():
-                continue
-            idx = engine.build(seg.fields[field], spec, fspec, samples)
-            folder = f"{seg.row.name}.{field}.{token_hex(4)}"
-            manifest = engine.save(self.index_dir(), folder, idx)
-            hooks.point("index.written")
-            out.append((IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)))
+        todo = [seg for seg in (self.store.segments if segments is None else segments)
+                if field not in seg.indexes and seg.row.nrows >= engine.min_rows()]
+        bar = progress.bar(sum(seg.row.nrows for seg in todo), f"indexing {field!r}",
+                           min_total=PROGRESS_ROWS)
+        try:
+            for seg in todo:
+                out.append(self._build_one(engine, field, seg, spec, fspec, samples))
+                if bar is not None:
+                    bar.update(seg.row.nrows)
+        finally:
+            if bar is not None:
+                bar.close()
         return out
+
+    def _build_one(self, engine: Any, field: str, seg: Segment, spec: Any, fspec: FieldSpec,
+                   samples: np.ndarray | None
+                   ) -> tuple[IndexRow, Segment, tuple[str, Any]]:
+        idx = engine.build(seg.fields[field], spec, fspec, samples)
+        folder = f"{seg.row.name}.{field}.{token_hex(4)}"
+        manifest = engine.save(self.index_dir(), folder, idx)
+        hooks.point("index.written")
+        return IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)
 
     def ensure_indexes(self) -> None:
         """After a seal or compaction: index the new segments (one transaction). Writer only."""
@@ -443,6 +467,8 @@ class IndexManager:
             for field, spec in specs.items():
                 segs = [s for s in st.segments if field in s.indexes]
                 out[field] = engine.info(field, spec, segs, len(st.segments))
+                if not segs:
+                    out[field]["note"] = self._unindexed_note(field, engine)
                 if engine.calibrated:
                     out[field] |= {
                         "calibrated_on": "sample queries" if field in self.samples else

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _progress as progress
 from ..errors import InvalidArgument
 from ..storage.catalog import SegmentRow
 from ..storage.stream import NpyRows, write_segment_stream
@@ -49,7 +50,7 @@ __all__ = ["MergePolicy", "SegmentStat", "plan_merges", "plan_force", "plan_comp
 
 LEVEL_SPAN = 0.75  # Lucene's LogMergePolicy: one tier spans this many levels below its top
 CHUNK_BYTES = 8 << 20  # rows copied per step of a merge: about this many bytes of vectors
-PROGRESS_ROWS = 500_000  # merges of at least this many rows show a progress bar (on a tty)
+PROGRESS_ROWS = 100_000  # merges (and compactions) of at least this many rows show progress
 
 
 
@@ -370,12 +371,8 @@ def _write_merged(folder: Path, sources: Sequence[Any], keep: Sequence[np.ndarra
 
 
 def _progress(rows: int) -> Any:
-    """A progress bar for merges of at least :data:`PROGRESS_ROWS` rows (on a terminal)."""
-    if rows < PROGRESS_ROWS:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=rows, unit="rows", desc="merging segments", disable=None, leave=False)
+    """Progress of merges of at least :data:`PROGRESS_ROWS` rows (see :mod:`polyvec._progress`)."""
+    return progress.bar(rows, "merging segments", min_total=PROGRESS_ROWS)
 
 
 def _chunks(readers: Sequence[dict[str, NpyRows]], keep: Sequence[np.ndarray],

@@ -12,6 +12,7 @@ orders writers across processes).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterable, Mapping
@@ -22,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from .._live import LiveTable, isin_sorted
-from ..errors import CorruptFile, DuplicateId, Locked, UnknownField
+from ..errors import (
+    CollectionClosed,
+    CollectionDropped,
+    CorruptFile,
+    DuplicateId,
+    Locked,
+    UnknownField,
+)
 from ..fields import kind_of
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
@@ -54,6 +62,11 @@ class SegmentStore:
         self.checks: Checks | None = Checks()
         self.catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout,
                                     checks=self.checks)
+        # the catalog file's identity: while this handle keeps it open its inode cannot be
+        # reused, so another (dev, inode) at the path means the collection was replaced
+        self.identity = self._identity()
+        self.closed = False
+        self.dropped = False  # set by the Database that dropped it
         self.indexes = IndexManager(self)
         self.growing_log = GrowingLog(self.path)
         self.cursor: Cursor | None = None  # what the mirror has seen of the catalog
@@ -64,9 +77,41 @@ class SegmentStore:
         self.masks_stale = False
         self.merge_policy = merge.DEFAULT_POLICY
 
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path / CATALOG)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def check_alive(self, *, read: bool = False) -> None:
+        """Raise ``CollectionClosed``/``CollectionDropped`` when this handle no longer stands
+        for the collection at its path (closed, dropped, or dropped and created anew). One
+        ``stat``; every call checks it before it reads or acknowledges anything.
+
+        A ``read`` (a search) skips the ``stat`` while the commit stamp is unchanged: a drop
+        renews the stamp first (``Database.drop_collection``), so a search sees the drop at
+        once, or within ``FULL_CHECK_S`` if the dropping process died before renewing it."""
+        if self.dropped:
+            raise CollectionDropped(f"collection {self.name!r} at {self.path}: expected a live "
+                                    "collection, got one dropped through this database")
+        if self.closed:
+            raise CollectionClosed(f"collection {self.name!r}: expected an open handle, got "
+                                   "one that was closed")
+        if read and self.catalog.stamp.unchanged():
+            return
+        identity = self._identity()
+        if identity != self.identity:
+            what = "dropped" if identity is None else "dropped and created anew"
+            raise CollectionDropped(
+                f"collection {self.name!r} at {self.path}: expected the collection this handle "
+                f"opened, got one that was {what}; get a new handle with get_collection")
+
     def open(self) -> None:
         """Load, and remove a crash's orphans when no other writer is active."""
-        if self.lock.try_acquire():
+        if self.catalog.readonly:  # a folder this process may not write: searches only
+            self.load()
+        elif self.lock.try_acquire():
             try:
                 self._migrate()
                 self.load()
@@ -291,6 +336,7 @@ class SegmentStore:
 
     def refresh(self) -> None:
         """Reload if another connection committed since we last looked. Under ``mutex``."""
+        self.check_alive()
         if self.catalog.data_version() != self.version:
             self.sync()
 
@@ -350,6 +396,7 @@ class SegmentStore:
         a compaction that deleted segment files after the snapshot was taken.
         """
         with self.mutex:
+            self.check_alive()
             for _ in range(RETRIES):
                 try:
                     with self.catalog.pinned():
@@ -432,6 +479,7 @@ class SegmentStore:
         n = len(keys)
         parts = {name: kind_of(self.fields[name]).to_chunk(self.fields[name], arr)
                  for name, arr in data.items()}
+        self.check_alive()  # before the lock: its file goes with a dropped folder
         with self.mutex, self.lock:
             self.refresh()
             with self.catalog.transaction():
@@ -461,6 +509,7 @@ class SegmentStore:
                 self.seal()
 
     def delete(self, keys: list[Any]) -> int:
+        self.check_alive()  # before the lock: its file goes with a dropped folder
         with self.mutex, self.lock:
             self.refresh()
             with self.catalog.transaction():
@@ -479,6 +528,7 @@ class SegmentStore:
         return int(isin_sorted(g.seqs.view, self.live.live_seqs()).sum()) if len(g) else 0
 
     def flush(self) -> None:
+        self.check_alive()  # before the lock: its file goes with a dropped folder
         with self.mutex, self.lock:
             self.refresh()
             self.seal()
@@ -561,6 +611,7 @@ class SegmentStore:
     def compact(self) -> None:
         """Seal, then rewrite the segments with deleted rows (and runs of small segments)
         without them, streaming: memory stays bounded whatever the segments' size."""
+        self.check_alive()  # before the lock: its file goes with a dropped folder
         with self.mutex, self.lock:
             self.refresh()
             self.seal()
@@ -571,6 +622,7 @@ class SegmentStore:
     def merge(self, *, force: bool = False) -> None:
         """Run the tiered merge policy now, or with ``force`` merge into the fewest segments
         of up to ``merge_policy.max_segment_rows`` rows (as ``create_index`` does first)."""
+        self.check_alive()  # before the lock: its file goes with a dropped folder
         with self.mutex, self.lock:
             self.refresh()
             if force:
@@ -608,4 +660,5 @@ class SegmentStore:
 
     def close(self) -> None:
         with self.mutex:
+            self.closed = True
             self.catalog.close()

@@ -123,7 +123,51 @@ class _Compiler:
         return column.evaluate(leaf)
 
     def sql(self, node: Node) -> Mask:
+        """``sql_mask`` of a subtree, cut into pieces of at most :data:`SQL_CHUNK` operands
+        when it is large: SQLite refuses expressions deeper than 1,000 and statements with
+        more than 32,766 parameters (a 5,000-branch ``$or`` was one)."""
+        big = isinstance(node, (And, Or, Not)) and _size(node) > SQL_CHUNK
+        if big and isinstance(node, Not):
+            return ~self.sql(node.child)
+        if big and isinstance(node, (And, Or)):
+            is_and = isinstance(node, And)
+            result = np.full(self.n, is_and, dtype=bool)
+            piece: list[Node] = []
+            weight = 0
+            for child in (*node.children, None):
+                w = 0 if child is None else _size(child)
+                if piece and (child is None or weight + w > SQL_CHUNK):
+                    sub = piece[0] if len(piece) == 1 else type(node)(tuple(piece))
+                    result = result & self.sql(sub) if is_and else result | self.sql(sub)
+                    piece, weight = [], 0
+                if child is not None:
+                    piece.append(child)
+                    weight += w
+            return result
+        if isinstance(node, In) and len(node.values) > SQL_CHUNK:
+            result = np.zeros(self.n, dtype=bool)
+            for i in range(0, len(node.values), SQL_CHUNK):
+                result |= self.sql(In(node.path, node.values[i:i + SQL_CHUNK]))
+            return result
         mask = np.asarray(self.sql_mask(node), dtype=bool)
         if mask.shape != (self.n,):
             raise ValueError(f"sql_mask must return shape ({self.n},), got {mask.shape}")
         return mask
+
+
+SQL_CHUNK = 256
+"""At most this many operands (leaves, and values of an ``$in``) go to SQLite in one query."""
+
+
+def _size(node: Node) -> int:
+    """Operands of a subtree: its leaves, an ``$in`` counting one per value."""
+    total, stack = 0, [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (And, Or)):
+            stack.extend(n.children)
+        elif isinstance(n, Not):
+            stack.append(n.child)
+        else:
+            total += len(n.values) if isinstance(n, In) else 1
+    return total

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from polyvec import limits
 from polyvec.errors import FilterError
 
 from .ast import And, Compare, CompareOp, Exists, In, MatchAll, Node, Not, Or, Path, Scalar
@@ -66,7 +67,29 @@ def parse_filter(obj: Any) -> Node:
     """
     if obj is None:
         return MatchAll()
+    _check_size(obj)
     return _filter(obj, "")
+
+
+def _check_size(obj: Any) -> None:
+    """Refuse a filter past :data:`polyvec.limits.MAX_FILTER_DEPTH` (nesting of dicts and
+    lists) or :data:`polyvec.limits.MAX_FILTER_NODES` (every dict, list and scalar), walking
+    it without recursion (a filter nested 2,000 deep raised ``RecursionError``)."""
+    nodes = 0
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > limits.MAX_FILTER_NODES:
+            raise FilterError(f"expected at most polyvec.limits.MAX_FILTER_NODES = "
+                              f"{limits.MAX_FILTER_NODES:,} nodes, got more")
+        if isinstance(value, dict | list):
+            if depth > limits.MAX_FILTER_DEPTH:
+                raise FilterError(f"expected nesting of at most polyvec.limits."
+                                  f"MAX_FILTER_DEPTH = {limits.MAX_FILTER_DEPTH} levels, got "
+                                  "deeper")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
 
 
 def _join(prefix: str, key: str) -> str:

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import urllib.parse
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import CorruptFile, FormatVersionError, Locked
+from ..errors import CorruptFile, FormatVersionError, InvalidArgument, Locked, ReadOnly
 from .growing import ChunkRow
 from .segment import Checks
 from .stamp import CommitStamp
@@ -165,6 +167,7 @@ class Catalog:
         self.path = path
         self.conn = conn
         self.stamp = CommitStamp.open(path.parent)  # renewed after every write COMMIT
+        self.readonly = False  # opened read-only: this process may not write the folder
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -177,6 +180,30 @@ class Catalog:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return conn
+
+    @staticmethod
+    def _connect_ro(path: Path, busy_timeout: float) -> sqlite3.Connection:
+        """A read-only connection (the folder or the file is not writable by this process).
+
+        SQLite reads a WAL database read-only when it can use the ``-shm`` file; in a folder
+        it cannot write, a catalog closed cleanly (no ``-wal`` left) is opened as immutable."""
+        uri = "file:" + urllib.parse.quote(str(path.resolve()))
+        wal = path.with_name(path.name + "-wal")
+        tries = [f"{uri}?mode=ro"]
+        if not wal.exists() or wal.stat().st_size == 0:
+            tries.append(f"{uri}?immutable=1")
+        for u in tries:
+            conn = sqlite3.connect(u, uri=True, isolation_level=None, timeout=busy_timeout,
+                                   check_same_thread=False)
+            try:
+                conn.execute("PRAGMA data_version").fetchone()
+                conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+        raise ReadOnly(str(path), "expected a folder this process may write, or a catalog "
+                       "closed cleanly; got a read-only folder whose write-ahead log "
+                       f"({wal.name}) SQLite cannot read without writing")
 
     @classmethod
     def create(cls, path: Path, meta: dict[str, Any], *, busy_timeout: float = 10.0) -> Catalog:
@@ -200,12 +227,14 @@ class Catalog:
         what it read), else in line."""
         if not path.is_file():
             raise CorruptFile(str(path), "catalog file is missing")
+        readonly = not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
         if checks is not None:
-            checks.call(lambda: cls._integrity(path, busy_timeout))
+            checks.call(lambda: cls._integrity(path, busy_timeout, readonly))
         else:
-            cls._integrity(path, busy_timeout)
+            cls._integrity(path, busy_timeout, readonly)
         try:
-            conn = cls._connect(path, busy_timeout)
+            conn = cls._connect_ro(path, busy_timeout) if readonly else cls._connect(
+                path, busy_timeout)
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
                 raise Locked(f"{path}: {e}") from None
@@ -213,6 +242,7 @@ class Catalog:
         except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
             raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
         cat = cls(path, conn)
+        cat.readonly = readonly
         meta = cat.guard(cat.read_meta)
         if meta.get("magic") != MAGIC:
             conn.close()
@@ -225,12 +255,13 @@ class Catalog:
         return cat
 
     @classmethod
-    def _integrity(cls, path: Path, busy_timeout: float) -> None:
+    def _integrity(cls, path: Path, busy_timeout: float, readonly: bool = False) -> None:
         """SQLite's ``integrity_check`` (not ``quick_check``: it also verifies indexes
         against their tables), on a connection of its own."""
         conn = None
         try:
-            conn = cls._connect(path, busy_timeout)
+            conn = (cls._connect_ro(path, busy_timeout) if readonly
+                    else cls._connect(path, busy_timeout))
             problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
@@ -257,6 +288,12 @@ class Catalog:
         except sqlite3.OperationalError as e:
             if "locked" in str(e) or "busy" in str(e):
                 raise Locked(f"{self.path}: {e}") from None
+            if "readonly" in str(e):
+                raise ReadOnly(str(self.path), f"expected a writable catalog, got: {e}"
+                               ) from None
+            if "too large" in str(e) or "too many" in str(e):  # a limit, not damage
+                raise InvalidArgument(f"{self.path}: SQLite refused a query past one of its "
+                                      f"limits: {e}") from None
             raise CorruptFile(str(self.path), f"sqlite error: {e}") from None
         except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
             raise CorruptFile(str(self.path), f"sqlite error: {e}") from None

@@ -14,6 +14,7 @@ layouts are in :mod:`polyvec._growing`): this module only stores, checksums and 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import zlib
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CorruptFile
-from .segment import fsync_dir
+from .segment import fsync_dir, no_space
 
 __all__ = ["ChunkRow", "GrowingLog"]
 
@@ -73,8 +74,15 @@ class GrowingLog:
             for name, data in parts.items():
                 layout[name] = [pos, len(data), zlib.crc32(data)]
                 pos += len(data)
-            os.pwritev(fd, list(parts.values()), end)
-            os.fdatasync(fd)
+            try:
+                written = os.pwritev(fd, list(parts.values()), end)
+                os.fdatasync(fd)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                written = -1
+            if written != pos:  # a short write: the disk is full (the tail is cut off later)
+                raise no_space(path, pos)
         finally:
             os.close(fd)
         if fresh:

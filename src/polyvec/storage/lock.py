@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import Locked
+from ..errors import CollectionDropped, Locked, ReadOnly
 
 __all__ = ["WriteLock"]
 
@@ -28,7 +28,15 @@ class WriteLock:
         if self._depth:
             self._depth += 1
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:
+            raise ReadOnly(str(self.path), "expected a collection folder this process may "
+                           "write, got a read-only one (it is opened read-only: reads and "
+                           "searches work, writes do not)") from None
+        except FileNotFoundError:  # the folder went away under a handle (a drop)
+            raise CollectionDropped(f"{self.path.parent.name}: expected the collection folder "
+                                    f"{self.path.parent}, got none (dropped)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

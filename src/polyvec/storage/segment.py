@@ -7,11 +7,13 @@ opened memory-mapped; nothing is read into RAM until a search touches it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import mmap
 import os
 import shutil
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +171,32 @@ class SegmentFiles:
         return self.arrays[key]
 
 
+def no_space(path: Path, needed: int) -> OSError:
+    """``OSError(ENOSPC)`` naming ``path``, the bytes needed and the bytes free."""
+    try:
+        free = f"{shutil.disk_usage(path if path.exists() else path.parent).free:,}"
+    except OSError:
+        free = "unknown"
+    return OSError(errno.ENOSPC, f"No space left on device: writing {path} needs {needed:,} "
+                   f"bytes, {free} bytes free", str(path))
+
+
+@contextlib.contextmanager
+def out_of_space(path: Path, needed: int) -> Iterator[None]:
+    """Turn a full disk while writing ``needed`` bytes under ``path`` (ENOSPC/EDQUOT, or
+    numpy's short-write ``OSError`` without an errno) into :func:`no_space`, removing the
+    partial temporary folder ``path``."""
+    try:
+        yield
+    except OSError as e:
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT) or (
+            e.errno is None and "requested and" in str(e) and "written" in str(e))
+        if not full:
+            raise
+        shutil.rmtree(path, ignore_errors=True)
+        raise no_space(path, needed) from e
+
+
 def write_segment(folder: Path, name: str, arrays: Mapping[str, np.ndarray]
                   ) -> dict[str, list[int]]:
     """Write ``arrays`` as ``folder/name/<key>.npy``, durably, and return the manifest.
@@ -180,15 +208,16 @@ def write_segment(folder: Path, name: str, arrays: Mapping[str, np.ndarray]
     tmp = folder / f"{name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     manifest: dict[str, list[int]] = {}
-    for key, arr in arrays.items():
-        fname = f"{key}.npy"
-        with open(tmp / fname, "wb") as f:
-            np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        manifest[fname] = [os.path.getsize(tmp / fname), file_crc32(tmp / fname)]
+    with out_of_space(tmp, sum(int(np.asarray(a).nbytes) + 128 for a in arrays.values())):
+        tmp.mkdir(parents=True)
+        for key, arr in arrays.items():
+            fname = f"{key}.npy"
+            with open(tmp / fname, "wb") as f:
+                np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+            manifest[fname] = [os.path.getsize(tmp / fname), file_crc32(tmp / fname)]
     fsync_dir(tmp)
     os.replace(tmp, final)
     fsync_dir(folder)

@@ -10,6 +10,7 @@ set, pages read from a file only in the page cache.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFile
-from .segment import fsync_dir
+from .segment import fsync_dir, out_of_space
 
 __all__ = ["NpyRows", "write_segment_stream"]
 
@@ -85,12 +86,14 @@ def write_segment_stream(folder: Path, name: str, layout: Layout,
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    files = {}
+    files: dict[str, io.BufferedWriter] = {}
     crcs: dict[str, int] = {}
     rows: dict[str, int] = {}
-    try:
+    needed = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize + 128
+                 for dtype, shape in layout.values())
+    with out_of_space(tmp, needed), contextlib.ExitStack() as closing:
         for key, (dtype, shape) in layout.items():
-            f = open(tmp / f"{key}.npy", "wb")  # noqa: SIM115 - closed below
+            f = closing.enter_context(open(tmp / f"{key}.npy", "wb"))
             files[key] = f
             head = _header(np.dtype(dtype), tuple(shape))
             f.write(head)
@@ -113,9 +116,6 @@ def write_segment_stream(folder: Path, name: str, layout: Layout,
             f.flush()
             os.fsync(f.fileno())
             manifest[f"{key}.npy"] = [f.tell(), crcs[key]]
-    finally:
-        for f in files.values():
-            f.close()
     fsync_dir(tmp)
     os.replace(tmp, final)
     fsync_dir(folder)

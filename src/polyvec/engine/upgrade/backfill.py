@@ -30,13 +30,13 @@ crash test does.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from ... import _progress
 from ... import _validate as v
 from ..._live import isin_sorted
 from ...errors import DimensionMismatch, InvalidArgument, ModelMismatch
@@ -341,9 +341,4 @@ def _positive(label: str, n: object) -> int:
 
 
 def _bar(progress: bool, total: int, initial: int) -> Any:
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=min(initial, total), desc="backfill", unit="item",
-                file=sys.stderr)
+    return _progress.bar(total, "backfill", unit="item", initial=initial, enabled=progress)
