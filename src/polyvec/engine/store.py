@@ -25,7 +25,7 @@ from .._live import LiveTable, isin_sorted
 from ..errors import CorruptFile, DuplicateId, Locked, UnknownField
 from ..fields import kind_of
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
-from ..storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
+from ..storage import Catalog, WriteLock, open_segment, write_segment
 from ..storage.catalog import Changes, Cursor, SegmentRow
 from ..storage.growing import ChunkRow, GrowingLog
 from . import hooks, merge
@@ -400,9 +400,8 @@ class SegmentStore:
                 self.catalog.delete_seqs(existing.values())
                 first_seq = self.catalog.allocate_seqs(n)
                 seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
-                self.catalog.insert_items(
-                    ItemRow(s, k, t) for s, k, t in zip(range(first_seq, first_seq + n), keys,
-                                                        payload_texts, strict=True))
+                self.catalog.insert_item_columns(range(first_seq, first_seq + n), keys,
+                                                 payload_texts)
                 generation, end = self.catalog.growing_end()
                 layout = self.growing_log.append(generation, end, parts)
                 self.catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
