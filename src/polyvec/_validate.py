@@ -136,22 +136,28 @@ def _json_ok(value: Any) -> bool:
     return False
 
 
-def _flat_ok(p: dict[Any, Any]) -> bool:
-    """Whether a payload is a flat dict of plainly valid scalars (str keys; str, int in range,
-    finite float, bool, None values). NUL characters are looked for in the dumped text."""
-    for k, val in p.items():
-        if type(k) is not str:
-            return False
-        t = type(val)
-        if t is str or t is bool or val is None:
-            continue
-        if t is int:
-            if _INT64[0] <= val <= _INT64[1]:
-                continue
-        elif t is float and math.isfinite(val):
-            continue
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _all_flat(objs: list[Any]) -> bool:
+    """Whether every payload is a flat dict of valid scalars (str keys; str, int in the int64
+    range, finite float, bool, None values), checked over the batch at once: the sets of key
+    and value types, then the ints' range and the floats' finiteness (NUL characters are
+    looked for in the dumped text)."""
+    if not all(type(p) is dict for p in objs):
         return False
-    return True
+    if not {type(k) for p in objs for k in p} <= {str}:
+        return False
+    values = [v for p in objs for v in p.values()]
+    types = set(map(type, values))
+    if not types <= _SCALARS:
+        return False
+    if int in types:
+        ints = [v for v in values if type(v) is int]
+        if not (_INT64[0] <= min(ints) and max(ints) <= _INT64[1]):
+            return False
+    return float not in types or all(map(math.isfinite,
+                                         (v for v in values if type(v) is float)))
 
 
 def check_payloads(payloads: object, n: int) -> tuple[list[str], list[dict[str, Any]]]:
@@ -169,7 +175,7 @@ def check_payloads(payloads: object, n: int) -> tuple[list[str], list[dict[str, 
     if len(payloads) != n:
         raise InvalidPayload(f"payloads: expected {n} (one per id), got {len(payloads)}")
     objs = [{} if p is None else p for p in payloads]
-    if n and all(type(p) is dict and _flat_ok(p) for p in objs):
+    if n and _all_flat(objs):
         texts = _dumps_flat(objs)
         if texts is not None:
             return texts, objs
