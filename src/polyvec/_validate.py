@@ -28,7 +28,6 @@ from .spec import Dense, FieldSpec, Multi
 
 __all__ = [
     "check_ids",
-    "check_payload_texts",
     "check_payloads",
     "check_field_vectors",
     "check_query",
@@ -203,11 +202,6 @@ def _dumps_flat(objs: list[dict[str, Any]]) -> list[str] | None:
         return None
     texts = text[1:-1].replace("}\x1e{", "}\x1f{").replace("\x1e", ",").split("\x1f")
     return texts if len(texts) == len(objs) else None
-
-
-def check_payload_texts(payloads: object, n: int) -> list[str]:
-    """Check the payloads once and return their canonical JSON text."""
-    return check_payloads(payloads, n)[0]
 
 
 def _as_float_array(x: object, where: str) -> np.ndarray:
