@@ -144,3 +144,22 @@ print(json.dumps({"found": found, "imported": "numba" in sys.modules}))
 """
     got = _run(code)
     assert got == {"found": True, "imported": False}
+
+
+def test_a_process_that_only_adds_dense_vectors_never_starts_numba(tmp_path) -> None:
+    """Checking a batch of dense vectors is numpy work: starting numba's runtime (~1 s) in a
+    process that only writes would cost more than the whole ingest of tens of thousands of
+    items (and the last, small batch of an ingest must not start it either)."""
+    code = f"""
+import json, sys
+import numpy as np
+import polyvec as pv
+coll = pv.connect({str(tmp_path)!r}).create_collection("c", {{"v": pv.Dense(8)}},
+                                                         indexed=["s"])
+x = np.random.default_rng(0).standard_normal((1003, 8)).astype(np.float32)
+for lo in range(0, 1003, 500):
+    coll.add(list(range(lo, min(1003, lo + 500))), x[lo:lo + 500],
+             [{{"s": str(i % 3)}} for i in range(lo, min(1003, lo + 500))])
+print(json.dumps({{"n": len(coll), "numba": "numba" in sys.modules}}))
+"""
+    assert _run(code) == {"n": 1003, "numba": False}

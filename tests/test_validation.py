@@ -88,6 +88,10 @@ BAD_WRITES = [
                          payloads=[{"a": "x\x00y"}]), E.InvalidPayload, ["NUL"]),
     ("payload huge int", dict(ids=[100], vectors={"v": _vec(), "t": _toks()},
                               payloads=[{"a": [2**64]}]), E.InvalidPayload, ["int64"]),
+    ("payload flat huge int", dict(ids=[100], vectors={"v": _vec(), "t": _toks()},
+                                   payloads=[{"a": 2**64}]), E.InvalidPayload, ["int64"]),
+    ("payload NUL key", dict(ids=[100], vectors={"v": _vec(), "t": _toks()},
+                             payloads=[{"a\x00": 1}]), E.InvalidPayload, ["NUL"]),
     ("payload count", dict(ids=[100], vectors={"v": _vec(), "t": _toks()}, payloads=[{}, {}]),
      E.InvalidPayload, ["expected 1", "got 2"]),
 ]
@@ -180,3 +184,29 @@ def test_query_knobs_are_checked_even_when_an_equal_value_was_used(coll) -> None
     for bad in (True, 24.0, [24]):
         with pytest.raises(E.InvalidArgument, match="ef"):
             coll.search(q, 3, field="v", ef=bad)
+
+
+def test_batch_payload_texts_equal_item_by_item_dumps() -> None:
+    """A batch of flat payloads is dumped in one call and split; the texts must be exactly
+    the per-item canonical texts, whatever the strings hold (braces, control characters,
+    the separator characters the split uses, escapes)."""
+    from polyvec._validate import check_payloads, dumps
+
+    rng = np.random.default_rng(0)
+    pieces = ["}", "{", "\x1e", "\x1f", "}\x1e{", ",", '"', "\\", "\\u0000", "é", "\n", ""]
+    values = [1, -7, 2**62, 1.5, -0.0, 1e300, True, False, None]
+    for _ in range(200):
+        batch: list[dict | None] = []
+        for _ in range(int(rng.integers(1, 12))):
+            if rng.random() < 0.1:
+                batch.append(None)
+                continue
+            p = {}
+            for _ in range(int(rng.integers(0, 4))):
+                key = "".join(rng.choice(pieces, 2))
+                p[key] = ("".join(rng.choice(pieces, 3)) if rng.random() < 0.5
+                          else values[int(rng.integers(len(values)))])
+            batch.append(p)
+        texts, objs = check_payloads(batch, len(batch))
+        assert texts == [dumps(p or {}) for p in batch]
+        assert objs == [p or {} for p in batch]

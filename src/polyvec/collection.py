@@ -90,13 +90,13 @@ class Collection:
         keys = v.check_ids(ids)
         n = len(keys)
         data = self._store.check_vectors(vectors, n)
-        payload_texts = v.check_payload_texts(payloads, n)
+        payload_texts, payload_objs = v.check_payloads(payloads, n)
         if n == 0:
             return
-        # fresh copies for the indexed columns (the caller may mutate its dicts afterwards)
-        payload_objs = ([json.loads(t) for t in payload_texts] if self._store.schema.indexed
-                        else None)
-        self._store.write(keys, data, payload_objs, payload_texts, replace=replace)
+        # the indexed columns copy the values they keep out of the caller's dicts (scalars,
+        # list elements), so the caller may mutate its dicts afterwards
+        self._store.write(keys, data, payload_objs if self._store.schema.indexed else None,
+                          payload_texts, replace=replace)
 
     def delete(self, ids: Sequence[int | str]) -> int:
         """Delete items by id; ids that do not exist are ignored. Returns how many were deleted."""

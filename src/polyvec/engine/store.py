@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..fields import kind_of
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
-from ..storage import Catalog, ItemRow, WriteLock, open_segment, write_segment
+from ..storage import Catalog, WriteLock, open_segment, write_segment
 from ..storage.catalog import Changes, Cursor, SegmentRow
 from ..storage.growing import ChunkRow, GrowingLog
 from ..storage.segment import Checks
@@ -290,11 +290,14 @@ class SegmentStore:
             growing_seqs = seqs
             self.growing[name].extend(seqs, data)
 
-    def open_segment(self, row: SegmentRow, checks: Checks | None = None) -> Segment:
+    def open_segment(self, row: SegmentRow, checks: Checks | None = None, *,
+                     written: bool = False) -> Segment:
         """Open a sealed segment's files; their checksums are verified in line, or handed to
-        ``checks`` (then nothing may read the arrays before ``checks.wait()``)."""
-        files = open_segment(self.path / SEGMENTS / row.name, row.manifest, verify=self.verify,
-                             checks=checks)
+        ``checks`` (then nothing may read the arrays before ``checks.wait()``); ``written``:
+        this process just wrote its files and checksummed them for the manifest, so they are
+        not read a second time."""
+        files = open_segment(self.path / SEGMENTS / row.name, row.manifest,
+                             verify=self.verify and not written, checks=checks)
         where = str(files.path)
         try:
             seqs = files["seqs"]
@@ -475,7 +478,8 @@ class SegmentStore:
         """Commit one checked batch, then apply it to the mirror and publish.
 
         The vectors go to the growing file as one columnar append, fsync'd before the catalog
-        transaction that registers it (with the ids and payloads) commits."""
+        transaction that registers it (with the ids and payloads) commits. The append runs in
+        a thread while the item rows are inserted; the chunk is registered after its fsync."""
         n = len(keys)
         parts = {name: kind_of(self.fields[name]).to_chunk(self.fields[name], arr)
                  for name, arr in data.items()}
@@ -487,14 +491,16 @@ class SegmentStore:
                 if existing and not replace:
                     first = next(k for k in keys if k in existing)
                     raise DuplicateId(f"id {first!r} already exists; use upsert to replace it")
-                self.catalog.delete_seqs(existing.values())
-                first_seq = self.catalog.allocate_seqs(n)
-                seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
-                self.catalog.insert_items(
-                    ItemRow(s, k, t) for s, k, t in zip(range(first_seq, first_seq + n), keys,
-                                                        payload_texts, strict=True))
                 generation, end = self.catalog.growing_end()
-                layout = self.growing_log.append(generation, end, parts)
+                pending = self.growing_log.append_in_background(generation, end, parts)
+                try:
+                    self.catalog.delete_seqs(existing.values())
+                    first_seq = self.catalog.allocate_seqs(n)
+                    self.catalog.insert_item_columns(range(first_seq, first_seq + n), keys,
+                                                     payload_texts)
+                finally:  # an error here still waits: the next append must not race this one
+                    layout = pending.wait()
+                seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
                 self.catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
                 cursor = self.catalog.cursor()
             self.version = self.catalog.data_version()
@@ -505,7 +511,9 @@ class SegmentStore:
             for name, arr in data.items():
                 self.growing[name].extend(seqs, arr)
             self.publish(gone)
-            if self.growing_live() >= self.segment_rows:
+            # growing_live() <= the growing rows: count the live ones only when it may seal
+            if len(next(iter(self.growing.values()))) >= self.segment_rows \
+                    and self.growing_live() >= self.segment_rows:
                 self.seal()
 
     def delete(self, keys: list[Any]) -> int:
@@ -597,7 +605,7 @@ class SegmentStore:
         else:
             gone = set(remove)
             kept = [s for s in self.segments if s.row.name not in gone]
-            self.segments = sorted(kept + [self.open_segment(r) for r in rows],
+            self.segments = sorted(kept + [self.open_segment(r, written=True) for r in rows],
                                    key=lambda s: s.row.min_seq)
             if growing_sealed:
                 self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}

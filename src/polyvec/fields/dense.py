@@ -60,7 +60,9 @@ class DenseKind(FieldKind):
         return x, x.shape == (nrows, spec.dim)
 
     def take(self, data: Any, rows: np.ndarray) -> np.ndarray:
-        return data[rows]
+        # rows are sorted distinct positions: as many as the data means all of them (a seal
+        # with nothing deleted writes the growing rows as they are, without a copy)
+        return data if len(rows) == len(data) else data[rows]
 
     def merge(self, spec: FieldSpec, parts: list[tuple[Any, np.ndarray]]) -> np.ndarray:
         return np.concatenate([d[r] for d, r in parts])

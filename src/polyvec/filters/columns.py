@@ -91,27 +91,43 @@ class Column:
         payloads : sequence of dict
             One JSON payload per new row, in row-position order.
         """
-        values = [resolve(payload, self.path) for payload in payloads]
+        if len(self.path) == 1:  # the common case: a top-level key
+            key = self.path[0]
+            values = [p.get(key, MISSING) if type(p) is dict else resolve(p, self.path)
+                      for p in payloads]
+        else:
+            values = [resolve(payload, self.path) for payload in payloads]
         start, count = self._n, len(values)
         self._reserve(start + count)
-        kinds = np.zeros(count, dtype=np.int8)
+        # each row's kind: by exact type for the common JSON types, by _kind_of for the rest
+        kind_list = [_KIND_OF_TYPE.get(type(v), -1) for v in values]
+        if -1 in kind_list:
+            kind_list = [k if k != -1 else _kind_of(v)
+                         for k, v in zip(kind_list, values, strict=True)]
+        kinds = np.array(kind_list, dtype=np.int8)
         nums = np.full(count, np.nan)
         codes = np.full(count, -1, dtype=np.int32)
+        rows = np.flatnonzero(kinds == K_NUMBER)
+        if len(rows):
+            nums[rows] = [float(values[i]) + 0.0 for i in rows.tolist()]  # -0.0 -> 0.0
+        rows = np.flatnonzero(kinds == K_STRING)
+        if len(rows):
+            texts = [values[i] for i in rows.tolist()]
+            known = self._codes.get
+            found = [known(t) for t in texts]
+            got: list[int] = (
+                [self._intern(t) if c is None else c  # new strings, interned in row order
+                 for c, t in zip(found, texts, strict=True)] if None in found
+                else found)  # type: ignore[assignment]
+            codes[rows] = got
         # The elements of the list rows, flattened, and the row position of each.
         items: list[Any] = []
         owners: list[int] = []
-        slow: list[int] = []  # the rows that the reference decides, one by one
-        for i, value in enumerate(values):
-            kind = kinds[i] = _kind_of(value)
-            if kind == K_NUMBER:
-                nums[i] = float(value) + 0.0  # + 0.0 turns -0.0 into 0.0
-            elif kind == K_STRING:
-                codes[i] = self._intern(value)
-            elif kind == K_LIST:
-                items.extend(value)
-                owners.extend([start + i] * len(value))
-            elif kind == K_SLOW:
-                slow.append(start + i)
+        for i in np.flatnonzero(kinds == K_LIST).tolist():
+            items.extend(values[i])
+            owners.extend([start + i] * len(values[i]))
+        # the rows that the reference decides, one by one
+        slow: list[int] = (np.flatnonzero(kinds == K_SLOW) + start).tolist()
         item_kinds = [_kind_of(item) for item in items]
         if K_SLOW in item_kinds:  # a list holding a huge int: the reference decides that row
             slow_lists = {owners[j] for j, kind in enumerate(item_kinds) if kind == K_SLOW}

@@ -31,12 +31,13 @@ transaction is durable when ``commit`` returns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
 import urllib.parse
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -87,6 +88,14 @@ _DELETE_CRC_SQL = "(pos * 1000003 + seq) % 4294967296"  # the delete log's row c
 
 def _delete_crc(pos: int, seq: int) -> int:
     return (pos * 1000003 + seq) % 4294967296
+
+
+_ROWS_PER_INSERT = 200  # 800 parameters: under the 999 of SQLite builds before 3.32
+
+
+@functools.cache
+def _insert_items_sql(rows: int) -> str:
+    return "INSERT INTO items(seq, key, payload, crc) VALUES " + ",".join(["(?,?,?,?)"] * rows)
 
 
 def vector_crc(seq: int, field: str, data: bytes) -> int:
@@ -555,10 +564,22 @@ class Catalog:
         # the check covers the autoincremented position too
         self.conn.execute(f"UPDATE deletes SET crc = {_DELETE_CRC_SQL} WHERE pos > ?", (last,))
 
-    def insert_items(self, rows: Iterable[ItemRow]) -> None:
-        self.conn.executemany(
-            "INSERT INTO items(seq, key, payload, crc) VALUES (?, ?, ?, ?)",
-            ((r.seq, r.key, r.payload, item_crc(r.seq, r.key, r.payload)) for r in rows))
+    def insert_item_columns(self, seqs: Sequence[int], keys: Sequence[int | str],
+                            payloads: Sequence[str]) -> None:
+        """Insert item rows given as columns, ``_ROWS_PER_INSERT`` rows per ``INSERT``
+        statement (a multi-row ``VALUES``: a third of ``executemany``'s cost per row)."""
+        crc32 = zlib.crc32
+        n = len(keys)
+        flat: list[Any] = [None] * (4 * n)
+        flat[0::4] = seqs
+        flat[1::4] = keys
+        flat[2::4] = payloads
+        # item_crc, inlined (one f-string and one crc per row)
+        flat[3::4] = [crc32(f"int:{s}\x1f{type(k).__name__}:{k}\x1fstr:{t}".encode())
+                      for s, k, t in zip(seqs, keys, payloads, strict=True)]
+        for lo in range(0, n, _ROWS_PER_INSERT):
+            hi = min(n, lo + _ROWS_PER_INSERT)
+            self.conn.execute(_insert_items_sql(hi - lo), flat[4 * lo:4 * hi])
 
     def growing_end(self) -> tuple[int, int]:
         """``(generation, end offset of its registered chunks)`` of the growing file."""

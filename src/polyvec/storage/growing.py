@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 from ..errors import CorruptFile
 from .segment import fsync_dir, no_space
 
-__all__ = ["ChunkRow", "GrowingLog"]
+__all__ = ["ChunkRow", "GrowingLog", "PendingAppend"]
 
 FOLDER = "growing"
 
@@ -89,6 +90,12 @@ class GrowingLog:
             fsync_dir(self.folder)
         return layout
 
+    def append_in_background(self, generation: int, end: int, parts: Mapping[str, bytes]
+                             ) -> PendingAppend:
+        """:meth:`append` in a thread (its checksum, write and fsync release the GIL), so the
+        caller prepares its catalog rows meanwhile; :meth:`PendingAppend.wait` joins it."""
+        return PendingAppend(self, generation, end, parts)
+
     def remove_other_generations(self, keep: int) -> None:
         """Delete the files of every generation but ``keep`` (sealed ones, or a crash's)."""
         if not self.folder.is_dir():
@@ -128,3 +135,32 @@ class GrowingLog:
             for fd in fds.values():
                 os.close(fd)
         return out
+
+
+class PendingAppend:
+    """A :meth:`GrowingLog.append` running in a thread. :meth:`wait` must be called (also when
+    the caller fails) before the next append, and before the chunk is registered: the
+    catalog commit that registers it must come after its fsync."""
+
+    def __init__(self, log: GrowingLog, generation: int, end: int,
+                 parts: Mapping[str, bytes]) -> None:
+        self._layout: dict[str, list[int]] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(log, generation, end, parts),
+                                        name="polyvec-growing-append")
+        self._thread.start()
+
+    def _run(self, log: GrowingLog, generation: int, end: int,
+             parts: Mapping[str, bytes]) -> None:
+        try:
+            self._layout = log.append(generation, end, parts)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread by wait
+            self._error = e
+
+    def wait(self) -> dict[str, list[int]]:
+        """Join the append; its layout, or its exception re-raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._layout is not None
+        return self._layout
