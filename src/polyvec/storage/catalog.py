@@ -264,13 +264,17 @@ class Catalog:
         return cat
 
     @classmethod
-    def _integrity(cls, path: Path, busy_timeout: float, readonly: bool = False) -> None:
+    def _integrity(cls, path: Path, busy_timeout: float, readonly: bool) -> None:
         """SQLite's ``integrity_check`` (not ``quick_check``: it also verifies indexes
         against their tables), on a connection of its own."""
         conn = None
-        try:
-            conn = (cls._connect_ro(path, busy_timeout) if readonly
-                    else cls._connect(path, busy_timeout))
+        try:  # read-only: a check racing the opening connection must not write the file
+            if readonly:
+                conn = cls._connect_ro(path, busy_timeout)
+            else:
+                conn = sqlite3.connect("file:" + urllib.parse.quote(str(path.resolve()))
+                                       + "?mode=ro", uri=True, timeout=busy_timeout,
+                                       check_same_thread=False)
             problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
         except sqlite3.OperationalError as e:
             if "locked" in str(e):
