@@ -766,7 +766,10 @@ def stage_f(ctx: Ctx) -> dict[str, Any]:
     import polyvec as pv
 
     base, queries = debian()
-    folder, meta = big384(ctx, one_segment=False)
+    cached, meta = big384(ctx, one_segment=False)
+    folder = ctx.workdir / "refresh_scratch"  # a copy: the writes below must not change the
+    shutil.rmtree(folder, ignore_errors=True)  # cached collection stage b measures
+    shutil.copytree(cached, folder)
     reader = pv.connect(folder).get_collection("c")
     probe = 10**12
     reader.delete([probe])  # left over from an interrupted run
@@ -800,7 +803,8 @@ def stage_f(ctx: Ctx) -> dict[str, Any]:
         w.stdin.write("quit\n")
         w.stdin.flush()
         w.wait(timeout=600)
-    reader.delete([probe + r for r in range(ctx.rounds)])
+    reader.close()
+    shutil.rmtree(folder, ignore_errors=True)
     extra = [f - m for f, m in zip(first_ms, warm_ms, strict=True)]
     r = float(np.median(extra))
     return {"figure": r, "target": "<= 20 ms more", "pass": verdict(r, 20.0, False),
@@ -1019,8 +1023,11 @@ def stage_h(ctx: Ctx) -> dict[str, Any]:
                            f"{summary['polyvec']['written_per_vector_byte']:.2f} B written / "
                            "vector B",
             "systems": summary, "runs": runs, "n": n, "notes": notes,
-            "durability": "polyvec: each add returns when committed (fsync); LanceDB: "
-                          "Table.add as it does it by default"}
+            "durability": "polyvec: each add returns when durable against power loss (the "
+                          "growing file's fdatasync and SQLite's WAL commit with "
+                          "synchronous=FULL: two fsyncs per batch); LanceDB: Table.add as it "
+                          "does it by default, which made no fsync/fdatasync call at all "
+                          "(strace of its ingest child): its rate is a page-cache rate"}
 
 
 def open_rss_child(folder: str) -> None:

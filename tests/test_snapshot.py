@@ -43,3 +43,27 @@ def test_row_masks_equal_the_definition(seg_seqs: list[int]) -> None:
     keys = snap.row_keys(seg)
     assert keys.tolist() == [f"k{s}" if s in live else None for s in seg_seqs] + [None]
     assert keys[np.array([-1])][0] is None  # a pad row maps to None
+
+
+def test_growing_rows_that_cannot_be_returned_do_not_leave_the_short_path(tmp_path) -> None:
+    """A built collection that took a few writes since (now deleted) answers through its one
+    index alone, like before the writes; live growing rows are still merged in."""
+    import polyvec as pv
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1500, 16)).astype(np.float32)
+    coll = pv.connect(tmp_path).create_collection("c", {"v": pv.Dense(16, metric="l2")},
+                                                  segment_rows=1500)
+    coll.add(list(range(1500)), x)
+    coll.create_index("v", "HNSW16,SQ8,Refine")
+    q = x[:5] + 0.01
+    before = coll.search(q, k=10, ef=64)
+    coll.add([10_000, 10_001], x[:2])  # growing rows, then gone
+    coll.delete([10_000, 10_001])
+    after = coll.search(q, k=10, ef=64)
+    assert after.info["segments"] == {"indexed": 1, "exact": 0}
+    np.testing.assert_array_equal(after.ids, before.ids)
+    coll.add([10_002], x[:1])  # a live growing row is merged in
+    got = coll.search(x[:1], k=2, ef=64)
+    assert got.info["segments"] == {"indexed": 1, "exact": 1}
+    assert set(got.ids[0].tolist()) == {0, 10_002}

@@ -85,9 +85,14 @@ class SearchExecutor:
             pos = snap.positions_of(selected)
             selected = np.zeros(len(snap.seqs), dtype=bool)
             selected[pos[pos >= 0]] = True
-        gseqs, gdata = snap.growing[name]
+        gseqs, _ = snap.growing[name]
+        gmask = None
+        if len(gseqs):  # growing rows none of which may be returned count as none
+            gmask = snap.growing_mask(name, gseqs) if selected is None else \
+                snap.select_by(selected, snap.positions_of(gseqs))
+        growing = len(gseqs) > 0 and (gmask is None or bool(gmask.any()))
         segments = snap.segments
-        if not len(gseqs) and len(segments) == 1 and use_index:  # the common large case
+        if not growing and len(segments) == 1 and use_index:  # the common large case
             seg = segments[0]
             entry = seg.indexes.get(name)
             if entry is not None:
@@ -101,23 +106,23 @@ class SearchExecutor:
                 return snap.row_keys(seg)[rows], s, self._info(name, spec, selected,
                                                                [seg_info], 1)
         return self._fan_out(snap, queries, k, name, spec, selected, target_recall, params,
-                             use_index)
+                             use_index, gmask if growing else None, growing)
 
     def _fan_out(self, snap: Snapshot, queries: Any, k: int, name: str, spec: FieldSpec,
                  selected: np.ndarray | None, target_recall: float | None, params: Any,
-                 use_index: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """Every block (the growing rows, each sealed segment) searched, then one merge."""
+                 use_index: bool, gmask: np.ndarray | None, growing: bool
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Every block (the growing rows when any may be returned, with their mask
+        ``gmask``; each sealed segment) searched, then one merge."""
         kind = kind_of(spec)
         used: list[dict[str, Any]] = []
         topk = TopK(len(queries), k)
-        gseqs, gdata = snap.growing[name]
         blocks = 0
-        if len(gseqs):
+        if growing:
+            gseqs, gdata = snap.growing[name]
             if callable(gdata):  # packed on first use (Multi)
                 gdata = gdata()
-            mask = snap.block_mask(gseqs, None) if selected is None else \
-                snap.select_by(selected, snap.positions_of(gseqs))
-            kind.scan(spec, queries, gdata, gseqs, topk, mask)
+            kind.scan(spec, queries, gdata, gseqs, topk, gmask)
             blocks += 1
         for seg in snap.segments:
             if not len(seg.seqs):

@@ -73,6 +73,17 @@ class Snapshot:
             self.masks[seg.row.name] = out  # idempotent: a racing reader computes the same
         return out
 
+    def growing_mask(self, name: str, seqs: np.ndarray) -> np.ndarray | None:
+        """Alive mask of field ``name``'s growing rows (``seqs``), cached on this snapshot
+        (the growing rows change with every write, so the next snapshot drops it)."""
+        key = "\0growing:" + name
+        if key in self.masks:
+            return self.masks[key]
+        mask = isin_sorted(seqs, self.live_seqs)
+        out = None if bool(mask.all()) else mask
+        self.masks[key] = out
+        return out
+
     def seqs_to_keys(self, seqs: np.ndarray) -> np.ndarray:
         """External ids for an array of seqs (any shape); ``-1`` maps to ``None``."""
         flat = seqs.ravel()
