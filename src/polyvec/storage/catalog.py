@@ -74,6 +74,21 @@ CREATE TABLE indexes(segment TEXT NOT NULL, field TEXT NOT NULL, folder TEXT NOT
 """
 
 
+@contextlib.contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """SQLite's failures while opening or checking ``path``: ``Locked`` when busy, else
+    ``CorruptFile`` naming it (a damaged schema can make even the error message
+    undecodable)."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e):
+            raise Locked(f"{path}: {e}") from None
+        raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+        raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
+
+
 def _crc_text(*parts: object) -> int:
     return zlib.crc32("\x1f".join(f"{type(p).__name__}:{p}" for p in parts).encode())
 
@@ -241,15 +256,9 @@ class Catalog:
             checks.call(lambda: cls._integrity(path, busy_timeout, readonly))
         else:
             cls._integrity(path, busy_timeout, readonly)
-        try:
+        with _opening(path):
             conn = cls._connect_ro(path, busy_timeout) if readonly else cls._connect(
                 path, busy_timeout)
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e):
-                raise Locked(f"{path}: {e}") from None
-            raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-            raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
         cat = cls(path, conn)
         cat.readonly = readonly
         meta = cat.guard(cat.read_meta)
@@ -268,21 +277,15 @@ class Catalog:
         """SQLite's ``integrity_check`` (not ``quick_check``: it also verifies indexes
         against their tables), on a connection of its own."""
         conn = None
-        try:  # read-only: a check racing the opening connection must not write the file
-            if readonly:
-                conn = cls._connect_ro(path, busy_timeout)
-            else:
-                conn = sqlite3.connect("file:" + urllib.parse.quote(str(path.resolve()))
-                                       + "?mode=ro", uri=True, timeout=busy_timeout,
-                                       check_same_thread=False)
-            problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e):
-                raise Locked(f"{path}: {e}") from None
-            raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-            # a damaged schema can make even sqlite's error message undecodable
-            raise CorruptFile(str(path), f"sqlite cannot open it: {e}") from None
+        try:
+            with _opening(path):  # read-only: racing the opening connection, it must not write
+                if readonly:
+                    conn = cls._connect_ro(path, busy_timeout)
+                else:
+                    conn = sqlite3.connect("file:" + urllib.parse.quote(str(path.resolve()))
+                                           + "?mode=ro", uri=True, timeout=busy_timeout,
+                                           check_same_thread=False)
+                problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
         finally:
             if conn is not None:
                 conn.close()
