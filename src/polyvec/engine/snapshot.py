@@ -63,20 +63,18 @@ class Snapshot:
     keys: Any  # the live table's KeyColumn: id by position (append-only; first len(seqs) count)
     masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # segment -> alive mask
 
-    def block_mask(self, seqs: np.ndarray, seg: Segment | None) -> np.ndarray | None:
-        """Alive mask of a block; ``None`` when every row is alive (segments' cached)."""
-        if seg is not None and seg.row.name in self.masks:
-            return self.masks[seg.row.name]
-        mask = isin_sorted(seqs, self.live_seqs)
-        out = None if bool(mask.all()) else mask
-        if seg is not None:
-            self.masks[seg.row.name] = out  # idempotent: a racing reader computes the same
-        return out
+    def block_mask(self, seqs: np.ndarray, seg: Segment) -> np.ndarray | None:
+        """Alive mask of a sealed segment's rows; ``None`` when every row is alive."""
+        return self._alive_mask(seg.row.name, seqs)
 
     def growing_mask(self, name: str, seqs: np.ndarray) -> np.ndarray | None:
-        """Alive mask of field ``name``'s growing rows (``seqs``), cached on this snapshot
-        (the growing rows change with every write, so the next snapshot drops it)."""
-        key = "\0growing:" + name
+        """Alive mask of field ``name``'s growing rows (``seqs``); the growing rows change
+        with every write, so the next snapshot drops it (``_carry_masks`` keeps segments)."""
+        return self._alive_mask("\0growing:" + name, seqs)
+
+    def _alive_mask(self, key: str, seqs: np.ndarray) -> np.ndarray | None:
+        """Alive mask of ``seqs`` (``None``: all alive), cached on this snapshot under ``key``
+        (idempotent: a racing reader computes the same)."""
         if key in self.masks:
             return self.masks[key]
         mask = isin_sorted(seqs, self.live_seqs)

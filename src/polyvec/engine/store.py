@@ -435,7 +435,7 @@ class SegmentStore:
         stamp = self.catalog.stamp
         if stamp.unchanged():
             return
-        seen = stamp.before_check()
+        seen = stamp.read()
         if self.catalog.data_version() != self.version:
             self.consistent(int)
         stamp.checked(seen)

@@ -10,7 +10,7 @@ finished since, and the reader skips SQLite.
 Random bytes rather than a counter: writers never read-modify-write it, so two writers racing
 cannot both write the same value, and a torn read only costs a needless full check.
 A writer killed between its ``COMMIT`` and the stamp leaves the stamp stale: readers then see
-that commit at their next full check, which :meth:`CommitStamp.due` forces at least every
+that commit at their next full check, which :meth:`CommitStamp.unchanged` forces at least every
 ``FULL_CHECK_S`` seconds, or at the next stamped commit.
 Where the file cannot be created or mapped (a read-only folder), every check is a full one.
 """
@@ -56,6 +56,8 @@ class CommitStamp:
             os.close(fd)
 
     def read(self) -> bytes | None:
+        """The stamp as it reads now (read it before a full check begins, and hand it to
+        :meth:`checked` after)."""
         return None if self._mm is None else self._mm[:_SIZE]
 
     def unchanged(self) -> bool:
@@ -63,10 +65,6 @@ class CommitStamp:
         due): the caller may skip asking SQLite."""
         return (self._mm is not None and self._mm[:_SIZE] == self._seen
                 and time.monotonic() - self._checked < FULL_CHECK_S)
-
-    def before_check(self) -> bytes | None:
-        """The stamp to remember, read before a full check begins."""
-        return self.read()
 
     def checked(self, stamp: bytes | None) -> None:
         """A full check that began after reading ``stamp`` is done."""
