@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels._numba import numba_warm
 from .._live import LiveTable, isin_sorted
 from ..errors import (
     CollectionClosed,
@@ -123,6 +124,7 @@ class SegmentStore:
     def open(self) -> None:
         """Load; once the catalog passed its check, remove a crash's orphans (in the
         background) if no other writer is active then."""
+        numba_warm()  # the kernels' runtime loads in the background while the open reads
         if self.catalog.readonly:  # a folder this process may not write: searches only
             self.load()
             return

@@ -452,8 +452,12 @@ class Catalog:
                                    for r in segments):
             return None
         upto = max(r.max_seq for r in segments)
-        (count,) = self.conn.execute("SELECT COUNT(*) FROM items WHERE seq <= ?",
+        # all items (counted on the key index, a fraction of the table's pages) less the
+        # growing ones (a range of the table)
+        (total,) = self.conn.execute("SELECT COUNT(*) FROM items").fetchone()
+        (newer,) = self.conn.execute("SELECT COUNT(*) FROM items WHERE seq > ?",
                                      (upto,)).fetchone()
+        count = int(total) - int(newer)
         if count == sum(r.nrows for r in segments):
             return SealedItems(upto, int(count))
         if int(meta.get("deletes_pruned", 0)) == 0:
