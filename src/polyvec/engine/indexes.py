@@ -302,9 +302,10 @@ class IndexManager:
                            min_total=PROGRESS_ROWS)
         try:
             for seg in todo:
-                out.append(self._build_one(engine, field, seg, spec, fspec, samples))
+                with progress.reporting(bar) as done:  # builds report rows as they add them
+                    out.append(self._build_one(engine, field, seg, spec, fspec, samples))
                 if bar is not None:
-                    bar.update(seg.row.nrows)
+                    bar.update(max(0, seg.row.nrows - done[0]))
         finally:
             if bar is not None:
                 bar.close()
