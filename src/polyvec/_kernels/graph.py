@@ -36,8 +36,8 @@ import numpy as np
 from ..errors import DimensionMismatch
 from ._numba import register_warmer
 
-__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "query_weights", "scan_numpy",
-           "walk_numpy"]
+__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "graph_from_serialized",
+           "query_weights", "scan_numpy", "walk_numpy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +91,78 @@ def graph_from_faiss(index: Any, l2: bool) -> Graph | None:
         cum=faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64),
         entry=int(h.entry_point), max_level=int(h.max_level), codes=codes, scale=scale,
         center=center, norms=norms, owner=index)
+
+
+def graph_from_serialized(blob: np.ndarray, l2: bool) -> Graph | None:
+    """The graph of a serialized ``IndexHNSWSQ`` (QT_8bit), read from the bytes themselves:
+    no faiss import, no deserialization (an open's first query walks it with the numpy twin
+    while numba starts). ``None`` when the bytes are not that layout, as faiss's
+    ``write_index`` lays it out (``IHNs``: index header, the HNSW vectors, then the ``IxSQ``
+    storage); every size is checked against the others."""
+    b = np.asarray(blob)
+    if b.dtype != np.uint8 or b.ndim != 1:
+        return None
+    pos = 0
+
+    def take(nbytes: int) -> np.ndarray:
+        nonlocal pos
+        if nbytes < 0 or pos + nbytes > len(b):
+            raise ValueError("truncated")
+        out = b[pos:pos + nbytes]
+        pos += nbytes
+        return out
+
+    def scalar(dtype: str) -> int:
+        return int(take(np.dtype(dtype).itemsize).view(dtype)[0])
+
+    def vector(dtype: str) -> np.ndarray:
+        size = scalar("<i8")
+        return take(size * np.dtype(dtype).itemsize).view(dtype)
+
+    def header(fourcc: bytes) -> tuple[int, int, int]:
+        if take(4).tobytes() != fourcc:
+            raise ValueError("layout")
+        d, n = scalar("<i4"), scalar("<i8")
+        take(17)  # two unused int64s, is_trained
+        metric = scalar("<i4")
+        if metric > 1:
+            take(4)  # metric_arg
+        return d, n, metric
+
+    try:
+        d, n, _ = header(b"IHNs")
+        vector("<f8")  # assign_probas
+        cum = vector("<i4").astype(np.int64)
+        levels = vector("<i4")
+        offsets = vector("<u8").view(np.int64)
+        neighbors = vector("<i4")
+        entry, max_level = scalar("<i4"), scalar("<i4")
+        take(12)  # efConstruction, efSearch, upper_beam
+        d2, n2, _ = header(b"IxSQ")
+        qtype, _, _ = scalar("<i4"), scalar("<i4"), take(4)
+        sq_d, code_size = scalar("<i8"), scalar("<i8")
+        trained = vector("<f4").astype(np.float32)
+        codes = vector("<u1")
+    except ValueError:
+        return None
+    if (pos != len(b) or qtype != 0 or d != d2 or n != n2 or sq_d != d or code_size != d
+            or len(levels) != n or len(offsets) != n + 1 or int(offsets[-1]) != len(neighbors)
+            or len(codes) != n * d or len(trained) != 2 * d or not 0 <= entry < max(n, 1)
+            or n == 0):
+        return None
+    # writable, aligned copies (the bytes are a read-only map at unaligned offsets): the
+    # walk kernel is compiled and cached for the arrays faiss's own graphs give it
+    neighbors, offsets, codes = np.array(neighbors), np.array(offsets), np.array(codes)
+    codes = codes.reshape(n, d)
+    scale = (trained[d:] / np.float32(255.0)).astype(np.float32)
+    center = (trained[:d] + np.float32(0.5) * scale).astype(np.float32)
+    norms = None
+    if l2:
+        x = center + codes * scale
+        norms = np.einsum("ij,ij->i", x, x).astype(np.float32)
+    return Graph(neighbors=neighbors, offsets=offsets, cum=cum, entry=entry,
+                 max_level=max_level, codes=codes, scale=scale, center=center, norms=norms,
+                 owner=blob)
 
 
 def query_weights(g: Graph, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,8 +23,15 @@ import numpy as np
 
 from .. import _progress as progress
 from .._kernels._numba import numba_warm, resolve_backend
-from .._kernels.graph import MIN_CHUNK, GraphSearcher, graph_from_faiss
-from ..errors import InvalidArgument
+from .._kernels.graph import (
+    MIN_CHUNK,
+    Graph,
+    GraphSearcher,
+    graph_from_faiss,
+    graph_from_serialized,
+    walk_numpy,
+)
+from ..errors import CorruptFile, InvalidArgument
 from ..index_spec import F16, HNSW, SQ8
 from .base import (
     QueryParams,
@@ -44,19 +51,35 @@ __all__ = ["HNSWIndex", "DEFAULT_EF"]
 SCAN_PER_EF = 35  # filtered: scan the selected codes when there are <= this many per unit of ef
 WIDEN_POWER = 0.5  # filtered walks: ef / fraction ** WIDEN_POWER (see HNSWIndex._widen)
 DEFAULT_EF = 64
+WARMING_QUERIES = 4  # batches up to this size walk with the numpy twin while numba starts
 
 
 class HNSWIndex(VectorIndex):
     """Graph index; candidates from a faiss HNSW walk over flat, SQ8 or F16 storage."""
 
     knob = "ef"
-    faiss_index: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plain_params: dict[int, Any] = {}
         self._walker: GraphSearcher | None = None
         self._walker_checked = False
+        # a loaded index keeps its serialized bytes (a memory map) and becomes a faiss index
+        # only when something needs one: an SQ8 graph is walked from the bytes themselves
+        self._faiss: Any = None
+        self._blob: np.ndarray | None = None
+        self._graph: Graph | None = None
+        self._graph_made = False
+
+    @property
+    def faiss_index(self) -> Any:
+        if self._faiss is None:
+            self._faiss = deserialize({"faiss": self._blob} if self._blob is not None else {})
+        return self._faiss
+
+    @faiss_index.setter
+    def faiss_index(self, index: Any) -> None:
+        self._faiss, self._blob, self._graph, self._graph_made = index, None, None, False
 
     def _build(self, x: np.ndarray, seed: int) -> None:
         faiss = faiss_module()
@@ -93,17 +116,44 @@ class HNSWIndex(VectorIndex):
         return {"faiss": serialize(self.faiss_index)}
 
     def _load_stage(self, arrays: dict[str, np.ndarray]) -> None:
-        self.faiss_index = deserialize(arrays)
+        if "faiss" not in arrays:
+            raise CorruptFile("index arrays", "missing array 'faiss'")
+        self._faiss, self._blob = None, arrays["faiss"]
+        self._graph, self._graph_made = None, False
         self._walker, self._walker_checked = None, False
+        if isinstance(self.spec.codec, SQ8):  # readable from the bytes: checked now
+            self._graph = graph_from_serialized(self._blob, self.metric == "l2")
+            self._graph_made = self._graph is not None and self._graph.n == self.n
+        if not self._graph_made:
+            self._faiss = deserialize(arrays)  # raises CorruptFile for unreadable bytes
+            if self._faiss.ntotal != self.n:
+                raise CorruptFile("index arrays", f"expected {self.n} vectors, got "
+                                  f"{self._faiss.ntotal}")
+
+    def _graph_arrays(self) -> Graph | None:
+        """The SQ8 graph as arrays (read from the stored bytes when no faiss index is made
+        yet); ``None`` for float graphs."""
+        if not self._graph_made:
+            l2 = self.metric == "l2"
+            graph = None
+            if isinstance(self.spec.codec, SQ8):
+                if self._faiss is None and self._blob is not None:
+                    graph = graph_from_serialized(self._blob, l2)
+                if graph is None:
+                    graph = graph_from_faiss(self.faiss_index, l2)
+            self._graph, self._graph_made = graph, True
+        return self._graph
 
     def _stage_bytes(self) -> int:
         """Links, levels and codes; for the numba walk also its visited stamps (4 bytes per
         vector per searching thread, one counted) and, under L2, the codes' norms."""
+        walk = 4 * self.n * (2 if self.metric == "l2" else 1) if self._walks_itself() else 0
+        g = self._graph if self._faiss is None else None  # no faiss index made for this
+        if g is not None:
+            return int(g.neighbors.size * 4 + g.offsets.size * 8 + self.n * 4 + g.codes.nbytes
+                       + walk)
         idx = self.faiss_index
         links = idx.hnsw.neighbors.size() * 4 + idx.hnsw.offsets.size() * 8
-        walk = 0
-        if self._walks_itself():
-            walk = 4 * idx.ntotal * (2 if self.metric == "l2" else 1)
         return int(links + idx.hnsw.levels.size() * 4 + idx.storage.sa_code_size() * idx.ntotal
                    + walk)
 
@@ -119,9 +169,7 @@ class HNSWIndex(VectorIndex):
         if not self._walker_checked:
             if self._walks_itself() and not numba_warm():
                 return None
-            graph = None
-            if self._walks_itself():
-                graph = graph_from_faiss(self.faiss_index, self.metric == "l2")
+            graph = self._graph_arrays() if self._walks_itself() else None
             self._walker = None if graph is None else _compiled_walker(graph)
             self._walker_checked = True
         return self._walker
@@ -180,6 +228,12 @@ class HNSWIndex(VectorIndex):
         if walker is not None:
             return walker.search(q, ef, kc, sel=sel,
                                  threads=_batch_threads(q))
+        if len(q) <= WARMING_QUERIES and self._walks_itself():
+            # numba is still starting in this process: a few queries walk with the numpy
+            # twin (~6 ms each on Debian) rather than import faiss and deserialize the index
+            graph = self._graph_arrays()
+            if graph is not None:
+                return walk_numpy(graph, q, ef, kc, sel)
         if sel is None:
             p = self._plain_params.get(ef)
             if p is None:  # SWIG objects are slow to make: one per ef, reused
