@@ -152,12 +152,12 @@ class HNSWIndex(VectorIndex):
         wide = self._widen(params, kc, n_sel / self.n)
         ef = max(kc, wide.ef if wide.ef is not None else DEFAULT_EF)
         if n_sel <= SCAN_PER_EF * ef:
-            return _Final(*walker.search(qt, ef, kc, rows=np.flatnonzero(sel), rerank=rerank,
+            return _Final(*walker.search(qt, ef, kc, sel=sel, scan=True, rerank=rerank,
                                          qr=q, k=k))
         s, r = walker.search(qt, ef, kc, sel=sel, rerank=rerank, qr=q, k=k)
         short = np.flatnonzero((r >= 0).sum(axis=1) < min(k, n_sel))
         if len(short):
-            s[short], r[short] = walker.search(qt[short], ef, kc, rows=np.flatnonzero(sel),
+            s[short], r[short] = walker.search(qt[short], ef, kc, sel=sel, scan=True,
                                                rerank=rerank, qr=q[short], k=k)
         return _Final(s, r)
 
