@@ -433,7 +433,7 @@ def dense_query_checker(spec: FieldSpec) -> Callable[[object], tuple[np.ndarray,
     def check(q: object) -> tuple[np.ndarray, bool]:
         if type(q) is np.ndarray and q.ndim == 1 and q.shape[0] == dim and q.dtype.kind == "f":
             if not kernel and resolve_backend("auto", light=True) == "numba":
-                kernel.append(_norm_rows_numba.compiled())
+                kernel.append(_norm_rows_numba.compiled())  # type: ignore[attr-defined]
             if kernel:
                 one = np.array(q, dtype=np.float32, ndmin=2)  # a copy: normalized in place
                 if kernel[0](one, cosine) == -1:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import limits
 from .._kernels import TopK
+from ..errors import PolyvecError
 from ..fields import kind_of
 from ..fields.base import FieldKind
 from ..filters import MatchAll, compile_filter, to_sql
@@ -114,16 +115,23 @@ class SearchExecutor:
         it would there, the checks before it having passed).
 
         The snapshot is the published one when the commit stamp says nobody committed since
-        the last check (what ``SegmentStore.current`` would search, with no lock taken). A
+        the last check (what ``SegmentStore.current`` would search, with no lock taken), else
+        ``current()``'s after the handle's checks (see ``Collection._selection``). A
         setting is looked up by its knobs' values and types: one found was checked when it
         was first made (:meth:`_first`)."""
         st = self.store
         if (type(k) is not int or k < 1 or type(query) is not np.ndarray
-                or (field is not None and type(field) is not str)
-                or st.dropped or st.closed or not st.catalog.stamp.unchanged()):
+                or (field is not None and type(field) is not str) or st.dropped or st.closed):
             return None
-        snap = st.snap
-        assert snap is not None
+        if st.catalog.stamp.unchanged():
+            snap = st.snap
+            assert snap is not None
+        else:  # the general path's checks (the stat, SQLite's data version): it raises theirs
+            try:
+                st.check_alive(read=True)
+                snap = st.current()
+            except PolyvecError:
+                return None
         plan = snap.plans.get(field, False)
         if plan is False:
             plan = snap.plans[field] = self._plan(snap, field)
