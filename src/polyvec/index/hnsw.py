@@ -159,7 +159,8 @@ class HNSWIndex(VectorIndex):
         search = walker.search
 
         def bound(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return search(q, ef, kc, rerank=rerank, qr=q, k=k, threads=_batch_threads(q))
+            return search(q, ef, kc, rerank=rerank, qr=q, k=k,
+                          threads=1 if len(q) < 2 * MIN_CHUNK else _batch_threads(q))
 
         return bound
 
