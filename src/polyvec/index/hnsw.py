@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -176,6 +177,44 @@ class HNSWIndex(VectorIndex):
             self._walker = None if graph is None else _compiled_walker(graph)
             self._walker_checked = True
         return self._walker
+
+    def bind(self, k: int, *, params: QueryParams | None = None,
+             selection: np.ndarray | None = None, rerank: np.ndarray | None = None
+             ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """An unfiltered search that :meth:`_fast_search` answers, bound to the walker: the
+        checks and settings of :meth:`search` made once; anything else as the base class."""
+        if (selection is not None or rerank is None or not self.refines
+                or self.transform is not None or rerank.dtype != np.float32
+                or rerank.shape != (self.n, self.dim) or not isinstance(k, int)
+                or isinstance(k, bool) or k < 1 or not isinstance(params, QueryParams | None)
+                or not self._walks_itself()):
+            return super().bind(k, params=params, selection=selection, rerank=rerank)
+        walker = self._searcher()
+        if walker is None:
+            if self._walker_checked:  # numba cannot build the walk here: faiss walks
+                return super().bind(k, params=params, selection=selection, rerank=rerank)
+            late: list[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = []
+
+            def until_warm(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                """numba's runtime is still starting (see :meth:`_searcher`): searches go
+                the general way until it is up, then through the walker bound then."""
+                if not late:
+                    if self._searcher() is None:
+                        return self.search(q, k, params=params, rerank=rerank)
+                    late.append(self.bind(k, params=params, rerank=rerank))
+                return late[0](q)
+
+            return until_warm
+        p = params if params is not None else QueryParams()
+        kc = min(max(k, math.ceil(k * self.oversample(p))), self.n)
+        ef = max(kc, p.ef if p.ef is not None else DEFAULT_EF)
+        search = walker.search
+
+        def bound(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return search(q, ef, kc, rerank=rerank, qr=q, k=k,
+                          threads=1 if len(q) < 2 * MIN_CHUNK else _batch_threads(q))
+
+        return bound
 
     def _fast_search(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                      rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
