@@ -73,14 +73,20 @@ def test_scan_f16_equals_numpy_twin(l2: bool, nq: int) -> None:
     assert scan_f16(q, x, np.zeros(0, np.int64), l2=l2).shape == (nq, 0)
 
 
-def test_scan_f16_parallel_split_equals_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scan_f16_blocks_over_threads_equal_one_block() -> None:
+    from polyvec._kernels.scan import scan_f16_blocks
+
     x = _rows(3000, 24)
     q = np.random.default_rng(2).standard_normal((2, 24)).astype(np.float32)
     rows = np.flatnonzero(np.random.default_rng(3).random(3000) < 0.4)
-    serial = scan_f16(q, x, rows), scan_f16(q, x, l2=True)
-    monkeypatch.setattr(scan_mod, "_PARALLEL_MIN_ROWS", 1)
-    np.testing.assert_array_equal(scan_f16(q, x, rows), serial[0])
-    np.testing.assert_array_equal(scan_f16(q, x, l2=True), serial[1])
+    for r, l2 in ((rows, False), (None, True)):
+        whole = scan_f16(q, x, r, l2=l2, threads=1)
+        for threads in (1, 3):
+            parts = list(scan_f16_blocks(q, x, r, l2=l2, block=257, threads=threads))
+            assert [(lo, hi) for lo, hi, _ in parts] == \
+                [(lo, min(len(whole[0]), lo + 257)) for lo in range(0, len(whole[0]), 257)]
+            np.testing.assert_array_equal(np.concatenate([s for _, _, s in parts], axis=1),
+                                          whole)
 
 
 def test_scan_f16_rejects_other_layouts() -> None:

@@ -16,19 +16,19 @@ not bit for bit, as BLAS itself does.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ._numba import compiled_twin, lazy_njit, register_warmer
 from .widen import f16_to_f32
 
-prange = range  # replaced by numba.prange when the kernel is compiled
-
-__all__ = ["scan_f16_numpy", "scan_f16", "MAX_QUERIES"]
+__all__ = ["scan_f16_numpy", "scan_f16", "scan_f16_blocks", "MAX_QUERIES", "BLOCK_ROWS"]
 
 MAX_QUERIES = 16  # larger batches are faster through BLAS (each widened row is reused more)
-_ROWS = 256  # rows per parallel task
-_PARALLEL_MIN_ROWS = 1 << 17  # rows below which threads do not pay (one parallel region
-# costs milliseconds on a busy machine: a selection of 10% of 500,000 rows scans faster alone)
+BLOCK_ROWS = 1 << 16  # rows per task (16 MB at 128-d): a smaller scan runs in the caller
 _AHEAD = 4  # selected rows prefetched this many rows ahead (a selection defeats the prefetcher)
 
 
@@ -53,57 +53,103 @@ def _scan_loop(q, q_sq, bits, rows, use_rows, l2, out):  # pragma: no cover - co
     nq, d = q.shape
     m = out.shape[1]
     two = np.float32(2.0)
-    for b in prange((m + _ROWS - 1) // _ROWS):
-        buf = np.empty(d, np.float32)  # one widened row, in L1
-        lo = b * _ROWS
-        hi = min(m, lo + _ROWS)
-        for r in range(lo, hi):
-            i = rows[r] if use_rows else r
-            if use_rows and r + _AHEAD < hi:
-                for j in range(0, d, 32):  # each 64-byte line of the row
-                    prefetch_row(bits, rows[r + _AHEAD], j)
-            if nq == 1 and not l2:  # the common case: convert and multiply in one pass
-                acc = np.float32(0.0)
-                for j in range(d):
-                    acc += q[0, j] * f16_to_f32(bits[i, j])
-                out[0, r] = acc
-                continue
-            xs = np.float32(0.0)
+    buf = np.empty(d, np.float32)  # one widened row, in L1
+    for r in range(m):
+        i = rows[r] if use_rows else r
+        if use_rows and r + _AHEAD < m:
+            for j in range(0, d, 32):  # each 64-byte line of the row
+                prefetch_row(bits, rows[r + _AHEAD], j)
+        if nq == 1 and not l2:  # the common case: convert and multiply in one pass
+            acc = np.float32(0.0)
             for j in range(d):
-                v = f16_to_f32(bits[i, j])
-                buf[j] = v
-                xs += v * v
-            for t in range(nq):
-                acc = np.float32(0.0)
-                for j in range(d):
-                    acc += q[t, j] * buf[j]
-                out[t, r] = acc * two - q_sq[t] - xs if l2 else acc
+                acc += q[0, j] * f16_to_f32(bits[i, j])
+            out[0, r] = acc
+            continue
+        xs = np.float32(0.0)
+        for j in range(d):
+            v = f16_to_f32(bits[i, j])
+            buf[j] = v
+            xs += v * v
+        for t in range(nq):
+            acc = np.float32(0.0)
+            for j in range(d):
+                acc += q[t, j] * buf[j]
+            out[t, r] = acc * two - q_sq[t] - xs if l2 else acc
 
 
 # sums reassociate (vectorized); no nnan/ninf: inf and NaN rows score as they do in BLAS
 _FLAGS = {"reassoc", "contract"}
-_scan_parallel = lazy_njit(parallel=True, fastmath=_FLAGS)(_scan_loop)
 _scan_serial = lazy_njit(fastmath=_FLAGS)(_scan_loop)
 _NO_ROWS = np.zeros(0, np.int64)
 
 
-def scan_f16(q: np.ndarray, x: np.ndarray, rows: np.ndarray | None = None, *,
-             l2: bool = False) -> np.ndarray:
-    """Scores ``(nq, m)`` f32 of ``q`` (f32 (nq, d)) against the f16 rows ``x`` (C order),
-    or against ``x[rows]`` (``rows`` int64); the numba twin of :func:`scan_f16_numpy`."""
-    m = len(x) if rows is None else len(rows)
+def _check(q: np.ndarray, x: np.ndarray) -> None:
     if q.dtype != np.float32 or x.dtype != np.float16 or q.ndim != 2 or x.ndim != 2 or \
             q.shape[1] != x.shape[1] or not x.flags.c_contiguous:
         raise ValueError(f"scan_f16: expected f32 (nq, d) queries and C-order f16 (n, d) rows,"
                          f" got {q.dtype} {q.shape} and {x.dtype} {x.shape}")
-    out = np.empty((len(q), m), np.float32)
+
+
+def scan_f16_blocks(q: np.ndarray, x: np.ndarray, rows: np.ndarray | None = None, *,
+                    l2: bool = False, block: int = BLOCK_ROWS, threads: int | None = None
+                    ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(lo, hi, scores)`` for consecutive blocks of at most ``block`` of the scanned rows
+    (``x``, or ``x[rows]``), in order; scores ``(nq, hi - lo)`` f32 as :func:`scan_f16`.
+
+    Blocks are scored by ``threads`` threads (``None``: numba's thread count, which
+    ``NUMBA_NUM_THREADS`` and ``numba.set_num_threads`` set) taking blocks as they free up:
+    on a busy machine a descheduled thread delays one block, not half the scan (a static
+    ``prange`` split waited for it). The caller consumes a block while later ones run.
+    """
+    _check(q, x)
+    m = len(x) if rows is None else len(rows)
     if m == 0 or len(q) == 0:
-        return out
+        return
     q = np.ascontiguousarray(q)
     q_sq = np.einsum("ij,ij->i", q, q) if l2 else np.zeros(len(q), np.float32)
     r = _NO_ROWS if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-    kernel = _scan_parallel if m >= _PARALLEL_MIN_ROWS else _scan_serial
-    kernel(q, q_sq, x.view(np.uint16), r, rows is not None, l2, out)
+    bits = x.view(np.uint16)
+
+    def run(lo: int, hi: int) -> np.ndarray:
+        out = np.empty((len(q), hi - lo), np.float32)
+        if rows is None:
+            _scan_serial(q, q_sq, bits[lo:hi], _NO_ROWS, False, l2, out)
+        else:
+            _scan_serial(q, q_sq, bits, r[lo:hi], True, l2, out)
+        return out
+
+    bounds = [(lo, min(m, lo + block)) for lo in range(0, m, block)]
+    if threads is None:
+        import numba
+
+        threads = int(numba.get_num_threads())
+    if threads <= 1 or len(bounds) == 1:
+        for lo, hi in bounds:
+            yield lo, hi, run(lo, hi)
+        return
+    pool = _pool(threads)
+    futures = [pool.submit(run, lo, hi) for lo, hi in bounds]
+    try:
+        for (lo, hi), f in zip(bounds, futures, strict=True):
+            yield lo, hi, f.result()
+    finally:
+        for f in futures:
+            f.cancel()
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="polyvec-scan")
+
+
+def scan_f16(q: np.ndarray, x: np.ndarray, rows: np.ndarray | None = None, *,
+             l2: bool = False, threads: int | None = None) -> np.ndarray:
+    """Scores ``(nq, m)`` f32 of ``q`` (f32 (nq, d)) against the f16 rows ``x`` (C order),
+    or against ``x[rows]`` (``rows`` int64); the numba twin of :func:`scan_f16_numpy`."""
+    _check(q, x)
+    out = np.empty((len(q), len(x) if rows is None else len(rows)), np.float32)
+    for lo, hi, s in scan_f16_blocks(q, x, rows, l2=l2, threads=threads):
+        out[:, lo:hi] = s
     return out
 
 
@@ -116,4 +162,3 @@ def _warm_scan() -> None:
         args = (q, np.zeros(1, np.float32), x.view(np.uint16), _NO_ROWS, False, False,
                 np.empty((1, 2), np.float32))
         _scan_serial(*args)
-        _scan_parallel(*args)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._kernels import TopK
 from .._kernels._numba import resolve_backend
-from .._kernels.scan import MAX_QUERIES, scan_f16
+from .._kernels.scan import BLOCK_ROWS, MAX_QUERIES, scan_f16_blocks
 from .._kernels.widen import widen_f16
 
 __all__ = ["scan_dense", "SCORE_BUDGET_BYTES"]
@@ -84,18 +84,11 @@ def scan_dense(
 
 def _scan_fused(queries: np.ndarray, vectors: np.ndarray, row_ids: np.ndarray, topk: TopK,
                 l2: bool, mask: np.ndarray | None) -> None:
-    """f16 rows scored by the fused kernel, a score block of at most ``SCORE_BUDGET_BYTES``
-    at a time; under ``mask`` only the selected rows are read (none are copied)."""
+    """f16 rows scored by the fused kernel a block at a time (blocks scored by numba's
+    threads, each pushed as it is ready); under ``mask`` only the selected rows are read
+    (none are copied)."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     rows = None if mask is None else np.flatnonzero(mask)
-    m = len(vectors) if rows is None else len(rows)
-    chunk = max(256, SCORE_BUDGET_BYTES // (4 * max(len(q), 1)))
-    for lo in range(0, m, chunk):
-        hi = min(m, lo + chunk)
-        if rows is None:
-            s = scan_f16(q, vectors[lo:hi], l2=l2)
-            ids = row_ids[lo:hi]
-        else:
-            s = scan_f16(q, vectors, rows[lo:hi], l2=l2)
-            ids = row_ids[rows[lo:hi]]
-        topk.push(s, ids)
+    block = max(256, min(BLOCK_ROWS, SCORE_BUDGET_BYTES // (4 * max(len(q), 1))))
+    for lo, hi, s in scan_f16_blocks(q, vectors, rows, l2=l2, block=block):
+        topk.push(s, row_ids[lo:hi] if rows is None else row_ids[rows[lo:hi]])
