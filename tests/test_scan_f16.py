@@ -5,6 +5,9 @@ all, sparse), k beyond the candidates, and the parallel split."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -140,3 +143,28 @@ def test_large_batches_keep_the_blas_path() -> None:
     sb, ib = _top(q, x, 5, "dot", None, "numpy")
     np.testing.assert_array_equal(ia, ib)
     np.testing.assert_allclose(sa, sb, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_scans_with_its_own_pool() -> None:
+    from polyvec._kernels.scan import scan_f16_blocks
+
+    x = _rows(2000, 8)
+    x[2] = 0.5
+    q = np.ones((1, 8), np.float32)
+    want = np.concatenate([s for *_, s in scan_f16_blocks(q, x, block=300, threads=2)], axis=1)
+    pid = os.fork()
+    if pid == 0:  # the parent's pool threads do not exist here: a stale pool would hang
+        got = np.concatenate([s for *_, s in scan_f16_blocks(q, x, block=300, threads=2)],
+                             axis=1)
+        os._exit(0 if np.array_equal(got, want) else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's scan hung")

@@ -17,6 +17,7 @@ not bit for bit, as BLAS itself does.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -140,6 +141,10 @@ def scan_f16_blocks(q: np.ndarray, x: np.ndarray, rows: np.ndarray | None = None
 @functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="polyvec-scan")
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's pool threads
+    os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def scan_f16(q: np.ndarray, x: np.ndarray, rows: np.ndarray | None = None, *,
