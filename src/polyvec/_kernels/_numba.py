@@ -74,6 +74,11 @@ def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., An
 
             # kernels loop with the module-level name ``prange`` (plain ``range`` until now)
             fn.__globals__["prange"] = numba.prange
+            for name in fn.__code__.co_names:  # helpers it calls: their compiled twins
+                helper = fn.__globals__.get(name)
+                twin = getattr(helper, "_polyvec_compiled", None)
+                if twin is not None:
+                    fn.__globals__[name] = twin()
             return numba.njit(cache=True, **options)(_variant(fn, options))
 
         def call(*args: Any) -> Any:
@@ -85,6 +90,26 @@ def lazy_njit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., An
         call.py_func = fn  # type: ignore[attr-defined]
         call.compiled = compiled  # type: ignore[attr-defined]
         return call
+
+    return wrap
+
+
+def compiled_twin(module: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: ``fn`` (a scalar helper, plain Python) is what the :func:`lazy_njit`
+    kernels calling it compute, and ``module.name`` (a numba function or intrinsic, imported
+    only then) is what they call once compiled: when such a kernel compiles, the name it
+    calls ``fn`` by (in its module's globals) is rebound to the compiled twin.
+
+    numba's on-disk cache of a kernel is keyed by the kernel's own file: a change to the
+    twin's file must come with a change to the kernels' files (or a cleared cache).
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def load() -> Any:
+            return getattr(importlib.import_module(module), name)
+
+        fn._polyvec_compiled = load  # type: ignore[attr-defined]
+        return fn
 
     return wrap
 

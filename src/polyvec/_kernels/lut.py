@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import lazy_njit, resolve_backend
+from .widen import f16_to_f32
 
 prange = range  # replaced by numba.prange when a parallel kernel is compiled
 
@@ -346,26 +347,14 @@ def top_per_row(S: np.ndarray, n: int, *, backend: str = "auto"
 
 
 def _gather_f16_loop(bits, starts, lens, new_off, out):  # pragma: no cover
-    # exact float16 -> float32: move sign, exponent and mantissa into float32 position, then
-    # multiply by 2**112 to rebias the exponent (this also scales float16 subnormals, which
-    # land on float32 subnormals, exactly); inf/NaN get the all-ones float32 exponent first
+    # exact float16 -> float32 (widen.f16_to_f32, inlined)
     d = bits.shape[1]
-    ou = out.view(np.uint32)
     for r in range(starts.shape[0]):
         lo = starts[r]
         o = new_off[r]
         for t in range(lens[r]):
             for j in range(d):
-                h = np.uint32(bits[lo + t, j])
-                v = ((h & np.uint32(0x8000)) << np.uint32(16)) | \
-                    ((h & np.uint32(0x7FFF)) << np.uint32(13))
-                if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
-                    v |= np.uint32(0x7F800000)
-                ou[o + t, j] = v
-    magic = np.float32(2.0 ** 112)
-    for i in range(out.shape[0]):
-        for j in range(d):
-            out[i, j] *= magic
+                out[o + t, j] = f16_to_f32(bits[lo + t, j])
 
 
 def _gather_f32_loop(x, starts, lens, new_off, out):  # pragma: no cover

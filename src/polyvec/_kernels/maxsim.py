@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import lazy_njit, resolve_backend
+from .widen import f16_to_f32
 
 prange = range  # replaced by numba.prange when the kernel is compiled
 
@@ -65,17 +66,14 @@ def maxsim_f16_numpy(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> 
 
 
 def _maxsim_f16_loop(q, bits, offsets, out):  # pragma: no cover
-    # a document's tokens are widened exactly (as in lut._gather_f16_loop: sign, exponent
-    # and mantissa moved into float32 position, then times 2**112 to rebias; inf/NaN get the
-    # all-ones exponent) two at a time into a buffer, then scored against the query tokens
+    # a document's tokens are widened exactly (widen.f16_to_f32, inlined) two at a time into
+    # a buffer, then scored against the query tokens
     # four at a time: eight independent dot products (vectorized over d) share each load of a
     # query row and of a widened token, which keeps the loop on the FMA units rather than on
     # the loads (one query token by four document tokens was load-bound and ~25% slower)
     m, d = q.shape
-    magic = np.float32(2.0 ** 112)
     for doc in prange(offsets.shape[0] - 1):
         buf = np.zeros((2, d), np.float32)
-        bufu = buf.view(np.uint32)
         best = np.full(m, -np.inf, np.float32)
         lo = offsets[doc]
         hi = offsets[doc + 1]
@@ -83,14 +81,7 @@ def _maxsim_f16_loop(q, bits, offsets, out):  # pragma: no cover
             nt = min(2, hi - t0)
             for r in range(nt):
                 for j in range(d):
-                    h = np.uint32(bits[t0 + r, j])
-                    v = ((h & np.uint32(0x8000)) << np.uint32(16)) | \
-                        ((h & np.uint32(0x7FFF)) << np.uint32(13))
-                    if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
-                        v |= np.uint32(0x7F800000)
-                    bufu[r, j] = v
-                for j in range(d):
-                    buf[r, j] *= magic
+                    buf[r, j] = f16_to_f32(bits[t0 + r, j])
             if nt == 1:  # a lone last token is scored twice
                 for j in range(d):
                     buf[1, j] = buf[0, j]

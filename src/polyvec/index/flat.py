@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._kernels import TopK
+from .._kernels._numba import resolve_backend
+from .._kernels.scan import BLOCK_ROWS, MAX_QUERIES, scan_f16_blocks
 from .._kernels.widen import widen_f16
 
 __all__ = ["scan_dense", "SCORE_BUDGET_BYTES"]
@@ -37,25 +39,34 @@ def scan_dense(
     *,
     metric: str,
     mask: np.ndarray | None = None,
+    backend: str = "auto",
 ) -> None:
     """Push the exact scores of ``queries`` against ``vectors`` into ``topk``.
 
     ``row_ids[i]`` is the id reported for row i; ``mask`` (bool, optional) selects the rows
-    that may be returned. ``vectors`` may be a memory-mapped f16 or f32 array.
+    that may be returned. ``vectors`` may be a memory-mapped f16 or f32 array. Up to
+    :data:`~polyvec._kernels.scan.MAX_QUERIES` queries against f16 rows take the fused
+    kernel (:func:`~polyvec._kernels.scan.scan_f16`: widened in registers, rows split over
+    numba's threads, a selection scanned in place); ``backend="numpy"`` forces the
+    widen-and-BLAS path, its reference.
     """
     n = len(vectors)
     if n == 0:
         return
-    q_sq = np.einsum("ij,ij->i", queries, queries) if metric == "l2" else None
     if mask is not None:
         n_sel = int(np.count_nonzero(mask))
         if n_sel == 0:
             return
         if n_sel == n:
             mask = None
-        elif n_sel < _GATHER_BELOW * n:
-            rows = np.flatnonzero(mask)
-            vectors, row_ids, mask, n = vectors[rows], row_ids[rows], None, n_sel
+    if vectors.dtype == np.float16 and len(queries) <= MAX_QUERIES and \
+            vectors.flags.c_contiguous and resolve_backend(backend) == "numba":
+        _scan_fused(queries, vectors, row_ids, topk, metric == "l2", mask)
+        return
+    q_sq = np.einsum("ij,ij->i", queries, queries) if metric == "l2" else None
+    if mask is not None and n_sel < _GATHER_BELOW * n:
+        rows = np.flatnonzero(mask)
+        vectors, row_ids, mask, n = vectors[rows], row_ids[rows], None, n_sel
     nq = len(queries)
     chunk = max(256, SCORE_BUDGET_BYTES // (4 * max(nq, 1)))
     buf = None
@@ -69,3 +80,15 @@ def scan_dense(
         if mask is not None:
             s[:, ~mask[lo:hi]] = -np.inf
         topk.push(s, row_ids[lo:hi])
+
+
+def _scan_fused(queries: np.ndarray, vectors: np.ndarray, row_ids: np.ndarray, topk: TopK,
+                l2: bool, mask: np.ndarray | None) -> None:
+    """f16 rows scored by the fused kernel a block at a time (blocks scored by numba's
+    threads, each pushed as it is ready); under ``mask`` only the selected rows are read
+    (none are copied)."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    rows = None if mask is None else np.flatnonzero(mask)
+    block = max(256, min(BLOCK_ROWS, SCORE_BUDGET_BYTES // (4 * max(len(q), 1))))
+    for lo, hi, s in scan_f16_blocks(q, vectors, rows, l2=l2, block=block):
+        topk.push(s, row_ids[lo:hi] if rows is None else row_ids[rows[lo:hi]])
