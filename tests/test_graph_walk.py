@@ -3,6 +3,8 @@ refines like refine_topk, and drives HNSWIndex searches to the same answers as f
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from polyvec._kernels.graph import (
     GraphSearcher,
     graph_from_faiss,
+    graph_from_serialized,
     query_weights,
     scan_numpy,
     scan_weights,
@@ -247,3 +250,52 @@ def test_concurrent_searches_from_threads_agree() -> None:
                                                    rerank=x)[1], list(range(NQ)) * 3))
     for i, r in enumerate(got):
         np.testing.assert_array_equal(r, want[i % NQ])
+
+
+@pytest.mark.parametrize("l2", [False, True])
+def test_graph_read_from_serialized_bytes_equals_faiss_views(l2: bool) -> None:
+    """The SQ8 graph read from ``serialize_index``'s bytes (no deserialization) is the one
+    faiss holds, and walks to the same rows; any other or damaged layout gives ``None``."""
+    x, q = _data(l2)
+    index = _faiss(x, l2, sq8=True)
+    blob = np.asarray(faiss.serialize_index(index), dtype=np.uint8)
+    blob.flags.writeable = False  # as loaded: a read-only memory map
+    a, b = graph_from_faiss(index, l2), graph_from_serialized(blob, l2)
+    assert a is not None and b is not None
+    for name in ("neighbors", "offsets", "cum", "codes", "scale", "center", "norms"):
+        va, vb = getattr(a, name), getattr(b, name)
+        assert (va is None and vb is None) or np.array_equal(va, vb), name
+    assert (a.entry, a.max_level) == (b.entry, b.max_level)
+    assert b.codes.flags.writeable and b.neighbors.flags.aligned  # the kernel's cached types
+    np.testing.assert_array_equal(GraphSearcher(a).search(q, 24, 10)[1],
+                                  GraphSearcher(b).search(q, 24, 10)[1])
+    flat = np.asarray(faiss.serialize_index(_faiss(x, l2, sq8=False)), dtype=np.uint8)
+    assert graph_from_serialized(flat, l2) is None
+    assert graph_from_serialized(blob[:-1], l2) is None
+    bad = blob.copy()
+    bad[9] ^= 0xFF  # the vector count in the header: the sizes no longer agree
+    assert graph_from_serialized(bad, l2) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_walks_a_batch_with_its_own_pool() -> None:
+    from polyvec._kernels.graph import MIN_CHUNK
+
+    x, q = _data(False)
+    q = np.repeat(q, 1 + 4 * MIN_CHUNK // len(q), axis=0)  # big enough to split over threads
+    walker = GraphSearcher(graph_from_faiss(_faiss(x, False, sq8=True), False))
+    want = walker.search(q, 24, 10, threads=2)[1]
+    pid = os.fork()
+    if pid == 0:  # the parent's pool threads do not exist here: a stale pool would hang
+        got = walker.search(q, 24, 10, threads=2)[1]
+        os._exit(0 if np.array_equal(got, want) else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's walk hung")

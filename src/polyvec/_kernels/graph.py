@@ -27,6 +27,7 @@ as faiss does with a selector; the caller widens ``ef`` for sparse selections.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -435,3 +436,7 @@ def _pool(threads: int) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(threads, thread_name_prefix="polyvec-walk")
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's pool threads
+    os.register_at_fork(after_in_child=_pool.cache_clear)
