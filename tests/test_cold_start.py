@@ -163,3 +163,34 @@ for lo in range(0, 1003, 500):
 print(json.dumps({{"n": len(coll), "numba": "numba" in sys.modules}}))
 """
     assert _run(code) == {"n": 1003, "numba": False}
+
+
+def test_a_first_search_runs_before_numba_loads_and_starts_it_when_done(tmp_path: Path) -> None:
+    """numba's import holds the GIL for ~1 s: loaded beside a process's first (numpy) exact
+    scan it tripled that scan's time. The first search defers the warm-up to its own end."""
+    x = np.random.default_rng(3).standard_normal((3_000, 16)).astype(np.float16)
+    with pv.connect(tmp_path / "db") as db:
+        db.create_collection("c", {"v": pv.Dense(16, dtype="f16")}).add(list(range(3000)),
+                                                                         {"v": x})
+        db.get_collection("c").flush()
+    code = f"""
+import json, sys, numpy as np, polyvec as pv
+from polyvec._kernels import _numba
+import polyvec.index.flat as flat
+seen = []
+real = flat.scan_dense
+def spy(*a, **kw):
+    seen.append(bool(_numba._warm_thread) or "numba" in sys.modules)
+    return real(*a, **kw)
+flat.scan_dense = spy
+import polyvec.fields.dense as dense
+dense.scan_dense = spy
+c = pv.connect({str(tmp_path / "db")!r}).get_collection("c")
+q = np.ones(16, np.float32)
+first = c.search(q, k=3).ids.tolist()
+started = bool(_numba._warm_thread)
+assert _numba.wait_warm(600)
+later = c.search(q, k=3).ids.tolist()
+print(json.dumps({{"during": seen[0], "started": started, "same": first == later}}))
+"""
+    assert _run(code) == {"during": False, "started": True, "same": True}

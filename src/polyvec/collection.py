@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
+from ._kernels._numba import numba_is_warm, warm_after
 from .engine.indexes import INDEXES
 from .engine.search import NeedsCatalog, SearchExecutor
 from .engine.store import CATALOG, SEGMENTS, SegmentStore
@@ -221,6 +222,17 @@ class Collection:
         Searches from several threads run in parallel: each reads the snapshot published by
         the last write and holds no lock while it scans (see ``docs/ARCHITECTURE.md``).
         """
+        if not numba_is_warm():  # a process's first searches: numba loads after each one
+            with warm_after():
+                return self._search(query, k, field, filter, target_recall, ef, nprobe,
+                                    oversample, candidates, rerank_depth, model)
+        return self._search(query, k, field, filter, target_recall, ef, nprobe, oversample,
+                            candidates, rerank_depth, model)
+
+    def _search(self, query: Any, k: int, field: str | None, filter: Mapping[str, Any] | None,
+                target_recall: float | None, ef: int | None, nprobe: int | None,
+                oversample: float | None, candidates: int | None, rerank_depth: int | None,
+                model: str | None) -> SearchResult:
         if filter is None and model is None and candidates is None and rerank_depth is None:
             got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample)
             if got is not None:  # a built collection's common case (see SearchExecutor.quick)

@@ -12,13 +12,15 @@ a later one does plus I/O; heavy kernels (builds, pooling) wait for numba as bef
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
 import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 
@@ -139,6 +141,7 @@ _WARMERS: list[Callable[[], None]] = []
 _warm = threading.Event()
 _warm_lock = threading.Lock()
 _warm_thread: list[threading.Thread] = []
+_deferred: ContextVar[list[bool] | None] = ContextVar("polyvec_warm_after", default=None)
 
 
 def register_warmer(fn: Callable[[], None]) -> Callable[[], None]:
@@ -162,12 +165,42 @@ def numba_warm() -> bool:
     if os.environ.get("POLYVEC_NUMBA_WARMUP") == "sync":
         warm_now()
         return True
+    pending = _deferred.get()
+    if pending is not None:  # inside warm_after: started when that block ends
+        pending.append(True)
+        return False
     with _warm_lock:
         if not _warm_thread:
             t = threading.Thread(target=warm_now, name="polyvec-numba-warmup")
             _warm_thread.append(t)
             t.start()
     return _warm.is_set()
+
+
+def numba_is_warm() -> bool:
+    """Whether numba's runtime and the registered kernels are loaded (starts nothing)."""
+    return _warm.is_set()
+
+
+@contextlib.contextmanager
+def warm_after() -> Iterator[None]:
+    """Within the block, what would start numba's warm-up starts it when the block ends.
+
+    A process's first search runs on the numpy twins while numba is not warm; numba's import
+    holds the GIL for ~1 s, and beside it those twins (a 1M-row numpy scan: 0.5 s alone) took
+    three times as long. So a search defers the warm-up to its own end (the caller then has
+    its first result while numba loads)."""
+    if _warm.is_set() or _deferred.get() is not None:
+        yield
+        return
+    pending: list[bool] = []
+    token = _deferred.set(pending)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+        if pending:
+            numba_warm()
 
 
 def warm_now() -> None:

@@ -48,7 +48,8 @@ def scan_dense(
     :data:`~polyvec._kernels.scan.MAX_QUERIES` queries against f16 rows take the fused
     kernel (:func:`~polyvec._kernels.scan.scan_f16`: widened in registers, rows split over
     numba's threads, a selection scanned in place); ``backend="numpy"`` forces the
-    widen-and-BLAS path, its reference.
+    widen-and-BLAS path, its reference, which ``"auto"`` also takes while numba's runtime is
+    still starting in this process.
     """
     n = len(vectors)
     if n == 0:
@@ -59,8 +60,11 @@ def scan_dense(
             return
         if n_sel == n:
             mask = None
+    # while numba's runtime starts in this process (~1.5 s here; see _kernels._numba), the
+    # scans widen with numpy instead of waiting for it
+    backend = resolve_backend(backend, light=True)
     if vectors.dtype == np.float16 and len(queries) <= MAX_QUERIES and \
-            vectors.flags.c_contiguous and resolve_backend(backend) == "numba":
+            vectors.flags.c_contiguous and backend == "numba":
         _scan_fused(queries, vectors, row_ids, topk, metric == "l2", mask)
         return
     q_sq = np.einsum("ij,ij->i", queries, queries) if metric == "l2" else None
@@ -75,7 +79,8 @@ def scan_dense(
         buf = np.empty((min(chunk, n), vectors.shape[1]), dtype=np.float32)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        block = vectors[lo:hi] if buf is None else widen_f16(vectors[lo:hi], buf)
+        block = vectors[lo:hi] if buf is None else widen_f16(vectors[lo:hi], buf,
+                                                             backend=backend)
         s = _scores(queries, block, metric, q_sq)
         if mask is not None:
             s[:, ~mask[lo:hi]] = -np.inf
