@@ -34,8 +34,8 @@ from ..errors import (
 from ..fields import kind_of
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, WriteLock, open_segment, write_segment
-from ..storage.catalog import Changes, Cursor, SegmentRow
-from ..storage.growing import ChunkRow, GrowingLog
+from ..storage.catalog import FORMAT_VERSION, Changes, Cursor, SegmentRow
+from ..storage.growing import ChunkRow, GrowingLog, LogRecord
 from ..storage.segment import Checks
 from . import hooks, merge
 from .indexes import INDEXES, IndexManager, index_orphans
@@ -114,6 +114,7 @@ class SegmentStore:
         elif self.lock.try_acquire():
             try:
                 self._migrate()
+                self._recover()
                 self.load()
                 self.remove_orphans()
             finally:
@@ -177,6 +178,29 @@ class SegmentStore:
                 return kind.to_chunk(spec, kind.from_blobs(spec, blobs))
 
             self.catalog.migrate(self.growing_log.append, encode)
+
+    def _recover(self) -> bool:
+        """Replay the growing chunks past the registered end whose catalog commit was lost
+        (an add commits without an fsync: its fsync'd chunk is the durable copy), then cut
+        off the rest of the tail (a torn chunk, or one its writer never committed). Writer
+        only, under the write lock, before it writes anything else. Returns whether it
+        replayed a chunk. The cost when nothing is there: one ``stat``."""
+        if self.catalog.readonly:
+            return False
+        generation, end = self.catalog.guard(self.catalog.growing_end)
+        if self.growing_log.size(generation) <= end:
+            return False
+        self._wait_checks()  # never write into a catalog that failed its check
+        tail = self.growing_log.tail(generation, end)
+        replayed = False
+        if tail:
+            with self.catalog.transaction():
+                for chunk in tail:
+                    if not self.catalog.replay(generation, chunk):
+                        break
+                    end, replayed = chunk.end, True
+        self.growing_log.cut(generation, end)
+        return replayed
 
     def _set_meta(self, meta: dict[str, Any]) -> None:
         try:
@@ -342,6 +366,8 @@ class SegmentStore:
         self.check_alive()
         if self.catalog.data_version() != self.version:
             self.sync()
+        if self.lock.held and self._recover():
+            self.sync()
 
     def publish(self, deleted: Iterable[int] | None = None) -> None:
         """Make the current state the one searches read (one attribute assignment).
@@ -477,32 +503,52 @@ class SegmentStore:
               payload_texts: list[str], *, replace: bool) -> None:
         """Commit one checked batch, then apply it to the mirror and publish.
 
-        The vectors go to the growing file as one columnar append, fsync'd before the catalog
-        transaction that registers it (with the ids and payloads) commits. The append runs in
-        a thread while the item rows are inserted; the chunk is registered after its fsync."""
+        The batch goes to the growing file as one chunk (its ids and payloads as a log record,
+        then its vectors), written and fsync'd in a thread while the item rows are inserted:
+        that fsync makes the batch durable. The catalog transaction that registers the chunk
+        commits after it without an fsync of its own; a power loss that loses the commit
+        leaves the chunk, which the next writer replays (``_recover``). A batch that fails is
+        cut off the file again, so it is never replayed."""
         n = len(keys)
         parts = {name: kind_of(self.fields[name]).to_chunk(self.fields[name], arr)
                  for name, arr in data.items()}
         self.check_alive()  # before the lock: its file goes with a dropped folder
         with self.mutex, self.lock:
             self.refresh()
-            with self.catalog.transaction():
-                existing = self.catalog.live_seqs(keys)
-                if existing and not replace:
-                    first = next(k for k in keys if k in existing)
-                    raise DuplicateId(f"id {first!r} already exists; use upsert to replace it")
-                generation, end = self.catalog.growing_end()
-                pending = self.growing_log.append_in_background(generation, end, parts)
-                try:
-                    self.catalog.delete_seqs(existing.values())
+            # a format-2 folder is marked format 3 (in an fsync'd commit) with its first chunk
+            upgrade = self.meta.get("format_version") != FORMAT_VERSION
+            appended: tuple[int, int] | None = None
+            try:
+                with self.catalog.transaction(durable=upgrade):
+                    existing = self.catalog.live_seqs(keys)
+                    if existing and not replace:
+                        first = next(k for k in keys if k in existing)
+                        raise DuplicateId(f"id {first!r} already exists; use upsert to "
+                                          "replace it")
+                    generation, end = self.catalog.growing_end()
                     first_seq = self.catalog.allocate_seqs(n)
-                    self.catalog.insert_item_columns(range(first_seq, first_seq + n), keys,
-                                                     payload_texts)
-                finally:  # an error here still waits: the next append must not race this one
-                    layout = pending.wait()
-                seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
-                self.catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
-                cursor = self.catalog.cursor()
+                    appended = (generation, end)
+                    pending = self.growing_log.append_in_background(
+                        generation, end, parts, LogRecord(first_seq, keys, payload_texts,
+                                                          replace))
+                    try:
+                        self.catalog.delete_seqs(existing.values())
+                        self.catalog.insert_item_columns(range(first_seq, first_seq + n), keys,
+                                                         payload_texts)
+                    finally:  # an error still waits: the next append must not race this one
+                        layout = pending.wait()
+                    self.catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
+                    if upgrade:
+                        self.catalog.set_meta({"format_version": FORMAT_VERSION})
+                    cursor = self.catalog.cursor()
+                    hooks.point("write.before_commit")
+            except BaseException:
+                if appended is not None:  # not acknowledged: its chunk must not be replayed
+                    self.growing_log.cut(*appended)
+                raise
+            if upgrade:
+                self.meta = {**self.meta, "format_version": FORMAT_VERSION}
+            seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
             self.version = self.catalog.data_version()
             self.cursor = cursor
             gone = list(existing.values())
