@@ -11,6 +11,7 @@ orders writers across processes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ from ..fields import kind_of
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, WriteLock, open_segment, write_segment
 from ..storage.catalog import FORMAT_VERSION, Changes, Cursor, SegmentRow
-from ..storage.growing import ChunkRow, GrowingLog, LogRecord
+from ..storage.growing import ChunkRow, GrowingLog, LogRecord, PendingAppend
 from ..storage.segment import Checks
 from . import hooks, merge
 from .indexes import INDEXES, IndexManager, index_orphans
@@ -46,6 +47,9 @@ __all__ = ["CATALOG", "SEGMENTS", "SegmentStore"]
 CATALOG = "catalog.sqlite"
 SEGMENTS = "segments"
 RETRIES = 20  # reloads when another process commits while we read
+# a writer's growing buffers take room for up to this many bytes of rows at once (address
+# space: pages are touched as rows arrive), up to the seal, instead of doubling (copies)
+RESERVE_BYTES = 256 << 20
 
 
 class SegmentStore:
@@ -518,6 +522,8 @@ class SegmentStore:
             # a format-2 folder is marked format 3 (in an fsync'd commit) with its first chunk
             upgrade = self.meta.get("format_version") != FORMAT_VERSION
             appended: tuple[int, int] | None = None
+            pending: PendingAppend | None = None
+            mirrored = False
             try:
                 with self.catalog.transaction(durable=upgrade):
                     existing = self.catalog.live_seqs(keys)
@@ -531,36 +537,60 @@ class SegmentStore:
                     pending = self.growing_log.append_in_background(
                         generation, end, parts, LogRecord(first_seq, keys, payload_texts,
                                                           replace))
-                    try:
-                        self.catalog.delete_seqs(existing.values())
-                        self.catalog.insert_item_columns(range(first_seq, first_seq + n), keys,
-                                                         payload_texts)
-                    finally:  # an error still waits: the next append must not race this one
-                        layout = pending.wait()
+                    self.catalog.delete_seqs(existing.values())
+                    self.catalog.insert_item_columns(range(first_seq, first_seq + n), keys,
+                                                     payload_texts)
+                    # the mirror takes the batch while the chunk's fsync runs; nothing reads it
+                    # before publish() (searches read the published snapshot, everything else
+                    # waits for the mutex), and a failure from here on reloads it
+                    mirrored = True
+                    seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
+                    gone = list(existing.values())
+                    self.live.kill_seqs(gone)
+                    self.live.append(seqs, keys, payload_objs)
+                    for name, arr in data.items():
+                        g = self.growing[name]
+                        if len(g) + n > g.seqs.capacity:  # room up to the seal at once
+                            g.reserve(min(max(self.segment_rows, len(g) + n),
+                                          len(g) + n + RESERVE_BYTES // g.row_bytes))
+                        g.extend(seqs, arr)
+                    layout = pending.wait()
+                    pending = None
                     self.catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
                     if upgrade:
                         self.catalog.set_meta({"format_version": FORMAT_VERSION})
                     cursor = self.catalog.cursor()
                     hooks.point("write.before_commit")
             except BaseException:
-                if appended is not None:  # not acknowledged: its chunk must not be replayed
-                    self.growing_log.cut(*appended)
+                self._undo_write(pending, appended, mirrored)
                 raise
             if upgrade:
                 self.meta = {**self.meta, "format_version": FORMAT_VERSION}
-            seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
             self.version = self.catalog.data_version()
             self.cursor = cursor
-            gone = list(existing.values())
-            self.live.kill_seqs(gone)
-            self.live.append(seqs, keys, payload_objs)
-            for name, arr in data.items():
-                self.growing[name].extend(seqs, arr)
             self.publish(gone)
             # growing_live() <= the growing rows: count the live ones only when it may seal
             if len(next(iter(self.growing.values()))) >= self.segment_rows \
                     and self.growing_live() >= self.segment_rows:
                 self.seal()
+
+    def _undo_write(self, pending: PendingAppend | None, appended: tuple[int, int] | None,
+                    mirrored: bool) -> None:
+        """After a write failed (its transaction rolled back): wait for its append (the next
+        one must not race it), cut its chunk off (a batch reported as failed must never be
+        replayed) and rebuild the mirror from the catalog if it took the batch already."""
+        if pending is not None:
+            with contextlib.suppress(BaseException):  # the caller raises the first error
+                pending.wait()
+        if mirrored:  # whatever runs next reloads everything, even if the reload below fails
+            self.cursor, self.version = None, -1
+            self.catalog.stamp.renew()
+        # cut only a chunk the catalog did not register (an error after the commit, or one
+        # reading the catalog, leaves it: cutting a registered chunk would lose the batch)
+        if appended is not None and self.catalog.guard(self.catalog.growing_end) == appended:
+            self.growing_log.cut(*appended)
+        if mirrored:
+            self.load()
 
     def delete(self, keys: list[Any]) -> int:
         self.check_alive()  # before the lock: its file goes with a dropped folder
