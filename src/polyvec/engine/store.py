@@ -587,7 +587,13 @@ class SegmentStore:
             self.catalog.stamp.renew()
         # cut only a chunk the catalog did not register (an error after the commit, or one
         # reading the catalog, leaves it: cutting a registered chunk would lose the batch)
-        if appended is not None and self.catalog.guard(self.catalog.growing_end) == appended:
+        try:
+            unregistered = appended is not None and \
+                self.catalog.guard(self.catalog.growing_end) == appended
+        except Exception:  # noqa: BLE001 - the caller raises the first error
+            unregistered = False
+        if unregistered:
+            assert appended is not None
             self.growing_log.cut(*appended)
         if mirrored:
             self.load()
