@@ -168,8 +168,8 @@ def assert_damaged_and_others_intact(folder: Path, damaged: str, models: dict[st
     with watchdog():
         db = polyvec.connect(folder)
         try:
-            with pytest.raises(CorruptFile) as exc_info:
-                db.get_collection(damaged)
+            with pytest.raises(CorruptFile) as exc_info:  # at open, or by a full check
+                db.get_collection(damaged).verify()
             err = exc_info.value
             if expect_file is not None:
                 assert Path(err.filename) == expect_file, err
@@ -187,7 +187,7 @@ def assert_damaged_and_others_intact(folder: Path, damaged: str, models: dict[st
             _searched.add(os.environ.get("PYTEST_CURRENT_TEST", ""))
             # a retry fails the same way: nothing was "repaired" into a different state
             with pytest.raises(CorruptFile):
-                polyvec.connect(folder).get_collection(damaged)
+                polyvec.connect(folder).get_collection(damaged).verify()
         finally:
             db.close()
     return err
@@ -398,7 +398,7 @@ def test_flipped_byte_in_segment_manifest_and_schema(template: Any,
     """The catalog rows describing segments and the schema are checksummed too."""
     _, models = template
     damaged = "beta"
-    for needle, offset in ((b'{"d.npy": [', 11), (b'"polyvec-collection"', 3), (b'"dim": 8', 7)):
+    for needle, offset in ((b'"d.npy": [', 10), (b'"polyvec-collection"', 3), (b'"dim": 8', 7)):
         folder = fresh()
         target = folder / damaged / CATALOG
         data = target.read_bytes()
@@ -410,7 +410,8 @@ def test_flipped_byte_in_segment_manifest_and_schema(template: Any,
 
 def test_random_byte_flips_in_catalog_never_give_different_data(
         template: Any, tmp_path: Path) -> None:
-    """200 flips spread over the whole file: CorruptFile, or exactly the original content."""
+    """200 flips spread over the whole file: CorruptFile (at open, on use, or by ``verify``),
+    or exactly the original content."""
     src, models = template
     damaged = "gamma"
     folder = tmp_path / "db"
@@ -445,10 +446,15 @@ def test_random_byte_flips_in_catalog_never_give_different_data(
                 except Exception as e:  # noqa: BLE001 - any other error is a failure
                     wrong.append((pos, mask, f"{type(e).__name__}: {e}"))
                     continue
-                try:
+                try:  # damage may also surface on use, or by the full check (see verify)
                     problem = diff_against_model(coll, models[damaged])
                     if problem is None:
                         check_search(coll, models[damaged])
+                        coll.verify()
+                except CorruptFile as e:
+                    assert Path(e.filename) == target, e
+                    raised.append(pos)
+                    continue
                 except Exception as e:  # noqa: BLE001
                     problem = f"{type(e).__name__}: {e}"
                 if problem is None:

@@ -274,7 +274,9 @@ def test_sigkill_writer_never_loses_acknowledged_batches_or_exposes_partial_ones
                         f"({problem2})")
                     model, st = m_plus, st_plus
                     outcomes["acked+in-flight"] += 1
-                # opening took the write lock and removed what a crashed seal left behind
+                # once the catalog passed its check, the open took the write lock and removed
+                # what a crashed seal left behind (verify waits for both)
+                coll.verify()
                 registered = {s["name"] for s in coll.info()["segments"]}
                 on_disk = {p.name for p in (folder / stream.COLLECTION / "segments").iterdir()}
                 assert on_disk == registered, f"orphans left: {sorted(on_disk - registered)}"

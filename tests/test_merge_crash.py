@@ -110,6 +110,7 @@ def test_sigkill_inside_merges_loses_nothing_and_leaves_no_orphans(tmp_path: Pat
                 model, _ = ms.replay(last + 1)
                 assert ms.diff(coll, model) is None, f"round {rnd}: in-flight batch partial"
                 last += 1
+            coll.verify()  # waits for the open's check, then its removal of orphans
             registered = {s["name"] for s in coll.info()["segments"]}
             on_disk = {p.name for p in (folder / ms.COLLECTION / "segments").iterdir()}
             assert on_disk == registered, f"orphans left: {sorted(on_disk - registered)}"

@@ -194,6 +194,9 @@ def test_model_mismatch_without_a_mapping(toy: dict[str, Any]) -> None:
         coll.backfill("emb", "v2", progress=False)
     # the field's own version searches natively
     assert coll.search(toy["old"][0], 1, model="v1").ids.tolist() == [0]
+    # k is capped at the live items there too (10**9 slots would take the machine)
+    hits = coll.search(toy["old"][:2], 10**9, model="v1")
+    assert hits.ids.shape == (2, len(coll))
 
 
 def test_register_model_rules(toy: dict[str, Any]) -> None:

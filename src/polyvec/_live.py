@@ -17,6 +17,8 @@ import numpy as np
 
 from ._buffers import Growable
 from .filters import Column
+from .filters.columns import Encoded
+from .storage import sidecar
 
 __all__ = ["KeyColumn", "LiveTable", "isin_sorted"]
 
@@ -41,7 +43,12 @@ class KeyColumn:
     def __len__(self) -> int:
         return len(self._ints if self._ints is not None else self._objs)  # type: ignore[arg-type]
 
-    def extend(self, keys: Sequence[Any]) -> None:
+    def extend(self, keys: Sequence[Any] | np.ndarray) -> None:
+        if isinstance(keys, np.ndarray) and keys.dtype == np.int64:  # a segment's id sidecar
+            if self._ints is not None:
+                self._ints.extend(keys)
+                return
+            keys = keys.tolist()
         if self._ints is not None:
             if all(type(k) is int for k in keys):
                 self._ints.extend(np.fromiter(keys, dtype=np.int64, count=len(keys)))
@@ -57,6 +64,12 @@ class KeyColumn:
         """The ids at ``positions`` as an object array of Python ints/strs."""
         if self._ints is not None:
             return self._ints.view[positions].astype(object)
+        return self._objs.view[positions]  # type: ignore[union-attr]
+
+    def raw(self, positions: np.ndarray) -> np.ndarray:
+        """The ids at ``positions``: int64 while every id is an int, else objects."""
+        if self._ints is not None:
+            return self._ints.view[positions]
         return self._objs.view[positions]  # type: ignore[union-attr]
 
     def nbytes(self) -> int:
@@ -83,14 +96,19 @@ class LiveTable:
         """Positions, dead ones included (the length of masks over the table)."""
         return self.seqs.n
 
-    def append(self, seqs: np.ndarray, keys: Sequence[Any],
-               payloads: Sequence[dict[str, Any]] | None) -> None:
-        """Add items; their seqs are larger than every seq already in the table."""
+    def append(self, seqs: np.ndarray, keys: Sequence[Any] | np.ndarray,
+               payloads: Sequence[dict[str, Any]] | None, *,
+               columns: Sequence[Encoded] | None = None) -> None:
+        """Add items; their seqs are larger than every seq already in the table. The indexed
+        columns take the items' ``payloads``, or their rows already encoded (``columns``)."""
         self.seqs.extend(np.asarray(seqs, dtype=np.int64))
         self.alive.extend(np.ones(len(keys), dtype=bool))
         self.keys.extend(keys)
-        for col in self.columns.values():
-            col.extend(payloads if payloads is not None else [{}] * len(keys))
+        for i, col in enumerate(self.columns.values()):
+            if columns is not None:
+                col.extend_encoded(columns[i])
+            else:
+                col.extend(payloads if payloads is not None else [{}] * len(keys))
         self._live_seqs = None
 
     def kill_seqs(self, seqs: Sequence[int] | np.ndarray) -> int:
@@ -134,6 +152,12 @@ class LiveTable:
             seqs = self.seqs.view
             self._live_seqs = seqs if not self.n_dead else seqs[self.alive.view]
         return self._live_seqs
+
+    def sidecar(self, seqs: np.ndarray) -> dict[str, np.ndarray]:
+        """The item sidecar arrays (ids, indexed values) of the live items ``seqs`` (sorted),
+        for a segment being written (see :mod:`polyvec.storage.sidecar`)."""
+        pos = np.searchsorted(self.seqs.view, seqs)
+        return sidecar.encode(self.keys.raw(pos), [c.encoded(pos) for c in self.columns.values()])
 
     def live_keys(self) -> list[Any]:
         """Ids of the live items, in seq order."""

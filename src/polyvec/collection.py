@@ -102,6 +102,16 @@ class Collection:
         """Delete items by id; ids that do not exist are ignored. Returns how many were deleted."""
         return self._store.delete(v.check_ids(ids))
 
+    def verify(self) -> None:
+        """Check the whole collection now and raise ``CorruptFile`` naming what is damaged.
+
+        An open checks what it reads before using it (segment and index files by CRC-32,
+        catalog rows by their checksums) and runs SQLite's whole-file integrity check of the
+        catalog in the background: the first call after that check fails raises its error,
+        and writes wait for it. ``verify`` waits for it, then reads and checks every item row
+        (which searches do not read: ids and indexed values come from the segments)."""
+        self._store.check_all()
+
     def flush(self) -> None:
         """Seal the growing segment into memory-mapped segment files."""
         self._store.flush()

@@ -328,7 +328,11 @@ def _write_merged(folder: Path, sources: Sequence[Any], keep: Sequence[np.ndarra
         return None
     readers = [{f.removesuffix(".npy"): NpyRows(folder / s.row.name / f)
                 for f in s.row.manifest} for s in sources]
-    keys = list(readers[0])
+    # files every source has: an item sidecar some source lacks (written before sidecars
+    # existed) is left out, and the merged segment's items are read from the catalog
+    keys = [k for k in readers[0]
+            if not k.startswith("@") or all(k in r for r in readers[1:])]
+    readers = [{k: r[k] for k in r if k in keys or not k.startswith("@")} for r in readers]
     ragged = {k.removesuffix(".offsets") for k in keys if k.endswith(".offsets")}
     offsets = {name: [r[f"{name}.offsets"].rows(0, len(r[f"{name}.offsets"])) for r in readers]
                for name in ragged}

@@ -34,6 +34,7 @@ class Segment:
     seqs: np.ndarray
     fields: dict[str, Any]
     indexes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # field -> (folder, index)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # item sidecars (storage.sidecar)
     # (key column they were made from, live-table position per row (-1: item gone), the
     # first position where the rows sit at consecutive positions (else -1), external id per
     # row (None: gone) or None until asked), made on first use

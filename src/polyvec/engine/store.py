@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._kernels._numba import numba_warm
 from .._live import LiveTable, isin_sorted
 from ..errors import (
     CollectionClosed,
@@ -33,9 +34,10 @@ from ..errors import (
     UnknownField,
 )
 from ..fields import kind_of
+from ..filters.columns import Encoded
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
-from ..storage import Catalog, WriteLock, open_segment, write_segment
-from ..storage.catalog import FORMAT_VERSION, Changes, Cursor, SegmentRow
+from ..storage import Catalog, WriteLock, open_segment, sidecar, write_segment
+from ..storage.catalog import FORMAT_VERSION, Changes, Cursor, SealedItems, SegmentRow
 from ..storage.growing import ChunkRow, GrowingLog, LogRecord, PendingAppend
 from ..storage.segment import Checks
 from . import hooks, merge
@@ -52,6 +54,10 @@ RETRIES = 20  # reloads when another process commits while we read
 RESERVE_BYTES = 256 << 20
 
 
+class _SidecarMismatch(Exception):
+    """The sealed segments' item sidecars disagree with the catalog's live items."""
+
+
 class SegmentStore:
     """State and writes of one collection folder (see the module docstring)."""
 
@@ -62,8 +68,12 @@ class SegmentStore:
         self.segments: list[Segment] = []
         self.mutex = threading.RLock()
         self.lock = WriteLock(self.path / "LOCK", lock_timeout)
-        # the catalog's integrity check runs while the first load reads it (see sync)
-        self.checks: Checks | None = Checks()
+        # the catalog file's whole-file integrity check runs in the background: every row the
+        # open reads carries its own checksum, so nothing waits for it but the first write
+        # (and ``verify``); a failure is raised by the next call after it (see check_alive)
+        self.checks: Checks | None = Checks(threads=1)
+        self.damage: CorruptFile | None = None
+        self.tidying: threading.Thread | None = None  # removes orphans after the check
         self.catalog = Catalog.open(self.path / CATALOG, busy_timeout=lock_timeout,
                                     checks=self.checks)
         # the catalog file's identity: while this handle keeps it open its inode cannot be
@@ -102,6 +112,10 @@ class SegmentStore:
         if self.closed:
             raise CollectionClosed(f"collection {self.name!r}: expected an open handle, got "
                                    "one that was closed")
+        if self.checks is not None and self.checks.done():
+            self.wait_checks()
+        if self.damage is not None:
+            raise self.damage
         if read and self.catalog.stamp.unchanged():
             return
         identity = self._identity()
@@ -112,19 +126,44 @@ class SegmentStore:
                 f"opened, got one that was {what}; get a new handle with get_collection")
 
     def open(self) -> None:
-        """Load, and remove a crash's orphans when no other writer is active."""
+        """Load; once the catalog passed its check, remove a crash's orphans (in the
+        background) if no other writer is active then."""
+        numba_warm()  # the kernels' runtime loads in the background while the open reads
         if self.catalog.readonly:  # a folder this process may not write: searches only
             self.load()
-        elif self.lock.try_acquire():
+            return
+        if self.lock.try_acquire():
             try:
                 self._migrate()
                 self._recover()
                 self.load()
-                self.remove_orphans()
             finally:
                 self.lock.release()
         else:
             self.load()
+        checks = self.checks
+        if checks is not None:
+            self.tidying = threading.Thread(target=self._tidy, args=(checks,), daemon=True,
+                                            name="polyvec-tidy")
+            self.tidying.start()
+
+    def _tidy(self, checks: Checks) -> None:
+        """Remove a crash's orphans once the catalog passed its check, if the write lock is
+        free then (else the writer holding it, or a later open, does it). Best effort: a
+        failure here is met by the next call itself."""
+        if not checks.wait_passed():
+            return
+        with self.mutex:
+            try:
+                if self.closed or not self.lock.try_acquire():
+                    return
+                try:
+                    self.refresh_state()
+                    self.remove_orphans()
+                finally:
+                    self.lock.release()
+            except Exception:  # noqa: BLE001
+                return
 
     # -- loading --------------------------------------------------------------------------
     def load(self) -> None:
@@ -141,20 +180,24 @@ class SegmentStore:
         and the catch-up starts over from the newer catalog. A catch-up that fails for any
         other reason is retried once as a full reload, which raises if the damage is real.
         """
+        sidecars = True
         for _ in range(RETRIES):
-            version, changes = self.catalog.changes_since(self.cursor)
+            version, changes = self.catalog.changes_since(self.cursor, sidecars=sidecars)
             try:
                 deleted: list[int] = []
                 if changes.full:
                     self._build(changes)
                 else:
                     deleted = self._catch_up(changes)
+            except _SidecarMismatch:
+                sidecars = False  # the item rows decide: read them all
+                self.cursor = None
+                continue
             except CorruptFile:
                 if self.catalog.data_version() == version and changes.full:
                     raise
                 self.cursor = None  # changed under us, or a partial catch-up: reload all
                 continue
-            self._wait_checks()  # nothing read is used before the catalog passed its check
             self.cursor = changes.cursor
             self.version = version
             self.catch_ups["full" if changes.full else "incremental"] += 1
@@ -162,17 +205,33 @@ class SegmentStore:
             return
         raise Locked(f"{self.name}: the collection changed {RETRIES} times while loading")
 
-    def _wait_checks(self) -> None:
-        """Wait for the open's background integrity check (once)."""
+    def check_all(self) -> None:
+        """Check everything now: the catalog file (waiting for the open's background check)
+        and every item row's checksum (segment files were checked when they were opened)."""
+        self.check_alive()
+        self.wait_checks()
+        if self.tidying is not None:
+            self.tidying.join()
+        with self.mutex:
+            self.catalog.read(self.catalog.verify_items)
+
+    def wait_checks(self) -> None:
+        """Wait for the open's background catalog check (once); its failure stays: every
+        later call raises it."""
         checks, self.checks = self.checks, None
         if checks is not None:
-            checks.wait()
+            try:
+                checks.wait()
+            except CorruptFile as e:
+                self.damage = e
+        if self.damage is not None:
+            raise self.damage
 
     def _migrate(self) -> None:
         """Turn a format-1 folder into the current format (writer only, one transaction)."""
         if self.catalog.guard(self.catalog.read_meta).get("format_version") != 1:
             return
-        self._wait_checks()  # never rewrite a catalog that failed its check
+        self.wait_checks()  # never rewrite a catalog that failed its check
         with self.catalog.transaction():
             schema = CollectionSchema.from_dict(self.catalog.read_meta()["schema"])
 
@@ -194,7 +253,7 @@ class SegmentStore:
         generation, end = self.catalog.guard(self.catalog.growing_end)
         if self.growing_log.size(generation) <= end:
             return False
-        self._wait_checks()  # never write into a catalog that failed its check
+        self.wait_checks()  # never write into a catalog that failed its check
         tail = self.growing_log.tail(generation, end)
         replayed = False
         if tail:
@@ -237,6 +296,11 @@ class SegmentStore:
             items = snap.items
             payloads = [json.loads(p) for p in items.payloads] if self.schema.indexed else None
             live = LiveTable(self.schema.indexed)
+            if snap.sealed is not None:
+                if checks is not None:
+                    checks.wait()  # the sidecars are read now: their checksums first
+                    checks = None
+                self._append_sealed(live, snap.sealed)
             live.append(items.seqs, items.keys, payloads)
             self.live = live
             self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}
@@ -256,7 +320,56 @@ class SegmentStore:
                     checks.wait()  # a damaged file is the cause: name it (raises)
                 checks.close()
             raise
-        self._check_coverage(live.live_seqs(), next(iter(self.growing.values())).seqs.view)
+        # sealed rows read from the sidecars are covered by construction
+        self._check_coverage(live.live_seqs() if snap.sealed is None else items.seqs,
+                             next(iter(self.growing.values())).seqs.view)
+
+    def _append_sealed(self, live: LiveTable, sealed: SealedItems) -> None:
+        """Add the live rows of the sealed segments to ``live`` from their item sidecars, in
+        seq order; raises :class:`_SidecarMismatch` when they disagree with the catalog's
+        count of live sealed items."""
+        seqs, ids, columns = [], [], []
+        n_paths = len(self.schema.indexed)
+        for seg in sorted(self.segments, key=lambda x: x.row.min_seq):
+            seg_ids = sidecar.read_ids(seg.extras)
+            seg_cols = sidecar.read_columns(seg.extras, n_paths)
+            if len(seg_ids) != len(seg.seqs) or any(len(c.kinds) != len(seg.seqs)
+                                                    for c in seg_cols):
+                raise CorruptFile(str(self.path / SEGMENTS / seg.row.name),
+                                  "item sidecar rows do not match the segment's rows")
+            if sealed.dead is not None:
+                rows = np.flatnonzero(~isin_sorted(seg.seqs, sealed.dead))
+            elif sealed.alive is not None:
+                rows = np.flatnonzero(isin_sorted(seg.seqs, sealed.alive))
+            else:
+                rows = None
+            if rows is not None and len(rows) < len(seg.seqs):
+                seg_ids = (seg_ids[rows] if isinstance(seg_ids, np.ndarray)
+                           else [seg_ids[i] for i in rows.tolist()])
+                seg_cols = [c.take(rows) for c in seg_cols]
+                seqs.append(seg.seqs[rows])
+            else:
+                seqs.append(np.asarray(seg.seqs))
+            ids.append(seg_ids)
+            columns.append(seg_cols)
+        all_seqs = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
+        if len(all_seqs) != sealed.count:
+            raise _SidecarMismatch(f"{len(all_seqs)} live sealed rows in the sidecars, "
+                                   f"{sealed.count} in the catalog")
+        all_ids: np.ndarray | list[Any]
+        if all(isinstance(i, np.ndarray) for i in ids):
+            all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        else:
+            all_ids = [k for part in ids
+                       for k in (part.tolist() if isinstance(part, np.ndarray) else part)]
+        all_cols = [Encoded.concat([c[i] for c in columns]) for i in range(n_paths)]
+        if len(all_seqs) > 1 and not bool((np.diff(all_seqs) > 0).all()):
+            order = np.argsort(all_seqs, kind="stable")  # merged segments' seq ranges overlap
+            all_seqs = all_seqs[order]
+            all_ids = (all_ids[order] if isinstance(all_ids, np.ndarray)
+                       else [all_ids[i] for i in order.tolist()])
+            all_cols = [c.take(order) for c in all_cols]
+        live.append(all_seqs, all_ids, None, columns=all_cols)
 
     def _catch_up(self, ch: Changes) -> list[int]:
         """Apply another process's commits: new items, deletes, new growing chunks, and the
@@ -339,7 +452,8 @@ class SegmentStore:
         if len(seqs) != row.nrows or (len(seqs) and (seqs[0] != row.min_seq
                                                      or seqs[-1] != row.max_seq)):
             raise CorruptFile(where, "row seqs do not match the catalog")
-        return Segment(row, np.asarray(seqs), fields)
+        extras = {k: v for k, v in files.arrays.items() if k.startswith("@")}
+        return Segment(row, np.asarray(seqs), fields, extras=extras)
 
     def _check_coverage(self, live: np.ndarray, growing_seqs: np.ndarray) -> None:
         """Every item of ``live`` (sorted seqs) must have vectors in the growing segment or in
@@ -366,8 +480,14 @@ class SegmentStore:
         self.growing_log.remove_other_generations(self.cursor.generation)
 
     def refresh(self) -> None:
-        """Reload if another connection committed since we last looked. Under ``mutex``."""
+        """Before a write: reload if another connection committed since we last looked, the
+        catalog's check passed first. Under ``mutex``."""
         self.check_alive()
+        if self.checks is not None:
+            self.wait_checks()  # never write into a catalog that failed its check
+        self.refresh_state()
+
+    def refresh_state(self) -> None:
         if self.catalog.data_version() != self.version:
             self.sync()
         if self.lock.held and self._recover():
@@ -632,7 +752,7 @@ class SegmentStore:
         rows = np.flatnonzero(alive)
         if len(rows):
             seqs = g0.seqs.view[rows]
-            arrays: dict[str, np.ndarray] = {"seqs": seqs}
+            arrays: dict[str, np.ndarray] = {"seqs": seqs, **self.live.sidecar(seqs)}
             for name, g in self.growing.items():
                 kind = kind_of(self.fields[name])
                 arrays |= kind.sealed_arrays(name, kind.take(g.data, rows))
@@ -727,7 +847,8 @@ class SegmentStore:
                 shutil.rmtree(self.path / INDEXES / folder, ignore_errors=True)
 
     def merge_rows(self, parts: list[tuple[Segment, np.ndarray]]) -> dict[str, np.ndarray]:
-        arrays = {"seqs": np.concatenate([s.seqs[r] for s, r in parts])}
+        arrays = {"seqs": np.concatenate([s.seqs[r] for s, r in parts]),
+                  **sidecar.concat([sidecar.take(s.extras, r) for s, r in parts])}
         for name, spec in self.fields.items():
             kind = kind_of(spec)
             arrays |= kind.sealed_arrays(name, kind.merge(spec, [(s.fields[name], r)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -32,7 +33,7 @@ from .ast import Compare, Exists, In, Leaf, Path
 from .parse import MAX_SAFE_INT
 from .reference import MISSING, is_number, leaf_matches_value, resolve
 
-__all__ = ["Column"]
+__all__ = ["Column", "Encoded"]
 
 # Kind codes of a row's value, or of a list element (an element is never K_MISSING nor K_SLOW:
 # a list holding an element that float64 cannot represent makes its whole row K_SLOW).
@@ -43,6 +44,50 @@ Int8s: TypeAlias = npt.NDArray[np.int8]
 Floats: TypeAlias = npt.NDArray[np.float64]
 Int32s: TypeAlias = npt.NDArray[np.int32]
 Bools: TypeAlias = npt.NDArray[np.bool_]
+
+
+_VALUED = (K_STRING, K_SLOW, K_LIST)  # the kinds whose rows carry their value in Encoded
+
+
+@dataclass
+class Encoded:
+    """Rows of a column as arrays: each row's kind and number, and the values of the rows
+    whose kind needs one (strings, lists, "slow" rows) at ``rows`` (sorted), in row order."""
+
+    kinds: Int8s
+    nums: Floats
+    rows: npt.NDArray[np.int64]
+    values: list[Any]
+
+    def take(self, positions: npt.NDArray[np.int64]) -> Encoded:
+        """The rows at ``positions`` (distinct), in that order."""
+        where = np.full(len(self.kinds), -1, dtype=np.int64)
+        where[positions] = np.arange(len(positions))
+        new = where[self.rows]
+        keep = np.flatnonzero(new >= 0)
+        order = keep[np.argsort(new[keep], kind="stable")]
+        return Encoded(self.kinds[positions], self.nums[positions], new[order],
+                       [self.values[j] for j in order.tolist()])
+
+    @staticmethod
+    def concat(parts: Sequence[Encoded]) -> Encoded:
+        """The rows of ``parts``, one after the other."""
+        if not parts:
+            return Encoded(np.zeros(0, np.int8), np.zeros(0), np.zeros(0, np.int64), [])
+        bases = np.cumsum([0] + [len(p.kinds) for p in parts[:-1]])
+        return Encoded(np.concatenate([p.kinds for p in parts]),
+                       np.concatenate([p.nums for p in parts]),
+                       np.concatenate([p.rows + b for p, b in zip(parts, bases, strict=True)]),
+                       [v for p in parts for v in p.values])
+
+
+def _element(kind: int, num: float, text: str | None) -> Any:
+    """A list element rebuilt from its kind, number and string."""
+    if kind == K_NUMBER:
+        return num
+    if kind == K_STRING:
+        return text
+    return {K_NULL: None, K_FALSE: False, K_TRUE: True, K_LIST: []}.get(kind, {})
 
 
 class Column:
@@ -97,46 +142,63 @@ class Column:
                       for p in payloads]
         else:
             values = [resolve(payload, self.path) for payload in payloads]
-        start, count = self._n, len(values)
-        self._reserve(start + count)
+        self.extend_values(values)
+
+    def extend_values(self, values: Sequence[Any]) -> None:
+        """Append rows whose values at :attr:`path` are already resolved (``MISSING`` where a
+        payload has none)."""
         # each row's kind: by exact type for the common JSON types, by _kind_of for the rest
         kind_list = [_KIND_OF_TYPE.get(type(v), -1) for v in values]
         if -1 in kind_list:
             kind_list = [k if k != -1 else _kind_of(v)
                          for k, v in zip(kind_list, values, strict=True)]
         kinds = np.array(kind_list, dtype=np.int8)
-        nums = np.full(count, np.nan)
-        codes = np.full(count, -1, dtype=np.int32)
+        nums = np.full(len(values), np.nan)
         rows = np.flatnonzero(kinds == K_NUMBER)
         if len(rows):
             nums[rows] = [float(values[i]) + 0.0 for i in rows.tolist()]  # -0.0 -> 0.0
-        rows = np.flatnonzero(kinds == K_STRING)
-        if len(rows):
-            texts = [values[i] for i in rows.tolist()]
+        rows = np.flatnonzero(np.isin(kinds, _VALUED))
+        self.extend_encoded(Encoded(kinds, nums, rows, [values[i] for i in rows.tolist()]))
+
+    def extend_encoded(self, enc: Encoded) -> None:
+        """Append the rows of ``enc`` (what :meth:`encoded` returns): kinds and numbers as
+        arrays, values only for the strings, lists and "slow" rows."""
+        kinds = enc.kinds.astype(np.int8, copy=True)
+        start, count = self._n, len(kinds)
+        self._reserve(start + count)
+        codes = np.full(count, -1, dtype=np.int32)
+        value_kinds = kinds[enc.rows]
+        picked = np.flatnonzero(value_kinds == K_STRING)
+        if len(picked):
+            texts = [enc.values[j] for j in picked.tolist()]
             known = self._codes.get
             found = [known(t) for t in texts]
             got: list[int] = (
                 [self._intern(t) if c is None else c  # new strings, interned in row order
                  for c, t in zip(found, texts, strict=True)] if None in found
                 else found)  # type: ignore[assignment]
-            codes[rows] = got
+            codes[enc.rows[picked]] = got
         # The elements of the list rows, flattened, and the row position of each.
         items: list[Any] = []
         owners: list[int] = []
-        for i in np.flatnonzero(kinds == K_LIST).tolist():
-            items.extend(values[i])
-            owners.extend([start + i] * len(values[i]))
-        # the rows that the reference decides, one by one
-        slow: list[int] = (np.flatnonzero(kinds == K_SLOW) + start).tolist()
+        lists = np.flatnonzero(value_kinds == K_LIST).tolist()
+        for j in lists:
+            value = enc.values[j]
+            items.extend(value)
+            owners.extend([start + int(enc.rows[j])] * len(value))
+        # the rows that the reference decides, one by one: row -> value
+        slow = {start + int(enc.rows[j]): enc.values[j]
+                for j in np.flatnonzero(value_kinds == K_SLOW).tolist()}
         item_kinds = [_kind_of(item) for item in items]
         if K_SLOW in item_kinds:  # a list holding a huge int: the reference decides that row
             slow_lists = {owners[j] for j, kind in enumerate(item_kinds) if kind == K_SLOW}
+            slow |= {start + int(enc.rows[j]): enc.values[j] for j in lists
+                     if start + int(enc.rows[j]) in slow_lists}
             kept = [j for j, row in enumerate(owners) if row not in slow_lists]
             items = [items[j] for j in kept]
             owners = [owners[j] for j in kept]
             item_kinds = [item_kinds[j] for j in kept]
             kinds[[row - start for row in slow_lists]] = K_SLOW
-            slow.extend(slow_lists)
         if items:
             el_start, el_end = self._el_n, self._el_n + len(items)
             self._reserve_elements(el_end)
@@ -147,13 +209,36 @@ class Column:
             self._el_n = el_end
         end = start + count
         self._kind[start:end] = kinds
-        self._num[start:end] = nums
+        self._num[start:end] = np.where(kinds == K_NUMBER, enc.nums, np.nan)
         self._code[start:end] = codes
         self._raw_rows += len(slow)
-        for row in slow:
-            value = values[row - start]
+        for row, value in slow.items():
             self._raw[row] = list(value) if isinstance(value, list) else value
         self._n = end
+
+    def encoded(self, positions: npt.ArrayLike) -> Encoded:
+        """The rows at ``positions`` in the form :meth:`extend_encoded` takes; it makes the
+        same rows. List elements that are not scalars come back as ``{}`` or ``[]`` (nothing
+        matches them but their kind)."""
+        pos = np.asarray(positions, dtype=np.intp)
+        kinds = self._kind[pos].copy()
+        rows = np.flatnonzero(np.isin(kinds, _VALUED))
+        count = np.bincount(self._el_row[: self._el_n], minlength=self._n)
+        start = np.cumsum(count) - count
+        values: list[Any] = []
+        for r in rows.tolist():
+            p, kind = int(pos[r]), int(kinds[r])
+            if kind == K_STRING:
+                values.append(self._strings[int(self._code[p])])
+            elif kind == K_SLOW:
+                values.append(self._raw[p])
+            else:
+                a = int(start[p])
+                values.append([_element(int(self._el_kind[j]), float(self._el_num[j]),
+                                        self._strings[int(self._el_code[j])]
+                                        if self._el_code[j] >= 0 else None)
+                               for j in range(a, a + int(count[p]))])
+        return Encoded(kinds, self._num[pos].copy(), rows.astype(np.int64), values)
 
     def take(self, positions: npt.ArrayLike) -> Column:
         """Return a new column keeping the rows at ``positions``, in that order.

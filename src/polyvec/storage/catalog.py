@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import CorruptFile, FormatVersionError, InvalidArgument, Locked, ReadOnly
+from . import sidecar
 from .growing import ChunkRow, TailChunk
 from .segment import Checks
 from .stamp import CommitStamp
@@ -159,6 +160,21 @@ class ItemColumns:
 
 
 @dataclass(frozen=True)
+class SealedItems:
+    """Which rows of the sealed segments are alive, for an open that takes their ids and
+    indexed values from the segments' sidecars (:mod:`.sidecar`) instead of the item rows.
+
+    ``count`` live items have a seq up to ``upto`` (the sealed segments' last seq). Which ones:
+    every sealed row when ``count`` is the segments' row count; else the rows whose seq is not
+    in ``dead`` (the whole delete log, when it was never pruned), else those in ``alive``."""
+
+    upto: int
+    count: int
+    dead: np.ndarray | None = None
+    alive: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Cursor:
     """What a reader has seen: where to catch up from (see :meth:`Catalog.changes_since`)."""
 
@@ -190,6 +206,8 @@ class Changes:
     segments: list[SegmentRow] | None
     indexes: list[IndexRow] | None
     legacy_vectors: dict[str, list[tuple[int, bytes]]] | None = None  # format 1, unmigrated
+    # full reads of segments with item sidecars: ``items`` are then only the growing ones
+    sealed: SealedItems | None = None
 
 
 class Catalog:
@@ -382,18 +400,21 @@ class Catalog:
 
     # -- reading everything --------------------------------------------------------------------
 
-    def changes_since(self, cursor: Cursor | None) -> tuple[int, Changes]:
+    def changes_since(self, cursor: Cursor | None, *, sidecars: bool = True
+                      ) -> tuple[int, Changes]:
         """What changed since ``cursor`` (everything when ``None``), read and verified in one
         read snapshot; returns the data version it was read at, with the changes.
 
         The cost is proportional to what changed: items newer than ``cursor.seq``, delete-log
         rows after ``cursor.deletes``, new growing chunks, and the small segment/index/meta
         tables only when the epoch moved. A full read is returned instead when the delete log
-        was pruned past the cursor, the schema changed, or the catalog is of format 1.
+        was pruned past the cursor, the schema changed, or the catalog is of format 1; with
+        ``sidecars`` and every segment carrying item sidecars, it reads the item rows of the
+        growing segment only, and :class:`SealedItems` for the sealed ones.
         """
-        return self.read(self._changes, cursor)
+        return self.read(self._changes, cursor, sidecars)
 
-    def _changes(self, cursor: Cursor | None) -> Changes:
+    def _changes(self, cursor: Cursor | None, sidecars: bool = True) -> Changes:
         head = self._meta_rows(("next_seq", "epoch", "generation", "deletes_pruned",
                                 "format_version", "schema"))
         if head.get("format_version") == 1:
@@ -404,7 +425,7 @@ class Catalog:
         keep = bool((head.get("schema") or {}).get("indexed"))
         if (cursor is None or cursor.deletes < int(head["deletes_pruned"])
                 or cursor.schema != schema):
-            return self._full(schema, keep)
+            return self._full(schema, keep, sidecars)
         deleted = self._deleted_after(cursor.deletes)
         new_gen = generation != cursor.generation
         chunks = self._chunks(generation, -1 if new_gen else cursor.chunk_seq)
@@ -422,8 +443,11 @@ class Catalog:
             segments=self._segments() if moved else None,
             indexes=self._indexes() if moved else None)
 
-    def _full(self, schema: str, keep_payloads: bool) -> Changes:
+    def _full(self, schema: str, keep_payloads: bool, sidecars: bool = True) -> Changes:
         meta = self.read_meta()
+        segments = self._segments()
+        n_paths = len((meta.get("schema") or {}).get("indexed") or ())
+        sealed = self._sealed_items(segments, meta, n_paths) if sidecars else None
         generation = int(meta["generation"])
         chunks = self._chunks(generation, -1)
         (last_delete,) = self.conn.execute("SELECT COALESCE(MAX(pos), 0) FROM deletes"
@@ -432,10 +456,35 @@ class Catalog:
                                                                    int(meta["deletes_pruned"])),
                         epoch=int(meta["epoch"]), generation=generation,
                         chunk_seq=chunks[-1].first_seq if chunks else -1, schema=schema)
-        return Changes(full=True, cursor=cursor, meta=meta,
-                       items=self._items("", (), keep_payloads),
+        items = (self._items("", (), keep_payloads) if sealed is None else
+                 self._items("WHERE seq > ?", (sealed.upto,), keep_payloads))
+        return Changes(full=True, cursor=cursor, meta=meta, items=items,
                        deleted=[], new_generation=True, chunks=chunks,
-                       segments=self._segments(), indexes=self._indexes())
+                       segments=segments, indexes=self._indexes(), sealed=sealed)
+
+    def _sealed_items(self, segments: list[SegmentRow], meta: dict[str, Any],
+                      n_paths: int) -> SealedItems | None:
+        """Which sealed rows are alive, read without their item rows; ``None`` when some
+        segment has no item sidecars (its items are read from the item rows)."""
+        if not segments or not all(sidecar.has_sidecars(r.manifest, n_paths)
+                                   for r in segments):
+            return None
+        upto = max(r.max_seq for r in segments)
+        # all items (counted on the key index, a fraction of the table's pages) less the
+        # growing ones (a range of the table)
+        (total,) = self.conn.execute("SELECT COUNT(*) FROM items").fetchone()
+        (newer,) = self.conn.execute("SELECT COUNT(*) FROM items WHERE seq > ?",
+                                     (upto,)).fetchone()
+        count = int(total) - int(newer)
+        if count == sum(r.nrows for r in segments):
+            return SealedItems(upto, int(count))
+        if int(meta.get("deletes_pruned", 0)) == 0:
+            dead = np.array([seq for _, seq in self._deleted_after(0) if seq <= upto],
+                            dtype=np.int64)
+            return SealedItems(upto, int(count), dead=np.unique(dead))
+        alive = np.fromiter((r[0] for r in self.conn.execute(
+            "SELECT seq FROM items WHERE seq <= ? ORDER BY seq", (upto,))), dtype=np.int64)
+        return SealedItems(upto, int(count), alive=alive)
 
     def _full_v1(self) -> Changes:
         meta = self.read_meta()
@@ -494,6 +543,10 @@ class Catalog:
                 payloads += [r[2] for r in rows]
         return ItemColumns(np.concatenate(seqs) if seqs else np.zeros(0, np.int64), keys,
                            payloads)
+
+    def verify_items(self) -> int:
+        """Read every item row and check its checksum; returns how many there are."""
+        return len(self._items("", (), False).seqs)
 
     def _deleted_after(self, pos: int) -> list[tuple[int, int]]:
         out = []

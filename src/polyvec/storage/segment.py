@@ -14,7 +14,7 @@ import os
 import shutil
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +136,17 @@ class Checks:
     def file(self, fpath: Path, crc: int) -> None:
         """Check ``fpath``'s CRC-32 against ``crc`` in the background."""
         self.call(lambda: _check_crc(fpath, crc))
+
+    def done(self) -> bool:
+        """Whether every check submitted so far has finished."""
+        return all(job.done() for job in self._jobs)
+
+    def wait_passed(self) -> bool:
+        """Wait for the checks submitted so far; whether all passed (raises nothing)."""
+        try:
+            return all(job.exception() is None for job in list(self._jobs))
+        except CancelledError:  # dropped by close: something else failed first
+            return False
 
     def wait(self) -> None:
         """Wait for every check; raise the first failure in submission order."""

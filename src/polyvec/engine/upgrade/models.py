@@ -372,6 +372,7 @@ class Models:
         if spec is None:
             raise ModelMismatch(self._unknown_version(name, model))
         queries, single = v.check_query(Dense(spec.dim, spec.metric), query)
+        k = v.cap_k(k, len(self.store.current().live_seqs), len(queries))
         ids, scores, info = self.store.consistent(self._search_as, queries, k, name, model, node,
                                              target_recall, params)
         return ids, scores, info, single
