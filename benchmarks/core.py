@@ -427,6 +427,12 @@ def frontier_race(systems: list[System], q: np.ndarray, recall: Callable[[np.nda
     rounds over each system's frontier settings around LEVEL, the systems alternated (their
     order rotates each round). Returns per system the QPS at LEVEL per round."""
     rows = list(q)
+    for s in systems:  # numba's runtime up first: no system's first pass walks without it
+        for _, fn in s.settings[:1]:
+            fn(rows[0])
+    from polyvec._kernels._numba import wait_warm
+
+    wait_warm(600)
     for s in systems:
         rec_fn = (recall_of or {}).get(s.name, recall)
         first_qps: list[float] = []

@@ -10,9 +10,16 @@ import faiss
 import numpy as np
 import pytest
 
-from polyvec._kernels.graph import GraphSearcher, graph_from_faiss, scan_numpy, walk_numpy
+from polyvec._kernels.graph import (
+    GraphSearcher,
+    graph_from_faiss,
+    query_weights,
+    scan_numpy,
+    scan_weights,
+    walk_numpy,
+)
 from polyvec._kernels.refine import refine_topk
-from polyvec.errors import DimensionMismatch
+from polyvec.errors import DimensionMismatch, InvalidArgument
 from polyvec.factory import parse_index
 from polyvec.index import QueryParams
 from polyvec.index.build import build_index
@@ -157,6 +164,44 @@ def test_row_scan_equals_twin_and_exact_codes(l2: bool, sq8: bool, tmp_path: Pat
     assert (r3[:, 5:] == -1).all() and sorted(r3[0, :5]) == sorted(rows[:5])
     with pytest.raises(DimensionMismatch):
         walker.search(q, 1, 20, rows=np.array([N]))
+
+
+@pytest.mark.parametrize("l2", [False, True])
+def test_sq8_scan_integer_scores_track_the_codes_and_scan_of_sel_equals_rows(l2: bool) -> None:
+    x, q = _data(l2, seed=11)
+    g = graph_from_faiss(_faiss(x, l2, True), l2)
+    assert g is not None
+    sel = np.random.default_rng(12).random(N) < 0.2
+    rows = np.flatnonzero(sel)
+    walker = GraphSearcher(g)
+    # the kernel's compaction of a selection is np.flatnonzero
+    from polyvec._kernels.graph import _compiled_rows
+    np.testing.assert_array_equal(_compiled_rows()(sel), rows)
+    assert len(_compiled_rows()(np.zeros(N, bool))) == 0
+    s_rows, r_rows = walker.search(q, 1, 20, rows=rows)
+    s_sel, r_sel = walker.search(q, 1, 20, sel=sel, scan=True)
+    np.testing.assert_array_equal(r_sel, r_rows)
+    np.testing.assert_array_equal(s_sel, s_rows)
+    # int16 weights: the scores stay within a hair of the float scores of the same codes
+    w, bias = query_weights(g, q)
+    c = g.codes[rows].astype(np.float64)
+    exact = w.astype(np.float64) @ c.T + bias[:, None]
+    if l2:
+        exact = 2 * exact - g.norms[rows][None, :] - (q.astype(np.float64) ** 2).sum(1)[:, None]
+    got = np.take_along_axis(exact, np.searchsorted(rows, r_sel), axis=1)
+    np.testing.assert_allclose(s_sel, got, rtol=1e-4, atol=1e-3 * np.abs(exact).max())
+    wi, inv = scan_weights(w)
+    assert wi.dtype == np.int16 and np.abs(wi).max() <= 32767
+    with pytest.raises(InvalidArgument):
+        walker.search(q, 1, 20, scan=True)
+
+
+def test_scan_weights_never_overflow_int32() -> None:
+    for d in (4, 384, 4096, 20000):
+        w = np.full((1, d), -3.0, np.float32)
+        wi, inv = scan_weights(w)
+        assert np.abs(wi.astype(np.int64)).sum() * 255 <= 2**31 - 1, d
+        np.testing.assert_allclose(wi * inv[:, None], w, rtol=1e-3)
 
 
 def test_filtered_index_search_uses_the_walk_and_keeps_its_guarantees() -> None:

@@ -387,3 +387,25 @@ def test_cli_reads_ids_as_strings_unless_int_ids(tmp_path):
     bad = _run([*py, "add", "c", "--ids", str(ids), "--vectors", f"v={vec}", "--int-ids",
                 "--upsert"])
     assert bad.returncode == 2 and "expected an integer id, got '2048-qt'" in bad.stderr
+
+
+def test_an_hnsw_build_reports_progress_as_it_adds(tmp_path):
+    """One segment's build advances its bar step by step, not only when it ends (a 1M-row
+    build takes minutes)."""
+    from polyvec import _progress
+    from polyvec.factory import parse_index
+    from polyvec.index import build_index
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.steps: list[int] = []
+
+        def update(self, rows: int) -> None:
+            self.steps.append(rows)
+
+    x = np.random.default_rng(0).standard_normal((25_000, 8)).astype(np.float32)
+    rec = Recorder()
+    with _progress.reporting(rec) as done:
+        idx = build_index(x, parse_index("HNSW16"), "l2")
+    assert rec.steps == [10_000, 10_000, 5_000] and done[0] == 25_000
+    assert idx.search(x[:5], 1)[1][:, 0].tolist() == [0, 1, 2, 3, 4]

@@ -7,12 +7,15 @@ long job is never silent. ``POLYVEC_PROGRESS=0`` turns them off, ``=1`` on for a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["bar", "LINE_SECONDS"]
+__all__ = ["bar", "LINE_SECONDS", "report", "reporting"]
 
 LINE_SECONDS = 5.0
 
@@ -68,3 +71,32 @@ def bar(total: int, desc: str, *, unit: str = "rows", initial: int = 0,
 
     b.close = close_all
     return b
+
+
+# the bar that a long step deep below (one index build) advances as it goes, if any
+_sink: ContextVar[Any] = ContextVar("polyvec_progress_sink", default=None)
+
+
+@contextlib.contextmanager
+def reporting(b: Any) -> Iterator[Any]:
+    """Within the block, :func:`report` advances ``b`` (which may be ``None``: then nothing
+    does). Yields a counter of the rows reported, so the caller can settle the remainder."""
+    done = [0]
+
+    def add(rows: int) -> None:
+        done[0] += rows
+        if b is not None:
+            b.update(rows)
+
+    token = _sink.set(add)
+    try:
+        yield done
+    finally:
+        _sink.reset(token)
+
+
+def report(rows: int) -> None:
+    """Advance the progress of the enclosing :func:`reporting` block by ``rows``, if any."""
+    add = _sink.get()
+    if add is not None:
+        add(rows)

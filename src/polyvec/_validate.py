@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -420,6 +420,27 @@ def check_dense_query(spec: FieldSpec, q: object) -> tuple[np.ndarray, bool]:
         return _check_matrix(arr, f32, "query", None), False
     raise DimensionMismatch(f"query: expected shape ({spec.dim},) or (nq, {spec.dim}), "
                             f"got {arr.shape}")
+
+
+def dense_query_checker(spec: FieldSpec) -> Callable[[object], tuple[np.ndarray, bool]]:
+    """:func:`check_dense_query` of ``spec`` as one callable: a single float vector takes
+    the same copy and the same normalization kernel, found once numba's runtime is up (see
+    :func:`norm_rows`) instead of on every call; anything else goes through
+    :func:`check_dense_query` itself."""
+    dim, cosine = spec.dim, spec.metric == "cosine"
+    kernel: list[Any] = []
+
+    def check(q: object) -> tuple[np.ndarray, bool]:
+        if type(q) is np.ndarray and q.ndim == 1 and q.shape[0] == dim and q.dtype.kind == "f":
+            if not kernel and resolve_backend("auto", light=True) == "numba":
+                kernel.append(_norm_rows_numba.compiled())  # type: ignore[attr-defined]
+            if kernel:
+                one = np.array(q, dtype=np.float32, ndmin=2)  # a copy: normalized in place
+                if kernel[0](one, cosine) == -1:
+                    return one, True
+        return check_dense_query(spec, q)
+
+    return check
 
 
 def check_multi_query(spec: FieldSpec, q: object) -> tuple[list[np.ndarray], bool]:

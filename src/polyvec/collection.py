@@ -221,6 +221,10 @@ class Collection:
         Searches from several threads run in parallel: each reads the snapshot published by
         the last write and holds no lock while it scans (see ``docs/ARCHITECTURE.md``).
         """
+        if filter is None and model is None and candidates is None and rerank_depth is None:
+            got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample)
+            if got is not None:  # a built collection's common case (see SearchExecutor.quick)
+                return got
         k = v.check_k(k)
         st = self._store
         name, spec = st.field(field)

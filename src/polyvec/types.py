@@ -38,6 +38,14 @@ class SearchResult:
     scores: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def made(cls, ids: np.ndarray, scores: np.ndarray, info: dict[str, Any]) -> SearchResult:
+        """``SearchResult(ids, scores, info)`` for a search's hot path: the same frozen
+        object, its fields set in one step rather than one ``object.__setattr__`` each."""
+        out = object.__new__(cls)
+        out.__dict__.update(ids=ids, scores=scores, info=info)
+        return out
+
     def __len__(self) -> int:
         return len(self.ids)
 

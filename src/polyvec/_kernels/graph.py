@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DimensionMismatch
+from ..errors import DimensionMismatch, InvalidArgument
 from ._numba import register_warmer
 
-__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "query_weights", "scan_numpy",
-           "walk_numpy"]
+__all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "graph_from_serialized",
+           "query_weights", "scan_numpy", "scan_weights", "walk_numpy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +91,78 @@ def graph_from_faiss(index: Any, l2: bool) -> Graph | None:
         cum=faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64),
         entry=int(h.entry_point), max_level=int(h.max_level), codes=codes, scale=scale,
         center=center, norms=norms, owner=index)
+
+
+def graph_from_serialized(blob: np.ndarray, l2: bool) -> Graph | None:
+    """The graph of a serialized ``IndexHNSWSQ`` (QT_8bit), read from the bytes themselves:
+    no faiss import, no deserialization (an open's first query walks it with the numpy twin
+    while numba starts). ``None`` when the bytes are not that layout, as faiss's
+    ``write_index`` lays it out (``IHNs``: index header, the HNSW vectors, then the ``IxSQ``
+    storage); every size is checked against the others."""
+    b = np.asarray(blob)
+    if b.dtype != np.uint8 or b.ndim != 1:
+        return None
+    pos = 0
+
+    def take(nbytes: int) -> np.ndarray:
+        nonlocal pos
+        if nbytes < 0 or pos + nbytes > len(b):
+            raise ValueError("truncated")
+        out = b[pos:pos + nbytes]
+        pos += nbytes
+        return out
+
+    def scalar(dtype: str) -> int:
+        return int(take(np.dtype(dtype).itemsize).view(dtype)[0])
+
+    def vector(dtype: str) -> np.ndarray:
+        size = scalar("<i8")
+        return take(size * np.dtype(dtype).itemsize).view(dtype)
+
+    def header(fourcc: bytes) -> tuple[int, int, int]:
+        if take(4).tobytes() != fourcc:
+            raise ValueError("layout")
+        d, n = scalar("<i4"), scalar("<i8")
+        take(17)  # two unused int64s, is_trained
+        metric = scalar("<i4")
+        if metric > 1:
+            take(4)  # metric_arg
+        return d, n, metric
+
+    try:
+        d, n, _ = header(b"IHNs")
+        vector("<f8")  # assign_probas
+        cum = vector("<i4").astype(np.int64)
+        levels = vector("<i4")
+        offsets = vector("<u8").view(np.int64)
+        neighbors = vector("<i4")
+        entry, max_level = scalar("<i4"), scalar("<i4")
+        take(12)  # efConstruction, efSearch, upper_beam
+        d2, n2, _ = header(b"IxSQ")
+        qtype, _, _ = scalar("<i4"), scalar("<i4"), take(4)
+        sq_d, code_size = scalar("<i8"), scalar("<i8")
+        trained = vector("<f4").astype(np.float32)
+        codes = vector("<u1")
+    except ValueError:
+        return None
+    if (pos != len(b) or qtype != 0 or d != d2 or n != n2 or sq_d != d or code_size != d
+            or len(levels) != n or len(offsets) != n + 1 or int(offsets[-1]) != len(neighbors)
+            or len(codes) != n * d or len(trained) != 2 * d or not 0 <= entry < max(n, 1)
+            or n == 0):
+        return None
+    # writable, aligned copies (the bytes are a read-only map at unaligned offsets): the
+    # walk kernel is compiled and cached for the arrays faiss's own graphs give it
+    neighbors, offsets, codes = np.array(neighbors), np.array(offsets), np.array(codes)
+    codes = codes.reshape(n, d)
+    scale = (trained[d:] / np.float32(255.0)).astype(np.float32)
+    center = (trained[:d] + np.float32(0.5) * scale).astype(np.float32)
+    norms = None
+    if l2:
+        x = center + codes * scale
+        norms = np.einsum("ij,ij->i", x, x).astype(np.float32)
+    return Graph(neighbors=neighbors, offsets=offsets, cum=cum, entry=entry,
+                 max_level=max_level, codes=codes, scale=scale, center=center, norms=norms,
+                 owner=blob)
 
 
 def query_weights(g: Graph, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,8 +237,13 @@ def scan_numpy(g: Graph, q: np.ndarray, rows: np.ndarray, kc: int
     top-``kc`` ``(scores, rows)`` of each query among those rows' codes; equal scores keep
     the order of ``rows``."""
     w, bias = query_weights(g, q)
-    c = g.codes[rows].astype(np.float32)
-    s = w @ c.T + bias[:, None]
+    c = g.codes[rows]
+    if g.scale is None:
+        s = w @ c.astype(np.float32).T + bias[:, None]
+    else:  # 8-bit codes: the kernel's integer dot products
+        wi, inv = scan_weights(w)
+        s = (wi.astype(np.int64) @ c.T.astype(np.int64)).astype(np.float32) * inv[:, None] \
+            + bias[:, None]
     if g.norms is not None:
         s = 2.0 * s - g.norms[rows][None, :] - np.einsum("ij,ij->i", q, q)[:, None]
     kc_ = min(kc, len(rows))
@@ -176,6 +253,19 @@ def scan_numpy(g: Graph, q: np.ndarray, rows: np.ndarray, kc: int
     out_s[:, :kc_] = np.take_along_axis(s, order, axis=1)
     out_r[:, :kc_] = np.asarray(rows, dtype=np.int64)[order]
     return out_s, out_r
+
+
+def scan_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's integer form of the SQ8 weights ``w`` (nq, d): ``(wi, inv)`` with
+    ``w·c ≈ (wi·c) * inv`` for 8-bit codes ``c``; ``wi`` int16, scaled per query so that
+    ``|wi|`` reaches ``min(32767, (2³¹ - 1) // (255 d))`` and no sum of ``d`` products leaves
+    int32 (each weight rounded to ~1/2¹⁵ of the largest: far below the codes' own error)."""
+    w = np.asarray(w, dtype=np.float32)
+    big = np.abs(w).max(axis=1)
+    big[big == 0] = 1.0
+    f = np.float32(min(32767, (2**31 - 1) // (255 * w.shape[1]))) / big
+    wi = np.rint(w * f[:, None]).astype(np.int16)
+    return wi, (np.float32(1.0) / f).astype(np.float32)
 
 
 def _links(g: Graph, node: int, level: int) -> list[int]:
@@ -193,6 +283,14 @@ def _compiled() -> Any:
     from ._graph_numba import search
 
     return search
+
+
+@functools.cache
+def _compiled_rows() -> Any:
+    """The numba ``flatnonzero`` of a selection (see ``_graph_numba.selected_rows``)."""
+    from ._graph_numba import selected_rows
+
+    return selected_rows
 
 
 class GraphSearcher:
@@ -228,7 +326,7 @@ class GraphSearcher:
 
     def search(self, q: np.ndarray, ef: int, kc: int, *, rerank: np.ndarray | None = None,
                qr: np.ndarray | None = None, k: int = 0, sel: np.ndarray | None = None,
-               rows: np.ndarray | None = None, threads: int = 1
+               rows: np.ndarray | None = None, scan: bool = False, threads: int = 1
                ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``kc`` walk candidates of each query ``q`` (in the graph's space), or, given
         float32 ``rerank`` vectors, the exact top-``k`` of them for the queries ``qr``.
@@ -237,6 +335,7 @@ class GraphSearcher:
         others (as faiss does with a selector), so a sparse selection wants a wider ``ef``.
         ``rows`` (int64, each in [0, n)): no walk; the codes of these rows are scored one by
         one (a filtered search whose selection is cheaper to scan than to walk).
+        ``scan`` with ``sel``: the same scan of the selected rows (found by the kernel).
         A batch is split over ``threads`` Python threads (the kernel releases the GIL).
         """
         q = _query_arg(q)
@@ -254,7 +353,12 @@ class GraphSearcher:
         if sel is not None and sel.shape != (self.graph.n,):
             raise DimensionMismatch(f"graph search: expected a selection of shape "
                                     f"({self.graph.n},), got {sel.shape}")
-        if rows is not None:
+        if scan:
+            if sel is None or rows is not None:
+                raise InvalidArgument("graph search: scan=True takes a selection (sel=) and "
+                                      "no rows")
+            rows, sel = _compiled_rows()(sel), None
+        elif rows is not None:
             rows = np.ascontiguousarray(rows, dtype=np.int64)
             if rows.ndim != 1 or (len(rows) and not 0 <= rows.min() <= rows.max()
                                   < self.graph.n):
@@ -320,7 +424,10 @@ def _warm_walk() -> None:
               cum=np.array([0, 2]), entry=0, max_level=0, codes=np.zeros((2, d), np.uint8),
               scale=np.ones(d, np.float32), center=np.zeros(d, np.float32), norms=None)
     q = np.zeros((1, d), np.float32)
-    GraphSearcher(g).search(q, 2, 2, rerank=np.zeros((2, d), np.float32), qr=q, k=1)
+    walker = GraphSearcher(g)
+    walker.search(q, 2, 2, rerank=np.zeros((2, d), np.float32), qr=q, k=1)
+    walker.search(q, 2, 2, rerank=np.zeros((2, d), np.float32), qr=q, k=1,
+                  sel=np.ones(2, np.bool_), scan=True)
 
 
 @functools.cache

@@ -82,6 +82,13 @@ class IndexEngine:
         """(scores, rows, what this segment's search used); rows ``-1`` pad the end."""
         raise NotImplementedError
 
+    def prepare(self, idx: Any, k: int, data: Any, mask: np.ndarray | None, params: Any
+                ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        """``queries -> (scores, rows)``: :meth:`search` with every other argument bound,
+        for a search executor's plan that repeats one call (``None``: the engine has no such
+        call, and the executor takes the general path)."""
+        return None
+
     def info(self, name: str, spec: str, segments: list[Segment], n_segments: int
              ) -> dict[str, Any]:
         raise NotImplementedError
@@ -130,6 +137,10 @@ class DenseEngine(IndexEngine):
         s, rows = idx.search(queries, k, params=p, selection=mask, rerank=data)
         return s, rows, {"params": None if p is None else p.to_dict(),
                          "recall_estimate": estimate}
+
+    def prepare(self, idx: Any, k: int, data: Any, mask: np.ndarray | None, params: Any
+                ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        return idx.bind(k, params=params[0], selection=mask, rerank=data)
 
     def info(self, name: str, spec: str, segments: list[Segment], n_segments: int
              ) -> dict[str, Any]:
@@ -302,9 +313,10 @@ class IndexManager:
                            min_total=PROGRESS_ROWS)
         try:
             for seg in todo:
-                out.append(self._build_one(engine, field, seg, spec, fspec, samples))
+                with progress.reporting(bar) as done:  # builds report rows as they add them
+                    out.append(self._build_one(engine, field, seg, spec, fspec, samples))
                 if bar is not None:
-                    bar.update(seg.row.nrows)
+                    bar.update(max(0, seg.row.nrows - done[0]))
         finally:
             if bar is not None:
                 bar.close()
@@ -441,6 +453,13 @@ class IndexManager:
                        data: Any, mask: np.ndarray | None, params: Any
                        ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         return self.engine_of(fspec).search(idx, queries, k, data, mask, params)
+
+    def prepare_segment(self, fspec: FieldSpec, idx: Any, k: int, data: Any,
+                        mask: np.ndarray | None, params: Any
+                        ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        """:meth:`search_segment` with everything but the queries bound (see
+        :meth:`IndexEngine.prepare`)."""
+        return self.engine_of(fspec).prepare(idx, k, data, mask, params)
 
     def search_info(self, field: str, fspec: FieldSpec, used: list[dict[str, Any]]
                     ) -> dict[str, Any]:

@@ -5,7 +5,10 @@ validated once by the facade, the selection (filter and not-deleted, as a mask o
 table's positions) is built once per call, each block (the growing rows, every sealed
 segment) is scanned exactly or searched through its index with that selection, and the
 results are merged into one top-k. One indexed segment and no growing rows (a built
-collection) take a short path: one index call, ids by one gather.
+collection) take a short path: one index call, ids by one gather. There, an unfiltered search
+whose snapshot is current (the commit stamp unchanged) goes through :meth:`SearchExecutor.quick`:
+what it repeats is made once per snapshot (a :class:`Plan`), and once per setting the bound
+index call and the info it reports.
 """
 
 from __future__ import annotations
@@ -14,21 +17,47 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import limits
 from .._kernels import TopK
+from ..errors import PolyvecError
 from ..fields import kind_of
+from ..fields.base import FieldKind
 from ..filters import MatchAll, compile_filter, to_sql
 from ..spec import FieldSpec
+from ..types import SearchResult
 
 if TYPE_CHECKING:
     from .indexes import IndexManager
     from .snapshot import Snapshot
     from .store import SegmentStore
 
-__all__ = ["NeedsCatalog", "SearchExecutor"]
+__all__ = ["NeedsCatalog", "Plan", "SearchExecutor"]
+
+MAX_SETTINGS = 64  # bound calls a plan keeps (settings seen on one snapshot)
 
 
 class NeedsCatalog(Exception):
     """A filter reads a payload path that no in-memory column holds: it needs SQLite."""
+
+
+class Plan:
+    """What an unfiltered search of one field repeats on a snapshot with one indexed segment
+    and no growing rows to search (a built collection): the segment's index entry, alive
+    mask and row ids, and per ``(k, params, target_recall)`` the bound index call (see
+    :meth:`IndexManager.prepare_segment`) with the info it reports and the calibration table
+    it was made with. Made on the snapshot's first such search, dropped with the snapshot."""
+
+    __slots__ = ("name", "spec", "kind", "check", "seg", "entry", "mask", "keys", "live",
+                 "calls")
+
+    def __init__(self, name: str, spec: FieldSpec, kind: FieldKind, seg: Any,
+                 entry: tuple[str, Any], mask: np.ndarray | None, keys: np.ndarray,
+                 live: int) -> None:
+        self.name, self.spec, self.kind, self.seg, self.entry = name, spec, kind, seg, entry
+        self.check = kind.query_checker(spec)
+        self.mask, self.keys, self.live = mask, keys, live
+        # knobs -> (bound index call, info, calibration table, info's nested dicts, k capped)
+        self.calls: dict[Any, tuple[Any, dict[str, Any], Any, tuple[str, ...], int]] = {}
 
 
 class SearchExecutor:
@@ -76,6 +105,119 @@ class SearchExecutor:
         return mask & live.alive.view
 
     # -- search ---------------------------------------------------------------------------
+    def quick(self, query: Any, k: Any, field: Any, target_recall: Any, ef: Any, nprobe: Any,
+              oversample: Any) -> SearchResult | None:
+        """An unfiltered search of a dense array ``query`` (one query or a batch) in the
+        common case, as :meth:`search`'s short path answers it, without repeating what
+        cannot have changed since the snapshot's last such search; ``None``: the caller
+        takes the general path (anything unusual, including every argument the general
+        path refuses, except a query or knob the field's kind rejects: that raises here as
+        it would there, the checks before it having passed).
+
+        The snapshot is the published one when the commit stamp says nobody committed since
+        the last check (what ``SegmentStore.current`` would search, with no lock taken), else
+        ``current()``'s after the handle's checks (see ``Collection._selection``). A
+        setting is looked up by its knobs' values and types: one found was checked when it
+        was first made (:meth:`_first`)."""
+        st = self.store
+        if (type(k) is not int or k < 1 or type(query) is not np.ndarray
+                or (field is not None and type(field) is not str) or st.dropped or st.closed):
+            return None
+        if st.catalog.stamp.unchanged():
+            snap = st.snap
+            assert snap is not None
+        else:  # the general path's checks (the stat, SQLite's data version): it raises theirs
+            try:
+                st.check_alive(read=True)
+                snap = st.current()
+            except PolyvecError:
+                return None
+        plan = snap.plans.get(field, False)
+        if plan is False:
+            plan = snap.plans[field] = self._plan(snap, field)
+        if plan is None or plan.seg.indexes.get(plan.name) is not plan.entry:
+            return None
+        queries, single = plan.check(query)
+        key = (k, ef, type(ef), nprobe, type(nprobe), oversample, type(oversample),
+               target_recall, type(target_recall))
+        try:
+            call = plan.calls.get(key)
+        except TypeError:  # an unhashable knob: the general path says what is wrong
+            return None
+        if call is None or (target_recall is not None
+                            and call[2] is not self.indexes.calibration.get(plan.name)):
+            return self._first(snap, plan, queries, single, k, target_recall, ef, nprobe,
+                               oversample, key)
+        if not 0 < call[4] * len(queries) <= limits.MAX_RESULT_SLOTS:
+            return None
+        scores, rows = call[0](queries)
+        info = call[1].copy()
+        for f in call[3]:
+            info[f] = info[f].copy()
+        if single:
+            return SearchResult.made(plan.keys[rows][0], scores[0], info)
+        return SearchResult.made(plan.keys[rows], scores, info)
+
+    def _plan(self, snap: Snapshot, field: str | None) -> Plan | None:
+        """``field``'s plan on ``snap``, or ``None`` where :meth:`search` would not take its
+        short path (several segments, growing rows that may be returned, no index)."""
+        fields = self.store.fields
+        name = field
+        if name is None:
+            if len(fields) != 1:
+                return None
+            name = next(iter(fields))
+        spec = fields.get(name)
+        if spec is None or len(snap.segments) != 1:
+            return None
+        seg = snap.segments[0]
+        entry = seg.indexes.get(name)
+        if entry is None:
+            return None
+        gseqs, _ = snap.growing[name]
+        if len(gseqs):
+            gmask = snap.growing_mask(name, gseqs)
+            if gmask is None or bool(gmask.any()):
+                return None
+        return Plan(name, spec, kind_of(spec), seg, entry, snap.block_mask(seg.seqs, seg),
+                    snap.row_keys(seg), max(len(snap.live_seqs), 1))
+
+    def _first(self, snap: Snapshot, plan: Plan, queries: Any, single: bool, k: int,
+               target_recall: Any, ef: Any, nprobe: Any, oversample: Any, key: Any
+               ) -> SearchResult | None:
+        """A setting's first search on ``plan``: the facade's checks of the knobs, then
+        :meth:`search`'s short path, whose info and bound index call are kept for the next
+        searches with the same knobs."""
+        if target_recall is not None and not (isinstance(target_recall, float | int)
+                                              and 0 < target_recall <= 1):
+            return None  # the general path says what is wrong
+        name, spec, seg = plan.name, plan.spec, plan.seg
+        params = plan.kind.search_params(name, ef=ef, nprobe=nprobe, oversample=oversample,
+                                         candidates=None, rerank_depth=None)
+        k = min(k, plan.live)
+        if not 0 < k * len(queries) <= limits.MAX_RESULT_SLOTS:
+            return None
+        idx, data = plan.entry[1], seg.fields[name]
+        table = self.indexes.calibration.get(name)
+        p = self.indexes.params(name, spec, idx, target_recall, params)
+        fn = self.indexes.prepare_segment(spec, idx, k, data, plan.mask, p)
+        if fn is None:  # the engine binds nothing: the general path, for this snapshot
+            for f, other in list(snap.plans.items()):
+                if other is plan:
+                    snap.plans[f] = None
+            return None
+        scores, rows, seg_info = self.indexes.search_segment(name, spec, idx, queries, k, data,
+                                                             plan.mask, p)
+        info = self._info(name, spec, None, [seg_info], 1)
+        nested = tuple(f for f, v in info.items() if type(v) is dict)
+        if len(plan.calls) >= MAX_SETTINGS:
+            plan.calls.clear()
+        plan.calls[key] = (fn, {f: v.copy() if f in nested else v for f, v in info.items()},
+                           table, nested, k)
+        ids = plan.keys[rows]
+        return SearchResult(ids[0], scores[0], info) if single else \
+            SearchResult(ids, scores, info)
+
     def search(self, snap: Snapshot, queries: Any, k: int, name: str, spec: FieldSpec,
                selected: np.ndarray | None, target_recall: float | None, params: Any, *,
                use_index: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

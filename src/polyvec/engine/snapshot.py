@@ -63,6 +63,9 @@ class Snapshot:
     seqs: np.ndarray  # the live table's seqs by position (dead ones included), sorted
     keys: Any  # the live table's KeyColumn: id by position (append-only; first len(seqs) count)
     masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # segment -> alive mask
+    # field argument of a search -> its one-query plan (see ``engine.search.Plan``), made on
+    # first use; ``None``: this snapshot takes the general path for that field
+    plans: dict[Any, Any] = field(default_factory=dict)
 
     def block_mask(self, seqs: np.ndarray, seg: Segment) -> np.ndarray | None:
         """Alive mask of a sealed segment's rows; ``None`` when every row is alive."""

@@ -54,6 +54,12 @@ RETRIES = 20  # reloads when another process commits while we read
 RESERVE_BYTES = 256 << 20
 
 
+# a collection with this many sealed rows starts numba's runtime (~1 s of CPU, in the
+# background) as it opens: its first exact scan would wait for it anyway; a smaller one (or
+# a process that only writes) starts it at its first search, if ever
+WARM_AT_OPEN_ROWS = 200_000
+
+
 class _SidecarMismatch(Exception):
     """The sealed segments' item sidecars disagree with the catalog's live items."""
 
@@ -128,7 +134,8 @@ class SegmentStore:
     def open(self) -> None:
         """Load; once the catalog passed its check, remove a crash's orphans (in the
         background) if no other writer is active then."""
-        numba_warm()  # the kernels' runtime loads in the background while the open reads
+        if self.catalog.guard(self.catalog.sealed_rows) >= WARM_AT_OPEN_ROWS:
+            numba_warm()  # the kernels' runtime loads in the background while the open reads
         if self.catalog.readonly:  # a folder this process may not write: searches only
             self.load()
             return

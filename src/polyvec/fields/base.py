@@ -9,7 +9,9 @@ parameters it takes. The engine never asks what kind a field is: it calls its ki
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +40,12 @@ class FieldKind(ABC):
     @abstractmethod
     def check_query(self, spec: FieldSpec, query: object) -> tuple[Any, bool]:
         """Float32 queries and whether the input was a single query."""
+
+    def query_checker(self, spec: FieldSpec) -> Callable[[object], tuple[Any, bool]]:
+        """:meth:`check_query` of ``spec`` as one callable, for a caller that checks many
+        queries of one field (a search executor's plan); a kind may bind a shorter path
+        that must give the same arrays and raise the same errors."""
+        return functools.partial(self.check_query, spec)
 
     def prepare(self, spec: FieldSpec, data: Any) -> Any:
         """Write-time transform of checked input (e.g. token pooling); identity by default."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,9 @@ class DenseKind(FieldKind):
 
     def check_query(self, spec: FieldSpec, query: object) -> tuple[np.ndarray, bool]:
         return v.check_dense_query(spec, query)
+
+    def query_checker(self, spec: FieldSpec) -> Callable[[object], tuple[np.ndarray, bool]]:
+        return v.dense_query_checker(spec)
 
     def search_params(self, name: str, *, ef: Any, nprobe: Any, oversample: Any,
                       candidates: Any, rerank_depth: Any) -> QueryParams | None:

@@ -22,10 +22,11 @@ Euclidean distance for ``l2``; rows are local row numbers (int64), ``-1`` pads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -270,6 +271,16 @@ class VectorIndex(ABC):
         if refine and rerank is not None:
             return rerank_candidates(q, r, rerank, k, self.metric)
         return _pad(s[:, :k], r[:, :k], k)
+
+    def bind(self, k: int, *, params: QueryParams | None = None,
+             selection: np.ndarray | None = None, rerank: np.ndarray | None = None
+             ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """``queries -> (scores, rows)``: :meth:`search` with every other argument bound, for
+        a caller that repeats one call with queries it has checked (float32, C-contiguous,
+        ``(nq, dim)``; a collection's search). The arguments are checked once, here, or on
+        each call where a subclass binds nothing shorter than :meth:`search`."""
+        return functools.partial(self.search, k=k, params=params, selection=selection,
+                                 rerank=rerank)
 
     def _fast_search(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                      rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:

@@ -16,14 +16,23 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
 import numpy as np
 
+from .. import _progress as progress
 from .._kernels._numba import numba_warm, resolve_backend
-from .._kernels.graph import MIN_CHUNK, GraphSearcher, graph_from_faiss
-from ..errors import InvalidArgument
+from .._kernels.graph import (
+    MIN_CHUNK,
+    Graph,
+    GraphSearcher,
+    graph_from_faiss,
+    graph_from_serialized,
+    walk_numpy,
+)
+from ..errors import CorruptFile, InvalidArgument
 from ..index_spec import F16, HNSW, SQ8
 from .base import (
     QueryParams,
@@ -40,22 +49,41 @@ from .order import lid_order
 
 __all__ = ["HNSWIndex", "DEFAULT_EF"]
 
-SCAN_PER_EF = 35  # filtered: scan the selected codes when there are <= this many per unit of ef
+# filtered: scan the selected codes when there are <= this many per unit of the widened ef
+# (Debian, int16 scan: at 8% the walk at recall 0.95 costs ~0.95x the scan (n_sel/ef ~39), at
+# 6% ~1.6x (~25), at 10% ~0.5x (~58); the scan's recall is ~1.0 either side)
+SCAN_PER_EF = 35
 WIDEN_POWER = 0.5  # filtered walks: ef / fraction ** WIDEN_POWER (see HNSWIndex._widen)
 DEFAULT_EF = 64
+WARMING_QUERIES = 4  # batches up to this size walk with the numpy twin while numba starts
 
 
 class HNSWIndex(VectorIndex):
     """Graph index; candidates from a faiss HNSW walk over flat, SQ8 or F16 storage."""
 
     knob = "ef"
-    faiss_index: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plain_params: dict[int, Any] = {}
         self._walker: GraphSearcher | None = None
         self._walker_checked = False
+        # a loaded index keeps its serialized bytes (a memory map) and becomes a faiss index
+        # only when something needs one: an SQ8 graph is walked from the bytes themselves
+        self._faiss: Any = None
+        self._blob: np.ndarray | None = None
+        self._graph: Graph | None = None
+        self._graph_made = False
+
+    @property
+    def faiss_index(self) -> Any:
+        if self._faiss is None:
+            self._faiss = deserialize({"faiss": self._blob} if self._blob is not None else {})
+        return self._faiss
+
+    @faiss_index.setter
+    def faiss_index(self, index: Any) -> None:
+        self._faiss, self._blob, self._graph, self._graph_made = index, None, None, False
 
     def _build(self, x: np.ndarray, seed: int) -> None:
         faiss = faiss_module()
@@ -79,12 +107,12 @@ class HNSWIndex(VectorIndex):
             # insert hardest-first, then renumber the stored entries back to row order, so
             # faiss labels stay row numbers and nothing maps ids at search time
             order = lid_order(x)
-            index.add(np.ascontiguousarray(x[order]))
+            _add_reporting(index, np.ascontiguousarray(x[order]))
             back = np.empty_like(order)
             back[order] = np.arange(len(order))
             index.permute_entries(back)
         else:
-            index.add(x)
+            _add_reporting(index, x)
         self.faiss_index = index
         self._walker, self._walker_checked = None, False
 
@@ -92,17 +120,44 @@ class HNSWIndex(VectorIndex):
         return {"faiss": serialize(self.faiss_index)}
 
     def _load_stage(self, arrays: dict[str, np.ndarray]) -> None:
-        self.faiss_index = deserialize(arrays)
+        if "faiss" not in arrays:
+            raise CorruptFile("index arrays", "missing array 'faiss'")
+        self._faiss, self._blob = None, arrays["faiss"]
+        self._graph, self._graph_made = None, False
         self._walker, self._walker_checked = None, False
+        if isinstance(self.spec.codec, SQ8):  # readable from the bytes: checked now
+            self._graph = graph_from_serialized(self._blob, self.metric == "l2")
+            self._graph_made = self._graph is not None and self._graph.n == self.n
+        if not self._graph_made:
+            self._faiss = deserialize(arrays)  # raises CorruptFile for unreadable bytes
+            if self._faiss.ntotal != self.n:
+                raise CorruptFile("index arrays", f"expected {self.n} vectors, got "
+                                  f"{self._faiss.ntotal}")
+
+    def _graph_arrays(self) -> Graph | None:
+        """The SQ8 graph as arrays (read from the stored bytes when no faiss index is made
+        yet); ``None`` for float graphs."""
+        if not self._graph_made:
+            l2 = self.metric == "l2"
+            graph = None
+            if isinstance(self.spec.codec, SQ8):
+                if self._faiss is None and self._blob is not None:
+                    graph = graph_from_serialized(self._blob, l2)
+                if graph is None:
+                    graph = graph_from_faiss(self.faiss_index, l2)
+            self._graph, self._graph_made = graph, True
+        return self._graph
 
     def _stage_bytes(self) -> int:
         """Links, levels and codes; for the numba walk also its visited stamps (4 bytes per
         vector per searching thread, one counted) and, under L2, the codes' norms."""
+        walk = 4 * self.n * (2 if self.metric == "l2" else 1) if self._walks_itself() else 0
+        g = self._graph if self._faiss is None else None  # no faiss index made for this
+        if g is not None:
+            return int(g.neighbors.size * 4 + g.offsets.size * 8 + self.n * 4 + g.codes.nbytes
+                       + walk)
         idx = self.faiss_index
         links = idx.hnsw.neighbors.size() * 4 + idx.hnsw.offsets.size() * 8
-        walk = 0
-        if self._walks_itself():
-            walk = 4 * idx.ntotal * (2 if self.metric == "l2" else 1)
         return int(links + idx.hnsw.levels.size() * 4 + idx.storage.sa_code_size() * idx.ntotal
                    + walk)
 
@@ -118,12 +173,48 @@ class HNSWIndex(VectorIndex):
         if not self._walker_checked:
             if self._walks_itself() and not numba_warm():
                 return None
-            graph = None
-            if self._walks_itself():
-                graph = graph_from_faiss(self.faiss_index, self.metric == "l2")
+            graph = self._graph_arrays() if self._walks_itself() else None
             self._walker = None if graph is None else _compiled_walker(graph)
             self._walker_checked = True
         return self._walker
+
+    def bind(self, k: int, *, params: QueryParams | None = None,
+             selection: np.ndarray | None = None, rerank: np.ndarray | None = None
+             ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """An unfiltered search that :meth:`_fast_search` answers, bound to the walker: the
+        checks and settings of :meth:`search` made once; anything else as the base class."""
+        if (selection is not None or rerank is None or not self.refines
+                or self.transform is not None or rerank.dtype != np.float32
+                or rerank.shape != (self.n, self.dim) or not isinstance(k, int)
+                or isinstance(k, bool) or k < 1 or not isinstance(params, QueryParams | None)
+                or not self._walks_itself()):
+            return super().bind(k, params=params, selection=selection, rerank=rerank)
+        walker = self._searcher()
+        if walker is None:
+            if self._walker_checked:  # numba cannot build the walk here: faiss walks
+                return super().bind(k, params=params, selection=selection, rerank=rerank)
+            late: list[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = []
+
+            def until_warm(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                """numba's runtime is still starting (see :meth:`_searcher`): searches go
+                the general way until it is up, then through the walker bound then."""
+                if not late:
+                    if self._searcher() is None:
+                        return self.search(q, k, params=params, rerank=rerank)
+                    late.append(self.bind(k, params=params, rerank=rerank))
+                return late[0](q)
+
+            return until_warm
+        p = params if params is not None else QueryParams()
+        kc = min(max(k, math.ceil(k * self.oversample(p))), self.n)
+        ef = max(kc, p.ef if p.ef is not None else DEFAULT_EF)
+        search = walker.search
+
+        def bound(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return search(q, ef, kc, rerank=rerank, qr=q, k=k,
+                          threads=1 if len(q) < 2 * MIN_CHUNK else _batch_threads(q))
+
+        return bound
 
     def _fast_search(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                      rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -152,12 +243,12 @@ class HNSWIndex(VectorIndex):
         wide = self._widen(params, kc, n_sel / self.n)
         ef = max(kc, wide.ef if wide.ef is not None else DEFAULT_EF)
         if n_sel <= SCAN_PER_EF * ef:
-            return _Final(*walker.search(qt, ef, kc, rows=np.flatnonzero(sel), rerank=rerank,
+            return _Final(*walker.search(qt, ef, kc, sel=sel, scan=True, rerank=rerank,
                                          qr=q, k=k))
         s, r = walker.search(qt, ef, kc, sel=sel, rerank=rerank, qr=q, k=k)
         short = np.flatnonzero((r >= 0).sum(axis=1) < min(k, n_sel))
         if len(short):
-            s[short], r[short] = walker.search(qt[short], ef, kc, rows=np.flatnonzero(sel),
+            s[short], r[short] = walker.search(qt[short], ef, kc, sel=sel, scan=True,
                                                rerank=rerank, qr=q[short], k=k)
         return _Final(s, r)
 
@@ -179,6 +270,12 @@ class HNSWIndex(VectorIndex):
         if walker is not None:
             return walker.search(q, ef, kc, sel=sel,
                                  threads=_batch_threads(q))
+        if len(q) <= WARMING_QUERIES and self._walks_itself():
+            # numba is still starting in this process: a few queries walk with the numpy
+            # twin (~6 ms each on Debian) rather than import faiss and deserialize the index
+            graph = self._graph_arrays()
+            if graph is not None:
+                return walk_numpy(graph, q, ef, kc, sel)
         if sel is None:
             p = self._plain_params.get(ef)
             if p is None:  # SWIG objects are slow to make: one per ef, reused
@@ -224,3 +321,16 @@ def _compiled_walker(graph: Any) -> GraphSearcher | None:
                       "searching with faiss's walk", RuntimeWarning, stacklevel=3)
         return None
     return walker
+
+
+ADD_STEPS = 50  # a big build adds its rows in about this many calls, reporting progress
+
+
+def _add_reporting(index: Any, x: np.ndarray) -> None:
+    """``index.add(x)`` in steps of at least 10,000 rows, each reported to the progress bar
+    of the build. faiss inserts each step in parallel, ordered by level within the step: the
+    graph is not bit-identical to one call's, and of the same quality (tests hold recall)."""
+    step = max(10_000, -(-len(x) // ADD_STEPS))
+    for a in range(0, len(x), step):
+        index.add(x[a:a + step])
+        progress.report(len(x[a:a + step]))
