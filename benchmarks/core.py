@@ -1029,9 +1029,11 @@ def stage_h(ctx: Ctx) -> dict[str, Any]:
                            f"{summary['polyvec']['written_per_vector_byte']:.2f} B written / "
                            "vector B",
             "systems": summary, "runs": runs, "n": n, "notes": notes,
-            "durability": "polyvec: each add returns when durable against power loss (the "
-                          "growing file's fdatasync and SQLite's WAL commit with "
-                          "synchronous=FULL: two fsyncs per batch); LanceDB: Table.add as it "
+            "durability": "polyvec: each add returns when durable against power loss (one "
+                          "fdatasync per batch: the growing file's chunk, which holds the "
+                          "batch's log record and vectors; the SQLite commit that registers it "
+                          "makes no fsync and is replayed from the chunk if a power loss loses "
+                          "it; format 3); LanceDB: Table.add as it "
                           "does it by default, which made no fsync/fdatasync call at all "
                           "(strace of its ingest child): its rate is a page-cache rate"}
 

@@ -92,7 +92,9 @@ def main() -> None:
         col.add(*items(rng, lo, min(lo + 400, N)))
     col.delete([f"doc-{i}" for i in range(1, 300, 7)] + [0, 3, 6])
     col.upsert(*items(rng, 100, 130))  # new versions of 30 items, some already sealed
-    col.create_index("dense", "HNSW16,SQ8,Refine")
+    col.create_index("dense", "HNSW16,SQ8,Refine")  # force-merges the sealed rows first
+    for lo in range(N, N + 1_600, 400):  # one more sealed (and indexed) segment, and growing rows
+        col.add(*items(rng, lo, lo + 400))
     q = queries(rng)
     expected = {"format_version": FORMAT_VERSION, "queries": q, "answers": answers(col, q)}
     info = col.info()

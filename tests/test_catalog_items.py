@@ -45,3 +45,22 @@ def test_damaged_row_after_the_first_batch(tmp_path: Path,
     monkeypatch.setattr(catalog, "ITEM_BATCH", 3)
     with pytest.raises(CorruptFile, match="checksum mismatch"):
         polyvec.connect(tmp_path).get_collection("c")
+
+
+@pytest.mark.parametrize("str_keys", [False, True])
+def test_a_batch_of_several_insert_statements_reopens_checked(tmp_path: Path,
+                                                              str_keys: bool) -> None:
+    """More rows than one ``INSERT`` takes (``catalog._ROWS_PER_INSERT``), int keys (their
+    row checks made without the type name lookup) or mixed keys: every row's check passes at
+    the full load of a reopen."""
+    n = 2 * catalog._ROWS_PER_INSERT + 7
+    keys: list[int | str] = [f"k{i}" if str_keys and i % 2 else i for i in range(n)]
+    x = np.random.default_rng(1).standard_normal((n, 4)).astype(np.float32)
+    with polyvec.connect(tmp_path) as db:
+        db.create_collection("c", {"v": polyvec.Dense(4)}).add(keys, x, [{"i": i} for i in
+                                                                          range(n)])
+    with polyvec.connect(tmp_path) as db:
+        coll = db.get_collection("c")
+        assert len(coll) == n
+        got = coll.get([keys[0], keys[n // 2 + 1], keys[-1]])
+        assert [it.payload["i"] for it in got] == [0, n // 2 + 1, n - 1]

@@ -46,7 +46,8 @@ STOP_AFTER = 250  # a child never writes more than this many batches per round
 # the hook points a seal, merge or compaction passes, with the batch kinds that reach them
 # (seals, and the tiered merges after them, happen inside adds and upserts too:
 # segment_rows=30; a compaction rewrites its segments through a merge)
-POINTS = {"segments.written": ("compact", "flush", "any"),
+POINTS = {"write.before_commit": ("any",),
+          "segments.written": ("compact", "flush", "any"),
           "segments.before_commit": ("compact", "flush", "any"),
           "merge.written": ("compact",),
           "merge.before_commit": ("compact",),

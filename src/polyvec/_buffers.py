@@ -29,6 +29,18 @@ class Growable:
         self.n = need
 
     @property
+    def capacity(self) -> int:
+        return len(self._buf)
+
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` rows in all (untouched pages cost no memory): appends up to
+        there copy nothing and fault each page in once."""
+        if rows > len(self._buf):
+            new = np.empty((rows, *self._buf.shape[1:]), dtype=self._buf.dtype)
+            new[: self.n] = self._buf[: self.n]
+            self._buf = new
+
+    @property
     def view(self) -> np.ndarray:
         return self._buf[: self.n]
 

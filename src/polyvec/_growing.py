@@ -82,6 +82,19 @@ class GrowingField:
     def __len__(self) -> int:
         return self.seqs.n
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes per row that :meth:`reserve` sets aside (a seq, and a dense row or a count)."""
+        return 8 + (self.spec.dim * self.dtype.itemsize if self._dense else 8)
+
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows (dense data, seqs, token counts) without copies."""
+        self.seqs.reserve(rows)
+        if self._dense:
+            self._rows.reserve(rows)
+        else:
+            self._counts.reserve(rows)
+
     def extend(self, seqs: np.ndarray, data: np.ndarray | list[np.ndarray]) -> None:
         """Append rows: a ``(n, dim)`` array (Dense) or ``n`` token arrays (Multi)."""
         if self._dense:

@@ -44,6 +44,10 @@ ENV = "POLYVEC_FAULT"
 
 #: Every hook point the engine calls, with the state a crash there leaves behind.
 POINTS: dict[str, str] = {
+    "write.before_commit": "a batch's growing chunk is written and fsynced and its rows are "
+                           "inserted inside the catalog transaction; its commit (no fsync) is "
+                           "next (a crash leaves a complete chunk past the registered end, "
+                           "which the next writer replays: the in-flight batch appears whole)",
     "segments.written": "one new segment's files are written and fsynced; not registered yet "
                         "(a crash leaves an orphan folder that open removes)",
     "segments.before_commit": "new segments are registered (and retired ones unregistered) "

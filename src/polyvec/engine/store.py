@@ -11,6 +11,7 @@ orders writers across processes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,8 +36,8 @@ from ..fields import kind_of
 from ..filters.columns import Encoded
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, WriteLock, open_segment, sidecar, write_segment
-from ..storage.catalog import Changes, Cursor, SealedItems, SegmentRow
-from ..storage.growing import ChunkRow, GrowingLog
+from ..storage.catalog import FORMAT_VERSION, Changes, Cursor, SealedItems, SegmentRow
+from ..storage.growing import ChunkRow, GrowingLog, LogRecord, PendingAppend
 from ..storage.segment import Checks
 from . import hooks, merge
 from .indexes import INDEXES, IndexManager, index_orphans
@@ -47,6 +48,9 @@ __all__ = ["CATALOG", "SEGMENTS", "SegmentStore"]
 CATALOG = "catalog.sqlite"
 SEGMENTS = "segments"
 RETRIES = 20  # reloads when another process commits while we read
+# a writer's growing buffers take room for up to this many bytes of rows at once (address
+# space: pages are touched as rows arrive), up to the seal, instead of doubling (copies)
+RESERVE_BYTES = 256 << 20
 
 
 class _SidecarMismatch(Exception):
@@ -129,6 +133,7 @@ class SegmentStore:
         if self.lock.try_acquire():
             try:
                 self._migrate()
+                self._recover()
                 self.load()
             finally:
                 self.lock.release()
@@ -234,6 +239,29 @@ class SegmentStore:
                 return kind.to_chunk(spec, kind.from_blobs(spec, blobs))
 
             self.catalog.migrate(self.growing_log.append, encode)
+
+    def _recover(self) -> bool:
+        """Replay the growing chunks past the registered end whose catalog commit was lost
+        (an add commits without an fsync: its fsync'd chunk is the durable copy), then cut
+        off the rest of the tail (a torn chunk, or one its writer never committed). Writer
+        only, under the write lock, before it writes anything else. Returns whether it
+        replayed a chunk. The cost when nothing is there: one ``stat``."""
+        if self.catalog.readonly:
+            return False
+        generation, end = self.catalog.guard(self.catalog.growing_end)
+        if self.growing_log.size(generation) <= end:
+            return False
+        self.wait_checks()  # never write into a catalog that failed its check
+        tail = self.growing_log.tail(generation, end)
+        replayed = False
+        if tail:
+            with self.catalog.transaction():
+                for chunk in tail:
+                    if not self.catalog.replay(generation, chunk):
+                        break
+                    end, replayed = chunk.end, True
+        self.growing_log.cut(generation, end)
+        return replayed
 
     def _set_meta(self, meta: dict[str, Any]) -> None:
         try:
@@ -460,6 +488,8 @@ class SegmentStore:
     def refresh_state(self) -> None:
         if self.catalog.data_version() != self.version:
             self.sync()
+        if self.lock.held and self._recover():
+            self.sync()
 
     def publish(self, deleted: Iterable[int] | None = None) -> None:
         """Make the current state the one searches read (one attribute assignment).
@@ -595,44 +625,96 @@ class SegmentStore:
               payload_texts: list[str], *, replace: bool) -> None:
         """Commit one checked batch, then apply it to the mirror and publish.
 
-        The vectors go to the growing file as one columnar append, fsync'd before the catalog
-        transaction that registers it (with the ids and payloads) commits. The append runs in
-        a thread while the item rows are inserted; the chunk is registered after its fsync."""
+        The batch goes to the growing file as one chunk (its ids and payloads as a log record,
+        then its vectors), written and fsync'd in a thread while the item rows are inserted:
+        that fsync makes the batch durable. The catalog transaction that registers the chunk
+        commits after it without an fsync of its own; a power loss that loses the commit
+        leaves the chunk, which the next writer replays (``_recover``). A batch that fails is
+        cut off the file again, so it is never replayed."""
         n = len(keys)
         parts = {name: kind_of(self.fields[name]).to_chunk(self.fields[name], arr)
                  for name, arr in data.items()}
         self.check_alive()  # before the lock: its file goes with a dropped folder
         with self.mutex, self.lock:
             self.refresh()
-            with self.catalog.transaction():
-                existing = self.catalog.live_seqs(keys)
-                if existing and not replace:
-                    first = next(k for k in keys if k in existing)
-                    raise DuplicateId(f"id {first!r} already exists; use upsert to replace it")
-                generation, end = self.catalog.growing_end()
-                pending = self.growing_log.append_in_background(generation, end, parts)
-                try:
-                    self.catalog.delete_seqs(existing.values())
+            # a format-2 folder is marked format 3 (in an fsync'd commit) with its first chunk
+            upgrade = self.meta.get("format_version") != FORMAT_VERSION
+            appended: tuple[int, int] | None = None
+            pending: PendingAppend | None = None
+            mirrored = False
+            try:
+                with self.catalog.transaction(durable=upgrade):
+                    existing = self.catalog.live_seqs(keys)
+                    if existing and not replace:
+                        first = next(k for k in keys if k in existing)
+                        raise DuplicateId(f"id {first!r} already exists; use upsert to "
+                                          "replace it")
+                    generation, end = self.catalog.growing_end()
                     first_seq = self.catalog.allocate_seqs(n)
+                    appended = (generation, end)
+                    pending = self.growing_log.append_in_background(
+                        generation, end, parts, LogRecord(first_seq, keys, payload_texts,
+                                                          replace))
+                    self.catalog.delete_seqs(existing.values())
                     self.catalog.insert_item_columns(range(first_seq, first_seq + n), keys,
                                                      payload_texts)
-                finally:  # an error here still waits: the next append must not race this one
+                    # the mirror takes the batch while the chunk's fsync runs; nothing reads it
+                    # before publish() (searches read the published snapshot, everything else
+                    # waits for the mutex), and a failure from here on reloads it
+                    mirrored = True
+                    seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
+                    gone = list(existing.values())
+                    self.live.kill_seqs(gone)
+                    self.live.append(seqs, keys, payload_objs)
+                    for name, arr in data.items():
+                        g = self.growing[name]
+                        if len(g) + n > g.seqs.capacity:  # room up to the seal at once
+                            g.reserve(min(max(self.segment_rows, len(g) + n),
+                                          len(g) + n + RESERVE_BYTES // g.row_bytes))
+                        g.extend(seqs, arr)
                     layout = pending.wait()
-                seqs = np.arange(first_seq, first_seq + n, dtype=np.int64)
-                self.catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
-                cursor = self.catalog.cursor()
+                    pending = None
+                    self.catalog.insert_chunk(ChunkRow(first_seq, generation, n, end, layout))
+                    if upgrade:
+                        self.catalog.set_meta({"format_version": FORMAT_VERSION})
+                    cursor = self.catalog.cursor()
+                    hooks.point("write.before_commit")
+            except BaseException:
+                self._undo_write(pending, appended, mirrored)
+                raise
+            if upgrade:
+                self.meta = {**self.meta, "format_version": FORMAT_VERSION}
             self.version = self.catalog.data_version()
             self.cursor = cursor
-            gone = list(existing.values())
-            self.live.kill_seqs(gone)
-            self.live.append(seqs, keys, payload_objs)
-            for name, arr in data.items():
-                self.growing[name].extend(seqs, arr)
             self.publish(gone)
             # growing_live() <= the growing rows: count the live ones only when it may seal
             if len(next(iter(self.growing.values()))) >= self.segment_rows \
                     and self.growing_live() >= self.segment_rows:
                 self.seal()
+
+    def _undo_write(self, pending: PendingAppend | None, appended: tuple[int, int] | None,
+                    mirrored: bool) -> None:
+        """After a write failed (its transaction rolled back): wait for its append (the next
+        one must not race it), cut its chunk off (a batch reported as failed must never be
+        replayed) and rebuild the mirror from the catalog if it took the batch already."""
+        if pending is not None:
+            with contextlib.suppress(BaseException):  # the caller raises the first error
+                pending.wait()
+        if mirrored:  # whatever runs next reloads everything, even if the reload below fails
+            self.cursor, self.version = None, -1
+            self.catalog.stamp.renew()
+        # cut only a chunk the catalog did not register (an error after the commit, or one
+        # reading the catalog, leaves it: cutting a registered chunk would lose the batch)
+        try:
+            unregistered = appended is not None and \
+                self.catalog.guard(self.catalog.growing_end) == appended
+        except Exception:  # noqa: BLE001 - the caller raises the first error
+            unregistered = False
+        if unregistered:
+            assert appended is not None
+            self.growing_log.cut(*appended)
+        if mirrored:
+            self.load()
 
     def delete(self, keys: list[Any]) -> int:
         self.check_alive()  # before the lock: its file goes with a dropped folder

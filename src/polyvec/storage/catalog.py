@@ -23,9 +23,16 @@ Format 1 kept growing vectors as one blob row per vector (``vectors(seq, field, 
 :meth:`Catalog.migrate` turns such a catalog into format 2 in one transaction (the writer does
 it on open) and readers of an unmigrated one load the old table.
 
+Format 3 adds a log record to every growing chunk (see :mod:`.growing`): an add commits with
+``synchronous=NORMAL`` because its fsync'd chunk can replay it; a format-2 catalog is marked
+format 3 before the first such chunk is registered (a format-2 writer would cut the tail off).
+
 Every row carries a CRC-32 of its content: SQLite's own checks catch broken pages, the row
 checksums catch flipped bytes inside a value. WAL journal with ``synchronous=FULL``: a
-transaction is durable when ``commit`` returns.
+transaction is durable when ``commit`` returns, except one opened with ``durable=False`` (the
+add of a batch whose chunk is already fsync'd), which becomes durable with the next fsync'd
+commit or checkpoint; a power loss before it may lose it, and only the latest such commits (a
+WAL keeps its commits in order).
 """
 
 from __future__ import annotations
@@ -46,14 +53,14 @@ import numpy as np
 
 from ..errors import CorruptFile, FormatVersionError, InvalidArgument, Locked, ReadOnly
 from . import sidecar
-from .growing import ChunkRow
+from .growing import ChunkRow, TailChunk
 from .segment import Checks
 from .stamp import CommitStamp
 
 __all__ = ["Catalog", "Changes", "Cursor", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC"]
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 DELETE_LOG_TAIL = 100_000  # delete-log rows kept at a seal for readers that are behind
 ITEM_BATCH = 65_536  # item rows read per step of a full load (bounds its transient memory)
 MAGIC = "polyvec-collection"
@@ -106,7 +113,8 @@ def _delete_crc(pos: int, seq: int) -> int:
     return (pos * 1000003 + seq) % 4294967296
 
 
-_ROWS_PER_INSERT = 200  # 800 parameters: under the 999 of SQLite builds before 3.32
+# rows per INSERT: 8,000 parameters under the 32,766 of SQLite 3.32+, else 800 (under 999)
+_ROWS_PER_INSERT = 2_000 if sqlite3.sqlite_version_info >= (3, 32) else 200
 
 
 @functools.cache
@@ -335,19 +343,29 @@ class Catalog:
     # -- transactions --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` (or deferred, for reads) ... ``COMMIT``; rollback on error."""
+    def transaction(self, *, write: bool = True, durable: bool = True
+                    ) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` (or deferred, for reads) ... ``COMMIT``; rollback on error.
+
+        ``durable=False``: the commit makes no fsync (``synchronous=NORMAL``); only for a
+        transaction the growing file's fsync'd log record can replay (see :mod:`.growing`)."""
+        if not durable:  # the level cannot change inside a transaction
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.OperationalError as e:
-            raise Locked(f"{self.path}: {e}") from None
-        try:
-            yield self.conn
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("ROLLBACK")
-            raise
-        self.guard(self.conn.execute, "COMMIT")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.OperationalError as e:
+                raise Locked(f"{self.path}: {e}") from None
+            try:
+                yield self.conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.guard(self.conn.execute, "COMMIT")
+        finally:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous=FULL")
         if write:
             self.stamp.renew()
 
@@ -634,21 +652,47 @@ class Catalog:
         flat[0::4] = seqs
         flat[1::4] = keys
         flat[2::4] = payloads
-        # item_crc, inlined (one f-string and one crc per row)
-        flat[3::4] = [crc32(f"int:{s}\x1f{type(k).__name__}:{k}\x1fstr:{t}".encode())
-                      for s, k, t in zip(seqs, keys, payloads, strict=True)]
+        # item_crc, inlined (one f-string and one crc per row; int keys without the type name
+        # lookup)
+        if all(type(k) is int for k in keys):
+            flat[3::4] = [crc32(f"int:{s}\x1fint:{k}\x1fstr:{t}".encode())
+                          for s, k, t in zip(seqs, keys, payloads, strict=True)]
+        else:
+            flat[3::4] = [crc32(f"int:{s}\x1f{type(k).__name__}:{k}\x1fstr:{t}".encode())
+                          for s, k, t in zip(seqs, keys, payloads, strict=True)]
         for lo in range(0, n, _ROWS_PER_INSERT):
             hi = min(n, lo + _ROWS_PER_INSERT)
             self.conn.execute(_insert_items_sql(hi - lo), flat[4 * lo:4 * hi])
 
     def growing_end(self) -> tuple[int, int]:
         """``(generation, end offset of its registered chunks)`` of the growing file."""
-        (text,) = self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-        generation = int(json.loads(text))
-        row = self.conn.execute("SELECT offset, parts FROM chunks ORDER BY first_seq DESC "
-                                "LIMIT 1").fetchone()
-        end = 0 if row is None else ChunkRow(0, generation, 0, row[0], json.loads(row[1])).end
-        return generation, end
+        generation = int(self._meta_rows(("generation",))["generation"])  # checked
+        row = self.conn.execute("SELECT first_seq, generation, count, offset, parts, crc "
+                                "FROM chunks ORDER BY first_seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return generation, 0
+        if _crc_text(*row[:5]) != row[5]:  # read before the full load checks every row
+            raise CorruptFile(str(self.path), f"chunk row seq={row[0]}: checksum mismatch")
+        return generation, ChunkRow(0, generation, 0, row[3], json.loads(row[4])).end
+
+    def replay(self, generation: int, chunk: TailChunk) -> bool:
+        """Apply a growing chunk whose registering commit was lost (see :mod:`.growing`), as
+        its writer did; ``False`` (nothing done) when it does not continue the catalog's seqs
+        or its ids contradict the catalog (then it is not one of its lost commits)."""
+        rec = chunk.record
+        (text,) = self.conn.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
+        if int(json.loads(text)) != rec.first_seq:
+            return False
+        existing = self.live_seqs(rec.keys)
+        if existing and not rec.replace:
+            return False
+        n = len(rec.keys)
+        self.delete_seqs(existing.values())
+        self.allocate_seqs(n)
+        self.insert_item_columns(range(rec.first_seq, rec.first_seq + n), rec.keys,
+                                 rec.payloads)
+        self.insert_chunk(ChunkRow(rec.first_seq, generation, n, chunk.offset, chunk.parts))
+        return True
 
     def insert_chunk(self, chunk: ChunkRow) -> None:
         text = json.dumps(chunk.parts, sort_keys=True)

@@ -45,6 +45,11 @@ class WriteLock:
         self._fd, self._depth = fd, 1
         return True
 
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._depth > 0
+
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         delay = 0.001
