@@ -67,3 +67,19 @@ def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
 def token_sets(rng: np.random.Generator, n: int, d: int, lo: int = 1, hi: int = 6
                ) -> list[np.ndarray]:
     return [unit(rng, int(rng.integers(lo, hi + 1)), d) for _ in range(n)]
+
+
+def wait_forked(pid: int, what: str, timeout: float = 60.0) -> None:
+    """Wait for the forked child ``pid`` to exit 0; kill it and fail if it hangs."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0, f"the forked child's {what} failed"
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child's {what} hung")

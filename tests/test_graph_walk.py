@@ -4,13 +4,13 @@ refines like refine_topk, and drives HNSWIndex searches to the same answers as f
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 import pytest
+from conftest import wait_forked
 
 from polyvec._kernels.graph import (
     GraphSearcher,
@@ -289,13 +289,4 @@ def test_a_forked_child_walks_a_batch_with_its_own_pool() -> None:
     if pid == 0:  # the parent's pool threads do not exist here: a stale pool would hang
         got = walker.search(q, 24, 10, threads=2)[1]
         os._exit(0 if np.array_equal(got, want) else 1)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child's walk hung")
+    wait_forked(pid, "walk")

@@ -6,10 +6,10 @@ all, sparse), k beyond the candidates, and the parallel split."""
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
+from conftest import wait_forked
 
 from polyvec._kernels import TopK
 from polyvec._kernels import scan as scan_mod
@@ -158,13 +158,4 @@ def test_a_forked_child_scans_with_its_own_pool() -> None:
         got = np.concatenate([s for *_, s in scan_f16_blocks(q, x, block=300, threads=2)],
                              axis=1)
         os._exit(0 if np.array_equal(got, want) else 1)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child's scan hung")
+    wait_forked(pid, "scan")

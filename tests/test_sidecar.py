@@ -72,6 +72,15 @@ def _state(coll: Any) -> tuple[Any, ...]:
     return (live.live_seqs().tolist(), [str(k) for k in live.live_keys()], results)
 
 
+def _spy_sealed(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What each open's ``Catalog._sealed_items`` answers (``None``: the item rows read)."""
+    seen: list[Any] = []
+    real = catalog_module.Catalog._sealed_items
+    monkeypatch.setattr(catalog_module.Catalog, "_sealed_items",
+                        lambda self, *a: seen.append(real(self, *a)) or seen[-1])
+    return seen
+
+
 def _open(folder: Path, sidecars: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
     if not sidecars:  # the oracle: every item row read from the catalog
         real = catalog_module.Catalog._sealed_items
@@ -90,10 +99,7 @@ def test_open_from_sidecars_equals_reading_every_item(tmp_path: Path, kind: str,
     db, coll = _build(tmp_path, kind)
     written = _state(coll)
     db.close()
-    seen: list[Any] = []
-    real = catalog_module.Catalog._sealed_items
-    monkeypatch.setattr(catalog_module.Catalog, "_sealed_items",
-                        lambda self, *a: seen.append(real(self, *a)) or seen[-1])
+    seen = _spy_sealed(monkeypatch)
     fast = pv.connect(tmp_path).get_collection("c")
     assert seen and seen[0] is not None, "the open did not use the sidecars"
     assert seen[0].count < sum(s["rows"] for s in fast.info()["segments"])  # tombstones
@@ -113,10 +119,7 @@ def test_pruned_delete_log_reads_the_live_seqs(tmp_path: Path,
     db, coll = _build(tmp_path, "int")
     written = _state(coll)
     db.close()
-    seen: list[Any] = []
-    real = catalog_module.Catalog._sealed_items
-    monkeypatch.setattr(catalog_module.Catalog, "_sealed_items",
-                        lambda self, *a: seen.append(real(self, *a)) or seen[-1])
+    seen = _spy_sealed(monkeypatch)
     coll = pv.connect(tmp_path).get_collection("c")
     assert seen[0] is not None and seen[0].alive is not None  # the log could not tell
     assert _state(coll) == written
