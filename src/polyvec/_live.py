@@ -157,7 +157,9 @@ class LiveTable:
         """The item sidecar arrays (ids, indexed values) of the live items ``seqs`` (sorted),
         for a segment being written (see :mod:`polyvec.storage.sidecar`)."""
         pos = np.searchsorted(self.seqs.view, seqs)
-        return sidecar.encode(self.keys.raw(pos), [c.encoded(pos) for c in self.columns.values()])
+        columns = [c.encoded(pos) for c in self.columns.values()]
+        return sidecar.encode(self.keys.raw(pos),
+                              [(e.kinds, e.nums, e.rows, e.values) for e in columns])
 
     def live_keys(self) -> list[Any]:
         """Ids of the live items, in seq order."""

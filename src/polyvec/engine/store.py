@@ -330,7 +330,7 @@ class SegmentStore:
         n_paths = len(self.schema.indexed)
         for seg in sorted(self.segments, key=lambda x: x.row.min_seq):
             seg_ids = sidecar.read_ids(seg.extras)
-            seg_cols = sidecar.read_columns(seg.extras, n_paths)
+            seg_cols = [Encoded(*c) for c in sidecar.read_columns(seg.extras, n_paths)]
             if len(seg_ids) != len(seg.seqs) or any(len(c.kinds) != len(seg.seqs)
                                                     for c in seg_cols):
                 raise CorruptFile(str(self.path / SEGMENTS / seg.row.name),

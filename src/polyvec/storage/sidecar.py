@@ -27,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from ..filters.columns import Encoded
-
-__all__ = ["IDS", "concat", "encode", "has_sidecars", "read_columns", "read_ids", "take"]
+__all__ = ["IDS", "ColumnRows", "concat", "encode", "has_sidecars", "read_columns", "read_ids",
+           "take"]
 
 IDS = "@ids"
+# one indexed path's rows, as ``filters.columns.Encoded`` holds them (storage does not import
+# filters): each row's kind (int8) and number (float64), and the values of the rows at
+# ``rows`` (int64, sorted) whose kind needs one
+ColumnRows = tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]
 
 
 def _col(i: int) -> str:
@@ -57,7 +60,7 @@ def _text(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b","
 
 
-def encode(keys: Sequence[Any] | np.ndarray, columns: Sequence[Encoded] | None
+def encode(keys: Sequence[Any] | np.ndarray, columns: Sequence[ColumnRows] | None
            ) -> dict[str, np.ndarray]:
     """The sidecar arrays of rows with ``keys`` and, per indexed path, ``columns``."""
     out: dict[str, np.ndarray] = {}
@@ -67,12 +70,12 @@ def encode(keys: Sequence[Any] | np.ndarray, columns: Sequence[Encoded] | None
         out[IDS] = np.fromiter(keys, dtype=np.int64, count=len(keys))
     else:
         out[f"{IDS}.offsets"], out[f"{IDS}.tokens"] = _ragged([_text(k) for k in keys])
-    for i, enc in enumerate(columns or ()):
-        texts = [b""] * len(enc.kinds)
-        for r, v in zip(enc.rows.tolist(), enc.values, strict=True):
+    for i, (kinds, nums, rows, values) in enumerate(columns or ()):
+        texts = [b""] * len(kinds)
+        for r, v in zip(rows.tolist(), values, strict=True):
             texts[r] = _text(v)
         name = _col(i)
-        out[f"{name}.kind"], out[f"{name}.num"] = enc.kinds, enc.nums
+        out[f"{name}.kind"], out[f"{name}.num"] = kinds, nums
         out[f"{name}.offsets"], out[f"{name}.tokens"] = _ragged(texts)
     return out
 
@@ -91,7 +94,7 @@ def read_ids(files: Mapping[str, np.ndarray]) -> np.ndarray | list[Any]:
     return _parse(files[f"{IDS}.offsets"], files[f"{IDS}.tokens"])
 
 
-def read_columns(files: Mapping[str, np.ndarray], n_paths: int) -> list[Encoded]:
+def read_columns(files: Mapping[str, np.ndarray], n_paths: int) -> list[ColumnRows]:
     """The rows of every indexed path's column."""
     out = []
     for i in range(n_paths):
@@ -99,8 +102,8 @@ def read_columns(files: Mapping[str, np.ndarray], n_paths: int) -> list[Encoded]
         offsets = np.asarray(files[f"{name}.offsets"])
         rows = np.flatnonzero(np.diff(offsets) > 0).astype(np.int64)
         values = _parse(offsets, files[f"{name}.tokens"])
-        out.append(Encoded(np.asarray(files[f"{name}.kind"]), np.asarray(files[f"{name}.num"]),
-                           rows, values))
+        out.append((np.asarray(files[f"{name}.kind"]), np.asarray(files[f"{name}.num"]), rows,
+                    values))
     return out
 
 
