@@ -42,7 +42,7 @@ import numpy as np
 from .. import _progress as progress
 from ..errors import InvalidArgument
 from ..storage.catalog import SegmentRow
-from ..storage.stream import NpyRows, write_segment_stream
+from ..storage.stream import NpyRows, ragged_rows, write_segment_stream
 from . import hooks
 
 __all__ = ["MergePolicy", "SegmentStat", "plan_merges", "plan_force", "plan_compaction",
@@ -414,10 +414,7 @@ def _chunks(readers: Sequence[dict[str, NpyRows]], keep: Sequence[np.ndarray],
                 off = offsets[name][si]
                 t0, t1 = int(off[a]), int(off[b])
                 block = files[f"{name}.tokens"].rows(t0, t1)
-                starts, ends = off[sel] - t0, off[sel + 1] - t0
-                lengths = ends - starts
-                idx = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + \
-                    np.arange(int(lengths.sum()))
+                idx, lengths = ragged_rows(off[sel] - t0, off[sel + 1] - t0)
                 chunk[f"{name}.tokens"] = block[idx]
                 chunk[f"{name}.offsets"] = base_tok[name] + np.cumsum(lengths)
                 base_tok[name] += int(lengths.sum())

@@ -223,8 +223,7 @@ class Column:
         pos = np.asarray(positions, dtype=np.intp)
         kinds = self._kind[pos].copy()
         rows = np.flatnonzero(np.isin(kinds, _VALUED))
-        count = np.bincount(self._el_row[: self._el_n], minlength=self._n)
-        start = np.cumsum(count) - count
+        count, start = self._element_spans()
         values: list[Any] = []
         for r in rows.tolist():
             p, kind = int(pos[r]), int(kinds[r])
@@ -263,8 +262,7 @@ class Column:
         # The elements of row r are _el_*[start[r] : start[r] + count[r]] (contiguous, as
         # _el_row is sorted); gather those of pos[0], pos[1], ... in turn, so that the new
         # _el_row is sorted too.
-        count = np.bincount(self._el_row[: self._el_n], minlength=self._n)
-        start = np.cumsum(count) - count
+        count, start = self._element_spans()
         per_row = count[pos]
         total = int(per_row.sum())
         src = np.repeat(start[pos] - (np.cumsum(per_row) - per_row), per_row) + np.arange(total)
@@ -291,6 +289,12 @@ class Column:
         out._el_code[:total] = codes[pos.size :]
         out._el_n = total
         return out
+
+    def _element_spans(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per row, how many list elements it has and where they start (``_el_row`` is
+        sorted, so a row's elements are contiguous)."""
+        count = np.bincount(self._el_row[: self._el_n], minlength=self._n)
+        return count, np.cumsum(count) - count
 
     def evaluate(self, leaf: Leaf) -> Bools:
         """Evaluate a leaf over every row.

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .stream import ragged_rows
+
 __all__ = ["IDS", "ColumnRows", "concat", "encode", "has_sidecars", "read_columns", "read_ids",
            "take"]
 
@@ -118,10 +120,7 @@ def take(files: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndar
             continue
         name = key.removesuffix(".offsets")
         off, tok = np.asarray(arr), np.asarray(files[f"{name}.tokens"])
-        starts, ends = off[rows], off[rows + 1]
-        lengths = ends - starts
-        idx = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + \
-            np.arange(int(lengths.sum()))
+        idx, lengths = ragged_rows(off[rows], off[rows + 1])
         out[key] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         out[f"{name}.tokens"] = tok[idx]
     return out

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CorruptFile
 from .segment import fsync_dir, out_of_space
 
-__all__ = ["NpyRows", "write_segment_stream"]
+__all__ = ["NpyRows", "ragged_rows", "write_segment_stream"]
 
 Layout = Mapping[str, tuple[np.dtype, tuple[int, ...]]]
 
@@ -120,3 +120,12 @@ def write_segment_stream(folder: Path, name: str, layout: Layout,
     os.replace(tmp, final)
     fsync_dir(folder)
     return manifest
+
+
+def ragged_rows(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the tokens of rows ``[starts[i], ends[i])``, one row after the other, and
+    each row's length (to gather some rows of a ragged ``offsets``/``tokens`` pair)."""
+    lengths = ends - starts
+    idx = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + \
+        np.arange(int(lengths.sum()))
+    return idx, lengths
