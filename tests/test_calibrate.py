@@ -9,8 +9,10 @@ the target on those queries (timed alternately over rounds, medians).
 from __future__ import annotations
 
 import ast
+import importlib
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ from polyvec.index import build_index, load_index
 from polyvec.index.base import exact_topk
 from polyvec.index.calibrate import (
     calibrate,
+    calibrate_search,
     exact_scores_of,
     recall_lower_bound,
     search_plane,
@@ -85,6 +88,33 @@ def test_plane_rows_are_oversample_levels_ascending_in_the_knob() -> None:
         assert row[0].ef is not None and row[0].ef >= K * (row[0].oversample or 1)
     assert [len(r) for r in search_plane("ef", False, K)] == [len(plane[0])]
     assert max(p.nprobe or 0 for r in search_plane("nprobe", True, K, nlist=64) for p in r) == 64
+
+
+def test_choice_ignores_timing_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Near-equal points timed under load must not decide the recall the user gets: with
+    +-40% noise on every timing, the same plane gives the same choice, and never a point
+    needing both more ``ef`` and more reranked rows than another qualifying one."""
+    cal = importlib.import_module("polyvec.index.calibrate")  # the module (for its clock)
+    nq = 50
+    exact = np.tile(np.arange(K), (nq, 1))
+    need = {1.0: 48, 1.5: 38, 2.0: 38, 3.0: 38}  # cheapest qualifying ef per oversample
+
+    def search(p: QueryParams) -> tuple[np.ndarray, None]:
+        ok = p.ef >= need.get(p.oversample, 36)
+        clock.now += (1e-5 * p.ef + 1e-6 * np.ceil(K * p.oversample)) \
+            * rng.uniform(0.6, 1.4) * nq
+        found = exact.copy() if ok else np.where(np.arange(K) < 5, exact, -1)
+        return found, None
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(cal, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    choices = set()
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        table = calibrate_search(search, exact, np.ones((nq, K)),
+                                 search_plane("ef", True, K), knob="ef", k=K, targets=(0.9,))
+        choices.add(table.params[0])
+    assert choices == {QueryParams(ef=38, oversample=1.5)}, choices
 
 
 def test_base_does_not_import_calibrate() -> None:

@@ -22,10 +22,15 @@ otherwise).
 * **Fastest.** Recall grows with each knob, so each row of the plane (one ``oversample``)
   is searched for its cheapest qualifying ``ef``/``nprobe`` (galloping up from the cheap
   end, then bisecting); a row whose cheapest point is already slower than the best found is
-  skipped. The frontier points within ``SLACK`` of the fastest are timed again (measured
-  seconds per query of the same batched search, median of ``repeats`` runs alternated so
-  drift hits every point alike) and the fastest one is kept. When no point qualifies, the
-  point of highest recall.
+  skipped. Among the qualifying points of the rows, one that needs at least the knob *and*
+  at least the reranked rows of another is dropped (it cannot be faster), and the rest are
+  ranked by a **cost model**, not by their own timings: seconds per query fitted as
+  ``a + b * knob + c * reranked rows`` (least squares, slopes kept non-negative) over every
+  point measured, with the frontier timed ``repeats`` times, alternated. A single timing
+  of two near-equal points is a coin toss under load, and the coin decides the recall the
+  user gets; the fitted model averages dozens of timings, so the same index and queries
+  give the same choice (ties go to the smaller knob). When no point qualifies, the point of
+  highest recall.
 
 The table is frozen, stored with the index (``to_arrays``) or in the catalog, and answers
 ``params_for(target)``.
@@ -238,6 +243,44 @@ def _frontiers(probe: _Probe, plane: list[list[QueryParams]], targets: tuple[flo
     return fronts
 
 
+def _work(p: QueryParams, k: int) -> tuple[float, float]:
+    """What a point costs in the two units its time grows with: the knob (``ef`` or
+    ``nprobe``; 0 on a plane of ``oversample`` alone) and the rows reranked."""
+    knob = p.ef if p.ef is not None else p.nprobe or 0
+    return float(knob), float(math.ceil(k * p.oversample)) if p.oversample else float(k)
+
+
+def _undominated(points: Sequence[QueryParams], k: int) -> list[QueryParams]:
+    """``points`` less those needing at least the knob and the reranked rows of another."""
+    work = {p: _work(p, k) for p in points}
+    return [p for p in points
+            if not any(q != p and work[q][0] <= work[p][0] and work[q][1] <= work[p][1]
+                       and work[q] != work[p] for q in points)]
+
+
+def _cost_model(probe: _Probe, k: int) -> Callable[[QueryParams], float]:
+    """Seconds per query as ``a + b * knob + c * reranked rows``, fitted by least squares to
+    the median timing of every point measured; a slope fitted negative (noise, or a plane
+    where the unit does not vary) is dropped and the rest refitted."""
+    points = list(probe.times)
+    x = np.array([(1.0, *_work(p, k)) for p in points], dtype=np.float64)
+    y = np.array([probe.seconds(p) for p in points], dtype=np.float64)
+    keep = [0] + [j for j in (1, 2) if np.ptp(x[:, j]) > 0]
+    while True:
+        coef, *_ = np.linalg.lstsq(x[:, keep], y, rcond=None)
+        negative = [j for j, c in zip(keep[1:], coef[1:], strict=True) if c < 0]
+        if not negative:
+            break
+        keep.remove(negative[0])
+    full = np.zeros(3)
+    full[keep] = coef
+
+    def cost(p: QueryParams) -> float:
+        return float(full @ np.array((1.0, *_work(p, k))))
+
+    return cost
+
+
 def calibrate_search(search: Search, exact: np.ndarray, exact_scores: np.ndarray,
                      plane: list[list[QueryParams]], *, knob: str, k: int,
                      targets: Sequence[float] = TARGETS, repeats: int = 3, z: float = Z,
@@ -257,16 +300,16 @@ def calibrate_search(search: Search, exact: np.ndarray, exact_scores: np.ndarray
     probe = _Probe(search, np.asarray(exact), np.asarray(exact_scores), k, z, floor)
     search(plane[0][0])  # warm-up (kernels compiled, pages mapped), not timed
     fronts = _frontiers(probe, plane, ts, slack)
-    close = [[p for p in f if probe.seconds(p) <= slack * min(map(probe.seconds, f))]
-             for f in fronts]
-    timed = list(dict.fromkeys(p for f in close if len(f) > 1 for p in f))
-    for _ in range(max(0, repeats - 1)):  # a choice to make: time the candidates, alternated
+    timed = list(dict.fromkeys(p for f in fronts if len(f) > 1 for p in f))
+    for _ in range(max(0, repeats - 1)):  # more timings for the model, alternated
         for p in timed:
             probe.timed(p)
+    cost = _cost_model(probe, k)
     chosen: list[QueryParams] = []
-    for f in close:
+    for f in fronts:
         if f:
-            chosen.append(min(f, key=probe.seconds))
+            chosen.append(min(_undominated(f, k), key=lambda p: (round(cost(p), 12),
+                                                                 *_work(p, k))))
         else:  # nothing qualifies: the highest recall measured
             for row in plane:
                 probe.bound(row[-1])
