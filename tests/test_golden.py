@@ -77,3 +77,45 @@ def test_the_comparison_can_fail() -> None:
         _close({"scores": [1.0, 0.5]}, {"scores": [1.0, 0.6]})
     with pytest.raises(AssertionError):
         _close({"ids": ["a", "b"]}, {"ids": ["b", "a"]})
+
+
+def _flip_last_byte(path: Path) -> bytes:
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    return data
+
+
+def test_a_format_3_folder_takes_new_digests(tmp_path: Path) -> None:
+    """Its CRC-32 files verify and a flipped byte in one is caught; files written into it get
+    xxh3 entries and mark it format 4 (an older polyvec refuses the folder instead of calling
+    those files corrupt), and a flipped byte in one of those is caught too."""
+    from polyvec.errors import CorruptFile
+    from polyvec.storage.catalog import FORMAT_VERSION
+    from polyvec.storage.segment import XXH3
+
+    folder = tmp_path / "db"
+    shutil.copytree(GOLDEN / "v3" / "db", folder)
+    with pv.connect(folder) as db:
+        store = db.get_collection("golden")._store
+        segs = store.catalog._segments()
+        assert segs and all(len(e) == 2 for s in segs for e in s.manifest.values())  # crc32
+        seg = segs[0]
+    old_file = folder / "golden" / "segments" / seg.name / "seqs.npy"
+    backup = _flip_last_byte(old_file)
+    with pv.connect(folder) as db, pytest.raises(CorruptFile):
+        db.get_collection("golden").verify()
+    old_file.write_bytes(backup)
+    with pv.connect(folder) as db:
+        col = db.get_collection("golden")
+        col.verify()
+        store = col._store
+        assert store.catalog.read_meta()["format_version"] == 3
+        col.create_index("half", "HNSW16")
+        assert store.catalog.read_meta()["format_version"] == FORMAT_VERSION == 4
+        new = [r for r in store.catalog._indexes() if r.field == "half"]
+        assert new and all(e[2] == XXH3 for r in new for e in r.manifest.values())
+        col.verify()
+    new_file = next((folder / "golden" / "indexes" / new[0].folder).rglob("*.npy"))
+    _flip_last_byte(new_file)
+    with pv.connect(folder) as db, pytest.raises(CorruptFile):
+        db.get_collection("golden").verify()

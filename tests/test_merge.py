@@ -14,7 +14,7 @@ from oracle import assert_topk_matches, dense_scores, maxsim
 
 import polyvec as pv
 from polyvec.storage import open_segment, write_segment
-from polyvec.storage.segment import file_crc32
+from polyvec.storage.segment import file_entry
 from polyvec.storage.stream import NpyRows, write_segment_stream
 
 HERE = Path(__file__).resolve().parent
@@ -155,8 +155,7 @@ def test_stream_writer_equals_write_segment(tmp_path: Path) -> None:
     files = open_segment(tmp_path / "b", got)
     for k, a in arrays.items():
         np.testing.assert_array_equal(files[k], a)
-        assert got[f"{k}.npy"] == [(tmp_path / "b" / f"{k}.npy").stat().st_size,
-                                   file_crc32(tmp_path / "b" / f"{k}.npy")]
+        assert got[f"{k}.npy"] == file_entry(tmp_path / "b" / f"{k}.npy") == ref[f"{k}.npy"]
         r = NpyRows(tmp_path / "a" / f"{k}.npy")
         np.testing.assert_array_equal(r.rows(10, 20), a[10:20])
     with pytest.raises(ValueError, match="rows written"):

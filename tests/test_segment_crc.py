@@ -1,4 +1,5 @@
-"""File checksums: the parallel, memory-mapped CRC equals zlib's CRC of the whole bytes."""
+"""File digests: the parallel, memory-mapped CRC equals zlib's CRC of the whole bytes; manifest
+entries of format 4 (xxh3-64) and of older formats (CRC-32) both verify, and detect a flip."""
 
 from __future__ import annotations
 
@@ -53,15 +54,45 @@ def test_background_checks_name_the_damaged_file(tmp_path: Path) -> None:
         f.seek(5_000)
         f.write(b"z")
     checks = Checks()
-    checks.file(good, file_crc32(good))
-    checks.file(bad, crc_bad)
+    checks.file(good, [100_000, file_crc32(good)])
+    checks.file(bad, [100_000, crc_bad])
     with pytest.raises(CorruptFile) as e:
         checks.wait()
     assert Path(e.value.filename) == bad
     checks = Checks()
-    checks.file(tmp_path / "gone.bin", 0)
+    checks.file(tmp_path / "gone.bin", [0, 0])
     with pytest.raises(CorruptFile, match="missing"):
         checks.wait()
     checks = Checks()
-    checks.file(good, file_crc32(good))
+    checks.file(good, [100_000, file_crc32(good)])
     checks.wait()  # all good: returns
+
+
+@pytest.mark.parametrize("size", [0, 1, 9_000_001])
+def test_entries_of_both_digests_verify_and_catch_a_flip(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         size: int) -> None:
+    import xxhash
+
+    from polyvec.errors import CorruptFile
+    from polyvec.storage.segment import XXH3, Digest, file_entry, file_matches
+
+    monkeypatch.setattr(segment, "_CHUNK", 300_007)  # several uneven chunks
+    data = np.random.default_rng(size).bytes(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    entry = file_entry(path)
+    assert entry == [size, xxhash.xxh3_64_intdigest(data), XXH3]
+    streamed = Digest()
+    for a in range(0, size, 1_000_003):
+        streamed.update(memoryview(data)[a:a + 1_000_003])
+    assert streamed.entry() == entry
+    old = [size, zlib.crc32(data)]  # a format-3 entry
+    assert file_matches(path, entry) and file_matches(path, old)
+    if size:
+        flipped = bytearray(data)
+        flipped[size // 3] ^= 0x10
+        path.write_bytes(bytes(flipped))
+        assert not file_matches(path, entry) and not file_matches(path, old)
+    with pytest.raises(CorruptFile, match="manifest entry"):
+        file_matches(path, [size, 0, 7])

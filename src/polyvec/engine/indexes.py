@@ -34,7 +34,7 @@ from ..index_spec import IndexSpec, MultiIndexSpec
 from ..spec import FieldSpec
 from ..storage import open_segment, write_segment
 from ..storage.catalog import IndexRow
-from ..storage.segment import file_crc32, fsync_dir
+from ..storage.segment import file_entry, file_matches, fsync_dir
 from . import hooks, merge
 
 if TYPE_CHECKING:
@@ -190,14 +190,14 @@ class MultiEngine(IndexEngine):
         from ..multivector.planner import load_multi_index
 
         folder = path / row.folder
-        for rel, (size, crc) in row.manifest.items():
-            f = folder / rel
+        for rel, entry in row.manifest.items():
+            f, size = folder / rel, entry[0]
             if not f.is_file():
                 raise CorruptFile(str(f), "file is missing")
             if f.stat().st_size != size:
                 raise CorruptFile(str(f), f"expected {size} bytes, got {f.stat().st_size} "
                                           "(truncated?)")
-            if verify and file_crc32(f) != crc:
+            if verify and not file_matches(f, entry):
                 raise CorruptFile(str(f), "checksum mismatch (bytes changed on disk)")
         return load_multi_index(parse_multi_index(spec), folder)
 
@@ -507,7 +507,7 @@ def index_orphans(path: Path, registered: set[str]) -> list[Path]:
 def _write_folder(parent: Path, name: str, save: Callable[[Path], None]
                   ) -> dict[str, list[int]]:
     """``save`` into ``parent/name.tmp``, fsync every file, rename; the manifest of the files
-    (relative path -> [size, crc32])."""
+    (relative path -> its entry, :func:`~polyvec.storage.segment.file_entry`)."""
     final, tmp = parent / name, parent / f"{name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -519,7 +519,7 @@ def _write_folder(parent: Path, name: str, save: Callable[[Path], None]
             os.fsync(fd)
         finally:
             os.close(fd)
-        manifest[str(f.relative_to(tmp))] = [f.stat().st_size, file_crc32(f)]
+        manifest[str(f.relative_to(tmp))] = file_entry(f)
     for d in sorted({p.parent for p in tmp.rglob("*")}, key=lambda p: -len(p.parts)):
         fsync_dir(d)
     os.replace(tmp, final)

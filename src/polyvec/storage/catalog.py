@@ -27,6 +27,11 @@ Format 3 adds a log record to every growing chunk (see :mod:`.growing`): an add 
 ``synchronous=NORMAL`` because its fsync'd chunk can replay it; a format-2 catalog is marked
 format 3 before the first such chunk is registered (a format-2 writer would cut the tail off).
 
+Format 4 digests new segment and index files with xxh3-64 instead of CRC-32 (manifest entries
+``[size, digest, 1]``, see :mod:`.segment`); older entries keep their CRC-32. The transaction
+that registers a segment or an index marks the catalog format 4, so an older polyvec refuses
+the folder instead of calling its files corrupt.
+
 Every row carries a CRC-32 of its content: SQLite's own checks catch broken pages, the row
 checksums catch flipped bytes inside a value. WAL journal with ``synchronous=FULL``: a
 transaction is durable when ``commit`` returns, except one opened with ``durable=False`` (the
@@ -59,8 +64,8 @@ from .stamp import CommitStamp
 
 __all__ = ["Catalog", "Changes", "Cursor", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC"]
 
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 DELETE_LOG_TAIL = 100_000  # delete-log rows kept at a seal for readers that are behind
 ITEM_BATCH = 65_536  # item rows read per step of a full load (bounds its transient memory)
 MAGIC = "polyvec-collection"
@@ -727,6 +732,8 @@ class Catalog:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (r.name, r.nrows, r.min_seq, r.max_seq, text,
                  _crc_text(r.name, r.nrows, r.min_seq, r.max_seq, text)))
+        if add:
+            self._mark_format()
         self.conn.executemany("DELETE FROM segments WHERE name=?", [(n,) for n in remove])
         self.conn.executemany("DELETE FROM indexes WHERE segment=?", [(n,) for n in remove])
         self._bump()
@@ -792,6 +799,14 @@ class Catalog:
                 "VALUES (?, ?, ?, ?, ?)",
                 (r.segment, r.field, r.folder, text, _crc_text(r.segment, r.field, r.folder,
                                                                text)))
+        if rows:
+            self._mark_format()
+
+    def _mark_format(self) -> None:
+        """Mark the catalog the current format (in the caller's write transaction) before
+        registering files only it can verify."""
+        if self._meta_rows(("format_version",)).get("format_version") != FORMAT_VERSION:
+            self._put_meta({"format_version": FORMAT_VERSION})
 
     def index_folders(self) -> set[str]:
         return {f for (f,) in self.conn.execute("SELECT folder FROM indexes")}

@@ -3,7 +3,7 @@
 :func:`write_segment_stream` is :func:`~polyvec.storage.segment.write_segment` for arrays that
 arrive in pieces (a merge or a compaction copying live rows out of older segments): each
 ``.npy`` header is written for the final shape, the chunks are appended, and the manifest's
-size and CRC-32 are computed as the bytes go out. :class:`NpyRows` reads rows of a ``.npy``
+size and digest are computed as the bytes go out. :class:`NpyRows` reads rows of a ``.npy``
 file with plain file reads: pages read through a memory map stay in the process's resident
 set, pages read from a file only in the page cache.
 """
@@ -14,14 +14,13 @@ import contextlib
 import io
 import os
 import shutil
-import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CorruptFile
-from .segment import fsync_dir, out_of_space
+from .segment import Digest, fsync_dir, out_of_space
 
 __all__ = ["NpyRows", "ragged_rows", "write_segment_stream"]
 
@@ -87,7 +86,7 @@ def write_segment_stream(folder: Path, name: str, layout: Layout,
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     files: dict[str, io.BufferedWriter] = {}
-    crcs: dict[str, int] = {}
+    digests: dict[str, Digest] = {}
     rows: dict[str, int] = {}
     needed = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize + 128
                  for dtype, shape in layout.values())
@@ -97,7 +96,8 @@ def write_segment_stream(folder: Path, name: str, layout: Layout,
             files[key] = f
             head = _header(np.dtype(dtype), tuple(shape))
             f.write(head)
-            crcs[key], rows[key] = zlib.crc32(head), 0
+            digests[key], rows[key] = Digest(), 0
+            digests[key].update(head)
         for chunk in chunks:
             for key, arr in chunk.items():
                 dtype, shape = layout[key]
@@ -106,7 +106,7 @@ def write_segment_stream(folder: Path, name: str, layout: Layout,
                     raise ValueError(f"{key}: chunk rows of shape {data.shape[1:]}, expected "
                                      f"{tuple(shape[1:])}")
                 files[key].write(data.data)
-                crcs[key] = zlib.crc32(data.data, crcs[key])
+                digests[key].update(data.data)
                 rows[key] += len(data)
         manifest: dict[str, list[int]] = {}
         for key, f in files.items():
@@ -115,7 +115,7 @@ def write_segment_stream(folder: Path, name: str, layout: Layout,
                                  f"{layout[key][1][0]}")
             f.flush()
             os.fsync(f.fileno())
-            manifest[f"{key}.npy"] = [f.tell(), crcs[key]]
+            manifest[f"{key}.npy"] = digests[key].entry()
     fsync_dir(tmp)
     os.replace(tmp, final)
     fsync_dir(folder)
