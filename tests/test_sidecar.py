@@ -154,3 +154,17 @@ def test_column_encoding_round_trips_every_kind() -> None:
         leaf = parse_filter(f)
         assert again.evaluate(leaf).tolist() == col.evaluate(leaf).tolist(), f  # type: ignore[arg-type]
         assert part.evaluate(leaf).tolist() == col.evaluate(leaf)[[5, 0, 9]].tolist(), f  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["a", "ü ☃", 'line\nbreak\t"q"\\', "\x00\x1f\x7f", "\u2028",
+                                   "😀", "", "x" * 5000, 1, -2.5, None, True, ["a", 1],
+                                   {"k": "v"}])
+def test_row_texts_are_the_compact_json_of_the_value(value: Any) -> None:
+    """A string's text is quoted without ``json.dumps`` (one per row at a seal): it must be
+    exactly the text ``dumps`` gives, which the reader parses back."""
+    import json
+
+    from polyvec.storage.sidecar import _text
+
+    assert _text(value) == json.dumps(value, ensure_ascii=False,
+                                      separators=(",", ":")).encode() + b","

@@ -58,7 +58,14 @@ def _parse(offsets: np.ndarray, tokens: np.ndarray) -> list[Any]:
     return json.loads(b"[" + body[:-1] + b"]")
 
 
+_quote = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) does to a str
+
+
 def _text(value: Any) -> bytes:
+    """The value's compact JSON text and a comma (a string, the usual column value, is quoted
+    without the ``dumps`` machinery: a seal encodes one per row)."""
+    if type(value) is str:
+        return (_quote(value) + ",").encode()
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b","
 
 
