@@ -357,3 +357,22 @@ def test_compile_filter_edges() -> None:
         compile_filter(Exists(A), n=n + 1, columns=COLS2, sql_mask=spy)
     with pytest.raises(ValueError, match="n must"):
         compile_filter(Exists(A), n=-1, columns=COLS2, sql_mask=spy)
+
+
+def test_a_frozen_column_keeps_its_answers_while_the_column_grows() -> None:
+    """Readers evaluate filters on ``Column.frozen()`` while the live column takes appends:
+    new rows, new strings (interned after the copy), list elements and reallocated arrays
+    must not change what the frozen copy answers."""
+    col = Column(A)
+    col.extend(ROWS)
+    frozen = col.frozen()
+    leaves = [Compare(A, "eq", "pear"), Compare(A, "gte", "b"), Compare(A, "lt", 4),
+              In(A, ("zebra", "pear", 3)), Exists(A), Compare(A, "eq", "zebra")]
+    before = [frozen.evaluate(leaf).copy() for leaf in leaves]
+    assert [b.tolist() for b in before] == [[matches(leaf, r) for r in ROWS] for leaf in leaves]
+    col.extend([{"a": "zebra"}, {"a": ["apple", "zebra", 1]}, {"a": 2.5}] * 3000)
+    assert len(col) == len(ROWS) + 9000 and len(frozen) == len(ROWS)
+    for leaf, b in zip(leaves, before, strict=True):
+        np.testing.assert_array_equal(frozen.evaluate(leaf), b)
+    assert compile_filter(parse_filter({"a": "zebra"}), n=len(ROWS), columns={A: frozen},
+                          sql_mask=lambda sub: np.zeros(len(ROWS), bool)).sum() == 0

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import polyvec as pv
+from polyvec.filters import matches, parse_filter
 
 DIM = 16
 ANCHORS = 20
@@ -89,18 +90,29 @@ def test_searches_see_a_consistent_state_while_a_writer_writes(tmp_path, filtere
     db.close()
 
 
-def test_search_does_not_wait_for_a_writer_of_the_same_handle(tmp_path) -> None:
+@pytest.mark.parametrize("flt", [None, {"g": 1}, {"g": {"$in": [0, 1]}, "h": {"$gt": 5}}])
+def test_search_does_not_wait_for_a_writer_of_the_same_handle(tmp_path, flt) -> None:
     """A search answers from the published snapshot while this handle's writer holds the
-    collection's mutex (the old code queued every search behind it)."""
+    collection's mutex (the old code queued every search behind it; filtered ones until the
+    writer's seal, merge or index build was over): a filter the indexed columns answer is
+    evaluated on the snapshot's frozen columns, and gives the exact filtered answer."""
     rng = np.random.default_rng(3)
     db = pv.connect(tmp_path / "db")
-    coll = db.create_collection("c", vectors={"v": pv.Dense(DIM)})
+    coll = db.create_collection("c", vectors={"v": pv.Dense(DIM)}, indexed=["g", "h"])
     x = _unit(rng, 50)
-    coll.add(list(range(50)), x)
+    payloads = [{"g": i % 3, "h": i} for i in range(50)]
+    coll.add(list(range(50)), x, payloads)
+    coll.delete([1, 4])
+    got: list[object] = []
     done = threading.Event()
     with coll._store.mutex:  # a writer of this handle mid-commit
-        t = threading.Thread(target=lambda: (coll.search(x[0], k=3), done.set()))
+        t = threading.Thread(target=lambda: (got.append(coll.search(x[0], k=50, filter=flt)),
+                                             done.set()))
         t.start()
         assert done.wait(30), "the search waited for the writer"
     t.join()
+    want = [i for i in range(50) if i not in (1, 4) and matches(parse_filter(flt),
+                                                               payloads[i])]
+    ranked = np.argsort(-(x[want] @ x[0]), kind="stable")
+    assert [i for i in got[0].ids.tolist() if i is not None] == [want[j] for j in ranked]
     db.close()

@@ -267,19 +267,19 @@ class Collection:
         return SearchResult(ids, scores, info)
 
     def _selection(self, node: Any) -> tuple[Any, np.ndarray | None]:
-        """The snapshot to search and the query's selection, built once: from the in-memory
-        columns under the mutex when they answer the filter, else inside a pinned catalog
-        read (SQL on payloads that no column holds)."""
+        """The snapshot to search and the query's selection, built once: from the snapshot's
+        frozen columns, with no lock, when they answer the filter; else inside a pinned
+        catalog read (SQL on payloads that no column holds), which waits for this handle's
+        writer."""
         st = self._store
         st.check_alive(read=True)
+        snap = st.current()
         if node is None:
-            return st.current(), None
-        with st.mutex:
-            st.refresh_read()
-            try:
-                return st.snap, self._executor.select_columns(node)
-            except NeedsCatalog:
-                return st.consistent(lambda: (st.snap, self._executor.select_mask(node)))
+            return snap, None
+        try:
+            return snap, self._executor.select_columns(node, snap)
+        except NeedsCatalog:
+            return st.consistent(lambda: (st.snap, self._executor.select_mask(node)))
 
     def info(self) -> dict[str, Any]:
         """Counts, schema, segments and bytes on disk."""

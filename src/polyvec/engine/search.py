@@ -69,13 +69,20 @@ class SearchExecutor:
     # A selection is a bool mask over the live table's positions (the snapshot's ``seqs``),
     # alive items only: built once per call, then gathered per block through the block's
     # cached positions (``Snapshot.positions``).
-    def select_columns(self, node: Any) -> np.ndarray:
-        """The selection of ``node`` from the in-memory columns only (raises
-        :class:`NeedsCatalog` when a subtree needs SQL). Caller holds the mutex."""
+    def select_columns(self, node: Any, snap: Snapshot) -> np.ndarray:
+        """The selection of ``node`` in ``snap``, from its frozen columns: no lock, so a
+        filtered search runs while a writer of this handle seals, merges or builds an index
+        (raises :class:`NeedsCatalog` when a subtree needs SQL)."""
         def sql_mask(sub: Any) -> np.ndarray:
             raise NeedsCatalog
 
-        return self._mask(node, sql_mask)
+        n = len(snap.seqs)
+        if isinstance(node, MatchAll):
+            mask = np.ones(n, dtype=bool)
+        else:
+            mask = compile_filter(node, n=n, columns=snap.columns, sql_mask=sql_mask)
+        alive = snap.alive()
+        return mask if alive is None else mask & alive
 
     def select_mask(self, node: Any) -> np.ndarray:
         """The selection of ``node``; SQL subtrees are read inside the caller's pinned read

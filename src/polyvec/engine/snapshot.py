@@ -63,9 +63,22 @@ class Snapshot:
     seqs: np.ndarray  # the live table's seqs by position (dead ones included), sorted
     keys: Any  # the live table's KeyColumn: id by position (append-only; first len(seqs) count)
     masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # segment -> alive mask
+    # indexed payload path -> its column as of this snapshot (``Column.frozen``): filters
+    # that the columns answer are evaluated on these, with no lock (see ``alive``)
+    columns: dict[Any, Any] = field(default_factory=dict)
     # field argument of a search -> its one-query plan (see ``engine.search.Plan``), made on
     # first use; ``None``: this snapshot takes the general path for that field
     plans: dict[Any, Any] = field(default_factory=dict)
+
+    def alive(self) -> np.ndarray | None:
+        """Whether each live-table position (``seqs``) holds a live item; ``None``: all do.
+        Made on first use and cached (the live table's own mask changes in place)."""
+        if len(self.live_seqs) == len(self.seqs):  # live seqs are a subset of seqs
+            return None
+        key = "\0alive"
+        if key not in self.masks:
+            self.masks[key] = isin_sorted(self.seqs, self.live_seqs)
+        return self.masks[key]
 
     def block_mask(self, seqs: np.ndarray, seg: Segment) -> np.ndarray | None:
         """Alive mask of a sealed segment's rows; ``None`` when every row is alive."""

@@ -508,6 +508,7 @@ class SegmentStore:
             seqs=live.seqs.view,
             keys=live.keys,
             masks=dict(self.masks),
+            columns={path: col.frozen() for path, col in live.columns.items()},
         )
 
     def _carry_masks(self, deleted: Iterable[int] | None) -> None:

@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -215,6 +216,13 @@ class Column:
         for row, value in slow.items():
             self._raw[row] = list(value) if isinstance(value, list) else value
         self._n = end
+
+    def frozen(self) -> Column:
+        """This column as it is now, for readers while it keeps growing: a shallow copy
+        whose row counts stay put. Appends write past those counts or into new arrays, and the
+        string dictionary only grows (a string interned later is in no frozen row), so the
+        copy's answers never change; nothing may be appended to the copy."""
+        return copy.copy(self)
 
     def encoded(self, positions: npt.ArrayLike) -> Encoded:
         """The rows at ``positions`` in the form :meth:`extend_encoded` takes; it makes the
