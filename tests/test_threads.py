@@ -116,3 +116,27 @@ def test_search_does_not_wait_for_a_writer_of_the_same_handle(tmp_path, flt) -> 
     ranked = np.argsort(-(x[want] @ x[0]), kind="stable")
     assert [i for i in got[0].ids.tolist() if i is not None] == [want[j] for j in ranked]
     db.close()
+
+
+def test_len_and_iteration_do_not_wait_for_a_writer_of_the_same_handle(tmp_path) -> None:
+    """``len`` and iteration read the published snapshot (they used to refresh under the
+    mutex: a writer's seal or index build, or the open's background integrity check, held
+    them up)."""
+    rng = np.random.default_rng(5)
+    db = pv.connect(tmp_path / "db")
+    coll = db.create_collection("c", vectors={"v": pv.Dense(DIM)})
+    coll.add([f"s{i}" for i in range(30)], _unit(rng, 30))
+    coll.add(list(range(30, 40)), _unit(rng, 10))  # mixed ids
+    coll.upsert(["s3"], _unit(rng, 1))
+    coll.delete(["s7", 31])
+    got: list[object] = []
+    done = threading.Event()
+    with coll._store.mutex:
+        t = threading.Thread(target=lambda: (got.extend([len(coll), list(coll)]), done.set()))
+        t.start()
+        assert done.wait(30), "len/iter waited for the writer"
+    t.join()
+    want = [f"s{i}" for i in range(30) if i not in (3, 7)] + \
+        [i for i in range(30, 40) if i != 31] + ["s3"]
+    assert got == [len(want), want]
+    db.close()

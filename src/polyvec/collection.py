@@ -151,10 +151,11 @@ class Collection:
     # -- reading --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        """The number of live items, from the current snapshot (no lock: a writer of this
+        handle sealing or building an index does not hold it up)."""
         st = self._store
-        with st.mutex:
-            st.refresh()
-            return len(st.live)
+        st.check_alive(read=True)
+        return len(st.current().live_seqs)
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, np.integer | np.str_):
@@ -167,12 +168,14 @@ class Collection:
         return bool(st.consistent(lambda: st.read(st.catalog.live_seqs, [key])))
 
     def __iter__(self) -> Iterator[int | str]:
-        """Iterate the ids of live items (in insertion/update order)."""
+        """Iterate the ids of live items (in insertion/update order), as of the current
+        snapshot (no lock, as :meth:`__len__`)."""
         st = self._store
-        with st.mutex:
-            st.refresh()
-            keys = st.live.live_keys()
-        return iter(keys)
+        st.check_alive(read=True)
+        snap = st.current()
+        alive = snap.alive()
+        positions = np.arange(len(snap.seqs)) if alive is None else np.flatnonzero(alive)
+        return iter(snap.keys.take(positions).tolist())
 
     def get(self, ids: Sequence[int | str]) -> list[Item | None]:
         """Fetch items by id, in bulk; ``None`` where an id does not exist."""
