@@ -231,6 +231,11 @@ class Column:
         pos = np.asarray(positions, dtype=np.intp)
         kinds = self._kind[pos].copy()
         rows = np.flatnonzero(np.isin(kinds, _VALUED))
+        valued = kinds[rows]
+        if (valued == K_STRING).all():  # the common column: strings, one lookup a row
+            strings = self._strings
+            return Encoded(kinds, self._num[pos].copy(), rows.astype(np.int64),
+                           [strings[c] for c in self._code[pos[rows]].tolist()])
         count, start = self._element_spans()
         values: list[Any] = []
         for r in rows.tolist():

@@ -81,8 +81,13 @@ def encode(keys: Sequence[Any] | np.ndarray, columns: Sequence[ColumnRows] | Non
         out[f"{IDS}.offsets"], out[f"{IDS}.tokens"] = _ragged([_text(k) for k in keys])
     for i, (kinds, nums, rows, values) in enumerate(columns or ()):
         texts = [b""] * len(kinds)
+        made: dict[str, bytes] = {}  # a string's text, made once (columns repeat their values)
         for r, v in zip(rows.tolist(), values, strict=True):
-            texts[r] = _text(v)
+            if type(v) is str:
+                t = made.get(v)
+                texts[r] = made.setdefault(v, _text(v)) if t is None else t
+            else:
+                texts[r] = _text(v)
         name = _col(i)
         out[f"{name}.kind"], out[f"{name}.num"] = kinds, nums
         out[f"{name}.offsets"], out[f"{name}.tokens"] = _ragged(texts)
