@@ -67,3 +67,36 @@ def test_growing_rows_that_cannot_be_returned_do_not_leave_the_short_path(tmp_pa
     got = coll.search(x[:1], k=2, ef=64)
     assert got.info["segments"] == {"indexed": 1, "exact": 1}
     assert set(got.ids[0].tolist()) == {0, 10_002}
+
+
+def test_a_filter_selection_is_kept_per_snapshot_and_per_exact_value(tmp_path) -> None:
+    """A repeated filter reuses its selection on one snapshot; a write publishes a new one
+    (the next search compiles again and sees the write); 1, 1.0 and True (one value to node
+    equality) keep separate selections."""
+    import polyvec as pv
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((60, 8)).astype(np.float32)
+    values: list[object] = [1, True, 1.5, "1"] * 15
+    with pv.connect(tmp_path / "db") as db:
+        coll = db.create_collection("c", {"v": pv.Dense(8)}, indexed=["x"])
+        coll.add(list(range(60)), x, [{"x": v} for v in values])
+
+        def hits(flt: dict) -> set:
+            return {i for i in coll.search(x[0], k=60, filter=flt).ids.tolist()
+                    if i is not None}
+
+        assert hits({"x": True}) == {i for i in range(60) if i % 4 == 1}
+        assert hits({"x": 1}) == {i for i in range(60) if i % 4 == 0}
+        assert hits({"x": 1.0}) == hits({"x": 1})
+        assert hits({"x": True}) == {i for i in range(60) if i % 4 == 1}  # kept, not mixed
+        snap = coll._store.snap
+        kept = dict(snap.selections)
+        assert len(kept) == 3
+        hits({"x": True})
+        assert coll._store.snap is snap and all(
+            snap.selections[k] is m for k, m in kept.items())  # reused, not recompiled
+        coll.delete([1])
+        coll.add([60], x[:1], [{"x": True}])
+        assert coll._store.snap is not snap and not coll._store.snap.selections
+        assert hits({"x": True}) == {i for i in range(60) if i % 4 == 1} - {1} | {60}

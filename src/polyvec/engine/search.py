@@ -36,6 +36,10 @@ __all__ = ["NeedsCatalog", "Plan", "SearchExecutor"]
 MAX_SETTINGS = 64  # bound calls a plan keeps (settings seen on one snapshot)
 
 
+SELECTIONS = 32  # selections kept per snapshot (see SearchExecutor.select_columns)
+SELECTION_BYTES = 64 << 20  # and their bytes in all (one byte a live-table position)
+
+
 class NeedsCatalog(Exception):
     """A filter reads a payload path that no in-memory column holds: it needs SQLite."""
 
@@ -72,7 +76,18 @@ class SearchExecutor:
     def select_columns(self, node: Any, snap: Snapshot) -> np.ndarray:
         """The selection of ``node`` in ``snap``, from its frozen columns: no lock, so a
         filtered search runs while a writer of this handle seals, merges or builds an index
-        (raises :class:`NeedsCatalog` when a subtree needs SQL)."""
+        (raises :class:`NeedsCatalog` when a subtree needs SQL).
+
+        Kept on the snapshot for the next search with the same filter (a tenant's, a
+        category's: compiling is a pass over every row, ~0.4 ms at 1,000,000 items), keyed by
+        the tree's ``repr`` (node equality takes ``1``, ``1.0`` and ``True`` for one value),
+        up to ``SELECTIONS`` of them and ``SELECTION_BYTES`` in all. Nothing writes into a
+        selection: searches read it and take views of it."""
+        key = repr(node)
+        kept = snap.selections.get(key)
+        if kept is not None:
+            return kept
+
         def sql_mask(sub: Any) -> np.ndarray:
             raise NeedsCatalog
 
@@ -82,7 +97,12 @@ class SearchExecutor:
         else:
             mask = compile_filter(node, n=n, columns=snap.columns, sql_mask=sql_mask)
         alive = snap.alive()
-        return mask if alive is None else mask & alive
+        if alive is not None:
+            mask = mask & alive
+        if len(snap.selections) < SELECTIONS and \
+                (len(snap.selections) + 1) * n <= SELECTION_BYTES:
+            snap.selections[key] = mask
+        return mask
 
     def select_mask(self, node: Any) -> np.ndarray:
         """The selection of ``node``; SQL subtrees are read inside the caller's pinned read

@@ -66,6 +66,9 @@ class Snapshot:
     # indexed payload path -> its column as of this snapshot (``Column.frozen``): filters
     # that the columns answer are evaluated on these, with no lock (see ``alive``)
     columns: dict[Any, Any] = field(default_factory=dict)
+    # a filter's text (``repr`` of its parsed tree) -> its selection on this snapshot, kept
+    # for the next search with the same filter (``SearchExecutor.select_columns``)
+    selections: dict[str, np.ndarray] = field(default_factory=dict)
     # field argument of a search -> its one-query plan (see ``engine.search.Plan``), made on
     # first use; ``None``: this snapshot takes the general path for that field
     plans: dict[Any, Any] = field(default_factory=dict)
