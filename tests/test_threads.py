@@ -107,7 +107,7 @@ def test_search_does_not_wait_for_a_writer_of_the_same_handle(tmp_path, flt) -> 
     done = threading.Event()
     with coll._store.mutex:  # a writer of this handle mid-commit
         t = threading.Thread(target=lambda: (got.append(coll.search(x[0], k=50, filter=flt)),
-                                             done.set()))
+                                             got.append(coll.select(flt)), done.set()))
         t.start()
         assert done.wait(30), "the search waited for the writer"
     t.join()
@@ -115,6 +115,7 @@ def test_search_does_not_wait_for_a_writer_of_the_same_handle(tmp_path, flt) -> 
                                                                payloads[i])]
     ranked = np.argsort(-(x[want] @ x[0]), kind="stable")
     assert [i for i in got[0].ids.tolist() if i is not None] == [want[j] for j in ranked]
+    assert got[1].tolist() == want  # seqs: the items were added in id order, one seq each
     db.close()
 
 

@@ -200,9 +200,13 @@ class Collection:
         return out
 
     def select(self, filter: Mapping[str, Any] | None) -> np.ndarray:
-        """Sorted seqs of the live items matching ``filter`` (the selection searches use)."""
+        """Sorted seqs of the live items matching ``filter`` (the selection searches use),
+        built as a search builds it (no lock when the indexed columns answer the filter)."""
         node = parse_filter(filter)
-        return self._store.consistent(self._executor.select, node)
+        snap, mask = self._selection(node)
+        if mask is None:
+            return snap.live_seqs.copy()
+        return snap.seqs[mask]
 
     def search(self, query: Any, k: int = 10, *, field: str | None = None,
                filter: Mapping[str, Any] | None = None, target_recall: float | None = None,
