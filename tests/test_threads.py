@@ -119,10 +119,11 @@ def test_search_does_not_wait_for_a_writer_of_the_same_handle(tmp_path, flt) -> 
     db.close()
 
 
-def test_len_and_iteration_do_not_wait_for_a_writer_of_the_same_handle(tmp_path) -> None:
-    """``len`` and iteration read the published snapshot (they used to refresh under the
-    mutex: a writer's seal or index build, or the open's background integrity check, held
-    them up)."""
+def test_len_iteration_and_info_do_not_wait_for_a_writer_of_the_same_handle(tmp_path
+                                                                            ) -> None:
+    """``len``, iteration, ``info`` and ``index_info`` read the published snapshot (they used
+    to refresh under the mutex: a writer's seal or index build, or the open's background
+    integrity check, held them up)."""
     rng = np.random.default_rng(5)
     db = pv.connect(tmp_path / "db")
     coll = db.create_collection("c", vectors={"v": pv.Dense(DIM)})
@@ -133,11 +134,13 @@ def test_len_and_iteration_do_not_wait_for_a_writer_of_the_same_handle(tmp_path)
     got: list[object] = []
     done = threading.Event()
     with coll._store.mutex:
-        t = threading.Thread(target=lambda: (got.extend([len(coll), list(coll)]), done.set()))
+        t = threading.Thread(target=lambda: (got.extend([len(coll), list(coll),
+                                                         coll.info()["count"],
+                                                         coll.index_info()]), done.set()))
         t.start()
-        assert done.wait(30), "len/iter waited for the writer"
+        assert done.wait(30), "len/iter/info waited for the writer"
     t.join()
     want = [f"s{i}" for i in range(30) if i not in (3, 7)] + \
         [i for i in range(30, 40) if i != 31] + ["s3"]
-    assert got == [len(want), want]
+    assert got == [len(want), want, len(want), {}]
     db.close()

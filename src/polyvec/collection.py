@@ -9,6 +9,7 @@ mappings, backfill). No business logic lives here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -144,9 +145,11 @@ class Collection:
 
     def index_info(self) -> dict[str, Any]:
         """Per indexed field: spec, segments indexed, RAM bytes per vector (per token for
-        multi-vector indexes), calibration and the LID of a sample of the sealed vectors."""
-        with self._store.mutex:
-            return self._indexes.index_info()
+        multi-vector indexes), calibration and the LID of a sample of the sealed vectors; as
+        of the current snapshot (no lock, as :meth:`info`)."""
+        st = self._store
+        st.check_alive(read=True)
+        return self._indexes.index_info(st.current().segments)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -289,23 +292,23 @@ class Collection:
             return st.consistent(lambda: (st.snap, self._executor.select_mask(node)))
 
     def info(self) -> dict[str, Any]:
-        """Counts, schema, segments and bytes on disk."""
+        """Counts, schema, segments and bytes on disk, as of the current snapshot (no lock: a
+        dashboard polling it is not held up by this handle's writer)."""
         st = self._store
-        with st.mutex:
-            st.refresh()
-            g0 = next(iter(st.growing.values()))
-            disk = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-            return {
-                "name": self.name,
-                "count": len(st.live),
-                "schema": st.schema.to_dict(),
-                "models": {f: m.to_dict() for f, m in st.models.items()},
-                "segment_rows": st.segment_rows,
-                "growing_rows": len(g0),
-                "segments": [{"name": s.row.name, "rows": s.row.nrows} for s in st.segments],
-                "indexes": self._indexes.index_info(),
-                "bytes_on_disk": disk,
-            }
+        st.check_alive(read=True)
+        snap = st.current()
+        growing = next(iter(snap.growing.values()))[0] if snap.growing else ()
+        return {
+            "name": self.name,
+            "count": len(snap.live_seqs),
+            "schema": st.schema.to_dict(),
+            "models": {f: m.to_dict() for f, m in dict(st.models).items()},
+            "segment_rows": st.segment_rows,
+            "growing_rows": len(growing),
+            "segments": [{"name": s.row.name, "rows": s.row.nrows} for s in snap.segments],
+            "indexes": self._indexes.index_info(snap.segments),
+            "bytes_on_disk": _bytes_on_disk(self.path),
+        }
 
     # -- embedders, model versions, mappings, backfill (the upgrade service) --------------------
 
@@ -410,3 +413,14 @@ class Collection:
     def __repr__(self) -> str:
         return (f"Collection({self.name!r}, count={len(self._store.live)}, "
                 f"fields={list(self._store.fields)})")
+
+
+def _bytes_on_disk(path: Path) -> int:
+    """The size of every file under ``path``; files removed while it walks (a merge's
+    sources) do not count."""
+    total = 0
+    for p in path.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if p.is_file():
+                total += p.stat().st_size
+    return total

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING, Any
@@ -475,17 +475,19 @@ class IndexManager:
         return {"index": self.spec_of(field), "params": used[0]["params"],
                 "recall_estimate": None if None in estimates else min(estimates)}
 
-    def index_info(self) -> dict[str, Any]:
+    def index_info(self, segments: Sequence[Segment] | None = None) -> dict[str, Any]:
         """Per indexed field: spec, segments indexed, RAM bytes per vector (per token for
         multi-vector indexes); for calibrated ones the calibration and the LID distribution
-        of a sample of the sealed vectors (measured at calibration)."""
-        st = self.store
+        of a sample of the sealed vectors (measured at calibration). Over ``segments`` (a
+        snapshot's; default the store's): readers call it without the mutex, so the tables
+        are copied before they are walked (a writer may add to them meanwhile)."""
+        segments = list(self.store.segments if segments is None else segments)
         out: dict[str, Any] = {}
-        for family, specs in self.specs.items():
+        for family, specs in list(self.specs.items()):
             engine = ENGINES[family]
-            for field, spec in specs.items():
-                segs = [s for s in st.segments if field in s.indexes]
-                out[field] = engine.info(field, spec, segs, len(st.segments))
+            for field, spec in list(specs.items()):
+                segs = [s for s in segments if field in s.indexes]
+                out[field] = engine.info(field, spec, segs, len(segments))
                 if not segs:
                     out[field]["note"] = self._unindexed_note(field, engine)
                 if engine.calibrated:
