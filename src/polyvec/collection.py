@@ -147,18 +147,14 @@ class Collection:
         """Per indexed field: spec, segments indexed, RAM bytes per vector (per token for
         multi-vector indexes), calibration and the LID of a sample of the sealed vectors; as
         of the current snapshot (no lock, as :meth:`info`)."""
-        st = self._store
-        st.check_alive(read=True)
-        return self._indexes.index_info(st.current().segments)
+        return self._indexes.index_info(self._snapshot().segments)
 
     # -- reading --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
         """The number of live items, from the current snapshot (no lock: a writer of this
         handle sealing or building an index does not hold it up)."""
-        st = self._store
-        st.check_alive(read=True)
-        return len(st.current().live_seqs)
+        return len(self._snapshot().live_seqs)
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, np.integer | np.str_):
@@ -173,12 +169,7 @@ class Collection:
     def __iter__(self) -> Iterator[int | str]:
         """Iterate the ids of live items (in insertion/update order), as of the current
         snapshot (no lock, as :meth:`__len__`)."""
-        st = self._store
-        st.check_alive(read=True)
-        snap = st.current()
-        alive = snap.alive()
-        positions = np.arange(len(snap.seqs)) if alive is None else np.flatnonzero(alive)
-        return iter(snap.keys.take(positions).tolist())
+        return iter(self._snapshot().live_keys())
 
     def get(self, ids: Sequence[int | str]) -> list[Item | None]:
         """Fetch items by id, in bulk; ``None`` where an id does not exist."""
@@ -276,14 +267,19 @@ class Collection:
             return SearchResult(ids[0], scores[0], info)
         return SearchResult(ids, scores, info)
 
+    def _snapshot(self) -> Any:
+        """The snapshot a read answers from (``SegmentStore.current``: reloaded first if
+        another process committed), after the handle's checks; no lock is held after."""
+        self._store.check_alive(read=True)
+        return self._store.current()
+
     def _selection(self, node: Any) -> tuple[Any, np.ndarray | None]:
         """The snapshot to search and the query's selection, built once: from the snapshot's
         frozen columns, with no lock, when they answer the filter; else inside a pinned
         catalog read (SQL on payloads that no column holds), which waits for this handle's
         writer."""
         st = self._store
-        st.check_alive(read=True)
-        snap = st.current()
+        snap = self._snapshot()
         if node is None:
             return snap, None
         try:
@@ -295,8 +291,7 @@ class Collection:
         """Counts, schema, segments and bytes on disk, as of the current snapshot (no lock: a
         dashboard polling it is not held up by this handle's writer)."""
         st = self._store
-        st.check_alive(read=True)
-        snap = st.current()
+        snap = self._snapshot()
         growing = next(iter(snap.growing.values()))[0] if snap.growing else ()
         return {
             "name": self.name,

@@ -83,6 +83,12 @@ class Snapshot:
             self.masks[key] = isin_sorted(self.seqs, self.live_seqs)
         return self.masks[key]
 
+    def live_keys(self) -> list[Any]:
+        """Ids of the live items, in seq order."""
+        alive = self.alive()
+        positions = np.arange(len(self.seqs)) if alive is None else np.flatnonzero(alive)
+        return list(self.keys.take(positions).tolist())
+
     def block_mask(self, seqs: np.ndarray, seg: Segment) -> np.ndarray | None:
         """Alive mask of a sealed segment's rows; ``None`` when every row is alive."""
         return self._alive_mask(seg.row.name, seqs)
