@@ -144,3 +144,75 @@ def test_len_iteration_and_info_do_not_wait_for_a_writer_of_the_same_handle(tmp_
         [i for i in range(30, 40) if i != 31] + ["s3"]
     assert got == [len(want), want, len(want), {}]
     db.close()
+
+
+def test_get_does_not_wait_for_a_writer_and_falls_back_when_the_catalog_moved(tmp_path
+                                                                               ) -> None:
+    """``get`` reads payloads on the thread's own catalog connection when it sees the
+    snapshot's state, vectors from the snapshot (sealed and growing rows), without the mutex;
+    a snapshot the catalog has moved past is refused (the caller reads under the mutex)."""
+    rng = np.random.default_rng(9)
+    db = pv.connect(tmp_path / "db")
+    coll = db.create_collection("c", vectors={"v": pv.Dense(DIM)}, segment_rows=20)
+    x = _unit(rng, 30)
+    payloads = [{"i": i, "s": "ü" * (i % 3)} for i in range(30)]
+    coll.add(list(range(20)), x[:20], payloads[:20])  # sealed
+    coll.add(list(range(20, 30)), x[20:], payloads[20:])  # growing
+    coll.delete([4])
+    assert coll.info()["segments"] and coll.info()["growing_rows"]  # rows of both kinds
+    got: list[object] = []
+    done = threading.Event()
+    with coll._store.mutex:
+        t = threading.Thread(target=lambda: (got.extend(coll.get([3, 25, 4, "nope"])),
+                                             got.append((3 in coll, 4 in coll)), done.set()))
+        t.start()
+        assert done.wait(30), "get waited for the writer"
+    t.join()
+    assert [None if g is None else (g.id, g.payload) for g in got[:4]] == \
+        [(3, {"i": 3, "s": "ü" * 0}), (25, {"i": 25, "s": "ü"}), None, None]
+    assert got[4] == (True, False)
+    np.testing.assert_allclose(got[0].vectors["v"], x[3], rtol=1e-6)
+    np.testing.assert_allclose(got[1].vectors["v"], x[25], rtol=1e-6)
+    st = coll._store
+    snap = st.current()
+    assert st.items_at(snap, [3]) is not None
+    other = pv.connect(tmp_path / "db").get_collection("c")
+    other.upsert([3], x[:1], [{"i": -3}])  # another handle commits: the catalog moves on
+    assert st.items_at(snap, [3]) is None
+    assert coll.get([3])[0].payload == {"i": -3}  # a fresh snapshot (or the locked path)
+    other._store.close()
+    db.close()
+
+
+def test_reader_connections_close_with_their_threads_and_the_catalog(tmp_path) -> None:
+    """Each thread that reads without the mutex opens its own catalog connection; it must
+    close when the thread ends (a server's short-lived threads), and all with the catalog."""
+    import contextlib
+    import gc
+    import os
+
+    def open_catalogs() -> int:
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # the listing's own descriptor is gone
+                target = os.readlink(f"/proc/self/fd/{fd}")  # this test's -wal, -shm too
+                n += target.startswith(str(tmp_path.resolve())) and "catalog.sqlite" in target
+        return n
+
+    db = pv.connect(tmp_path / "db")
+    coll = db.create_collection("c", vectors={"v": pv.Dense(DIM)})
+    coll.add([1], _unit(np.random.default_rng(0), 1))
+    coll._store.wait_checks()  # the open's integrity check has a connection of its own
+    if coll._store.tidying is not None:
+        coll._store.tidying.join(60)
+    before = open_catalogs()
+    for _ in range(20):
+        t = threading.Thread(target=lambda: coll.get([1]))
+        t.start()
+        t.join()
+    gc.collect()
+    assert open_catalogs() == before
+    coll.get([1])  # this thread's connection stays open until the catalog closes
+    assert open_catalogs() > before
+    db.close()
+    assert open_catalogs() == 0

@@ -164,6 +164,9 @@ class Collection:
                 isinstance(key, str) and not v._utf8(key)):
             return False
         st = self._store
+        got = st.items_at(self._snapshot(), [key])  # no lock, as get
+        if got is not None:
+            return bool(got[0])
         return bool(st.consistent(lambda: st.read(st.catalog.live_seqs, [key])))
 
     def __iter__(self) -> Iterator[int | str]:
@@ -172,15 +175,29 @@ class Collection:
         return iter(self._snapshot().live_keys())
 
     def get(self, ids: Sequence[int | str]) -> list[Item | None]:
-        """Fetch items by id, in bulk; ``None`` where an id does not exist."""
+        """Fetch items by id, in bulk; ``None`` where an id does not exist.
+
+        Read from the current snapshot and this thread's own catalog connection when that
+        connection sees the snapshot's state (no lock: a writer of this handle sealing or
+        building an index does not hold it up), else under the mutex."""
         keys = v.check_ids(ids)
-        return self._store.consistent(self._get, keys)
+        st = self._store
+        snap = self._snapshot()
+        got = st.items_at(snap, keys)
+        if got is None:
+            return st.consistent(self._get, keys)
+        return self._items(keys, *got, lambda seq: snap.vectors_of(seq, st.fields))
 
     def _get(self, keys: list[int | str]) -> list[Item | None]:
         st = self._store
         # the catalog's key index answers id -> seq inside the mirror's pinned snapshot
         seqs = st.read(st.catalog.live_seqs, keys)
         rows = st.read(st.catalog.items_by_seqs, list(seqs.values()))
+        return self._items(keys, seqs, rows, st.vectors_of)
+
+    def _items(self, keys: list[int | str], seqs: Mapping[Any, int],
+               rows: Mapping[int, tuple[Any, str]], vectors: Any) -> list[Item | None]:
+        st = self._store
         out: list[Item | None] = []
         for k in keys:
             if k not in seqs:
@@ -190,7 +207,7 @@ class Collection:
             if seq not in rows or rows[seq][0] != k:  # the mirror matched the catalog's version
                 raise CorruptFile(str(st.catalog.path), f"item {k!r} (seq={seq}) is missing "
                                   "from the items table")
-            out.append(Item(k, json.loads(rows[seq][1]), st.vectors_of(seq)))
+            out.append(Item(k, json.loads(rows[seq][1]), vectors(seq)))
         return out
 
     def select(self, filter: Mapping[str, Any] | None) -> np.ndarray:

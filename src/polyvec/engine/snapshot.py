@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._live import isin_sorted
+from ..fields import kind_of
 from ..storage.catalog import SegmentRow
 
 __all__ = ["Segment", "Snapshot"]
@@ -69,6 +70,9 @@ class Snapshot:
     # a filter's text (``repr`` of its parsed tree) -> its selection on this snapshot, kept
     # for the next search with the same filter (``SearchExecutor.select_columns``)
     selections: dict[str, np.ndarray] = field(default_factory=dict)
+    # the catalog state it mirrors (``None``: not known): a reader whose own catalog
+    # connection sees this cursor may read payloads there for this snapshot's items
+    cursor: Any = None
     # field argument of a search -> its one-query plan (see ``engine.search.Plan``), made on
     # first use; ``None``: this snapshot takes the general path for that field
     plans: dict[Any, Any] = field(default_factory=dict)
@@ -82,6 +86,23 @@ class Snapshot:
         if key not in self.masks:
             self.masks[key] = isin_sorted(self.seqs, self.live_seqs)
         return self.masks[key]
+
+    def vectors_of(self, seq: int, fields: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Copies of item ``seq``'s vectors (``fields``: name -> spec); ``KeyError`` when
+        no block of this snapshot holds it."""
+        if self.growing:  # every field's growing rows have the same seqs
+            gseqs = next(iter(self.growing.values()))[0]
+            i = int(np.searchsorted(gseqs, seq))
+            if i < len(gseqs) and gseqs[i] == seq:
+                return {n: np.array(kind_of(fields[n]).row(d() if callable(d) else d, i))
+                        for n, (_, d) in self.growing.items()}
+        for seg in self.segments:
+            if seg.row.min_seq <= seq <= seg.row.max_seq:
+                j = int(np.searchsorted(seg.seqs, seq))
+                if j < len(seg.seqs) and seg.seqs[j] == seq:
+                    return {n: np.array(kind_of(fields[n]).row(d, j))
+                            for n, d in seg.fields.items()}
+        raise KeyError(seq)
 
     def live_keys(self) -> list[Any]:
         """Ids of the live items, in seq order."""

@@ -509,6 +509,7 @@ class SegmentStore:
             keys=live.keys,
             masks=dict(self.masks),
             columns={path: col.frozen() for path, col in live.columns.items()},
+            cursor=self.cursor,
         )
 
     def _carry_masks(self, deleted: Iterable[int] | None) -> None:
@@ -531,6 +532,21 @@ class SegmentStore:
                     new[pos] = False  # readers may hold the old mask
                     masks[n] = new
         self.masks = masks
+
+    def items_at(self, snap: Snapshot, keys: list[Any]
+                 ) -> tuple[dict[Any, int], dict[int, tuple[Any, str]]] | None:
+        """``(key -> seq, seq -> (key, payload))`` of ``keys`` read for ``snap`` on this
+        thread's own catalog connection, without the mutex; ``None`` when the catalog is
+        not at ``snap``'s state (a commit since, or one this handle is making): the caller
+        reads under the mutex (:meth:`consistent`)."""
+        if snap.cursor is None:
+            return None
+        view = self.catalog.reader()
+        with view.pinned():
+            if view.guard(view.cursor) != snap.cursor:
+                return None
+            seqs = view.guard(view.live_seqs, keys)
+            return seqs, view.guard(view.items_by_seqs, list(seqs.values()))
 
     # -- reading inside a pinned catalog snapshot -----------------------------------------
     def read(self, fn: Any, *args: Any) -> Any:

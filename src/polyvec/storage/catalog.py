@@ -43,11 +43,14 @@ WAL keeps its commits in order).
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import os
 import sqlite3
+import threading
 import urllib.parse
+import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -223,6 +226,10 @@ class Catalog:
         self.conn = conn
         self.stamp = CommitStamp.open(path.parent)  # renewed after every write COMMIT
         self.readonly = False  # opened read-only: this process may not write the folder
+        self._readers = threading.local()  # per thread: this catalog on its own connection
+        # closers of the views' connections: a view goes with its thread, and its finalizer
+        # closes the connection then (a dropped connection alone kept its file open)
+        self._closers: list[weakref.finalize] = []
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -324,8 +331,28 @@ class Catalog:
             raise CorruptFile(str(path),
                               "sqlite integrity check failed: " + "; ".join(problems[:3]))
 
+    def reader(self) -> Catalog:
+        """This catalog on the calling thread's own read-only connection (opened on first
+        use, closed with the catalog), for reads that must not wait for the writer that
+        owns :attr:`conn`. It sees the last commit; nothing may write through it."""
+        view = getattr(self._readers, "view", None)
+        if view is None:
+            uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
+            with _opening(self.path):
+                conn = (self._connect_ro(self.path, 10.0) if self.readonly else
+                        sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0,
+                                        check_same_thread=False))
+            view = copy.copy(self)
+            view.conn = conn
+            self._readers.view = view
+            self._closers = [c for c in self._closers if c.alive]
+            self._closers.append(weakref.finalize(view, conn.close))
+        return view
+
     def close(self) -> None:
         self.conn.close()
+        for close in self._closers:
+            close()
         self.stamp.close()
 
     def guard(self, fn, *args):
