@@ -90,17 +90,19 @@ def test_searches_see_a_consistent_state_while_a_writer_writes(tmp_path, filtere
     db.close()
 
 
-@pytest.mark.parametrize("flt", [None, {"g": 1}, {"g": {"$in": [0, 1]}, "h": {"$gt": 5}}])
+@pytest.mark.parametrize("flt", [None, {"g": 1}, {"g": {"$in": [0, 1]}, "h": {"$gt": 5}},
+                                 {"u": {"$gte": 10}, "g": 2}])  # u: no column, SQL
 def test_search_does_not_wait_for_a_writer_of_the_same_handle(tmp_path, flt) -> None:
     """A search answers from the published snapshot while this handle's writer holds the
     collection's mutex (the old code queued every search behind it; filtered ones until the
     writer's seal, merge or index build was over): a filter the indexed columns answer is
-    evaluated on the snapshot's frozen columns, and gives the exact filtered answer."""
+    evaluated on the snapshot's frozen columns, one on other paths with SQL on the thread's
+    own catalog connection; both give the exact filtered answer."""
     rng = np.random.default_rng(3)
     db = pv.connect(tmp_path / "db")
     coll = db.create_collection("c", vectors={"v": pv.Dense(DIM)}, indexed=["g", "h"])
     x = _unit(rng, 50)
-    payloads = [{"g": i % 3, "h": i} for i in range(50)]
+    payloads = [{"g": i % 3, "h": i, "u": i} for i in range(50)]
     coll.add(list(range(50)), x, payloads)
     coll.delete([1, 4])
     got: list[object] = []

@@ -292,17 +292,22 @@ class Collection:
 
     def _selection(self, node: Any) -> tuple[Any, np.ndarray | None]:
         """The snapshot to search and the query's selection, built once: from the snapshot's
-        frozen columns, with no lock, when they answer the filter; else inside a pinned
-        catalog read (SQL on payloads that no column holds), which waits for this handle's
-        writer."""
+        frozen columns, with no lock, when they answer the filter; else with SQL (payloads no
+        column holds) on this thread's catalog connection at the snapshot's state, still
+        without a lock; else (the catalog moved past it) inside a pinned read under the
+        mutex."""
         st = self._store
         snap = self._snapshot()
         if node is None:
             return snap, None
+        ex = self._executor
         try:
-            return snap, self._executor.select_columns(node, snap)
-        except NeedsCatalog:
-            return st.consistent(lambda: (st.snap, self._executor.select_mask(node)))
+            return snap, ex.select_columns(node, snap)
+        except NeedsCatalog:  # SQL on this thread's catalog connection, at snap's state
+            ok, mask = st.read_at(snap, lambda view: ex.select_columns(node, snap, view))
+            if ok:
+                return snap, mask
+            return st.consistent(lambda: (st.snap, ex.select_mask(node)))
 
     def info(self) -> dict[str, Any]:
         """Counts, schema, segments and bytes on disk, as of the current snapshot (no lock: a

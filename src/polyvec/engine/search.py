@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import limits
 from .._kernels import TopK
-from ..errors import PolyvecError
+from ..errors import CorruptFile, PolyvecError
 from ..fields import kind_of
 from ..fields.base import FieldKind
 from ..filters import MatchAll, compile_filter, to_sql
@@ -73,10 +73,12 @@ class SearchExecutor:
     # A selection is a bool mask over the live table's positions (the snapshot's ``seqs``),
     # alive items only: built once per call, then gathered per block through the block's
     # cached positions (``Snapshot.positions``).
-    def select_columns(self, node: Any, snap: Snapshot) -> np.ndarray:
+    def select_columns(self, node: Any, snap: Snapshot, catalog: Any = None) -> np.ndarray:
         """The selection of ``node`` in ``snap``, from its frozen columns: no lock, so a
-        filtered search runs while a writer of this handle seals, merges or builds an index
-        (raises :class:`NeedsCatalog` when a subtree needs SQL).
+        filtered search runs while a writer of this handle seals, merges or builds an index.
+        A subtree on a payload path no column holds is read with SQL on ``catalog`` (a
+        reader's connection at ``snap``'s state, see ``SegmentStore.read_at``); without one
+        it raises :class:`NeedsCatalog`.
 
         Kept on the snapshot for the next search with the same filter (a tenant's, a
         category's: compiling is a pass over every row, ~0.4 ms at 1,000,000 items), keyed by
@@ -89,7 +91,18 @@ class SearchExecutor:
             return kept
 
         def sql_mask(sub: Any) -> np.ndarray:
-            raise NeedsCatalog
+            if catalog is None:
+                raise NeedsCatalog
+            where, params = to_sql(sub)
+            seqs = np.sort(np.array(catalog.guard(catalog.item_seqs_matching, where, params),
+                                    dtype=np.int64))
+            pos = np.searchsorted(snap.seqs, seqs)
+            if len(seqs) and (pos[-1] >= len(snap.seqs)
+                              or not np.array_equal(snap.seqs[pos], seqs)):
+                raise CorruptFile(str(catalog.path), "live items outside the mirror's snapshot")
+            mask = np.zeros(len(snap.seqs), dtype=bool)
+            mask[pos] = True
+            return mask
 
         n = len(snap.seqs)
         if isinstance(node, MatchAll):

@@ -16,10 +16,10 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from secrets import token_hex
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,8 @@ from ..storage.segment import Checks
 from . import hooks, merge
 from .indexes import INDEXES, IndexManager, index_orphans
 from .snapshot import Segment, Snapshot
+
+T = TypeVar("T")
 
 __all__ = ["CATALOG", "SEGMENTS", "SegmentStore"]
 
@@ -533,20 +535,29 @@ class SegmentStore:
                     masks[n] = new
         self.masks = masks
 
-    def items_at(self, snap: Snapshot, keys: list[Any]
-                 ) -> tuple[dict[Any, int], dict[int, tuple[Any, str]]] | None:
-        """``(key -> seq, seq -> (key, payload))`` of ``keys`` read for ``snap`` on this
-        thread's own catalog connection, without the mutex; ``None`` when the catalog is
-        not at ``snap``'s state (a commit since, or one this handle is making): the caller
-        reads under the mutex (:meth:`consistent`)."""
+    def read_at(self, snap: Snapshot, fn: Callable[[Catalog], T]) -> tuple[bool, T | None]:
+        """``fn(view)`` on this thread's own catalog connection (``Catalog.reader``) inside
+        one read transaction, without the mutex, when the catalog is at ``snap``'s state:
+        ``(True, result)``; ``(False, None)`` when it is not (a commit since, or one this
+        handle is making): the caller reads under the mutex (:meth:`consistent`)."""
         if snap.cursor is None:
-            return None
+            return False, None
         view = self.catalog.reader()
         with view.pinned():
             if view.guard(view.cursor) != snap.cursor:
-                return None
+                return False, None
+            return True, fn(view)
+
+    def items_at(self, snap: Snapshot, keys: list[Any]
+                 ) -> tuple[dict[Any, int], dict[int, tuple[Any, str]]] | None:
+        """``(key -> seq, seq -> (key, payload))`` of ``keys`` for ``snap`` (see
+        :meth:`read_at`); ``None``: read them under the mutex."""
+        def read(view: Catalog) -> tuple[dict[Any, int], dict[int, tuple[Any, str]]]:
             seqs = view.guard(view.live_seqs, keys)
             return seqs, view.guard(view.items_by_seqs, list(seqs.values()))
+
+        ok, got = self.read_at(snap, read)
+        return got if ok else None
 
     # -- reading inside a pinned catalog snapshot -----------------------------------------
     def read(self, fn: Any, *args: Any) -> Any:
