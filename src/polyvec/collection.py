@@ -164,9 +164,9 @@ class Collection:
                 isinstance(key, str) and not v._utf8(key)):
             return False
         st = self._store
-        got = st.items_at(self._snapshot(), [key])  # no lock, as get
-        if got is not None:
-            return bool(got[0])
+        ok, seqs = st.read_at(self._snapshot(), lambda view: view.guard(view.live_seqs, [key]))
+        if ok:  # no lock, as get
+            return bool(seqs)
         return bool(st.consistent(lambda: st.read(st.catalog.live_seqs, [key])))
 
     def __iter__(self) -> Iterator[int | str]:
@@ -186,14 +186,16 @@ class Collection:
         got = st.items_at(snap, keys)
         if got is None:
             return st.consistent(self._get, keys)
-        return self._items(keys, *got, lambda seq: snap.vectors_of(seq, st.fields))
+        return self._items(keys, *got, lambda seq: st.vectors_of(snap, seq))
 
     def _get(self, keys: list[int | str]) -> list[Item | None]:
         st = self._store
         # the catalog's key index answers id -> seq inside the mirror's pinned snapshot
         seqs = st.read(st.catalog.live_seqs, keys)
         rows = st.read(st.catalog.items_by_seqs, list(seqs.values()))
-        return self._items(keys, seqs, rows, st.vectors_of)
+        snap = st.snap  # the mirror's, published by the sync consistent() ran if any
+        assert snap is not None
+        return self._items(keys, seqs, rows, lambda seq: st.vectors_of(snap, seq))
 
     def _items(self, keys: list[int | str], seqs: Mapping[Any, int],
                rows: Mapping[int, tuple[Any, str]], vectors: Any) -> list[Item | None]:

@@ -93,16 +93,7 @@ class SearchExecutor:
         def sql_mask(sub: Any) -> np.ndarray:
             if catalog is None:
                 raise NeedsCatalog
-            where, params = to_sql(sub)
-            seqs = np.sort(np.array(catalog.guard(catalog.item_seqs_matching, where, params),
-                                    dtype=np.int64))
-            pos = np.searchsorted(snap.seqs, seqs)
-            if len(seqs) and (pos[-1] >= len(snap.seqs)
-                              or not np.array_equal(snap.seqs[pos], seqs)):
-                raise CorruptFile(str(catalog.path), "live items outside the mirror's snapshot")
-            mask = np.zeros(len(snap.seqs), dtype=bool)
-            mask[pos] = True
-            return mask
+            return _sql_mask(catalog.guard, catalog, sub, snap.seqs)
 
         n = len(snap.seqs)
         if isinstance(node, MatchAll):
@@ -121,17 +112,8 @@ class SearchExecutor:
         """The selection of ``node``; SQL subtrees are read inside the caller's pinned read
         snapshot (see ``SegmentStore.consistent``)."""
         st = self.store
-        live = st.live
-
-        def sql_mask(sub: Any) -> np.ndarray:
-            where, params = to_sql(sub)
-            seqs = np.array(st.read(st.catalog.item_seqs_matching, where, params),
-                            dtype=np.int64)
-            mask = np.zeros(live.size, dtype=bool)
-            mask[np.searchsorted(live.seqs.view, np.sort(seqs))] = True
-            return mask
-
-        return self._mask(node, sql_mask)
+        return self._mask(node, lambda sub: _sql_mask(st.read, st.catalog, sub,
+                                                      st.live.seqs.view))
 
     def select(self, node: Any) -> np.ndarray:
         """Sorted seqs of the live items matching ``node`` (SQL as :meth:`select_mask`)."""
@@ -339,3 +321,19 @@ class SearchExecutor:
             info["segments"] = {"indexed": len(used), "exact": blocks - len(used)}
             info |= self.indexes.search_info(name, spec, used)
         return info
+
+
+def _sql_mask(read: Any, catalog: Any, sub: Any, seqs: np.ndarray) -> np.ndarray:
+    """The mask over the live-table positions ``seqs`` (sorted) of the items ``sub`` (a
+    filter subtree no column holds) matches, by SQL on ``catalog`` through ``read(fn,
+    *args)`` (``SegmentStore.read`` under the mutex, ``Catalog.guard`` on a reader's
+    connection); ``CorruptFile`` when a matched seq is not among ``seqs``."""
+    where, params = to_sql(sub)
+    matched = np.sort(np.array(read(catalog.item_seqs_matching, where, params),
+                               dtype=np.int64))
+    pos = np.searchsorted(seqs, matched)
+    if len(matched) and (pos[-1] >= len(seqs) or not np.array_equal(seqs[pos], matched)):
+        raise CorruptFile(str(catalog.path), "live items outside the mirror's snapshot")
+    mask = np.zeros(len(seqs), dtype=bool)
+    mask[pos] = True
+    return mask

@@ -108,7 +108,7 @@ class Snapshot:
         """Ids of the live items, in seq order."""
         alive = self.alive()
         positions = np.arange(len(self.seqs)) if alive is None else np.flatnonzero(alive)
-        return list(self.keys.take(positions).tolist())
+        return self.keys.take(positions).tolist()
 
     def block_mask(self, seqs: np.ndarray, seg: Segment) -> np.ndarray | None:
         """Alive mask of a sealed segment's rows; ``None`` when every row is alive."""

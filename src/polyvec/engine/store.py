@@ -882,18 +882,14 @@ class SegmentStore:
         return arrays
 
     # -- point reads ----------------------------------------------------------------------
-    def vectors_of(self, seq: int) -> dict[str, np.ndarray]:
-        g0 = next(iter(self.growing.values()))
-        i = int(np.searchsorted(g0.seqs.view, seq))
-        if i < len(g0) and g0.seqs.view[i] == seq:
-            return {n: np.array(g.row(i)) for n, g in self.growing.items()}
-        for seg in self.segments:
-            if seg.row.min_seq <= seq <= seg.row.max_seq:
-                j = int(np.searchsorted(seg.seqs, seq))
-                if j < len(seg.seqs) and seg.seqs[j] == seq:
-                    return {n: np.array(kind_of(self.fields[n]).row(d, j))
-                            for n, d in seg.fields.items()}
-        raise CorruptFile(str(self.catalog.path), f"item seq={seq} has no vectors")
+    def vectors_of(self, snap: Snapshot, seq: int) -> dict[str, np.ndarray]:
+        """Copies of item ``seq``'s vectors in ``snap``; ``CorruptFile`` when no block holds
+        it (the catalog says it is live)."""
+        try:
+            return snap.vectors_of(seq, self.fields)
+        except KeyError:
+            raise CorruptFile(str(self.catalog.path), f"item seq={seq} has no vectors") \
+                from None
 
     def close(self) -> None:
         with self.mutex:
