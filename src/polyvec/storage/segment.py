@@ -112,11 +112,8 @@ def _file_xxh3(path: Path) -> int:
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             view = memoryview(m)
             try:
-                for a in range(0, size, _CHUNK):
-                    b = min(a + _CHUNK, size)
-                    h.update(view[a:b])
-                    start = a - a % mmap.PAGESIZE
-                    m.madvise(mmap.MADV_DONTNEED, start, b - start)
+                for chunk in _chunks(m, view, 0, size):
+                    h.update(chunk)
             finally:
                 view.release()
     return h.intdigest()
@@ -126,12 +123,23 @@ def _crc_range(m: mmap.mmap, view: memoryview, lo: int, hi: int) -> int:
     """CRC of ``view[lo:hi]``; the pages read are given back as it goes (they stay in the page
     cache, but not in this process's resident set: checking a big file costs no RSS)."""
     crc = 0
+    for chunk in _chunks(m, view, lo, hi):
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _chunks(m: mmap.mmap, view: memoryview, lo: int, hi: int) -> Iterator[memoryview]:
+    """``view[lo:hi]`` in ``_CHUNK`` pieces; each piece's pages are given back to the kernel
+    once the caller has taken it (they stay in the page cache, not in the resident set)."""
     for a in range(lo, hi, _CHUNK):
         b = min(a + _CHUNK, hi)
-        crc = zlib.crc32(view[a:b], crc)
+        piece = view[a:b]
+        try:
+            yield piece
+        finally:
+            piece.release()  # the map's view can be released after the last piece
         start = a - a % mmap.PAGESIZE
         m.madvise(mmap.MADV_DONTNEED, start, b - start)
-    return crc
 
 
 def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
