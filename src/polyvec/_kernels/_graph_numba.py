@@ -219,8 +219,8 @@ def selected_rows(sel):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, fastmath=True, cache=True)
 def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum, entry,
-           max_level, ef, kc, visited, state, use_sel, sel, scan, rows, x, refine_k, out_s,
-           out_r):  # pragma: no cover - compiled
+           max_level, ef, kc, visited, state, use_sel, sel, scan, rows, use_map, remap, x, refine_k,
+           out_s, out_r):  # pragma: no cover - compiled
     ids = np.empty(ef, np.int64)
     sc = np.empty(ef, np.float32)
     done = np.zeros(ef, np.bool_)
@@ -256,6 +256,9 @@ def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum,
             n, top, top_s = rsize, rids, rsc
         else:
             n, top, top_s = min(size, kc), ids, sc
+        if use_map:  # the graph's rows are these rows of x (and of the results)
+            for t in range(n):
+                top[t] = remap[top[t]]
         if refine_k > 0:
             _refine(qr[i], x, l2, top, n, refine_k, out_s[i], out_r[i])
         else:

@@ -327,8 +327,8 @@ class GraphSearcher:
 
     def search(self, q: np.ndarray, ef: int, kc: int, *, rerank: np.ndarray | None = None,
                qr: np.ndarray | None = None, k: int = 0, sel: np.ndarray | None = None,
-               rows: np.ndarray | None = None, scan: bool = False, threads: int = 1
-               ) -> tuple[np.ndarray, np.ndarray]:
+               rows: np.ndarray | None = None, scan: bool = False, threads: int = 1,
+               remap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``kc`` walk candidates of each query ``q`` (in the graph's space), or, given
         float32 ``rerank`` vectors, the exact top-``k`` of them for the queries ``qr``.
 
@@ -337,6 +337,8 @@ class GraphSearcher:
         ``rows`` (int64, each in [0, n)): no walk; the codes of these rows are scored one by
         one (a filtered search whose selection is cheaper to scan than to walk).
         ``scan`` with ``sel``: the same scan of the selected rows (found by the kernel).
+        ``remap`` (int64, sorted, one per graph row): the graph is over these rows of
+        ``rerank`` (a partition graph), and results are rows of ``rerank``.
         A batch is split over ``threads`` Python threads (the kernel releases the GIL).
         """
         q = _query_arg(q)
@@ -345,9 +347,14 @@ class GraphSearcher:
         if q.ndim != 2 or q.shape[1] != self.graph.codes.shape[1]:
             raise DimensionMismatch(f"graph search: expected queries (nq, "
                                     f"{self.graph.codes.shape[1]}), got {q.shape}")
+        if remap is not None and (remap.dtype != np.int64 or remap.shape != (self.graph.n,)
+                                  or remap[0] < 0 or rerank is None
+                                  or remap[-1] >= len(rerank)):
+            raise DimensionMismatch(f"graph search: expected remap int64 ({self.graph.n},), "
+                                    "sorted, within the rerank rows")
         if rerank is not None and (qr is None or rerank.ndim != 2 or k < 1
                                    or qr.shape != (len(q), rerank.shape[1])
-                                   or len(rerank) != self.graph.n):
+                                   or len(rerank) != self.graph.n and remap is None):
             raise DimensionMismatch(f"graph search: rerank {rerank.shape} needs queries "
                                     f"(nq, {rerank.shape[-1]}) and k >= 1 over "
                                     f"{self.graph.n} rows")
@@ -370,15 +377,16 @@ class GraphSearcher:
             parts = list(_pool(threads).map(
                 lambda ab: self._search(q[ab[0]:ab[1]], ef, kc, rerank,
                                         None if qr is None else qr[ab[0]:ab[1]], k, sel,
-                                        rows),
+                                        rows, remap),
                 zip(bounds[:-1], bounds[1:], strict=True)))
             return (np.concatenate([p[0] for p in parts]),
                     np.concatenate([p[1] for p in parts]))
-        return self._search(q, ef, kc, rerank, qr, k, sel, rows)
+        return self._search(q, ef, kc, rerank, qr, k, sel, rows, remap)
 
     def _search(self, q: np.ndarray, ef: int, kc: int, rerank: np.ndarray | None,
                 qr: np.ndarray | None, k: int, sel: np.ndarray | None = None,
-                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                rows: np.ndarray | None = None, remap: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
         width = k if rerank is not None else kc
         out_s = np.empty((len(q), width), np.float32)
         out_r = np.empty((len(q), width), np.int64)
@@ -386,6 +394,7 @@ class GraphSearcher:
         _compiled()(q, q if qr is None else qr, *self._graph_args, max(ef, kc), kc,
                     visited, state, sel is not None, _NONE_SEL if sel is None else sel,
                     rows is not None, _NONE_ROWS if rows is None else _readonly(rows),
+                    remap is not None, _NONE_ROWS if remap is None else _readonly(remap),
                     _NONE_X if rerank is None else self._rerank_arg(rerank),
                     0 if rerank is None else k, out_s, out_r)
         return out_s, out_r

@@ -39,6 +39,7 @@ from . import hooks, merge
 
 if TYPE_CHECKING:
     from ..index import QueryParams, VectorIndex
+    from ..index.parts import Group
     from .snapshot import Segment
     from .store import SegmentStore
 
@@ -68,7 +69,14 @@ class IndexEngine:
     def min_rows(self) -> int:
         raise NotImplementedError
 
-    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None) -> Any:
+    def partitioned(self, spec: Any) -> bool:
+        """Whether ``spec`` builds partition graphs (its build takes the groups)."""
+        return False
+
+    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None,
+              groups: list[Group]) -> Any:
+        """The index over one segment's ``data``; ``groups``: its rows sharing a value of an
+        indexed payload column (for partition graphs, :mod:`polyvec.index.parts`)."""
         raise NotImplementedError
 
     def save(self, parent: Path, folder: str, idx: Any) -> dict[str, list[int]]:
@@ -115,12 +123,18 @@ class DenseEngine(IndexEngine):
     def min_rows(self) -> int:
         return MIN_INDEX_ROWS
 
-    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None) -> Any:
+    def partitioned(self, spec: Any) -> bool:
+        from ..index import INDEXES
+
+        return INDEXES[spec.index.name].partitioned
+
+    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None,
+              groups: list[Group]) -> Any:
         from ..index import build_index
 
         x = np.asarray(data, dtype=np.float32)
-        return build_index(x, spec, fspec.metric, sample_queries=samples)  # calibrated once,
-        # for the whole collection (IndexManager._calibrate_collection)
+        return build_index(x, spec, fspec.metric, sample_queries=samples,  # calibrated once,
+                           groups=groups)  # for the collection (_calibrate_collection)
 
     def save(self, parent: Path, folder: str, idx: Any) -> dict[str, list[int]]:
         return write_segment(parent, folder, idx.to_arrays())
@@ -146,9 +160,12 @@ class DenseEngine(IndexEngine):
              ) -> dict[str, Any]:
         n = sum(s.row.nrows for s in segments)
         ram = sum(s.indexes[name][1].bytes_in_ram() for s in segments)
+        parts = [p for s in segments for p in s.indexes[name][1].partitions()]
         return {"spec": spec, "segments_indexed": len(segments),
                 "segments_exact": n_segments - len(segments),
-                "ram_bytes_per_vector": ram / n if n else None}
+                "ram_bytes_per_vector": ram / n if n else None,
+                "partitions": {"graphs": len(parts),
+                               "paths": sorted({p["path"] for p in parts})}}
 
 
 class MultiEngine(IndexEngine):
@@ -178,7 +195,8 @@ class MultiEngine(IndexEngine):
 
         return planner.EXACT_SEGMENT_ROWS  # read at call time (tests lower it)
 
-    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None) -> Any:
+    def build(self, data: Any, spec: Any, fspec: FieldSpec, samples: np.ndarray | None,
+              groups: list[Group]) -> Any:
         from ..multivector.planner import build_multi_index
 
         return build_multi_index(data.tokens, data.offsets, spec)
@@ -307,29 +325,48 @@ class IndexManager:
         spec = engine.parse(field, fspec, self.specs[engine.family][field])
         samples = self.samples.get(field)
         out = []
-        todo = [seg for seg in (self.store.segments if segments is None else segments)
+        todo = [(seg, self._groups(seg) if engine.partitioned(spec) else [])
+                for seg in (self.store.segments if segments is None else segments)
                 if field not in seg.indexes and seg.row.nrows >= engine.min_rows()]
-        bar = progress.bar(sum(seg.row.nrows for seg in todo), f"indexing {field!r}",
-                           min_total=PROGRESS_ROWS)
+        rows = [seg.row.nrows + sum(len(g.rows) for g in groups) for seg, groups in todo]
+        bar = progress.bar(sum(rows), f"indexing {field!r}", min_total=PROGRESS_ROWS)
         try:
-            for seg in todo:
+            for (seg, groups), n in zip(todo, rows, strict=True):
                 with progress.reporting(bar) as done:  # builds report rows as they add them
-                    out.append(self._build_one(engine, field, seg, spec, fspec, samples))
+                    out.append(self._build_one(engine, field, seg, spec, fspec, samples,
+                                               groups))
                 if bar is not None:
-                    bar.update(max(0, seg.row.nrows - done[0]))
+                    bar.update(max(0, n - done[0]))
         finally:
             if bar is not None:
                 bar.close()
         return out
 
     def _build_one(self, engine: Any, field: str, seg: Segment, spec: Any, fspec: FieldSpec,
-                   samples: np.ndarray | None
+                   samples: np.ndarray | None, groups: list[Group]
                    ) -> tuple[IndexRow, Segment, tuple[str, Any]]:
-        idx = engine.build(seg.fields[field], spec, fspec, samples)
+        idx = engine.build(seg.fields[field], spec, fspec, samples, groups)
         folder = f"{seg.row.name}.{field}.{token_hex(4)}"
         manifest = engine.save(self.index_dir(), folder, idx)
         hooks.point("index.written")
         return IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)
+
+    def _groups(self, seg: Segment) -> list[Group]:
+        """The rows of ``seg`` (alive) sharing a value of an indexed payload column, those
+        worth a partition graph (see :mod:`polyvec.index.parts`)."""
+        from ..index.parts import MAX_PART_FRACTION, MIN_PART_ROWS, Group, pick_groups
+
+        live = self.store.live
+        n = seg.row.nrows
+        if not live.columns or n < 2 * MIN_PART_ROWS or not live.size:
+            return []
+        seqs = live.seqs.view
+        pos = np.minimum(np.searchsorted(seqs, seg.seqs), len(seqs) - 1)
+        keep = np.flatnonzero((seqs[pos] == seg.seqs) & live.alive.view[pos])
+        return pick_groups([Group(path, value, keep[rows])
+                            for path, col in sorted(live.columns.items())
+                            for value, rows in col.groups(pos[keep], MIN_PART_ROWS,
+                                                          int(MAX_PART_FRACTION * n))], n)
 
     def ensure_indexes(self) -> None:
         """After a seal or compaction: index the new segments (one transaction). Writer only."""

@@ -303,6 +303,31 @@ class Column:
         out._el_n = total
         return out
 
+    def groups(self, positions: npt.ArrayLike, min_rows: int, max_rows: int
+               ) -> list[tuple[Any, npt.NDArray[np.int64]]]:
+        """The rows at ``positions`` grouped by scalar value (a number, a string, ``true``,
+        ``false``): ``(value, indices into positions)`` for each value held by between
+        ``min_rows`` and ``max_rows`` of them, indices sorted. ``eq`` on the value selects
+        exactly its group among these rows, except that list rows holding the value also
+        match it: they are in no group (nor are null, missing and nested values)."""
+        pos = np.asarray(positions, dtype=np.intp)
+        kind = self._kind[pos]
+        val = np.where(kind == K_STRING, self._code[pos].astype(np.float64), self._num[pos])
+        scalar = np.flatnonzero(np.isin(kind, (K_FALSE, K_TRUE, K_NUMBER, K_STRING)))
+        val[np.isin(kind, (K_FALSE, K_TRUE))] = 0.0
+        order = scalar[np.lexsort((val[scalar], kind[scalar]))]
+        k, v = kind[order], val[order]
+        starts = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]) | (v[1:] != v[:-1])])
+        ends = np.r_[starts[1:], len(order)]
+        out = []
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            if min_rows <= b - a <= max_rows:
+                kk, vv = int(k[a]), float(v[a])
+                value: Any = (self._strings[int(vv)] if kk == K_STRING else
+                              vv if kk == K_NUMBER else kk == K_TRUE)
+                out.append((value, np.sort(order[a:b]).astype(np.int64)))
+        return out
+
     def _element_spans(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Per row, how many list elements it has and where they start (``_el_row`` is
         sorted, so a row's elements are contiguous)."""

@@ -36,6 +36,7 @@ from ..codecs.base import Transform
 from ..errors import CorruptFile, DimensionMismatch, InvalidArgument
 from ..index_spec import DEFAULT_OVERSAMPLE, IndexSpec
 from .params import CalibrationTable, QueryParams
+from .parts import Group, Part, Parts
 from .refine import rerank_candidates
 
 __all__ = ["QueryParams", "VectorIndex", "EXACT_BELOW", "METRICS", "faiss_threads",
@@ -127,6 +128,7 @@ class VectorIndex(ABC):
     """
 
     knob: ClassVar[str] = "oversample"
+    partitioned: ClassVar[bool] = False  # builds partition graphs (see polyvec.index.parts)
 
     def __init__(self, spec: IndexSpec, metric: str, dim: int, n: int) -> None:
         self.spec = spec
@@ -135,20 +137,23 @@ class VectorIndex(ABC):
         self.n = n
         self.transform: Transform | None = None
         self.calibration: CalibrationTable | None = None
+        self.parts: Parts | None = None
 
     # ----------------------------------------------------------------- build / load
     @classmethod
     def build(cls, vectors: np.ndarray, *, spec: IndexSpec, metric: str,
               sample_queries: np.ndarray | None = None, seed: int = 0,
-              threads: int | None = None) -> Self:
-        """Fit the transform/codec and build the candidate stage over ``vectors`` (n, d)."""
+              threads: int | None = None, groups: list[Group] | None = None) -> Self:
+        """Fit the transform/codec and build the candidate stage over ``vectors`` (n, d);
+        where the index is :attr:`partitioned`, one more index (same spec) over the rows of
+        each of ``groups`` (see :mod:`polyvec.index.parts`)."""
         if metric not in METRICS:
             raise InvalidArgument(f"metric: expected one of {list(METRICS)}, got {metric!r}")
         x = np.asarray(vectors)
         if x.ndim != 2 or len(x) == 0:
             raise DimensionMismatch(f"vectors: expected a non-empty (n, d) array, got shape "
                                     f"{x.shape}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = full = np.ascontiguousarray(x, dtype=np.float32)
         spec.check_dim(x.shape[1])
         index = cls(spec, metric, x.shape[1], len(x))
         if spec.transform is not None:
@@ -156,6 +161,11 @@ class VectorIndex(ABC):
             x = index.transform.transform_docs(x)
         with faiss_threads(threads):
             index._build(np.ascontiguousarray(x, dtype=np.float32), seed)
+        if groups and cls.partitioned:
+            index.parts = Parts(len(x), [
+                Part(g, cls.build(full[g.rows], spec=spec, metric=metric,
+                                  sample_queries=sample_queries, seed=seed, threads=threads))
+                for g in groups])
         return index
 
     @abstractmethod
@@ -163,9 +173,15 @@ class VectorIndex(ABC):
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The whole index as named numpy arrays (JSON header, transform, stage, calibration)."""
-        head = {"format": FORMAT_VERSION, "spec": self.spec.to_dict(), "metric": self.metric,
-                "dim": self.dim, "n": self.n}
+        head: dict[str, Any] = {"format": FORMAT_VERSION, "spec": self.spec.to_dict(),
+                                "metric": self.metric, "dim": self.dim, "n": self.n}
+        parts = self.parts.parts if self.parts is not None else []
+        if parts:  # older versions read past them
+            head["parts"] = [[list(p.group.path), p.group.value] for p in parts]
         out = {"header": _json_array(head)}
+        for i, p in enumerate(parts):
+            out[f"part.{i}.rows"] = p.group.rows
+            out.update({f"part.{i}.{k}": v for k, v in p.index.to_arrays().items()})
         if self.transform is not None:
             out.update({f"transform.{k}": v for k, v in self.transform.to_arrays().items()})
         out.update({f"stage.{k}": v for k, v in self._stage_arrays().items()})
@@ -194,6 +210,10 @@ class VectorIndex(ABC):
         index._load_stage({k[6:]: v for k, v in arrays.items() if k.startswith("stage.")})
         if "calibration" in arrays:
             index.calibration = CalibrationTable.from_dict(_read_json(arrays, "calibration"))
+        if head.get("parts"):
+            index.parts = Parts(index.n, [
+                _load_part(cls, spec, metric, i, path, value, arrays, index.n)
+                for i, (path, value) in enumerate(head["parts"])])
         return index
 
     @abstractmethod
@@ -207,10 +227,17 @@ class VectorIndex(ABC):
         extra = 0
         if self.transform is not None:
             extra = sum(a.nbytes for a in self.transform.to_arrays().values())
+        if self.parts is not None:
+            extra += self.parts.nbytes()
         return int(self._stage_bytes() + extra)
 
     @abstractmethod
     def _stage_bytes(self) -> int: ...
+
+    def partitions(self) -> list[dict[str, Any]]:
+        """The partition graphs: column path, value and rows of each (see
+        :mod:`polyvec.index.parts`)."""
+        return [] if self.parts is None else [p.describe() for p in self.parts.parts]
 
     # ----------------------------------------------------------------- search
     @property
@@ -253,7 +280,7 @@ class VectorIndex(ABC):
                                   "expected rerank vectors, got None")
         kc = max(k, math.ceil(k * self.oversample(params))) if refine else k
         qt = q if self.transform is None else self.transform.transform_queries(q)
-        sel = self._check_selection(selection)
+        sel, n_sel = self._check_selection(selection)
         if sel is None:  # the short path
             done = self._fast_search(q, qt, k, min(kc, self.n), params,
                                      rerank if refine else None)
@@ -261,7 +288,8 @@ class VectorIndex(ABC):
                 return done
             s, r = self._candidates(qt, min(kc, self.n), params, None)
         else:
-            got = self._filtered(q, qt, k, kc, params, sel, rerank)
+            got = self._filtered_parts(q, qt, k, kc, params, sel, n_sel, rerank) if n_sel \
+                else None
             if got is None:
                 return (np.full((len(q), k), -np.inf, np.float32),
                         np.full((len(q), k), -1, np.int64))
@@ -288,14 +316,41 @@ class VectorIndex(ABC):
         has one; ``None`` sends it the general way."""
         return None
 
+    def _filtered_parts(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int,
+                        params: QueryParams, sel: np.ndarray, n_sel: int,
+                        rerank: np.ndarray | None
+                        ) -> tuple[np.ndarray, np.ndarray] | _Final | None:
+        """:meth:`_filtered`, or its candidates from the smallest partition holding every
+        selected row (``n_sel`` > 0 of them; see :mod:`polyvec.index.parts`), mapped back to
+        this index's rows."""
+        part = None if self.parts is None else self.parts.find(sel, n_sel)
+        if part is None:
+            return self._filtered(q, qt, k, kc, params, sel, n_sel, rerank)
+        sub, rows = part.index, part.group.rows
+        qs = q if sub.transform is None else sub.transform.transform_queries(q)
+        return sub._as_part(q, qs, k, kc, params,
+                            None if n_sel == len(rows) else sel[rows], n_sel, rerank, rows)
+
+    def _as_part(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
+                 sel: np.ndarray | None, n_sel: int, rerank: np.ndarray | None,
+                 rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | _Final:
+        """Candidates of this index as a partition of a larger one over its ``rows``, among
+        ``sel`` (``n_sel`` rows; ``None``: all), as rows of the larger index (whose
+        ``rerank`` vectors they are)."""
+        if sel is None:
+            s, r = self._candidates(qt, min(kc, self.n), params, None)
+        else:
+            got = self._filtered(q, qt, k, kc, params, sel, n_sel, None)
+            assert got is not None  # a partition is found for a non-empty selection
+            s, r = (got.scores, got.rows) if isinstance(got, _Final) else got
+        return s, np.where(r >= 0, rows[np.maximum(r, 0)], -1)
+
     def _filtered(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
-                  sel: np.ndarray, rerank: np.ndarray | None
+                  sel: np.ndarray, n_sel: int, rerank: np.ndarray | None
                   ) -> tuple[np.ndarray, np.ndarray] | _Final | None:
-        """Candidates under a selection: a widened walk, or an exact scan when few rows are
-        selected (``_Final`` when that scan already gives the answer; ``None``: none selected)."""
-        n_sel = int(np.count_nonzero(sel))
-        if n_sel == 0:
-            return None
+        """Candidates under a selection of ``n_sel`` > 0 rows: a widened walk, or an exact
+        scan when few rows are selected (``_Final`` when that scan already gives the
+        answer)."""
         params = self._widen(params, kc, n_sel / self.n)  # in proportion to what is removed
         if n_sel <= kc or n_sel < EXACT_BELOW * self.n or self._prefer_exact(params, n_sel):
             if rerank is not None:  # the selected rows, exactly, in the original space
@@ -309,14 +364,16 @@ class VectorIndex(ABC):
             s[short, :want], r[short, :want] = s2, r2
         return s, r
 
-    def _check_selection(self, selection: np.ndarray | None) -> np.ndarray | None:
+    def _check_selection(self, selection: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+        """The selection and how many rows it selects; ``None`` where it selects all."""
         if selection is None:
-            return None
+            return None, self.n
         sel = np.asarray(selection)
         if sel.dtype != np.bool_ or sel.shape != (self.n,):
             raise InvalidArgument(f"selection: expected a bool array of shape ({self.n},), got "
                                   f"{sel.dtype} {sel.shape}")
-        return None if sel.all() else sel
+        n_sel = int(np.count_nonzero(sel))
+        return (None if n_sel == self.n else sel), n_sel
 
     def _widen(self, params: QueryParams, kc: int, fraction: float) -> QueryParams:
         """Query params for a filtered search that keeps ``fraction`` of the rows."""
@@ -335,6 +392,21 @@ class VectorIndex(ABC):
     def _exhaustive(self, q: np.ndarray, kc: int, sel: np.ndarray | None
                     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``kc`` of a full scan of the stored codes over the selected rows."""
+
+
+def _load_part(cls: type[VectorIndex], spec: IndexSpec, metric: str, i: int, path: Any,
+               value: Any, arrays: dict[str, np.ndarray], n: int) -> Part:
+    """Partition ``i`` of an index over ``n`` rows, from :meth:`VectorIndex.to_arrays`."""
+    pre = f"part.{i}."
+    rows = arrays.get(pre + "rows")
+    if rows is None or rows.dtype != np.int64 or rows.ndim != 1 or not len(rows) \
+            or rows[0] < 0 or rows[-1] >= n or not bool((np.diff(rows) > 0).all()):
+        raise CorruptFile("index arrays", f"partition {i}: expected sorted rows in [0, {n})")
+    sub = cls.from_arrays(spec, {k[len(pre):]: v for k, v in arrays.items()
+                                 if k.startswith(pre)}, metric)
+    if sub.n != len(rows):
+        raise CorruptFile("index arrays", f"partition {i}: {len(rows)} rows, index of {sub.n}")
+    return Part(Group(tuple(path), value, np.asarray(rows)), sub)
 
 
 def _pad(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

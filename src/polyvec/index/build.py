@@ -22,6 +22,7 @@ from ..index_spec import IndexSpec
 from .base import QueryParams, VectorIndex, exact_topk
 from .hnsw import HNSWIndex
 from .ivf import IVFIndex
+from .parts import Group
 
 __all__ = ["FlatIndex", "INDEXES", "build_index", "load_index"]
 
@@ -97,13 +98,15 @@ def _cls(spec: Any) -> type[VectorIndex]:
 
 def build_index(vectors: np.ndarray, spec: IndexSpec, metric: str, *,
                 sample_queries: np.ndarray | None = None, seed: int = 0,
-                threads: int | None = None) -> VectorIndex:
+                threads: int | None = None, groups: list[Group] | None = None) -> VectorIndex:
     """Build the index ``spec`` describes over ``vectors`` (n, d) float32.
 
-    ``threads`` sets faiss's OpenMP threads for training and building (``None``: as is).
+    ``threads`` sets faiss's OpenMP threads for training and building (``None``: as is);
+    ``groups``: rows sharing a payload value, each given a partition graph where the index
+    is a graph (see :mod:`polyvec.index.parts`).
     """
     return _cls(spec).build(vectors, spec=spec, metric=metric, sample_queries=sample_queries,
-                            seed=seed, threads=threads)
+                            seed=seed, threads=threads, groups=groups)
 
 
 def load_index(spec: IndexSpec, arrays: dict[str, np.ndarray], metric: str) -> VectorIndex:

@@ -62,6 +62,7 @@ class HNSWIndex(VectorIndex):
     """Graph index; candidates from a faiss HNSW walk over flat, SQ8 or F16 storage."""
 
     knob = "ef"
+    partitioned = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -227,7 +228,7 @@ class HNSWIndex(VectorIndex):
         return walker.search(qt, ef, kc, rerank=rerank, qr=q, k=k, threads=_batch_threads(q))
 
     def _filtered(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
-                  sel: np.ndarray, rerank: np.ndarray | None
+                  sel: np.ndarray, n_sel: int, rerank: np.ndarray | None
                   ) -> tuple[np.ndarray, np.ndarray] | _Final | None:
         """With the numba walker and float32 rerank vectors, a filtered search is one kernel
         call: the selected rows' codes scanned when that costs less than the widened walk
@@ -236,10 +237,7 @@ class HNSWIndex(VectorIndex):
         fewer than ``min(k, selected)`` rows are scanned (never fewer than k)."""
         walker = self._searcher()
         if walker is None or rerank is None or rerank.dtype != np.float32:
-            return super()._filtered(q, qt, k, kc, params, sel, rerank)
-        n_sel = int(np.count_nonzero(sel))
-        if n_sel == 0:
-            return None
+            return super()._filtered(q, qt, k, kc, params, sel, n_sel, rerank)
         wide = self._widen(params, kc, n_sel / self.n)
         ef = max(kc, wide.ef if wide.ef is not None else DEFAULT_EF)
         if n_sel <= SCAN_PER_EF * ef:
@@ -251,6 +249,20 @@ class HNSWIndex(VectorIndex):
             s[short], r[short] = walker.search(qt[short], ef, kc, sel=sel, scan=True,
                                                rerank=rerank, qr=q[short], k=k)
         return _Final(s, r)
+
+    def _as_part(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
+                 sel: np.ndarray | None, n_sel: int, rerank: np.ndarray | None,
+                 rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | _Final:
+        """A whole partition walked and refined in one kernel call (the walker reads the
+        larger index's rerank vectors through ``rows``); anything else as the base class."""
+        walker = self._searcher()
+        if sel is not None or walker is None or not self.refines or rerank is None \
+                or rerank.dtype != np.float32:
+            return super()._as_part(q, qt, k, kc, params, sel, n_sel, rerank, rows)
+        kc = min(kc, self.n)
+        ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        return _Final(*walker.search(qt, ef, kc, rerank=rerank, qr=q, k=k, remap=rows,
+                                     threads=_batch_threads(q)))
 
     def _widen(self, params: QueryParams, kc: int, fraction: float) -> QueryParams:
         """The beam walks every row and only selected rows enter the results (see
