@@ -85,6 +85,40 @@ def test_fused_refine_equals_walk_then_refine(l2: bool, sq8: bool, tmp_path: Pat
     np.testing.assert_allclose(s, s2, rtol=1e-5, atol=1e-5)
 
 
+def test_bound_walk_equals_search_and_checks_once() -> None:
+    x, q = _data(False, seed=3)
+    g = graph_from_faiss(_faiss(x, False, True), False)
+    assert g is not None
+    walker = GraphSearcher(g)
+    run = walker.bind(16, 20, rerank=x, k=10)  # ef < kc: raised to kc, as search does
+    s, r = walker.search(q, 16, 20, rerank=x, qr=q, k=10)
+    for i in range(0, NQ, 7):
+        si, ri = run(np.ascontiguousarray(q[i:i + 7]))
+        np.testing.assert_array_equal(ri, r[i:i + 7])
+        np.testing.assert_array_equal(si, s[i:i + 7])
+    with pytest.raises(DimensionMismatch, match="queries"):
+        run(np.ascontiguousarray(q[:2, :16]))
+    with pytest.raises(DimensionMismatch, match="rerank"):
+        walker.bind(16, 20, rerank=x[:100], k=10)
+    with pytest.raises(DimensionMismatch, match="rerank"):
+        walker.bind(16, 20, rerank=x, k=0)
+
+
+def test_partition_walk_reads_rerank_rows_through_remap() -> None:
+    x, q = _data(True, seed=4)
+    rows = np.sort(np.random.default_rng(4).choice(2 * N, N, replace=False))
+    big = np.zeros((2 * N, D), np.float32)
+    big[rows] = x  # the graph's rows are these rows of the larger rerank array
+    walker = GraphSearcher(graph_from_faiss(_faiss(x, True, True), True))
+    s, r = walker.search(q, 24, 20, rerank=x, qr=q, k=10)
+    s2, r2 = walker.search(q, 24, 20, rerank=big, qr=q, k=10, remap=rows)
+    np.testing.assert_array_equal(r2, rows[r])
+    np.testing.assert_array_equal(s2, s)
+    for bad in (rows[:-1], rows.astype(np.int32), rows + N + 1):
+        with pytest.raises(DimensionMismatch, match="remap"):
+            walker.search(q, 24, 20, rerank=big, qr=q, k=10, remap=bad)
+
+
 def test_threads_stamps_and_edge_cases() -> None:
     x, q = _data(False, seed=2)
     g = graph_from_faiss(_faiss(x, False, True), False)

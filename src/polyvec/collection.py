@@ -242,20 +242,25 @@ class Collection:
         Searches from several threads run in parallel: each reads the snapshot published by
         the last write and holds no lock while it scans (see ``docs/ARCHITECTURE.md``).
         """
+        quick = filter is None and model is None and candidates is None and rerank_depth is None
         if not numba_is_warm():  # a process's first searches: numba loads after each one
             with warm_after():
                 return self._search(query, k, field, filter, target_recall, ef, nprobe,
-                                    oversample, candidates, rerank_depth, model)
+                                    oversample, candidates, rerank_depth, model, quick)
+        if quick:  # a built collection's common case (see SearchExecutor.quick)
+            got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample)
+            if got is not None:
+                return got
         return self._search(query, k, field, filter, target_recall, ef, nprobe, oversample,
-                            candidates, rerank_depth, model)
+                            candidates, rerank_depth, model, False)
 
     def _search(self, query: Any, k: int, field: str | None, filter: Mapping[str, Any] | None,
                 target_recall: float | None, ef: int | None, nprobe: int | None,
                 oversample: float | None, candidates: int | None, rerank_depth: int | None,
-                model: str | None) -> SearchResult:
-        if filter is None and model is None and candidates is None and rerank_depth is None:
+                model: str | None, quick: bool) -> SearchResult:
+        if quick:
             got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample)
-            if got is not None:  # a built collection's common case (see SearchExecutor.quick)
+            if got is not None:
                 return got
         k = v.check_k(k)
         st = self._store

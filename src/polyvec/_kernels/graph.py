@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -382,6 +383,32 @@ class GraphSearcher:
             return (np.concatenate([p[0] for p in parts]),
                     np.concatenate([p[1] for p in parts]))
         return self._search(q, ef, kc, rerank, qr, k, sel, rows, remap)
+
+    def bind(self, ef: int, kc: int, *, rerank: np.ndarray, k: int
+             ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """``q -> search(q, ef, kc, rerank=rerank, qr=q, k=k)`` for small batches of checked
+        queries (float32, C-contiguous, writable, ``(nq, dim)``): the arguments checked once
+        here, each call one kernel call (the caller splits large batches over threads)."""
+        dim = self.graph.codes.shape[1]
+        if rerank.ndim != 2 or rerank.shape != (self.graph.n, dim) or k < 1 or kc < 1:
+            raise DimensionMismatch(f"graph search: rerank {rerank.shape} needs k >= 1 over "
+                                    f"{self.graph.n} rows of dim {dim}")
+        kernel, args, x = _compiled(), self._graph_args, self._rerank_arg(rerank)
+        ef = max(ef, kc)
+        scratch = self._scratch
+
+        def run(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if q.shape[1] != dim:  # the kernel trusts its shapes
+                raise DimensionMismatch(f"graph search: expected queries (nq, {dim}), got "
+                                        f"{q.shape}")
+            out_s = np.empty((len(q), k), np.float32)
+            out_r = np.empty((len(q), k), np.int64)
+            visited, state = scratch()
+            kernel(q, q, *args, ef, kc, visited, state, False, _NONE_SEL, False, _NONE_ROWS,
+                   False, _NONE_ROWS, x, k, out_s, out_r)
+            return out_s, out_r
+
+        return run
 
     def _search(self, q: np.ndarray, ef: int, kc: int, rerank: np.ndarray | None,
                 qr: np.ndarray | None, k: int, sel: np.ndarray | None = None,

@@ -209,11 +209,12 @@ class HNSWIndex(VectorIndex):
         p = params if params is not None else QueryParams()
         kc = min(max(k, math.ceil(k * self.oversample(p))), self.n)
         ef = max(kc, p.ef if p.ef is not None else DEFAULT_EF)
-        search = walker.search
+        search, small = walker.search, walker.bind(ef, kc, rerank=rerank, k=k)
 
         def bound(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return search(q, ef, kc, rerank=rerank, qr=q, k=k,
-                          threads=1 if len(q) < 2 * MIN_CHUNK else _batch_threads(q))
+            if len(q) < 2 * MIN_CHUNK:
+                return small(q)
+            return search(q, ef, kc, rerank=rerank, qr=q, k=k, threads=_batch_threads(q))
 
         return bound
 
