@@ -6,7 +6,8 @@ golden folder is frozen the day it is written). ``tests/test_golden.py`` opens e
 folder with the current code and checks it answers exactly as ``expected.json`` recorded.
 
 The collection holds every field kind and dtype, string and int ids, nested and unicode payloads,
-deletes and upserts, two sealed segments with an HNSW index, and rows still in the growing segment.
+deletes and upserts, two sealed segments with an HNSW index, and rows still in the growing segment
+(from format 5 on, in two growing generations: some were added while a background seal ran).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import polyvec as pv
+from polyvec.engine import hooks
 from polyvec.storage.catalog import FORMAT_VERSION
 
 ROOT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden"
@@ -93,8 +95,16 @@ def main() -> None:
     col.delete([f"doc-{i}" for i in range(1, 300, 7)] + [0, 3, 6])
     col.upsert(*items(rng, 100, 130))  # new versions of 30 items, some already sealed
     col.create_index("dense", "HNSW16,SQ8,Refine")  # force-merges the sealed rows first
-    for lo in range(N, N + 1_600, 400):  # one more sealed (and indexed) segment, and growing rows
+    # one more sealed (and indexed) segment, and growing rows; format 5: the seal runs in the
+    # background, and 100 items added while it runs stay in the older growing generation
+    late = np.random.default_rng(5)
+    hooks.arm("seal.planned", lambda _: col.add(*items(late, N + 2_000, N + 2_100)))
+    for lo in range(N, N + 1_600, 400):
         col.add(*items(rng, lo, lo + 400))
+    col.wait_for_maintenance()
+    hooks.disarm()
+    col.add(*items(late, N + 2_100, N + 2_200))  # and some in the current one
+    assert len(col._store.catalog.chunk_generations()) == 2
     q = queries(rng)
     expected = {"format_version": FORMAT_VERSION, "queries": q, "answers": answers(col, q)}
     info = col.info()

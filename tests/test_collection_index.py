@@ -71,6 +71,7 @@ def test_index_recall_reopen_seal_delete_filter_compact(tmp_path, data) -> None:
     assert coll.info()["indexes"]["v"]["segments_exact"] == 1
     coll.upsert(list(range(N + 500, N + 500 + SEG)), {"v": -base[500:500 + SEG]},
                 [{"g": 0}] * SEG)  # seals a big segment, which gets its index on seal
+    coll.wait_for_maintenance()  # (in the background)
     assert coll.info()["indexes"]["v"]["segments_indexed"] == 2
 
     gone = sorted({int(i) for i in exact.ids[:, 0]})

@@ -189,6 +189,7 @@ def test_writer_gets_locked_while_another_process_holds_the_lock(tmp_path: Path,
     ids = list(range(40))
     vectors, payloads = _items(1, ids)
     coll.add(ids, vectors=vectors, payloads=payloads)  # sealed (40 >= 25)
+    coll.wait_for_maintenance()
     _apply(model, ids, vectors, payloads)
     ids2 = ["g1", "g2", "g3"]
     vectors2, payloads2 = _items(2, ids2)

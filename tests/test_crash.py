@@ -44,9 +44,10 @@ import durability_stream as stream  # noqa: E402
 PLAN = [(11, 14), (22, 14), (33, 14), (44, 14)]
 STOP_AFTER = 250  # a child never writes more than this many batches per round
 # the hook points a seal, merge or compaction passes, with the batch kinds that reach them
-# (seals, and the tiered merges after them, happen inside adds and upserts too:
-# segment_rows=30; a compaction rewrites its segments through a merge)
+# (seals, and the tiered merges after them, run on the maintenance thread while adds and
+# upserts go on: segment_rows=30; a compaction rewrites its segments through a merge)
 POINTS = {"write.before_commit": ("any",),
+          "seal.planned": ("compact", "flush", "any"),
           "segments.written": ("compact", "flush", "any"),
           "segments.before_commit": ("compact", "flush", "any"),
           "merge.written": ("compact",),

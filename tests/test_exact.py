@@ -133,6 +133,7 @@ def test_search_sees_growing_and_sealed_and_survives_reopen(tmp_path, rng) -> No
     x = unit(rng, 25, 6)
     for lo in (0, 10, 20):
         coll.add(list(range(lo, min(25, lo + 10))), {"v": x[lo:lo + 10]})
+        coll.wait_for_maintenance()  # each full growing segment sealed on its own
     assert len(coll.info()["segments"]) == 2 and coll.info()["growing_rows"] == 5
     before = coll.search(x[:3], k=4)
     assert [row[0] for row in before.ids.tolist()] == [0, 1, 2]

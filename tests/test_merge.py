@@ -55,6 +55,7 @@ def test_merges_after_seals_keep_segments_few_and_results_exact(tmp_path: Path) 
         ids = list(range(n, n + 20))
         d, t = unit(rng, 20, 8), token_sets(rng, 20, 4)
         coll.add(ids, {"d": d, "t": t})
+        coll.wait_for_maintenance()  # a seal per add, as the policy's tiers assume
         model.update({i: (d[j], t[j]) for j, i in enumerate(ids)})
         n += 20
         if step % 7 == 3:  # upserts and deletes leave tombstones in sealed segments
@@ -66,6 +67,7 @@ def test_merges_after_seals_keep_segments_few_and_results_exact(tmp_path: Path) 
             assert coll.delete(gone) == 6
             for g in gone:
                 del model[g]
+    coll.wait_for_maintenance()  # the seal (and merges) the last add asked for
     segs = _segments(coll)
     assert len(segs) <= 2 * 9, segs  # at most merge_factor - 1 per tier
     assert max(r for _, r in segs) >= 200  # ten seals merged into one
@@ -90,6 +92,7 @@ def test_compact_rewrites_only_segments_worth_it(tmp_path: Path) -> None:
     for lo in range(0, 150, 50):
         d, t = unit(rng, 50, 8), token_sets(rng, 50, 4)
         coll.add(list(range(lo, lo + 50)), {"d": d, "t": t})
+        coll.wait_for_maintenance()  # one segment per add
         model.update({lo + j: (d[j], t[j]) for j in range(50)})
     before = _segments(coll)
     assert len(before) == 3
@@ -118,6 +121,7 @@ def test_create_index_merges_first_then_builds_one_graph(tmp_path: Path) -> None
                                                   segment_rows=1_500)
     for lo in range(0, 6_000, 1_000):
         coll.add(list(range(lo, lo + 1_000)), x[lo:lo + 1_000])
+        coll.wait_for_maintenance()  # a seal per 1,500 rows, as in the foreground
     assert len(_segments(coll)) == 3
     q = x[rng.integers(0, 6_000, 100)] + 0.1
     exact = coll.search(q, k=10)
@@ -134,6 +138,7 @@ def test_create_index_merges_first_then_builds_one_graph(tmp_path: Path) -> None
     for lo in range(6_000, 6_000 + 10 * 1_500, 1_500):
         coll.add(list(range(lo, lo + 1_500)), x[(lo - 6_000) % 4_500:(lo - 6_000) % 4_500
                                                 + 1_500])
+        coll.wait_for_maintenance()
     segs = _segments(coll)  # the 6,000 and nine 1,500s made a tier (within 0.75 levels)
     assert [r for _, r in segs] == [19_500, 1_500], segs
     assert coll.info()["indexes"]["v"]["segments_indexed"] == 2

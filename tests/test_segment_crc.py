@@ -96,3 +96,20 @@ def test_entries_of_both_digests_verify_and_catch_a_flip(tmp_path: Path,
         assert not file_matches(path, entry) and not file_matches(path, old)
     with pytest.raises(CorruptFile, match="manifest entry"):
         file_matches(path, [size, 0, 7])
+
+
+@pytest.mark.parametrize("damage", [(b"}", b" "), (b"'descr'", b"'d\x1bscr"),
+                                    (b"\x93NUMPY", b"\x93NUMPX")])
+def test_a_damaged_npy_header_is_a_corrupt_file_before_any_check(tmp_path: Path,
+                                                                damage: tuple) -> None:
+    """Opened without the digest check (the open hands checks to the background), a header
+    numpy's parser chokes on (a tokenize error, a syntax error, a bad magic) is CorruptFile."""
+    from polyvec.errors import CorruptFile
+
+    manifest = segment.write_segment(tmp_path, "s", {"x": np.arange(12, dtype=np.float32)})
+    path = tmp_path / "s" / "x.npy"
+    data = path.read_bytes()
+    path.write_bytes(data.replace(damage[0], damage[1], 1))  # same length
+    with pytest.raises(CorruptFile, match="x.npy"):
+        segment.open_segment(tmp_path / "s", {"x.npy": [len(data), *manifest["x.npy"][1:]]},
+                             verify=False)["x"]

@@ -159,6 +159,7 @@ def test_get_does_not_wait_for_a_writer_and_falls_back_when_the_catalog_moved(tm
     x = _unit(rng, 30)
     payloads = [{"i": i, "s": "ü" * (i % 3)} for i in range(30)]
     coll.add(list(range(20)), x[:20], payloads[:20])  # sealed
+    coll.wait_for_maintenance()
     coll.add(list(range(20, 30)), x[20:], payloads[20:])  # growing
     coll.delete([4])
     assert coll.info()["segments"] and coll.info()["growing_rows"]  # rows of both kinds

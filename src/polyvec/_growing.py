@@ -144,3 +144,20 @@ class GrowingField:
         if self._dense:
             return self._rows.view[i]
         return self.data[i]
+
+    def after(self, seq: int) -> GrowingField:
+        """A new field holding the rows whose seq is greater than ``seq`` (a seal took the
+        rest): copied into new buffers, so snapshots holding this one's views keep them."""
+        m = int(np.searchsorted(self.seqs.view, seq, side="right"))
+        out = GrowingField(self.spec, self.dtype)
+        if m == len(self):
+            return out
+        seqs = self.seqs.view[m:]
+        out.reserve(len(seqs))
+        if self._dense:
+            out.extend(seqs, self._rows.view[m:])
+        else:
+            counts = self._counts.view
+            start = int(counts[:m].sum())
+            out.extend_sets(seqs, counts[m:], self._rows.view[start:start + int(counts[m:].sum())])
+        return out

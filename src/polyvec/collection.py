@@ -115,7 +115,8 @@ class Collection:
         self._store.check_all()
 
     def flush(self) -> None:
-        """Seal the growing segment into memory-mapped segment files."""
+        """Seal the growing segment into memory-mapped segment files now (after the
+        background seal an add may have started, see :meth:`wait_for_maintenance`)."""
         self._store.flush()
 
     def compact(self) -> None:
@@ -332,7 +333,16 @@ class Collection:
             "segments": [{"name": s.row.name, "rows": s.row.nrows} for s in snap.segments],
             "indexes": self._indexes.index_info(snap.segments),
             "bytes_on_disk": _bytes_on_disk(self.path),
+            "maintenance": st.maintenance.info(),
         }
+
+    def wait_for_maintenance(self, timeout: float | None = None) -> bool:
+        """Wait until the background work of this handle is done: the seal an add asked for
+        when the growing segment reached ``segment_rows`` (and the merges and index builds
+        after it). ``False`` when ``timeout`` seconds passed first. Raises the error the last
+        background seal failed with (its rows stay durable in the growing segment; a later
+        add retries, :meth:`flush` seals now)."""
+        return self._store.maintenance.wait(timeout)
 
     # -- embedders, model versions, mappings, backfill (the upgrade service) --------------------
 

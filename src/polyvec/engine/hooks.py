@@ -48,6 +48,8 @@ POINTS: dict[str, str] = {
                            "inserted inside the catalog transaction; its commit (no fsync) is "
                            "next (a crash leaves a complete chunk past the registered end, "
                            "which the next writer replays: the in-flight batch appears whole)",
+    "seal.planned": "a seal chose its growing rows; nothing is written yet (in the "
+                    "background, adds go on from here while the seal writes)",
     "segments.written": "one new segment's files are written and fsynced; not registered yet "
                         "(a crash leaves an orphan folder that open removes)",
     "segments.before_commit": "new segments are registered (and retired ones unregistered) "

@@ -40,7 +40,7 @@ from . import hooks, merge
 if TYPE_CHECKING:
     from ..index import QueryParams, VectorIndex
     from ..index.parts import Group
-    from .snapshot import Segment
+    from .snapshot import Segment, Snapshot
     from .store import SegmentStore
 
 __all__ = ["ENGINES", "INDEXES", "IndexEngine", "IndexManager", "MIN_INDEX_ROWS",
@@ -134,7 +134,7 @@ class DenseEngine(IndexEngine):
 
         x = np.asarray(data, dtype=np.float32)
         return build_index(x, spec, fspec.metric, sample_queries=samples,  # calibrated once,
-                           groups=groups)  # for the collection (_calibrate_collection)
+                           groups=groups)  # for the collection (calibrate)
 
     def save(self, parent: Path, folder: str, idx: Any) -> dict[str, list[int]]:
         return write_segment(parent, folder, idx.to_arrays())
@@ -276,6 +276,7 @@ class IndexManager:
                                       "(recall calibration) apply to Dense fields only")
             checked, _ = kind_of(fspec).check_query(fspec, np.atleast_2d(sample_queries))
             samples = np.asarray(checked, dtype=np.float32)
+        st.settle()  # a seal an add asked for first: its segment gets this index too
         with st.mutex, st.lock:
             st.refresh()
             merge.before_index(st, name)  # few, large segments first: one index per segment
@@ -306,7 +307,7 @@ class IndexManager:
             for _, (folder, _) in old:
                 shutil.rmtree(self.index_dir() / folder, ignore_errors=True)
             if engine.calibrated:
-                self._calibrate_collection(name)
+                self.calibrate(name)
             if not any(name in seg.indexes for seg in st.segments):
                 warnings.warn(PolyvecWarning(self._unindexed_note(name, engine)), stacklevel=3)
 
@@ -351,20 +352,43 @@ class IndexManager:
         hooks.point("index.written")
         return IndexRow(seg.row.name, field, folder, manifest), seg, (folder, idx)
 
-    def _groups(self, seg: Segment) -> list[Group]:
-        """The rows of ``seg`` (alive) sharing a value of an indexed payload column, those
-        worth a partition graph (see :mod:`polyvec.index.parts`)."""
+    def build_segment(self, seg: Segment, specs: dict[str, dict[str, str]],
+                      fields: dict[str, FieldSpec], snap: Snapshot
+                      ) -> list[tuple[IndexRow, Segment, tuple[str, Any]]]:
+        """The index of every field in ``specs`` (family -> field -> spec text) over a new
+        segment big enough, built and written, not registered: a background seal builds them
+        with no lock, from the ``fields`` and snapshot it planned on."""
+        out = []
+        for family, by_field in specs.items():
+            engine = ENGINES[family]
+            for field, text in by_field.items():
+                if field not in fields or seg.row.nrows < engine.min_rows():
+                    continue
+                fspec = fields[field]
+                spec = engine.parse(field, fspec, text)
+                groups = self._groups(seg, snap) if engine.partitioned(spec) else []
+                out.append(self._build_one(engine, field, seg, spec, fspec,
+                                           self.samples.get(field), groups))
+        return out
+
+    def _groups(self, seg: Segment, snap: Snapshot | None = None) -> list[Group]:
+        """The rows of ``seg`` (alive in ``snap``, default the published snapshot) sharing a
+        value of an indexed payload column, those worth a partition graph (see
+        :mod:`polyvec.index.parts`)."""
         from ..index.parts import MAX_PART_FRACTION, MIN_PART_ROWS, Group, pick_groups
 
-        live = self.store.live
+        snap = snap if snap is not None else self.store.snap
         n = seg.row.nrows
-        if not live.columns or n < 2 * MIN_PART_ROWS or not live.size:
+        if snap is None or not snap.columns or n < 2 * MIN_PART_ROWS or not len(snap.seqs):
             return []
-        seqs = live.seqs.view
-        pos = np.minimum(np.searchsorted(seqs, seg.seqs), len(seqs) - 1)
-        keep = np.flatnonzero((seqs[pos] == seg.seqs) & live.alive.view[pos])
+        pos = snap.positions_of(seg.seqs)
+        ok = pos >= 0
+        alive = snap.alive()
+        if alive is not None:
+            ok &= alive[np.maximum(pos, 0)]
+        keep = np.flatnonzero(ok)
         return pick_groups([Group(path, value, keep[rows])
-                            for path, col in sorted(live.columns.items())
+                            for path, col in sorted(snap.columns.items())
                             for value, rows in col.groups(pos[keep], MIN_PART_ROWS,
                                                           int(MAX_PART_FRACTION * n))], n)
 
@@ -384,9 +408,9 @@ class IndexManager:
         st.publish()
         for field in {row.field for row, _, _ in built}:
             if self.engine_of(st.fields[field]).calibrated:
-                self._calibrate_collection(field)
+                self.calibrate(field)
 
-    def _calibrate_collection(self, field: str, *, k: int = 10, nq: int = 200) -> None:
+    def calibrate(self, field: str, *, k: int = 10, nq: int = 200) -> None:
         """Calibrate ``target_recall`` on the whole search (every segment, merged).
 
         Per-segment tables would be conservative: each segment of several only has to find

@@ -34,13 +34,13 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from secrets import token_hex
 from typing import Any
 
 import numpy as np
 
 from .. import _progress as progress
 from ..errors import InvalidArgument
+from ..storage import segment_name
 from ..storage.catalog import SegmentRow
 from ..storage.stream import NpyRows, ragged_rows, write_segment_stream
 from . import hooks
@@ -266,7 +266,7 @@ def _recalibrate(store: Any, skip: set[str]) -> None:
     manager = store.indexes
     for field in [f for specs in manager.specs.values() for f in specs]:
         if field not in skip and manager.engine_of(store.fields[field]).calibrated:
-            manager._calibrate_collection(field)
+            manager.calibrate(field)
 
 
 def run_groups(store: Any, groups: Sequence[tuple[int, ...]], *,
@@ -351,7 +351,7 @@ def _write_merged(folder: Path, sources: Sequence[Any], keep: Sequence[np.ndarra
     nonempty = [(r["seqs"], k) for r, k in zip(readers, keep, strict=True) if len(k)]
     lo = int(nonempty[0][0].rows(int(nonempty[0][1][0]), int(nonempty[0][1][0]) + 1)[0])
     hi = int(nonempty[-1][0].rows(int(nonempty[-1][1][-1]), int(nonempty[-1][1][-1]) + 1)[0])
-    name = f"seg-{lo:012d}-{hi:012d}-{token_hex(4)}"
+    name = segment_name(lo, hi)
     bar = _progress(total)
 
     def checked() -> Iterator[dict[str, np.ndarray]]:

@@ -18,7 +18,6 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from secrets import token_hex
 from typing import Any, TypeVar
 
 import numpy as np
@@ -35,12 +34,13 @@ from ..errors import (
 from ..fields import kind_of
 from ..filters.columns import Encoded
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
-from ..storage import Catalog, WriteLock, open_segment, sidecar, write_segment
+from ..storage import Catalog, WriteLock, open_segment, segment_name, sidecar, write_segment
 from ..storage.catalog import FORMAT_VERSION, Changes, Cursor, SealedItems, SegmentRow
 from ..storage.growing import ChunkRow, GrowingLog, LogRecord, PendingAppend
 from ..storage.segment import Checks
 from . import hooks, merge
 from .indexes import INDEXES, IndexManager, index_orphans
+from .maintenance import Maintenance, after_seal, commit_seal, plan_seal, write_seal
 from .snapshot import Segment, Snapshot
 
 T = TypeVar("T")
@@ -91,6 +91,11 @@ class SegmentStore:
         self.masks: dict[str, np.ndarray | None] = {}  # sealed segment -> alive mask (None: all)
         self.masks_stale = False
         self.merge_policy = merge.DEFAULT_POLICY
+        # seals run on the maintenance thread when an add fills the growing segment
+        # (``background``; else inside that add); the folders it is writing, unregistered
+        self.background = True
+        self.maintenance = Maintenance(self)
+        self.in_flight: set[str] = set()
 
     def _identity(self) -> tuple[int, int] | None:
         try:
@@ -132,6 +137,7 @@ class SegmentStore:
         if self.catalog.readonly:  # a folder this process may not write: searches only
             self.load()
             return
+        checks = self.checks  # (a replay below waits for them: the tidy still runs)
         if self.lock.try_acquire():
             try:
                 self._migrate()
@@ -141,7 +147,6 @@ class SegmentStore:
                 self.lock.release()
         else:
             self.load()
-        checks = self.checks
         if checks is not None:
             self.tidying = threading.Thread(target=self._tidy, args=(checks,), daemon=True,
                                             name="polyvec-tidy")
@@ -432,7 +437,8 @@ class SegmentStore:
             self.growing[name].extend(seqs, data)
 
     def open_segment(self, row: SegmentRow, checks: Checks | None = None, *,
-                     written: bool = False) -> Segment:
+                     written: bool = False, fields: dict[str, FieldSpec] | None = None
+                     ) -> Segment:
         """Open a sealed segment's files; their checksums are verified in line, or handed to
         ``checks`` (then nothing may read the arrays before ``checks.wait()``); ``written``:
         this process just wrote its files and checksummed them for the manifest, so they are
@@ -442,9 +448,9 @@ class SegmentStore:
         where = str(files.path)
         try:
             seqs = files["seqs"]
-            fields: dict[str, Any] = {}
-            for name, spec in self.fields.items():
-                fields[name], ok = kind_of(spec).open_sealed(name, spec, files, row.nrows)
+            data: dict[str, Any] = {}
+            for name, spec in (self.fields if fields is None else fields).items():
+                data[name], ok = kind_of(spec).open_sealed(name, spec, files, row.nrows)
                 if not ok:
                     raise CorruptFile(where, f"field {name!r}: arrays do not match the catalog")
         except KeyError as e:
@@ -453,7 +459,7 @@ class SegmentStore:
                                                      or seqs[-1] != row.max_seq)):
             raise CorruptFile(where, "row seqs do not match the catalog")
         extras = {k: v for k, v in files.arrays.items() if k.startswith("@")}
-        return Segment(row, np.asarray(seqs), fields, extras=extras)
+        return Segment(row, np.asarray(seqs), data, extras=extras)
 
     def _check_coverage(self, live: np.ndarray, growing_seqs: np.ndarray) -> None:
         """Every item of ``live`` (sorted seqs) must have vectors in the growing segment or in
@@ -471,13 +477,21 @@ class SegmentStore:
     def remove_orphans(self) -> None:
         """Delete segment folders the catalog does not know (left by a crash). Writer only."""
         known = {s.row.name for s in self.segments}
+        busy = tuple(self.in_flight)  # a background seal's folders, not registered yet
         for p in (self.path / SEGMENTS).iterdir():
-            if p.name not in known:
+            if p.name not in known and not p.name.startswith(busy or ("\0",)):
                 shutil.rmtree(p, ignore_errors=True)
         for p in index_orphans(self.path, self.catalog.guard(self.catalog.index_folders)):
-            shutil.rmtree(p, ignore_errors=True)
+            if not p.name.startswith(busy or ("\0",)):
+                shutil.rmtree(p, ignore_errors=True)
+        self.remove_sealed_generations()
+
+    def remove_sealed_generations(self) -> None:
+        """Delete the growing files no registered chunk is in, but the current one. Writer
+        only (under the lock)."""
         assert self.cursor is not None
-        self.growing_log.remove_other_generations(self.cursor.generation)
+        keep = {self.cursor.generation} | self.catalog.guard(self.catalog.chunk_generations)
+        self.growing_log.remove_other_generations(keep)
 
     def refresh(self) -> None:
         """Before a write: reload if another connection committed since we last looked, the
@@ -715,10 +729,17 @@ class SegmentStore:
             self.version = self.catalog.data_version()
             self.cursor = cursor
             self.publish(gone)
-            # growing_live() <= the growing rows: count the live ones only when it may seal
-            if len(next(iter(self.growing.values()))) >= self.segment_rows \
-                    and self.growing_live() >= self.segment_rows:
-                self.seal()
+            if self.wants_seal():
+                if self.background:
+                    self.maintenance.request()
+                else:
+                    self.seal()
+
+    def wants_seal(self) -> bool:
+        """Whether the growing segment holds ``segment_rows`` live rows."""
+        # growing_live() <= the growing rows: count the live ones only when it may seal
+        return len(next(iter(self.growing.values()))) >= self.segment_rows \
+            and self.growing_live() >= self.segment_rows
 
     def _undo_write(self, pending: PendingAppend | None, appended: tuple[int, int] | None,
                     mirrored: bool) -> None:
@@ -763,46 +784,30 @@ class SegmentStore:
         g = next(iter(self.growing.values()))
         return int(isin_sorted(g.seqs.view, self.live.live_seqs()).sum()) if len(g) else 0
 
+    def settle(self) -> None:
+        """Wait for the background seal an add asked for (see
+        :mod:`polyvec.engine.maintenance`): what comes next (a flush, a compaction, a merge,
+        an index build) then sees its segment. Its failure is the caller's to meet again:
+        a flush seals the same rows and raises its own error."""
+        self.maintenance.wait(errors=False)
+
     def flush(self) -> None:
         self.check_alive()  # before the lock: its file goes with a dropped folder
+        self.settle()
         with self.mutex, self.lock:
             self.refresh()
             self.seal()
 
     def seal(self) -> None:
-        """Write the growing rows still alive as a sealed segment. Writer only."""
-        g0 = next(iter(self.growing.values()))
-        if len(g0) == 0:
+        """Seal the growing rows still alive now, in the caller (see
+        :mod:`polyvec.engine.maintenance`). Writer only (mutex and lock)."""
+        plan = plan_seal(self)
+        if plan is None:
             return
-        alive = isin_sorted(g0.seqs.view, self.live.live_seqs())
-        rows = np.flatnonzero(alive)
-        if len(rows):
-            seqs = g0.seqs.view[rows]
-            arrays: dict[str, np.ndarray] = {"seqs": seqs, **self.live.sidecar(seqs)}
-            for name, g in self.growing.items():
-                kind = kind_of(self.fields[name])
-                arrays |= kind.sealed_arrays(name, kind.take(g.data, rows))
-            self.commit_segments([arrays], remove=[], drop_upto=int(g0.seqs.view[-1]),
-                                 growing_sealed=True)
-            merge.after_seal(self)  # tiered merges (their outputs get indexes before commit)
-            self.indexes.ensure_indexes()
-        else:
-            with self.catalog.transaction():
-                self.catalog.register_segments([], [], int(g0.seqs.view[-1]))
-                self.cursor = self.catalog.cursor()
-                hooks.point("segments.before_commit")
-            self.version = self.catalog.data_version()
-            self._reset_growing()
-        assert self.cursor is not None
-        self.growing_log.remove_other_generations(self.cursor.generation)
-        self.catalog.reclaim()
+        if commit_seal(self, plan, write_seal(self, plan)):
+            after_seal(self)
 
-    def _reset_growing(self) -> None:
-        self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}
-        self.publish()
-
-    def commit_segments(self, outputs: list[dict[str, np.ndarray]], remove: list[str],
-                        drop_upto: int | None, *, growing_sealed: bool = False,
+    def commit_segments(self, outputs: list[dict[str, np.ndarray]], remove: list[str], *,
                         register: Any = None, reload: bool = False) -> list[SegmentRow]:
         """Write segment files, then register them (and retire ``remove``) in one transaction.
 
@@ -814,7 +819,7 @@ class SegmentStore:
         rows = []
         for arrays in outputs:
             seqs = arrays["seqs"]
-            name = f"seg-{int(seqs[0]):012d}-{int(seqs[-1]):012d}-{token_hex(4)}"
+            name = segment_name(int(seqs[0]), int(seqs[-1]))
             manifest = write_segment(folder, name, arrays)
             hooks.point("segments.written")
             rows.append(SegmentRow(name, len(seqs), int(seqs[0]), int(seqs[-1]), manifest))
@@ -822,7 +827,7 @@ class SegmentStore:
             if register is not None:
                 register(rows)
             else:
-                self.catalog.register_segments(rows, remove, drop_upto)
+                self.catalog.register_segments(rows, remove, None)
             cursor = self.catalog.cursor()
             hooks.point("segments.before_commit")
         self.version = self.catalog.data_version()
@@ -835,8 +840,6 @@ class SegmentStore:
             kept = [s for s in self.segments if s.row.name not in gone]
             self.segments = sorted(kept + [self.open_segment(r, written=True) for r in rows],
                                    key=lambda s: s.row.min_seq)
-            if growing_sealed:
-                self.growing = {n: kind_of(s).new_growing(s) for n, s in self.fields.items()}
             self.publish()
         if remove:
             hooks.point("segments.before_remove")
@@ -848,6 +851,7 @@ class SegmentStore:
         """Seal, then rewrite the segments with deleted rows (and runs of small segments)
         without them, streaming: memory stays bounded whatever the segments' size."""
         self.check_alive()  # before the lock: its file goes with a dropped folder
+        self.settle()
         with self.mutex, self.lock:
             self.refresh()
             self.seal()
@@ -859,6 +863,7 @@ class SegmentStore:
         """Run the tiered merge policy now, or with ``force`` merge into the fewest segments
         of up to ``merge_policy.max_segment_rows`` rows (as ``create_index`` does first)."""
         self.check_alive()  # before the lock: its file goes with a dropped folder
+        self.settle()
         with self.mutex, self.lock:
             self.refresh()
             if force:
@@ -892,6 +897,7 @@ class SegmentStore:
                 from None
 
     def close(self) -> None:
+        self.maintenance.close()  # after the seal it runs (it needs the mutex to finish)
         with self.mutex:
             self.closed = True
             self.catalog.close()

@@ -5,7 +5,7 @@ This layer knows bytes and rows, not search: it imports only ``errors``/``spec``
 
 from .catalog import FORMAT_VERSION, Catalog, ItemRow
 from .lock import WriteLock
-from .segment import SegmentFiles, open_segment, write_segment
+from .segment import SegmentFiles, open_segment, segment_name, write_segment
 
 __all__ = [
     "FORMAT_VERSION",
@@ -14,5 +14,6 @@ __all__ = [
     "SegmentFiles",
     "WriteLock",
     "open_segment",
+    "segment_name",
     "write_segment",
 ]

@@ -8,7 +8,8 @@ Tables:
   seq is not here is a tombstone.
 - ``chunks(first_seq, generation, count, offset, parts, crc)``: the batches of the growing
   segment (items not sealed yet), whose vectors live in ``growing/<generation>.bin`` (see
-  :mod:`.growing`); ``meta.generation`` names the current file.
+  :mod:`.growing`); ``meta.generation`` names the file new chunks go to (older generations may
+  still hold chunks written while a background seal ran, format 5).
 - ``deletes(pos, seq, crc)``: the delete log, one row per seq deleted or replaced, in commit
   order (``pos`` autoincrements); a reader catches up from the last position it saw. Sealing
   prunes it to a bounded tail (``meta.deletes_pruned``: positions up to it are gone).
@@ -31,6 +32,14 @@ Format 4 digests new segment and index files with xxh3-64 instead of CRC-32 (man
 ``[size, digest, 1]``, see :mod:`.segment`); older entries keep their CRC-32. The transaction
 that registers a segment or an index marks the catalog format 4, so an older polyvec refuses
 the folder instead of calling its files corrupt.
+
+Format 5 lets a seal run in the background: it seals the growing rows up to a seq, and the
+chunks written while it ran stay registered in their (older) generation's file while the
+commit that registers the segment starts the next generation; readers and writers load the
+chunks of every generation up to ``meta.generation`` (only the current one can have an
+unregistered tail: the fsync'd seal commit made every earlier commit durable). The transaction
+that registers a segment marks the catalog format 5, so an older polyvec, which expects the
+chunks of one generation, refuses the folder.
 
 Every row carries a CRC-32 of its content: SQLite's own checks catch broken pages, the row
 checksums catch flipped bytes inside a value. WAL journal with ``synchronous=FULL``: a
@@ -67,8 +76,8 @@ from .stamp import CommitStamp
 
 __all__ = ["Catalog", "Changes", "Cursor", "IndexRow", "ItemRow", "FORMAT_VERSION", "MAGIC"]
 
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 DELETE_LOG_TAIL = 100_000  # delete-log rows kept at a seal for readers that are behind
 ITEM_BATCH = 65_536  # item rows read per step of a full load (bounds its transient memory)
 MAGIC = "polyvec-collection"
@@ -350,9 +359,9 @@ class Catalog:
         return view
 
     def close(self) -> None:
+        for close in self._closers:  # the readers first: the last connection to close
+            close()  # checkpoints the WAL into the file (a read-only one cannot)
         self.conn.close()
-        for close in self._closers:
-            close()
         self.stamp.close()
 
     def guard(self, fn, *args):
@@ -596,9 +605,9 @@ class Catalog:
                 "WHERE first_seq > ? ORDER BY first_seq", (after_seq,)):
             if _crc_text(first, gen, count, offset, parts) != crc:
                 raise CorruptFile(str(self.path), f"chunk row seq={first}: checksum mismatch")
-            if gen != generation:
+            if gen > generation:  # older generations: chunks a seal has not reached yet
                 raise CorruptFile(str(self.path), f"chunk row seq={first}: generation {gen}, "
-                                  f"expected {generation}")
+                                  f"expected at most {generation}")
             out.append(ChunkRow(first, gen, count, offset, json.loads(parts)))
         return out
 
@@ -700,7 +709,8 @@ class Catalog:
         """``(generation, end offset of its registered chunks)`` of the growing file."""
         generation = int(self._meta_rows(("generation",))["generation"])  # checked
         row = self.conn.execute("SELECT first_seq, generation, count, offset, parts, crc "
-                                "FROM chunks ORDER BY first_seq DESC LIMIT 1").fetchone()
+                                "FROM chunks WHERE generation = ? ORDER BY first_seq DESC "
+                                "LIMIT 1", (generation,)).fetchone()
         if row is None:
             return generation, 0
         if _crc_text(*row[:5]) != row[5]:  # read before the full load checks every row
@@ -747,11 +757,21 @@ class Catalog:
                       chunk_seq=int(last_chunk),
                       schema=json.dumps(head.get("schema"), sort_keys=True))
 
+    def chunk_seqs(self, upto: int) -> list[int]:
+        """First seqs of the registered chunks up to seq ``upto`` (in order)."""
+        return [s for (s,) in self.conn.execute(
+            "SELECT first_seq FROM chunks WHERE first_seq <= ? ORDER BY first_seq", (upto,))]
+
+    def chunk_generations(self) -> set[int]:
+        """The growing generations that still hold registered chunks."""
+        return {int(g) for (g,) in self.conn.execute("SELECT DISTINCT generation FROM chunks")}
+
     def register_segments(self, add: list[SegmentRow], remove: list[str],
                           sealed_upto: int | None) -> None:
-        """Swap segments in one transaction. ``sealed_upto`` (not ``None``): the growing
-        segment was sealed, so a new growing generation starts (its chunks are dropped) and the
-        delete log is pruned to its tail."""
+        """Swap segments in one transaction. ``sealed_upto`` (not ``None``): the growing rows
+        up to that seq were sealed, so their chunks are dropped, a new growing generation
+        starts (the chunks after them, written while a background seal ran, stay where they
+        are until the next seal) and the delete log is pruned to its tail."""
         for r in add:
             text = json.dumps(r.manifest, sort_keys=True)
             self.conn.execute(
@@ -766,7 +786,7 @@ class Catalog:
         self._bump()
         if sealed_upto is not None:
             generation, _ = self.growing_end()
-            self.conn.execute("DELETE FROM chunks")
+            self.conn.execute("DELETE FROM chunks WHERE first_seq <= ?", (sealed_upto,))
             self._put_meta({"generation": generation + 1})
             (last,) = self.conn.execute("SELECT COALESCE(MAX(pos), 0) FROM deletes").fetchone()
             cut = int(last) - DELETE_LOG_TAIL

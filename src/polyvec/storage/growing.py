@@ -10,9 +10,11 @@ can therefore lose the last registered chunks' catalog transactions, never their
 next writer parses the unregistered tail (:meth:`GrowingLog.tail`), replays every complete,
 checksummed record that continues the catalog's seqs, and cuts off the rest (a torn or
 unacknowledged chunk). Readers use registered chunks only. Sealing starts a new generation in
-the transaction that registers the sealed segment (an fsync'd commit); the files of older
-generations are removed after it (or by the next writer's open). Chunks written before format 3
-(and by a format-1 migration) have no ``#log`` part: they are registered by fsync'd commits.
+the transaction that registers the sealed segment (an fsync'd commit); a generation's file is
+removed once no registered chunk is left in it (a background seal leaves the chunks written
+while it ran, format 5), after that commit or by the next writer's open. Chunks written
+before format 3 (and by a format-1 migration) have no ``#log`` part: they are registered by
+fsync'd commits.
 
 What a part holds is its field kind's business (``FieldKind.to_chunk``/``from_chunk``; the byte
 layouts are in :mod:`polyvec._growing`): this module only stores, checksums and reads bytes.
@@ -247,12 +249,14 @@ class GrowingLog:
                 return None
         return TailChunk(LogRecord(first, keys, payloads, replace), pos, parts)
 
-    def remove_other_generations(self, keep: int) -> None:
-        """Delete the files of every generation but ``keep`` (sealed ones, or a crash's)."""
+    def remove_other_generations(self, keep: set[int]) -> None:
+        """Delete the files of every generation but ``keep`` (the current one, and any older
+        one still holding registered chunks): sealed ones, or a crash's."""
         if not self.folder.is_dir():
             return
+        kept = {self.path(g) for g in keep}
         for p in self.folder.iterdir():
-            if p != self.path(keep):
+            if p not in kept:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
 

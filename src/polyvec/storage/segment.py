@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_hex
 
 import numpy as np
 import xxhash
@@ -275,6 +276,11 @@ def out_of_space(path: Path, needed: int) -> Iterator[None]:
         raise no_space(path, needed) from e
 
 
+def segment_name(lo: int, hi: int) -> str:
+    """A new segment folder's name: its seq range and a nonce (names are never reused)."""
+    return f"seg-{lo:012d}-{hi:012d}-{token_hex(4)}"
+
+
 def write_segment(folder: Path, name: str, arrays: Mapping[str, np.ndarray]
                   ) -> dict[str, list[int]]:
     """Write ``arrays`` as ``folder/name/<key>.npy``, durably, and return the manifest.
@@ -333,5 +339,7 @@ def _open_array(fpath: Path, entry: Sequence[int], verify: bool) -> np.ndarray:
         return np.load(fpath, mmap_mode="r", allow_pickle=False).view(np.ndarray)
     except FileNotFoundError:
         raise
-    except (ValueError, OSError) as e:
-        raise CorruptFile(str(fpath), f"not a readable .npy array: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a damaged header makes numpy's parser raise
+        # anything (ValueError, SyntaxError, tokenize.TokenError, ...): the file is corrupt
+        raise CorruptFile(str(fpath), f"not a readable .npy array: {type(e).__name__}: {e}"
+                          ) from None

@@ -271,7 +271,7 @@ class Backfill(Models):
                                   "backfill": runs})
 
             # the field's spec changes in that commit: the store reloads instead of opening
-            self.store.commit_segments(outputs, [s.row.name for s in old], None,
+            self.store.commit_segments(outputs, [s.row.name for s in old],
                                        register=register, reload=True)
             self.store.drop_index_folders(old)
             self.store.indexes.ensure_indexes()
