@@ -956,8 +956,9 @@ def ingest_child(system: str, folder: str, n: str) -> None:
             coll.add(list(range(lo, min(len(x), lo + 1000))), {"dense": x[lo:lo + 1000]},
                      payloads[lo:lo + 1000])
         dt = time.perf_counter() - t
+        db.close()  # the background seal the 50th add asked for finishes here
+        dt_closed = time.perf_counter() - t
         w1 = proc_write_bytes()
-        db.close()
     else:
         import lancedb
         import pyarrow as pa
@@ -977,10 +978,11 @@ def ingest_child(system: str, folder: str, n: str) -> None:
         tbl = db.create_table("t", batches[0])
         for b in batches[1:]:
             tbl.add(b)
-        dt = time.perf_counter() - t
+        dt = dt_closed = time.perf_counter() - t
         w1 = proc_write_bytes()
     du = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     print(json.dumps({"n": len(x), "s": dt, "items_per_s": len(x) / dt,
+                      "items_per_s_closed": len(x) / dt_closed,
                       "write_bytes": w1 - w0, "du_bytes": du, "vector_bytes": x.nbytes}))
 
 
@@ -1012,28 +1014,36 @@ def stage_h(ctx: Ctx) -> dict[str, Any]:
     for name, rs in runs.items():
         summary[name] = {
             "items_per_s": float(np.median([r["items_per_s"] for r in rs])),
+            "items_per_s_closed": float(np.median([r["items_per_s_closed"] for r in rs])),
             "written_per_vector_byte": float(np.median([r["write_bytes"] / r["vector_bytes"]
                                                         for r in rs])),
             "du_per_vector_byte": float(np.median([r["du_bytes"] / r["vector_bytes"]
                                                    for r in rs]))}
     rate = summary["polyvec"]["items_per_s"]
-    rel = None
+    rel = rel_closed = None
     if "LanceDB" in runs:
         ratios = [a["items_per_s"] / b["items_per_s"]
                   for a, b in zip(runs["polyvec"], runs["LanceDB"], strict=True)]
         rel = float(np.median(ratios))
+        rel_closed = float(np.median([a["items_per_s_closed"] / b["items_per_s"] for a, b in
+                                      zip(runs["polyvec"], runs["LanceDB"], strict=True)]))
     ok = verdict(rate, 60_000, True) and verdict(rel, 0.5, True)
     return {"figure": {"items_per_s": rate, "vs_lancedb": rel}, "pass": ok,
             "target": ">= 60,000 items/s and >= 0.5x LanceDB",
-            "figure_text": f"{rate:,.0f} items/s, {fmt(rel)}x LanceDB; "
+            "figure_text": f"{rate:,.0f} items/s, {fmt(rel)}x LanceDB; with the close that "
+                           f"finishes the background seal {fmt(rel_closed)}x; "
                            f"{summary['polyvec']['written_per_vector_byte']:.2f} B written / "
                            "vector B",
+            "vs_lancedb_with_close": rel_closed,
             "systems": summary, "runs": runs, "n": n, "notes": notes,
             "durability": "polyvec: each add returns when durable against power loss (one "
                           "fdatasync per batch: the growing file's chunk, which holds the "
                           "batch's log record and vectors; the SQLite commit that registers it "
                           "makes no fsync and is replayed from the chunk if a power loss loses "
-                          "it; format 3); LanceDB: Table.add as it "
+                          "it; format 3). The seal the 50th add asks for (50,000 rows "
+                          "written as a segment) runs on the maintenance thread: the rate is "
+                          "timed to the last add's return, and again to the close that waits "
+                          "for that seal (vs_lancedb_with_close). LanceDB: Table.add as it "
                           "does it by default, which made no fsync/fdatasync call at all "
                           "(strace of its ingest child): its rate is a page-cache rate"}
 

@@ -75,7 +75,10 @@ def test_adds_return_before_the_seal_and_everything_stays_exact(tmp_path: Path) 
         assert held.reached.wait(30)
         assert coll.info()["maintenance"]["sealing"]
         assert coll.info()["segments"] == []  # not committed yet
-        add(SEG, 50)  # rows after the plan's last seq
+        rows = coll._store.growing["v"]._rows
+        buffer = rows._buf
+        add(SEG, 50)  # rows after the plan's last seq: room was reserved, nothing is copied
+        assert rows._buf is buffer
         coll.delete([3, 5, SEG + 1])  # sealing rows and a new one
         for i in (3, 5, SEG + 1):
             del model[i]

@@ -710,9 +710,8 @@ class SegmentStore:
                     self.live.append(seqs, keys, payload_objs)
                     for name, arr in data.items():
                         g = self.growing[name]
-                        if len(g) + n > g.seqs.capacity:  # room up to the seal at once
-                            g.reserve(min(max(self.segment_rows, len(g) + n),
-                                          len(g) + n + RESERVE_BYTES // g.row_bytes))
+                        if len(g) + n > g.seqs.capacity:
+                            g.reserve(self._growing_room(len(g) + n, g.row_bytes))
                         g.extend(seqs, arr)
                     layout = pending.wait()
                     pending = None
@@ -734,6 +733,14 @@ class SegmentStore:
                     self.maintenance.request()
                 else:
                     self.seal()
+
+    def _growing_room(self, rows: int, row_bytes: int) -> int:
+        """Capacity for a growing buffer that must hold ``rows``: room up to the seal and a
+        quarter more at once (the adds that come while a background seal runs write past
+        ``segment_rows``; a reallocation would copy every row under the mutex), doubling
+        past that; never more than ``RESERVE_BYTES`` ahead (untouched pages cost no RSS)."""
+        want = self.segment_rows * 5 // 4 if rows <= self.segment_rows * 5 // 4 else 2 * rows
+        return min(want, rows + RESERVE_BYTES // row_bytes)
 
     def wants_seal(self) -> bool:
         """Whether the growing segment holds ``segment_rows`` live rows."""
