@@ -159,3 +159,37 @@ def test_a_collection_builds_partitions_from_its_indexed_columns(tmp_path: Path)
     assert coll.index_info()["v"]["partitions"]["graphs"] == 4
     res = coll.search(q, k=10, filter={"tag": "b"}, ef=64)
     assert _recall(np.array(res.ids, dtype=np.int64), q, x, sel) >= RECALL_FLOOR
+
+
+def test_partition_graphs_load_on_first_use_and_their_damage_is_reported(
+        tmp_path: Path) -> None:
+    """An open reads each partition's rows, not its graph: a flipped byte in a partition's
+    graph is met by the first filtered search that walks it (CorruptFile naming the file),
+    and nothing else."""
+    from polyvec.errors import CorruptFile
+
+    rng = np.random.default_rng(5)
+    n = 10_000
+    x = _unit(rng, n)
+    tags = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, n)]
+    db = pv.connect(tmp_path)
+    coll = db.create_collection("c", {"v": pv.Dense(32)}, indexed=["tag"], segment_rows=n + 1)
+    coll.add(list(range(n)), {"v": x}, [{"tag": str(t)} for t in tags])
+    coll.create_index("v", SPEC)
+    assert coll.index_info()["v"]["partitions"]["graphs"] == 4
+    db.close()
+    folder = next(p for p in (tmp_path / "c" / "indexes").iterdir() if ".v." in p.name)
+    target = folder / "part.1.stage.faiss.npy"
+    data = bytearray(target.read_bytes())
+    data[-100] ^= 0x40
+    target.write_bytes(bytes(data))
+    coll = pv.connect(tmp_path).get_collection("c")
+    idx = coll._store.segments[0].indexes["v"][1]
+    assert [p.loaded for p in idx.parts.parts] == [False] * 4
+    q = _unit(rng, 3)
+    assert (np.asarray(coll.search(q, k=10, ef=64).ids) >= 0).all()  # unfiltered: no partition
+    healthy, damaged = (p.group.value for p in idx.parts.parts[:2])
+    coll.search(q, k=10, filter={"tag": healthy}, ef=64)  # partition 0 loads, and is sound
+    assert [p.loaded for p in idx.parts.parts] == [True, False, False, False]
+    with pytest.raises(CorruptFile, match="part.1.stage.faiss"):
+        coll.search(q, k=10, filter={"tag": damaged}, ef=64)

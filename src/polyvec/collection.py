@@ -132,7 +132,9 @@ class Collection:
 
     def create_index(self, field: str, spec: Any, *,
                      sample_queries: np.ndarray | None = None) -> None:
-        """Build ``spec`` over every sealed segment of ``field``.
+        """Build ``spec`` over every sealed segment of ``field``; the growing rows are sealed
+        first when there are enough of them to index (1,000 for a Dense field), so a
+        collection indexed after a bulk load scans none of its rows exactly.
 
         Dense fields take a single-vector factory string (e.g. ``"HNSW32,SQ8,Refine"``) or an
         ``IndexSpec``; each segment's index is calibrated on ``sample_queries`` (recommended:

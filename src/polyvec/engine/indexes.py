@@ -140,10 +140,21 @@ class DenseEngine(IndexEngine):
         return write_segment(parent, folder, idx.to_arrays())
 
     def load(self, path: Path, row: IndexRow, spec: str, fspec: FieldSpec, verify: bool) -> Any:
+        """The index, its files checked; a partition graph's files (all but its rows) are
+        opened and checked when a search first needs that partition."""
         from ..index import load_index
 
-        files = open_segment(path / row.folder, row.manifest)
-        return load_index(parse_index(spec), dict(files.arrays), fspec.metric)
+        folder = path / row.folder
+        lazy = {f for f in row.manifest if f.startswith("part.") and not f.endswith(".rows.npy")}
+        files = open_segment(folder, {f: e for f, e in row.manifest.items() if f not in lazy})
+
+        def part_arrays(i: int) -> dict[str, np.ndarray]:
+            pre = f"part.{i}."
+            return dict(open_segment(folder, {f: e for f, e in row.manifest.items()
+                                              if f in lazy and f.startswith(pre)}).arrays)
+
+        return load_index(parse_index(spec), dict(files.arrays), fspec.metric,
+                          part_arrays=part_arrays)
 
     def search(self, idx: Any, queries: Any, k: int, data: Any, mask: np.ndarray | None,
                params: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -263,7 +274,8 @@ class IndexManager:
     # -- creating -------------------------------------------------------------------------
     def create_index(self, field: str, spec: Any, *,
                      sample_queries: np.ndarray | None = None) -> None:
-        """Build ``spec`` over every sealed segment of ``field`` (see
+        """Build ``spec`` over every sealed segment of ``field``, the growing rows sealed
+        first when there are enough of them to index (see
         :meth:`polyvec.collection.Collection.create_index`)."""
         st = self.store
         name, fspec = st.field(field)
@@ -279,6 +291,8 @@ class IndexManager:
         st.settle()  # a seal an add asked for first: its segment gets this index too
         with st.mutex, st.lock:
             st.refresh()
+            if st.growing_live() >= engine.min_rows():  # indexable rows are indexed now, not
+                st.seal()  # scanned on every search until the growing segment fills up
             merge.before_index(st, name)  # few, large segments first: one index per segment
             old = [(s, s.indexes[name]) for s in st.segments if name in s.indexes]
             for s, _ in old:

@@ -190,8 +190,12 @@ class VectorIndex(ABC):
         return out
 
     @classmethod
-    def from_arrays(cls, spec: IndexSpec, arrays: dict[str, np.ndarray], metric: str) -> Self:
-        """Rebuild from :meth:`to_arrays`; the stored spec and metric must match."""
+    def from_arrays(cls, spec: IndexSpec, arrays: dict[str, np.ndarray], metric: str, *,
+                    part_arrays: Callable[[int], dict[str, np.ndarray]] | None = None
+                    ) -> Self:
+        """Rebuild from :meth:`to_arrays`; the stored spec and metric must match. Partition
+        ``i``'s index arrays come from ``part_arrays(i)`` on its first use when given (its
+        rows from ``arrays`` now), else from ``arrays``."""
         head = _read_json(arrays, "header")
         if not isinstance(head, dict) or head.get("format") != FORMAT_VERSION:
             got = head.get("format") if isinstance(head, dict) else head
@@ -212,7 +216,7 @@ class VectorIndex(ABC):
             index.calibration = CalibrationTable.from_dict(_read_json(arrays, "calibration"))
         if head.get("parts"):
             index.parts = Parts(index.n, [
-                _load_part(cls, spec, metric, i, path, value, arrays, index.n)
+                _load_part(cls, spec, metric, i, path, value, arrays, index.n, part_arrays)
                 for i, (path, value) in enumerate(head["parts"])])
         return index
 
@@ -395,18 +399,27 @@ class VectorIndex(ABC):
 
 
 def _load_part(cls: type[VectorIndex], spec: IndexSpec, metric: str, i: int, path: Any,
-               value: Any, arrays: dict[str, np.ndarray], n: int) -> Part:
-    """Partition ``i`` of an index over ``n`` rows, from :meth:`VectorIndex.to_arrays`."""
+               value: Any, arrays: dict[str, np.ndarray], n: int,
+               part_arrays: Callable[[int], dict[str, np.ndarray]] | None) -> Part:
+    """Partition ``i`` of an index over ``n`` rows, from :meth:`VectorIndex.to_arrays`: its
+    rows checked now, its index loaded now or, with ``part_arrays``, on first use."""
     pre = f"part.{i}."
     rows = arrays.get(pre + "rows")
     if rows is None or rows.dtype != np.int64 or rows.ndim != 1 or not len(rows) \
             or rows[0] < 0 or rows[-1] >= n or not bool((np.diff(rows) > 0).all()):
         raise CorruptFile("index arrays", f"partition {i}: expected sorted rows in [0, {n})")
-    sub = cls.from_arrays(spec, {k[len(pre):]: v for k, v in arrays.items()
-                                 if k.startswith(pre)}, metric)
-    if sub.n != len(rows):
-        raise CorruptFile("index arrays", f"partition {i}: {len(rows)} rows, index of {sub.n}")
-    return Part(Group(tuple(path), value, np.asarray(rows)), sub)
+
+    def load() -> VectorIndex:
+        got = part_arrays(i) if part_arrays is not None else arrays
+        sub = cls.from_arrays(spec, {k[len(pre):]: v for k, v in got.items()
+                                     if k.startswith(pre) and k != pre + "rows"}, metric)
+        if sub.n != len(rows):
+            raise CorruptFile("index arrays", f"partition {i}: {len(rows)} rows, index of "
+                              f"{sub.n}")
+        return sub
+
+    group = Group(tuple(path), value, np.asarray(rows))
+    return Part(group, load=load) if part_arrays is not None else Part(group, load())
 
 
 def _pad(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

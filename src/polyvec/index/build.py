@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,9 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, metric: str, *,
                             seed=seed, threads=threads, groups=groups)
 
 
-def load_index(spec: IndexSpec, arrays: dict[str, np.ndarray], metric: str) -> VectorIndex:
-    """An index from its :meth:`~VectorIndex.to_arrays` output."""
-    return _cls(spec).from_arrays(spec, arrays, metric)
+def load_index(spec: IndexSpec, arrays: dict[str, np.ndarray], metric: str, *,
+               part_arrays: Callable[[int], dict[str, np.ndarray]] | None = None
+               ) -> VectorIndex:
+    """An index from its :meth:`~VectorIndex.to_arrays` output (partition graphs from
+    ``part_arrays`` on first use, see :meth:`VectorIndex.from_arrays`)."""
+    return _cls(spec).from_arrays(spec, arrays, metric, part_arrays=part_arrays)

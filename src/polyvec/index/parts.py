@@ -20,6 +20,8 @@ vector index is rebuilt (``create_index`` again) or the segment is merged or com
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +46,31 @@ class Group:
     rows: np.ndarray  # int64, sorted, rows of the segment
 
 
-@dataclass(frozen=True)
 class Part:
-    """A partition: its group and the index built over the group's rows."""
+    """A partition: its group and the index over the group's rows, built, or loaded from
+    its files on first use (``load``): a collection's open reads only the rows of each
+    partition, and the first filtered search a partition serves loads its graph."""
 
-    group: Group
-    index: VectorIndex
+    def __init__(self, group: Group, index: VectorIndex | None = None,
+                 load: Callable[[], VectorIndex] | None = None) -> None:
+        if (index is None) == (load is None):
+            raise ValueError("Part: expected an index or a loader")
+        self.group = group
+        self._index, self._load = index, load
+        self._lock = threading.Lock()
+
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            with self._lock:  # searches from several threads load it once
+                if self._index is None:
+                    assert self._load is not None
+                    self._index = self._load()
+        return self._index
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
 
     def describe(self) -> dict[str, Any]:
         return {"path": ".".join(self.group.path), "value": self.group.value,
@@ -101,5 +122,6 @@ class Parts:
         return best
 
     def nbytes(self) -> int:
-        return sum(p.index.bytes_in_ram() + p.group.rows.nbytes for p in self.parts) + \
-            sum(of.nbytes for of in self._of)
+        """Bytes held: the loaded partitions' indexes, every partition's rows, the lookup."""
+        return sum((p.index.bytes_in_ram() if p.loaded else 0) + p.group.rows.nbytes
+                   for p in self.parts) + sum(of.nbytes for of in self._of)
