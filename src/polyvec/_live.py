@@ -18,7 +18,6 @@ import numpy as np
 from ._buffers import Growable
 from .filters import Column
 from .filters.columns import Encoded
-from .storage import sidecar
 
 __all__ = ["KeyColumn", "LiveTable", "isin_sorted"]
 
@@ -152,14 +151,6 @@ class LiveTable:
             seqs = self.seqs.view
             self._live_seqs = seqs if not self.n_dead else seqs[self.alive.view]
         return self._live_seqs
-
-    def sidecar(self, seqs: np.ndarray) -> dict[str, np.ndarray]:
-        """The item sidecar arrays (ids, indexed values) of the live items ``seqs`` (sorted),
-        for a segment being written (see :mod:`polyvec.storage.sidecar`)."""
-        pos = np.searchsorted(self.seqs.view, seqs)
-        columns = [c.encoded(pos) for c in self.columns.values()]
-        return sidecar.encode(self.keys.raw(pos),
-                              [(e.kinds, e.nums, e.rows, e.values) for e in columns])
 
     def live_keys(self) -> list[Any]:
         """Ids of the live items, in seq order."""

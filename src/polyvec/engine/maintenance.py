@@ -43,7 +43,7 @@ import numpy as np
 from .._live import isin_sorted
 from ..errors import CollectionClosed, CollectionDropped, PolyvecWarning
 from ..fields import kind_of
-from ..storage import segment_name, sidecar, write_segment
+from ..storage import segment_name, write_segment
 from ..storage.catalog import IndexRow, SegmentRow
 from . import hooks, merge
 
@@ -105,11 +105,7 @@ def write_seal(st: SegmentStore, plan: SealPlan) -> Written:
     if not len(plan.rows):
         return Written(None, [])
     snap = plan.snap
-    pos = np.searchsorted(snap.seqs, plan.seqs)
-    encoded = [c.encoded(pos) for c in snap.columns.values()]
-    arrays: dict[str, np.ndarray] = {
-        "seqs": plan.seqs, **sidecar.encode(snap.keys.raw(pos), [
-            (e.kinds, e.nums, e.rows, e.values) for e in encoded])}
+    arrays: dict[str, np.ndarray] = {"seqs": plan.seqs, **snap.sidecar(plan.seqs)}
     for name, spec in plan.fields.items():
         kind = kind_of(spec)
         arrays |= kind.sealed_arrays(name, kind.take(plan.data[name], plan.rows))

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._live import isin_sorted
 from ..fields import kind_of
+from ..storage import sidecar
 from ..storage.catalog import SegmentRow
 
 __all__ = ["Segment", "Snapshot"]
@@ -76,6 +77,15 @@ class Snapshot:
     # field argument of a search -> its one-query plan (see ``engine.search.Plan``), made on
     # first use; ``None``: this snapshot takes the general path for that field
     plans: dict[Any, Any] = field(default_factory=dict)
+
+    def sidecar(self, seqs: np.ndarray) -> dict[str, np.ndarray]:
+        """The item sidecar arrays (ids, indexed values) of the live items ``seqs`` (sorted)
+        as of this snapshot, for a segment being written (see :mod:`polyvec.storage.sidecar`):
+        a background seal reads them here while writers go on."""
+        pos = np.searchsorted(self.seqs, seqs)
+        encoded = [c.encoded(pos) for c in self.columns.values()]
+        return sidecar.encode(self.keys.raw(pos),
+                              [(e.kinds, e.nums, e.rows, e.values) for e in encoded])
 
     def alive(self) -> np.ndarray | None:
         """Whether each live-table position (``seqs``) holds a live item; ``None``: all do.
