@@ -193,3 +193,38 @@ def test_partition_graphs_load_on_first_use_and_their_damage_is_reported(
     assert [p.loaded for p in idx.parts.parts] == [True, False, False, False]
     with pytest.raises(CorruptFile, match="part.1.stage.faiss"):
         coll.search(q, k=10, filter={"tag": damaged}, ef=64)
+
+
+def test_filtered_searches_take_the_quick_path_and_answer_as_the_general_one(
+        tmp_path: Path) -> None:
+    """A filtered search of a built collection reuses, per (setting, filter), the bound
+    index call (for a whole partition: that partition's walker) and answers exactly as the
+    general path does; filters the quick path cannot take (a path no column holds) go the
+    general way."""
+    rng = np.random.default_rng(6)
+    n = 10_000
+    x = _unit(rng, n)
+    tags = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, n)]
+    db = pv.connect(tmp_path)
+    coll = db.create_collection("c", {"v": pv.Dense(32)}, indexed=["tag", "i"],
+                                segment_rows=n + 1)
+    coll.add(list(range(n)), {"v": x},
+             [{"tag": str(t), "i": i, "s": i % 7} for i, t in enumerate(tags)])
+    coll.create_index("v", SPEC)
+    coll.search(_unit(rng, 1)[0], k=3)  # numba warm, the plan made
+    q = _unit(rng, 8)
+    for flt in ({"tag": "b"}, {"tag": "c", "i": {"$lt": 5000}}, {"i": {"$lt": 3000}},
+                {"s": 3}):
+        for one in (q[0], q):
+            quick = coll.search(one, k=10, filter=flt, ef=48)
+            again = coll.search(one, k=10, filter=flt, ef=48)  # the bound call, reused
+            general = coll._search(one, 10, None, flt, None, 48, None, None, None, None, None,
+                                   False)
+            for got in (quick, again):
+                np.testing.assert_array_equal(np.asarray(got.ids), np.asarray(general.ids))
+                np.testing.assert_allclose(got.scores, general.scores, atol=1e-6)
+                assert got.info["selected"] == general.info["selected"]
+    plan = coll._store.snap.plans[None]
+    filters = {key[-1] for key in plan.calls}
+    assert len(filters - {None}) == 3  # the quick path served the column filters
+    assert not any("'s'" in str(f) for f in filters)  # a path no column holds: general

@@ -245,13 +245,14 @@ class Collection:
         Searches from several threads run in parallel: each reads the snapshot published by
         the last write and holds no lock while it scans (see ``docs/ARCHITECTURE.md``).
         """
-        quick = filter is None and model is None and candidates is None and rerank_depth is None
+        quick = model is None and candidates is None and rerank_depth is None
         if not numba_is_warm():  # a process's first searches: numba loads after each one
             with warm_after():
                 return self._search(query, k, field, filter, target_recall, ef, nprobe,
                                     oversample, candidates, rerank_depth, model, quick)
         if quick:  # a built collection's common case (see SearchExecutor.quick)
-            got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample)
+            got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample,
+                                       None if filter is None else parse_filter(filter))
             if got is not None:
                 return got
         return self._search(query, k, field, filter, target_recall, ef, nprobe, oversample,
@@ -261,7 +262,7 @@ class Collection:
                 target_recall: float | None, ef: int | None, nprobe: int | None,
                 oversample: float | None, candidates: int | None, rerank_depth: int | None,
                 model: str | None, quick: bool) -> SearchResult:
-        if quick:
+        if quick and filter is None:
             got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample)
             if got is not None:
                 return got

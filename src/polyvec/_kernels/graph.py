@@ -384,16 +384,25 @@ class GraphSearcher:
                     np.concatenate([p[1] for p in parts]))
         return self._search(q, ef, kc, rerank, qr, k, sel, rows, remap)
 
-    def bind(self, ef: int, kc: int, *, rerank: np.ndarray, k: int
+    def bind(self, ef: int, kc: int, *, rerank: np.ndarray, k: int,
+             remap: np.ndarray | None = None
              ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        """``q -> search(q, ef, kc, rerank=rerank, qr=q, k=k)`` for small batches of checked
-        queries (float32, C-contiguous, writable, ``(nq, dim)``): the arguments checked once
-        here, each call one kernel call (the caller splits large batches over threads)."""
+        """``q -> search(q, ef, kc, rerank=rerank, qr=q, k=k, remap=remap)`` for small
+        batches of checked queries (float32, C-contiguous, writable, ``(nq, dim)``): the
+        arguments checked once here, each call one kernel call (the caller splits large
+        batches over threads)."""
         dim = self.graph.codes.shape[1]
-        if rerank.ndim != 2 or rerank.shape != (self.graph.n, dim) or k < 1 or kc < 1:
+        rows = self.graph.n if remap is None else int(remap[-1]) + 1 if len(remap) else 0
+        if rerank.ndim != 2 or rerank.shape[1] != dim or k < 1 or kc < 1 or (
+                len(rerank) != self.graph.n if remap is None else len(rerank) < rows):
             raise DimensionMismatch(f"graph search: rerank {rerank.shape} needs k >= 1 over "
                                     f"{self.graph.n} rows of dim {dim}")
+        if remap is not None and (remap.dtype != np.int64 or remap.shape != (self.graph.n,)
+                                  or remap[0] < 0):
+            raise DimensionMismatch(f"graph search: expected remap int64 ({self.graph.n},), "
+                                    "sorted, within the rerank rows")
         kernel, args, x = _compiled(), self._graph_args, self._rerank_arg(rerank)
+        mapped = _NONE_ROWS if remap is None else _readonly(remap)
         ef = max(ef, kc)
         scratch = self._scratch
 
@@ -405,7 +414,7 @@ class GraphSearcher:
             out_r = np.empty((len(q), k), np.int64)
             visited, state = scratch()
             kernel(q, q, *args, ef, kc, visited, state, False, _NONE_SEL, False, _NONE_ROWS,
-                   False, _NONE_ROWS, x, k, out_s, out_r)
+                   remap is not None, mapped, x, k, out_s, out_r)
             return out_s, out_r
 
         return run

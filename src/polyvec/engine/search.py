@@ -128,8 +128,9 @@ class SearchExecutor:
 
     # -- search ---------------------------------------------------------------------------
     def quick(self, query: Any, k: Any, field: Any, target_recall: Any, ef: Any, nprobe: Any,
-              oversample: Any) -> SearchResult | None:
-        """An unfiltered search of a dense array ``query`` (one query or a batch) in the
+              oversample: Any, node: Any = None) -> SearchResult | None:
+        """A search of a dense array ``query`` (one query or a batch), unfiltered or with
+        a parsed filter ``node`` the snapshot's columns answer, in the
         common case, as :meth:`search`'s short path answers it, without repeating what
         cannot have changed since the snapshot's last such search; ``None``: the caller
         takes the general path (anything unusual, including every argument the general
@@ -161,15 +162,22 @@ class SearchExecutor:
             return None
         queries, single = plan.check(query)
         key = (k, ef, type(ef), nprobe, type(nprobe), oversample, type(oversample),
-               target_recall, type(target_recall))
+               target_recall, type(target_recall), None if node is None else repr(node))
         try:
             call = plan.calls.get(key)
         except TypeError:  # an unhashable knob: the general path says what is wrong
             return None
         if call is None or (target_recall is not None
                             and call[2] is not self.indexes.calibration.get(plan.name)):
+            mask, selected = plan.mask, None
+            if node is not None:  # the selection (kept on the snapshot), as rows of the segment
+                try:
+                    selected = self.select_columns(node, snap)
+                except NeedsCatalog:
+                    return None
+                mask = snap.select_rows(selected, plan.seg)
             return self._first(snap, plan, queries, single, k, target_recall, ef, nprobe,
-                               oversample, key)
+                               oversample, key, mask, selected)
         if not 0 < call[4] * len(queries) <= limits.MAX_RESULT_SLOTS:
             return None
         scores, rows = call[0](queries)
@@ -205,11 +213,12 @@ class SearchExecutor:
                     snap.row_keys(seg), max(len(snap.live_seqs), 1))
 
     def _first(self, snap: Snapshot, plan: Plan, queries: Any, single: bool, k: int,
-               target_recall: Any, ef: Any, nprobe: Any, oversample: Any, key: Any
-               ) -> SearchResult | None:
-        """A setting's first search on ``plan``: the facade's checks of the knobs, then
-        :meth:`search`'s short path, whose info and bound index call are kept for the next
-        searches with the same knobs."""
+               target_recall: Any, ef: Any, nprobe: Any, oversample: Any, key: Any,
+               mask: np.ndarray | None, selected: np.ndarray | None) -> SearchResult | None:
+        """A setting's first search on ``plan`` (with the segment's row ``mask``: its alive
+        rows, or those of the filter's selection ``selected``): the facade's checks of the
+        knobs, then :meth:`search`'s short path, whose info and bound index call are kept for
+        the next searches with the same knobs and filter."""
         if target_recall is not None and not (isinstance(target_recall, float | int)
                                               and 0 < target_recall <= 1):
             return None  # the general path says what is wrong
@@ -222,15 +231,15 @@ class SearchExecutor:
         idx, data = plan.entry[1], seg.fields[name]
         table = self.indexes.calibration.get(name)
         p = self.indexes.params(name, spec, idx, target_recall, params)
-        fn = self.indexes.prepare_segment(spec, idx, k, data, plan.mask, p)
+        fn = self.indexes.prepare_segment(spec, idx, k, data, mask, p)
         if fn is None:  # the engine binds nothing: the general path, for this snapshot
             for f, other in list(snap.plans.items()):
                 if other is plan:
                     snap.plans[f] = None
             return None
         scores, rows, seg_info = self.indexes.search_segment(name, spec, idx, queries, k, data,
-                                                             plan.mask, p)
-        info = self._info(name, spec, None, [seg_info], 1)
+                                                             mask, p)
+        info = self._info(name, spec, selected, [seg_info], 1)
         nested = tuple(f for f, v in info.items() if type(v) is dict)
         if len(plan.calls) >= MAX_SETTINGS:
             plan.calls.clear()

@@ -14,6 +14,7 @@ selection as an ``IDSelectorBitmap``. The exhaustive fallback scans the graph's 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -183,7 +184,13 @@ class HNSWIndex(VectorIndex):
              selection: np.ndarray | None = None, rerank: np.ndarray | None = None
              ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """An unfiltered search that :meth:`_fast_search` answers, bound to the walker: the
-        checks and settings of :meth:`search` made once; anything else as the base class."""
+        checks and settings of :meth:`search` made once; a selection that is a whole
+        partition, bound to that partition's walker (see :meth:`_bind_part`); anything else
+        as the base class."""
+        if selection is not None:
+            got = self._bind_part(k, params, selection, rerank)
+            if got is not None:
+                return got
         if (selection is not None or rerank is None or not self.refines
                 or self.transform is not None or rerank.dtype != np.float32
                 or rerank.shape != (self.n, self.dim) or not isinstance(k, int)
@@ -215,6 +222,37 @@ class HNSWIndex(VectorIndex):
             if len(q) < 2 * MIN_CHUNK:
                 return small(q)
             return search(q, ef, kc, rerank=rerank, qr=q, k=k, threads=_batch_threads(q))
+
+        return bound
+
+    def _bind_part(self, k: int, params: QueryParams | None, selection: np.ndarray,
+                   rerank: np.ndarray | None
+                   ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        """A selection that is exactly one partition's rows (a filter on one value of an
+        indexed column, nothing deleted), bound to the partition's walker: what
+        :meth:`_as_part` does per call, found once; ``None`` for anything else."""
+        if (self.parts is None or rerank is None or not self.refines
+                or rerank.dtype != np.float32 or rerank.shape != (self.n, self.dim)
+                or not isinstance(params, QueryParams | None) or not isinstance(k, int)
+                or isinstance(k, bool) or k < 1 or not self._walks_itself()):
+            return None
+        sel, n_sel = self._check_selection(selection)
+        part = None if sel is None or not n_sel else self.parts.find(sel, n_sel)
+        if part is None or n_sel != len(part.group.rows) or part.index.transform is not None:
+            return None
+        sub = part.index
+        walker = sub._searcher() if isinstance(sub, HNSWIndex) else None
+        if walker is None:
+            return None
+        p = params if params is not None else QueryParams()
+        kc = min(max(k, math.ceil(k * self.oversample(p))), sub.n)
+        ef = max(kc, p.ef if p.ef is not None else DEFAULT_EF)
+        small = walker.bind(ef, kc, rerank=rerank, k=k, remap=part.group.rows)
+        rest = functools.partial(self.search, k=k, params=params, selection=selection,
+                                 rerank=rerank)
+
+        def bound(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return small(q) if len(q) < 2 * MIN_CHUNK else rest(q)
 
         return bound
 
