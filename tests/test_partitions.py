@@ -9,6 +9,7 @@ holds walk the whole graph as before.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,6 +38,22 @@ def _recall(rows: np.ndarray, q: np.ndarray, x: np.ndarray, sel: np.ndarray, k: 
     truth = chosen[np.argsort(-(q @ x[chosen].T), axis=1)[:, :k]]
     return float(np.mean([len(set(a) & set(b)) / k
                           for a, b in zip(rows.tolist(), truth.tolist(), strict=True)]))
+
+
+def _tagged(path: Path, seed: int, n: int, indexed: list[str]
+            ) -> tuple[Any, pv.Collection, np.ndarray, np.ndarray, np.random.Generator]:
+    """A one-segment collection of ``n`` unit vectors indexed with ``SPEC``; payloads: a
+    ``tag`` of four values (about ``n / 4`` rows each: a partition apiece when indexed), ``i``
+    (the id) and ``s`` (the id mod 7)."""
+    rng = np.random.default_rng(seed)
+    x = _unit(rng, n)
+    tags = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, n)]
+    db = pv.connect(path)
+    coll = db.create_collection("c", {"v": pv.Dense(32)}, indexed=indexed, segment_rows=n + 1)
+    coll.add(list(range(n)), {"v": x},
+             [{"tag": str(t), "i": i, "s": i % 7} for i, t in enumerate(tags)])
+    coll.create_index("v", SPEC)
+    return db, coll, x, tags, rng
 
 
 def test_column_groups_hold_exactly_the_rows_eq_selects() -> None:
@@ -127,16 +144,8 @@ def test_partitions_persist_and_bad_rows_are_refused(parted: tuple) -> None:
 
 
 def test_a_collection_builds_partitions_from_its_indexed_columns(tmp_path: Path) -> None:
-    rng = np.random.default_rng(2)
     n = 12_000
-    x = _unit(rng, n)
-    tags = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, n)]
-    db = pv.connect(tmp_path)
-    coll = db.create_collection("c", {"v": pv.Dense(32)}, indexed=["tag"], segment_rows=n + 1)
-    coll.add(ids=list(range(n)), vectors={"v": x},
-             payloads=[{"tag": str(t), "i": i} for i, t in enumerate(tags)])
-    coll.flush()
-    coll.create_index("v", SPEC)
+    db, coll, x, tags, rng = _tagged(tmp_path, 2, n, ["tag"])
     info = coll.index_info()["v"]["partitions"]
     assert info == {"graphs": 4, "paths": ["tag"]}
     q = _unit(rng, 30)
@@ -168,14 +177,7 @@ def test_partition_graphs_load_on_first_use_and_their_damage_is_reported(
     and nothing else."""
     from polyvec.errors import CorruptFile
 
-    rng = np.random.default_rng(5)
-    n = 10_000
-    x = _unit(rng, n)
-    tags = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, n)]
-    db = pv.connect(tmp_path)
-    coll = db.create_collection("c", {"v": pv.Dense(32)}, indexed=["tag"], segment_rows=n + 1)
-    coll.add(list(range(n)), {"v": x}, [{"tag": str(t)} for t in tags])
-    coll.create_index("v", SPEC)
+    db, coll, _, _, rng = _tagged(tmp_path, 5, 10_000, ["tag"])
     assert coll.index_info()["v"]["partitions"]["graphs"] == 4
     db.close()
     folder = next(p for p in (tmp_path / "c" / "indexes").iterdir() if ".v." in p.name)
@@ -201,16 +203,7 @@ def test_filtered_searches_take_the_quick_path_and_answer_as_the_general_one(
     index call (for a whole partition: that partition's walker) and answers exactly as the
     general path does; filters the quick path cannot take (a path no column holds) go the
     general way."""
-    rng = np.random.default_rng(6)
-    n = 10_000
-    x = _unit(rng, n)
-    tags = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, n)]
-    db = pv.connect(tmp_path)
-    coll = db.create_collection("c", {"v": pv.Dense(32)}, indexed=["tag", "i"],
-                                segment_rows=n + 1)
-    coll.add(list(range(n)), {"v": x},
-             [{"tag": str(t), "i": i, "s": i % 7} for i, t in enumerate(tags)])
-    coll.create_index("v", SPEC)
+    _, coll, _, _, rng = _tagged(tmp_path, 6, 10_000, ["tag", "i"])
     coll.search(_unit(rng, 1)[0], k=3)  # numba warm, the plan made
     q = _unit(rng, 8)
     for flt in ({"tag": "b"}, {"tag": "c", "i": {"$lt": 5000}}, {"i": {"$lt": 3000}},
