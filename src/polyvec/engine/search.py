@@ -5,10 +5,10 @@ validated once by the facade, the selection (filter and not-deleted, as a mask o
 table's positions) is built once per call, each block (the growing rows, every sealed
 segment) is scanned exactly or searched through its index with that selection, and the
 results are merged into one top-k. One indexed segment and no growing rows (a built
-collection) take a short path: one index call, ids by one gather. There, an unfiltered search
-whose snapshot is current (the commit stamp unchanged) goes through :meth:`SearchExecutor.quick`:
-what it repeats is made once per snapshot (a :class:`Plan`), and once per setting the bound
-index call and the info it reports.
+collection) take a short path: one index call, ids by one gather. There, a search unfiltered
+or filtered on paths the columns hold, whose snapshot is current (the commit stamp unchanged),
+goes through :meth:`SearchExecutor.quick`: what it repeats is made once per snapshot (a
+:class:`Plan`), and once per setting and filter the bound index call and the info it reports.
 """
 
 from __future__ import annotations
