@@ -59,6 +59,18 @@ def test_dropped_collection_raises_typed_error_on_every_handle(db, coll, rng):
         db.get_collection("re")
 
 
+def test_a_drop_is_reported_rather_than_a_check_that_raced_it(db, coll, rng):
+    """A handle's background catalog check that ran into the drop (SQLite cannot open a file
+    renamed away: "disk I/O error") reports the drop, not damage."""
+    other = pv.connect(db.path).get_collection("re")
+    other._store.wait_checks()
+    other._store.damage = E.CorruptFile(str(db.path / "re" / "catalog.sqlite"),
+                                        "sqlite cannot open it: disk I/O error")
+    db.drop_collection("re")
+    with pytest.raises(E.CollectionDropped):
+        other.search(unit(rng, 1, 16)[0])
+
+
 def test_closed_handle_raises_typed_error(db, coll, rng):
     coll.close()
     with pytest.raises(E.CollectionClosed):

@@ -118,12 +118,21 @@ class SegmentStore:
         if self.closed:
             raise CollectionClosed(f"collection {self.name!r}: expected an open handle, got "
                                    "one that was closed")
-        if self.checks is not None and self.checks.done():
-            self.wait_checks()
-        if self.damage is not None:
-            raise self.damage
+        try:
+            if self.checks is not None and self.checks.done():
+                self.wait_checks()
+            if self.damage is not None:
+                raise self.damage
+        except CorruptFile:
+            self._check_identity()  # a drop under the background check: that, not damage
+            raise
         if read and self.catalog.stamp.unchanged():
             return
+        self._check_identity()
+
+    def _check_identity(self) -> None:
+        """Raise ``CollectionDropped`` when the catalog file at the path is not the one this
+        handle opened (one ``stat``)."""
         identity = self._identity()
         if identity != self.identity:
             what = "dropped" if identity is None else "dropped and created anew"
