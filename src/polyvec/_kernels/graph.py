@@ -348,11 +348,8 @@ class GraphSearcher:
         if q.ndim != 2 or q.shape[1] != self.graph.codes.shape[1]:
             raise DimensionMismatch(f"graph search: expected queries (nq, "
                                     f"{self.graph.codes.shape[1]}), got {q.shape}")
-        if remap is not None and (remap.dtype != np.int64 or remap.shape != (self.graph.n,)
-                                  or remap[0] < 0 or rerank is None
-                                  or remap[-1] >= len(rerank)):
-            raise DimensionMismatch(f"graph search: expected remap int64 ({self.graph.n},), "
-                                    "sorted, within the rerank rows")
+        if remap is not None:
+            self._check_remap(remap, rerank)
         if rerank is not None and (qr is None or rerank.ndim != 2 or k < 1
                                    or qr.shape != (len(q), rerank.shape[1])
                                    or len(rerank) != self.graph.n and remap is None):
@@ -392,15 +389,12 @@ class GraphSearcher:
         arguments checked once here, each call one kernel call (the caller splits large
         batches over threads)."""
         dim = self.graph.codes.shape[1]
-        rows = self.graph.n if remap is None else int(remap[-1]) + 1 if len(remap) else 0
+        if remap is not None:
+            self._check_remap(remap, rerank)
         if rerank.ndim != 2 or rerank.shape[1] != dim or k < 1 or kc < 1 or (
-                len(rerank) != self.graph.n if remap is None else len(rerank) < rows):
+                remap is None and len(rerank) != self.graph.n):
             raise DimensionMismatch(f"graph search: rerank {rerank.shape} needs k >= 1 over "
                                     f"{self.graph.n} rows of dim {dim}")
-        if remap is not None and (remap.dtype != np.int64 or remap.shape != (self.graph.n,)
-                                  or remap[0] < 0):
-            raise DimensionMismatch(f"graph search: expected remap int64 ({self.graph.n},), "
-                                    "sorted, within the rerank rows")
         kernel, args, x = _compiled(), self._graph_args, self._rerank_arg(rerank)
         mapped = _NONE_ROWS if remap is None else _readonly(remap)
         ef = max(ef, kc)
@@ -418,6 +412,14 @@ class GraphSearcher:
             return out_s, out_r
 
         return run
+
+    def _check_remap(self, remap: np.ndarray, rerank: np.ndarray | None) -> None:
+        """``remap`` must be one int64 row of ``rerank`` per graph row, sorted (its ends are
+        checked: the kernel trusts them)."""
+        if (remap.dtype != np.int64 or remap.shape != (self.graph.n,) or rerank is None
+                or (len(remap) and (remap[0] < 0 or remap[-1] >= len(rerank)))):
+            raise DimensionMismatch(f"graph search: expected remap int64 ({self.graph.n},), "
+                                    "sorted, within the rerank rows")
 
     def _search(self, q: np.ndarray, ef: int, kc: int, rerank: np.ndarray | None,
                 qr: np.ndarray | None, k: int, sel: np.ndarray | None = None,

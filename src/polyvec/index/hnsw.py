@@ -14,7 +14,6 @@ selection as an ``IDSelectorBitmap``. The exhaustive fallback scans the graph's 
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -191,11 +190,8 @@ class HNSWIndex(VectorIndex):
             got = self._bind_part(k, params, selection, rerank)
             if got is not None:
                 return got
-        if (selection is not None or rerank is None or not self.refines
-                or self.transform is not None or rerank.dtype != np.float32
-                or rerank.shape != (self.n, self.dim) or not isinstance(k, int)
-                or isinstance(k, bool) or k < 1 or not isinstance(params, QueryParams | None)
-                or not self._walks_itself()):
+        if selection is not None or self.transform is not None \
+                or not self._bindable(k, params, rerank):
             return super().bind(k, params=params, selection=selection, rerank=rerank)
         walker = self._searcher()
         if walker is None:
@@ -213,17 +209,8 @@ class HNSWIndex(VectorIndex):
                 return late[0](q)
 
             return until_warm
-        p = params if params is not None else QueryParams()
-        kc = min(max(k, math.ceil(k * self.oversample(p))), self.n)
-        ef = max(kc, p.ef if p.ef is not None else DEFAULT_EF)
-        search, small = walker.search, walker.bind(ef, kc, rerank=rerank, k=k)
-
-        def bound(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            if len(q) < 2 * MIN_CHUNK:
-                return small(q)
-            return search(q, ef, kc, rerank=rerank, qr=q, k=k, threads=_batch_threads(q))
-
-        return bound
+        assert rerank is not None  # (_bindable)
+        return self._walk_bound(walker, self.n, k, params, rerank)
 
     def _bind_part(self, k: int, params: QueryParams | None, selection: np.ndarray,
                    rerank: np.ndarray | None
@@ -231,10 +218,7 @@ class HNSWIndex(VectorIndex):
         """A selection that is exactly one partition's rows (a filter on one value of an
         indexed column, nothing deleted), bound to the partition's walker: what
         :meth:`_as_part` does per call, found once; ``None`` for anything else."""
-        if (self.parts is None or rerank is None or not self.refines
-                or rerank.dtype != np.float32 or rerank.shape != (self.n, self.dim)
-                or not isinstance(params, QueryParams | None) or not isinstance(k, int)
-                or isinstance(k, bool) or k < 1 or not self._walks_itself()):
+        if self.parts is None or not self._bindable(k, params, rerank):
             return None
         sel, n_sel = self._check_selection(selection)
         part = None if sel is None or not n_sel else self.parts.find(sel, n_sel)
@@ -244,15 +228,35 @@ class HNSWIndex(VectorIndex):
         walker = sub._searcher() if isinstance(sub, HNSWIndex) else None
         if walker is None:
             return None
+        assert rerank is not None  # (_bindable)
+        return self._walk_bound(walker, sub.n, k, params, rerank, part.group.rows)
+
+    def _bindable(self, k: Any, params: Any, rerank: np.ndarray | None) -> bool:
+        """Whether a search with these arguments is one the numba walker answers in one
+        kernel call: float32 rerank vectors of this index's shape that a compressed stage
+        refines against, an int ``k`` >= 1, ``QueryParams`` or ``None``."""
+        return (rerank is not None and self.refines and rerank.dtype == np.float32
+                and rerank.shape == (self.n, self.dim) and isinstance(k, int)
+                and not isinstance(k, bool) and k >= 1
+                and isinstance(params, QueryParams | None) and self._walks_itself())
+
+    def _walk_bound(self, walker: GraphSearcher, n: int, k: int, params: QueryParams | None,
+                    rerank: np.ndarray, remap: np.ndarray | None = None
+                    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """``queries -> (scores, rows)`` through ``walker`` (a graph over ``n`` rows;
+        ``remap``: which rows of ``rerank`` they are) with this index's settings for ``k``
+        and ``params``: a small batch is one kernel call whose arguments were checked once,
+        a large one is split over threads."""
         p = params if params is not None else QueryParams()
-        kc = min(max(k, math.ceil(k * self.oversample(p))), sub.n)
+        kc = min(max(k, math.ceil(k * self.oversample(p))), n)
         ef = max(kc, p.ef if p.ef is not None else DEFAULT_EF)
-        small = walker.bind(ef, kc, rerank=rerank, k=k, remap=part.group.rows)
-        rest = functools.partial(self.search, k=k, params=params, selection=selection,
-                                 rerank=rerank)
+        small = walker.bind(ef, kc, rerank=rerank, k=k, remap=remap)
 
         def bound(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return small(q) if len(q) < 2 * MIN_CHUNK else rest(q)
+            if len(q) < 2 * MIN_CHUNK:
+                return small(q)
+            return walker.search(q, ef, kc, rerank=rerank, qr=q, k=k, remap=remap,
+                                 threads=_batch_threads(q))
 
         return bound
 
