@@ -17,6 +17,7 @@ import pytest
 import polyvec as pv
 from polyvec.errors import CorruptFile
 from polyvec.factory import parse_index
+from polyvec.filters import parse_filter
 from polyvec.filters.columns import Column
 from polyvec.index import QueryParams, VectorIndex, load_index
 from polyvec.index.build import build_index
@@ -211,8 +212,8 @@ def test_filtered_searches_take_the_quick_path_and_answer_as_the_general_one(
         for one in (q[0], q):
             quick = coll.search(one, k=10, filter=flt, ef=48)
             again = coll.search(one, k=10, filter=flt, ef=48)  # the bound call, reused
-            general = coll._search(one, 10, None, flt, None, 48, None, None, None, None, None,
-                                   False)
+            general = coll._search(one, 10, None, parse_filter(flt), None, 48, None, None,
+                                   None, None, None, False)
             for got in (quick, again):
                 np.testing.assert_array_equal(np.asarray(got.ids), np.asarray(general.ids))
                 np.testing.assert_allclose(got.scores, general.scores, atol=1e-6)

@@ -246,23 +246,26 @@ class Collection:
         the last write and holds no lock while it scans (see ``docs/ARCHITECTURE.md``).
         """
         quick = model is None and candidates is None and rerank_depth is None
+        node = None if filter is None else parse_filter(filter)  # parsed once, for either path
         if not numba_is_warm():  # a process's first searches: numba loads after each one
             with warm_after():
-                return self._search(query, k, field, filter, target_recall, ef, nprobe,
+                return self._search(query, k, field, node, target_recall, ef, nprobe,
                                     oversample, candidates, rerank_depth, model, quick)
         if quick:  # a built collection's common case (see SearchExecutor.quick)
             got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample,
-                                       None if filter is None else parse_filter(filter))
+                                       node)
             if got is not None:
                 return got
-        return self._search(query, k, field, filter, target_recall, ef, nprobe, oversample,
+        return self._search(query, k, field, node, target_recall, ef, nprobe, oversample,
                             candidates, rerank_depth, model, False)
 
-    def _search(self, query: Any, k: int, field: str | None, filter: Mapping[str, Any] | None,
+    def _search(self, query: Any, k: int, field: str | None, node: Any,
                 target_recall: float | None, ef: int | None, nprobe: int | None,
                 oversample: float | None, candidates: int | None, rerank_depth: int | None,
                 model: str | None, quick: bool) -> SearchResult:
-        if quick and filter is None:
+        """:meth:`search` with the filter parsed (``node``; ``None``: no filter); ``quick``:
+        an unfiltered call is first offered to the quick path."""
+        if quick and node is None:
             got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample)
             if got is not None:
                 return got
@@ -272,7 +275,6 @@ class Collection:
         kind = kind_of(spec)
         self._upgrade._check_model_arg(model)
         queries, single = (None, False) if model is not None else kind.check_query(spec, query)
-        node = None if filter is None else parse_filter(filter)
         if target_recall is not None and not (isinstance(target_recall, float | int)
                                               and 0 < target_recall <= 1):
             raise InvalidArgument(f"target_recall: expected a number in (0, 1], got "
