@@ -52,6 +52,7 @@ def _build(folder: Path, kind: str) -> Any:
         ids = _ids(lo, lo + 50, kind)
         coll.add(ids, {"v": rng.standard_normal((50, 4)).astype(np.float32)},
                  payloads=[_payload(i) for i in range(lo, lo + 50)])
+        coll.wait_for_maintenance()  # sealed before the deletes: they leave tombstones
         coll.delete(ids[::9])
     # upserts give items new seqs (their old rows become tombstones in sealed segments)
     again = _ids(100, 130, kind)
