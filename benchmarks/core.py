@@ -450,7 +450,8 @@ def frontier_race(systems: list[System], q: np.ndarray, recall: Callable[[np.nda
             print(f"    {s.name:28s} {knobs} recall {r:.4f} {qps:8.0f} QPS", flush=True)
             if r >= 0.995:
                 saturated.add(line)
-        s.window = window_of(s.recalls, first_qps)
+        s.window = window_of(s.recalls, first_qps,
+                             [knobs.get("oversample") for knobs, _ in s.settings])
     for rnd in range(rounds):
         order = systems[rnd % len(systems):] + systems[:rnd % len(systems)]
         for s in order:
@@ -473,8 +474,12 @@ def frontier_race(systems: list[System], q: np.ndarray, recall: Callable[[np.nda
     return out
 
 
-def window_of(recalls: list[float], qps: list[float]) -> list[int]:
-    """Frontier settings around LEVEL (two below, two above) by the first pass's QPS."""
+def window_of(recalls: list[float], qps: list[float], lines: list[Any]) -> list[int]:
+    """Settings to time around LEVEL: the first pass's frontier (two below, two above by its
+    QPS), and on each line of settings (one ``oversample``, ``ef`` rising) the last below
+    LEVEL and the first at or above it. One pass's QPS is noisy (settings that do the same
+    work, such as ``ef`` under ``k * oversample``, swap places on its frontier), so a
+    setting that would lead the timed frontier is never left out on one pass's noise."""
     pts = sorted(((r, q, i) for i, (r, q) in enumerate(zip(recalls, qps, strict=True))
                   if r >= 0), reverse=True)
     front: list[tuple[float, float, int]] = []
@@ -483,7 +488,17 @@ def window_of(recalls: list[float], qps: list[float]) -> list[int]:
             front.insert(0, (r, q, i))
     below = [f for f in front if f[0] < LEVEL][-2:]
     above = [f for f in front if f[0] >= LEVEL][:2]
-    return [f[2] for f in below + above]
+    picked = [f[2] for f in below + above]
+    for line in dict.fromkeys(lines):
+        on = [i for i, (r, ln) in enumerate(zip(recalls, lines, strict=True))
+              if ln == line and r >= 0]
+        under = [i for i in on if recalls[i] < LEVEL]
+        over = [i for i in on if recalls[i] >= LEVEL]
+        if under:
+            picked.append(max(under, key=lambda i: recalls[i]))
+        if over:
+            picked.append(min(over, key=lambda i: recalls[i]))
+    return sorted(set(picked))
 
 
 def per_round_ratio(res: dict[str, Any], num: str, den: str) -> tuple[float | None,
@@ -699,7 +714,14 @@ def stage_d(ctx: Ctx) -> dict[str, Any]:
             "filter": {"tenth": 3}, "queries": len(q), "collection_build": meta}
 
 
+THREAD_ROUNDS = 15  # at least: a pass is short (0.1-0.3 s), five ratios swing by +-0.1 here
+
+
 def threads_ratio(fn: SEARCH, rows: list[np.ndarray], rounds: int) -> dict[str, Any]:
+    """One thread against two on the same handle, alternated over ``max(rounds,
+    THREAD_ROUNDS)`` rounds (the order swapped each round); the median ratio."""
+    rounds = max(rounds, THREAD_ROUNDS)
+
     def run(part: list[np.ndarray]) -> None:
         for r in part:
             fn(r)
