@@ -8,12 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import faiss
+import numba
 import numpy as np
 import pytest
 from conftest import wait_forked
 
+from polyvec._kernels._numba import entry_point
 from polyvec._kernels.graph import (
+    MIN_CHUNK,
     GraphSearcher,
+    _compiled,
+    _plain_query,
     graph_from_faiss,
     graph_from_serialized,
     query_weights,
@@ -22,6 +27,7 @@ from polyvec._kernels.graph import (
     walk_numpy,
 )
 from polyvec._kernels.refine import refine_topk
+from polyvec._validate import _norm_rows_numba
 from polyvec.errors import DimensionMismatch, InvalidArgument
 from polyvec.factory import parse_index
 from polyvec.index import QueryParams
@@ -98,10 +104,46 @@ def test_bound_walk_equals_search_and_checks_once() -> None:
         np.testing.assert_array_equal(si, s[i:i + 7])
     with pytest.raises(DimensionMismatch, match="queries"):
         run(np.ascontiguousarray(q[:2, :16]))
+    large_calls: list[int] = []
+
+    def large(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        large_calls.append(len(b))
+        return walker.search(b, 16, 20, rerank=x, qr=b, k=10)
+
+    split = walker.bind(16, 20, rerank=x, k=10, large=large)
+    np.testing.assert_array_equal(split(np.ascontiguousarray(q[:2 * MIN_CHUNK]))[1],
+                                  r[:2 * MIN_CHUNK])
+    np.testing.assert_array_equal(split(np.ascontiguousarray(q[:3]))[1], r[:3])
+    assert large_calls == [2 * MIN_CHUNK]  # only the large batch went to ``large``
     with pytest.raises(DimensionMismatch, match="rerank"):
         walker.bind(16, 20, rerank=x[:100], k=10)
     with pytest.raises(DimensionMismatch, match="rerank"):
         walker.bind(16, 20, rerank=x, k=0)
+
+
+def test_entry_point_is_the_compiled_overload_and_takes_only_its_types() -> None:
+    x, q = _data(False, seed=5)
+    walker = GraphSearcher(graph_from_faiss(_faiss(x, False, True), False))
+    run = walker.bind(16, 20, rerank=x, k=10)
+    s, r = walker.search(q, 16, 20, rerank=x, qr=q, k=10)
+    for _ in range(2):  # the first call through the dispatcher, the next through the entry
+        si, ri = run(np.ascontiguousarray(q[:5]))
+        np.testing.assert_array_equal(ri, r[:5])
+        np.testing.assert_array_equal(si, s[:5])
+    kernel = _compiled()
+    args = (np.ones((1, 4), np.float32), True)
+    _norm_rows_numba.compiled()(*args)
+    norm = _norm_rows_numba.compiled()
+    got = entry_point(norm, args)
+    assert got is not norm and got is norm.overloads[(numba.typeof(args[0]), numba.typeof(True))
+                                                     ].entry_point
+    assert entry_point(kernel, (np.ones(3, np.int8),)) is kernel  # no such overload
+    plain = np.ascontiguousarray(q[:2])
+    assert _plain_query(plain)
+    ro = plain.copy()
+    ro.flags.writeable = False
+    for other in (plain.astype(np.float64), np.asfortranarray(q[:4]), ro):
+        assert not _plain_query(other)  # the dispatcher takes these (or converts them)
 
 
 def test_partition_walk_reads_rerank_rows_through_remap() -> None:

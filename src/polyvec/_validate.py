@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import limits
-from ._kernels._numba import lazy_njit, register_warmer, resolve_backend
+from ._kernels._numba import entry_point, lazy_njit, register_warmer, resolve_backend
 from .errors import (
     DimensionMismatch,
     DTypeMismatch,
@@ -425,15 +425,18 @@ def check_dense_query(spec: FieldSpec, q: object) -> tuple[np.ndarray, bool]:
 def dense_query_checker(spec: FieldSpec) -> Callable[[object], tuple[np.ndarray, bool]]:
     """:func:`check_dense_query` of ``spec`` as one callable: a single float vector takes
     the same copy and the same normalization kernel, found once numba's runtime is up (see
-    :func:`norm_rows`) instead of on every call; anything else goes through
-    :func:`check_dense_query` itself."""
+    :func:`norm_rows`) instead of on every call (its entry point: the arguments' types are
+    fixed); anything else goes through :func:`check_dense_query` itself."""
     dim, cosine = spec.dim, spec.metric == "cosine"
     kernel: list[Any] = []
 
     def check(q: object) -> tuple[np.ndarray, bool]:
         if type(q) is np.ndarray and q.ndim == 1 and q.shape[0] == dim and q.dtype.kind == "f":
             if not kernel and resolve_backend("auto", light=True) == "numba":
-                kernel.append(_norm_rows_numba.compiled())  # type: ignore[attr-defined]
+                norm = _norm_rows_numba.compiled()  # type: ignore[attr-defined]
+                probe = np.ones((1, dim), np.float32)
+                norm(probe, cosine)  # compiled or loaded now, for the types it takes below
+                kernel.append(entry_point(norm, (probe, cosine)))
             if kernel:
                 one = np.array(q, dtype=np.float32, ndmin=2)  # a copy: normalized in place
                 if kernel[0](one, cosine) == -1:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DimensionMismatch, InvalidArgument
-from ._numba import register_warmer
+from ._numba import entry_point, register_warmer
 
 __all__ = ["Graph", "GraphSearcher", "graph_from_faiss", "graph_from_serialized",
            "query_weights", "scan_numpy", "scan_weights", "walk_numpy"]
@@ -382,12 +382,14 @@ class GraphSearcher:
         return self._search(q, ef, kc, rerank, qr, k, sel, rows, remap)
 
     def bind(self, ef: int, kc: int, *, rerank: np.ndarray, k: int,
-             remap: np.ndarray | None = None
+             remap: np.ndarray | None = None,
+             large: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
              ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        """``q -> search(q, ef, kc, rerank=rerank, qr=q, k=k, remap=remap)`` for small
-        batches of checked queries (float32, C-contiguous, writable, ``(nq, dim)``): the
-        arguments checked once here, each call one kernel call (the caller splits large
-        batches over threads)."""
+        """``q -> search(q, ef, kc, rerank=rerank, qr=q, k=k, remap=remap)`` for checked
+        queries (float32, C-contiguous, writable, ``(nq, dim)``): the arguments checked once
+        here, each call one kernel call (through its compiled entry point once the
+        dispatcher has run it); batches of ``2 * MIN_CHUNK`` queries or more go to
+        ``large`` where given (the caller's split over threads)."""
         dim = self.graph.codes.shape[1]
         if remap is not None:
             self._check_remap(remap, rerank)
@@ -399,16 +401,25 @@ class GraphSearcher:
         mapped = _NONE_ROWS if remap is None else _readonly(remap)
         ef = max(ef, kc)
         scratch = self._scratch
+        entry: list[Any] = []  # the compiled overload, once the dispatcher has run it
 
         def run(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if large is not None and len(q) >= 2 * MIN_CHUNK:
+                return large(q)
             if q.shape[1] != dim:  # the kernel trusts its shapes
                 raise DimensionMismatch(f"graph search: expected queries (nq, {dim}), got "
                                         f"{q.shape}")
             out_s = np.empty((len(q), k), np.float32)
             out_r = np.empty((len(q), k), np.int64)
             visited, state = scratch()
-            kernel(q, q, *args, ef, kc, visited, state, False, _NONE_SEL, False, _NONE_ROWS,
-                   remap is not None, mapped, x, k, out_s, out_r)
+            call = (q, q, *args, ef, kc, visited, state, False, _NONE_SEL, False, _NONE_ROWS,
+                    remap is not None, mapped, x, k, out_s, out_r)
+            if entry and _plain_query(q):
+                entry[0](*call)
+            else:
+                kernel(*call)
+                if not entry and _plain_query(q):
+                    entry.append(entry_point(kernel, call))
             return out_s, out_r
 
         return run
@@ -438,6 +449,13 @@ class GraphSearcher:
         return out_s, out_r
 
 
+def _plain_query(q: np.ndarray) -> bool:
+    """Whether ``q`` has the one query type of the kernel's entry point (float32, C-ordered,
+    writable, aligned): the entry point converts nothing, so it takes nothing else."""
+    f = q.flags
+    return q.dtype is _F32 and f.c_contiguous and f.writeable and f.aligned
+
+
 def _query_arg(a: np.ndarray) -> np.ndarray:
     """Queries as the kernel's one signature takes them: writable C-contiguous float32 (a
     copy only where they are not: the callers' queries are fresh, checked arrays)."""
@@ -457,6 +475,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return view
 
 
+_F32 = np.dtype(np.float32)
 _NONE_F32 = np.zeros(1, np.float32)
 _NONE_X = _readonly(np.zeros((1, 1), np.float32))
 _NONE_SEL = np.zeros(1, np.bool_)

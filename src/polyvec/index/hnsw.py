@@ -250,15 +250,11 @@ class HNSWIndex(VectorIndex):
         p = params if params is not None else QueryParams()
         kc = min(max(k, math.ceil(k * self.oversample(p))), n)
         ef = max(kc, p.ef if p.ef is not None else DEFAULT_EF)
-        small = walker.bind(ef, kc, rerank=rerank, k=k, remap=remap)
-
-        def bound(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            if len(q) < 2 * MIN_CHUNK:
-                return small(q)
+        def large(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return walker.search(q, ef, kc, rerank=rerank, qr=q, k=k, remap=remap,
                                  threads=_batch_threads(q))
 
-        return bound
+        return walker.bind(ef, kc, rerank=rerank, k=k, remap=remap, large=large)
 
     def _fast_search(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                      rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
