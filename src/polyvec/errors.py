@@ -28,6 +28,9 @@ __all__ = [
     "InvalidPayload",
     "InvalidId",
     "InvalidArgument",
+    "Unauthorized",
+    "Forbidden",
+    "RequestTooLarge",
     "PolyvecWarning",
 ]
 
@@ -147,6 +150,18 @@ class InvalidId(PolyvecError, TypeError):
 
 class InvalidArgument(PolyvecError, ValueError):
     """A search or API argument out of its domain (e.g. ``k < 1``)."""
+
+
+class Unauthorized(PolyvecError, PermissionError):
+    """A server refused the request's API key: none was sent, or it is unknown or revoked."""
+
+
+class Forbidden(PolyvecError, PermissionError):
+    """A server refused the request: the API key's scope or collections do not cover it."""
+
+
+class RequestTooLarge(PolyvecError, ValueError):
+    """A request body over the server's limit (the message names the limit and its flag)."""
 
 
 class PolyvecWarning(UserWarning):

@@ -1,0 +1,186 @@
+"""The JSON forms of what crosses HTTP: vectors, search results, items and typed errors.
+
+The server (:mod:`polyvec.server`) and the client (:mod:`polyvec.client`) both use these, so
+each form has one writer and one reader. Vectors travel as JSON lists of numbers, or, for bulk
+speed and exact round trips, as ``{"b64": ..., "dtype": "f32" | "f16", "shape": [...]}``: the
+little-endian bytes of the array in base64. A token set (one item of a Multi field) is one such
+array of shape ``(tokens, dim)``; a batch of token sets is a JSON list of them.
+
+Scores are JSON numbers: a float32 score widened to a double and back is the same float32. The
+slots of a result that no item filled (id ``None``, score ``-inf``) are ``null`` in both lists.
+An error is ``{"error": "<class name>", "message": ..., "details": ...}``; :func:`raise_error`
+raises the same class on the client.
+
+>>> x = np.arange(6, dtype=np.float32).reshape(2, 3)
+>>> bool((decode_array(encode_array(x), "v") == x).all())
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .errors import InvalidArgument, InvalidVector, PolyvecError
+from .types import SearchResult
+
+__all__ = ["STATUS", "decode_array", "decode_vectors", "encode_array",
+           "encode_vectors", "error_body", "raise_error", "result_from_json", "result_to_json",
+           "status_of"]
+
+_DTYPES: dict[str, np.dtype[Any]] = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2")}
+
+# HTTP status of each typed error (the most specific class listed wins, see status_of)
+STATUS: dict[type[BaseException], int] = {
+    errors.PolyvecError: 400,
+    errors.UnknownCollection: 404,
+    errors.CollectionExists: 409,
+    errors.DuplicateId: 409,
+    errors.Locked: 409,
+    errors.ReadOnly: 409,
+    errors.CollectionClosed: 503,
+    errors.MissingExtra: 501,
+    errors.CorruptFile: 500,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.RequestTooLarge: 413,
+}
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status of a typed error: that of the nearest class of its MRO in
+    :data:`STATUS`; 500 for anything that is not a :class:`PolyvecError`."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The JSON body of a typed error: its class name, message and the fields that rebuild
+    it (:func:`raise_error`); ``ServerError`` for anything untyped."""
+    if not isinstance(exc, PolyvecError):
+        return {"error": "ServerError", "message": f"{type(exc).__name__}: {exc}",
+                "details": None}
+    details: dict[str, Any] | None = None
+    if isinstance(exc, errors.FilterError):
+        details = {"path": exc.path}
+    elif isinstance(exc, errors.CorruptFile):
+        details = {"filename": exc.filename, "reason": exc.reason}
+    elif isinstance(exc, errors.ReadOnly | errors.NotADatabase):
+        text, head = str(exc), f"{exc.filename}: "
+        details = {"filename": exc.filename,
+                   "reason": text[len(head):] if text.startswith(head) else text}
+    return {"error": type(exc).__name__, "message": str(exc), "details": details}
+
+
+def raise_error(status: int, body: Any) -> None:
+    """Raise the typed error a server's answer ``(status, body)`` carries: the class of the
+    same name in :mod:`polyvec.errors`, with the same message (:class:`PolyvecError` for a
+    name it has not, or a body that is not an error's)."""
+    cls: Any = None
+    message = f"HTTP {status}: {str(body)[:500]}"
+    details: dict[str, Any] = {}
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        cls = getattr(errors, body["error"], None)
+        message = str(body.get("message", ""))
+        got = body.get("details")
+        details = got if isinstance(got, dict) else {}
+    if not (isinstance(cls, type) and issubclass(cls, PolyvecError)):
+        cls = PolyvecError
+    exc: PolyvecError
+    if issubclass(cls, errors.CorruptFile | errors.ReadOnly | errors.NotADatabase):
+        exc = cls(str(details.get("filename", "")), str(details.get("reason", message)))
+    else:
+        exc = cls(message)
+        if isinstance(exc, errors.FilterError):
+            exc.path = str(details.get("path", ""))
+    exc.status = status  # type: ignore[attr-defined]
+    raise exc
+
+
+# -- vectors ------------------------------------------------------------------------------------
+def encode_array(x: np.ndarray, dtype: str = "f32") -> dict[str, Any]:
+    """``x`` as ``{"b64", "dtype", "shape"}`` (float32 unless ``dtype="f16"``)."""
+    a = np.ascontiguousarray(x, dtype=_DTYPES[dtype])
+    return {"b64": base64.b64encode(a.tobytes()).decode("ascii"), "dtype": dtype,
+            "shape": list(a.shape)}
+
+
+def decode_array(obj: Any, what: str) -> Any:
+    """An encoded array as numpy, or ``obj`` unchanged when it is not one (JSON lists go to
+    the collection as they are: it checks them as it checks any Python input)."""
+    if not isinstance(obj, dict):
+        return obj
+    if set(obj) != {"b64", "dtype", "shape"}:
+        raise InvalidArgument(f"{what}: expected a list of numbers or {{'b64', 'dtype', "
+                              f"'shape'}}, got an object with keys {sorted(map(str, obj))}")
+    dtype, shape, data = obj["dtype"], obj["shape"], obj["b64"]
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        raise InvalidArgument(f"{what}.dtype: expected one of {list(_DTYPES)}, got {dtype!r}")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
+            or not all(type(s) is int and s >= 0 for s in shape)):
+        raise InvalidArgument(f"{what}.shape: expected 1 or 2 ints >= 0, got {shape!r}")
+    if not isinstance(data, str):
+        raise InvalidArgument(f"{what}.b64: expected a base64 string, got "
+                              f"{type(data).__name__}")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError as e:
+        raise InvalidArgument(f"{what}.b64: not base64 ({e})") from None
+    width = _DTYPES[dtype].itemsize
+    if len(raw) != math.prod(shape) * width:
+        raise InvalidVector(f"{what}: shape {shape} of {dtype} needs "
+                            f"{math.prod(shape) * width} bytes, got {len(raw)}")
+    return np.frombuffer(raw, dtype=_DTYPES[dtype]).reshape(shape)
+
+
+def encode_vectors(x: Any) -> Any:
+    """One field's vectors (or one query) for the wire: an array encoded, a list of token
+    sets each encoded, anything else as it is (the server checks it)."""
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim in (1, 2):
+        return encode_array(x, "f16" if x.dtype == np.float16 else "f32")
+    if isinstance(x, list | tuple) and x and all(isinstance(t, np.ndarray) and
+                                                 t.dtype.kind == "f" and t.ndim == 2
+                                                 for t in x):
+        return [encode_vectors(t) for t in x]
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim == 3:
+        return [encode_vectors(t) for t in x]
+    return x.tolist() if isinstance(x, np.ndarray) else x
+
+
+def decode_vectors(obj: Any, what: str) -> Any:
+    """:func:`encode_vectors` undone: one array, or a list of token sets."""
+    if isinstance(obj, list) and obj and all(isinstance(t, dict) for t in obj):
+        return [decode_array(t, f"{what}[{i}]") for i, t in enumerate(obj)]
+    return decode_array(obj, what)
+
+
+# -- results ------------------------------------------------------------------------------------
+def result_to_json(res: SearchResult) -> dict[str, Any]:
+    """A search result as JSON: ids and scores as (nested) lists, ``null`` in empty slots."""
+    finite = np.isfinite(res.scores)
+    raw = res.scores.astype(np.float64).tolist()
+    if res.ids.ndim == 1:
+        scores: list[Any] = [s if ok else None for s, ok in zip(raw, finite, strict=True)]
+    else:
+        scores = [[s if ok else None for s, ok in zip(row, fin, strict=True)]
+                  for row, fin in zip(raw, finite, strict=True)]
+    return {"ids": res.ids.tolist(), "scores": scores, "info": res.info}
+
+
+def result_from_json(d: dict[str, Any]) -> SearchResult:
+    """:func:`result_to_json` undone: ids an object array, scores float32 (``-inf`` in the
+    empty slots), as an embedded search returns them."""
+    raw = d["ids"]
+    batch = bool(raw) and isinstance(raw[0], list)
+    ids = np.empty((len(raw), len(raw[0])) if batch else (len(raw),), dtype=object)
+    for i, row in enumerate(raw if batch else [raw]):
+        ids[i if batch else slice(None)] = row
+    scores = np.array(d["scores"], dtype=object)
+    scores[scores == None] = -np.inf  # noqa: E711 (elementwise)
+    return SearchResult(ids, scores.astype(np.float32).reshape(ids.shape), d.get("info", {}))
