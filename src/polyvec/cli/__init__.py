@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .compat import add_parser as add_compat_parser
 
     add_compat_parser(sub, common)
+    from .serve import add_parser as add_serve_parser
+
+    add_serve_parser(sub, common)
     return parser
 
 

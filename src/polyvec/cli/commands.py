@@ -18,6 +18,7 @@ from .add import check_items, read_items, write_items
 from .compat import run_compat
 from .io import CliError, parse_field_spec, parse_filter_json, parse_id, parse_query, read_query
 from .output import emit_json, info_lines, item_json, item_lines, result_json, search_table
+from .serve import run_keys, run_serve
 
 if TYPE_CHECKING:
     from polyvec.collection import Collection
@@ -235,4 +236,4 @@ def run_eval(args: argparse.Namespace) -> int:
 
 COMMANDS = {"create": create, "add": add, "search": search, "get": get, "delete": delete,
             "info": info, "compact": compact, "flush": flush, "drop": drop, "eval": run_eval,
-            "index": index, "compat": run_compat}
+            "index": index, "compat": run_compat, "serve": run_serve, "keys": run_keys}

@@ -1,0 +1,419 @@
+"""The HTTP API: a thin FastAPI app over one database folder (``polyvec serve``).
+
+Each route checks the request's key, calls the embedded API and answers its result as JSON
+(:mod:`polyvec.wire`); a typed error becomes its HTTP status with the body
+``{"error", "message", "details"}``, and a rejected request changes nothing (the embedded
+call validates before it writes). Routes are plain ``def`` functions: FastAPI runs them on
+its thread pool, so searches run in parallel on the collection's snapshots while writes take
+turns on the collection's lock, in this process and across workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import wire
+from ..collection import DEFAULT_SEGMENT_ROWS, Collection
+from ..db import Database, connect
+from ..errors import (
+    Forbidden,
+    InvalidArgument,
+    PolyvecError,
+    RequestTooLarge,
+    Unauthorized,
+)
+from ..spec import ModelSpec, field_from_dict
+from .auth import ApiKey, KeyStore
+
+__all__ = ["DEFAULT_MAX_BODY", "ServerState", "create_app", "from_env"]
+
+DEFAULT_MAX_BODY = 256 * 2**20  # bytes of one request body (--max-body)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateCollection(_Body):
+    name: str
+    vectors: dict[str, dict[str, Any]]
+    indexed: list[str] = []
+    segment_rows: int | None = None
+    exist_ok: bool = False
+
+
+class Write(_Body):
+    ids: list[Any]
+    vectors: Any = None
+    payloads: list[Any] | None = None
+
+
+class Ids(_Body):
+    ids: list[Any]
+
+
+class Contains(_Body):
+    id: Any
+
+
+class Search(_Body):
+    query: Any
+    k: Any = 10
+    field: Any = None
+    filter: Any = None
+    target_recall: Any = None
+    ef: Any = None
+    nprobe: Any = None
+    oversample: Any = None
+    candidates: Any = None
+    rerank_depth: Any = None
+    model: Any = None
+
+
+class SearchText(_Body):
+    query: Any
+    k: Any = 10
+    field: Any = None
+    filter: Any = None
+    model: Any = None
+
+
+class AddTexts(_Body):
+    texts: Any
+    ids: Any
+    payloads: Any = None
+    vectors: Any = None
+    upsert: bool = False
+
+
+class Select(_Body):
+    filter: Any = None
+
+
+class CreateIndex(_Body):
+    field: str
+    spec: str
+    sample_queries: Any = None
+
+
+class Merge(_Body):
+    force: bool = False
+
+
+class ServerState:
+    """One worker's database handle, keys and counters."""
+
+    def __init__(self, db_path: Path, keys: KeyStore | None, max_body: int) -> None:
+        self.db: Database = connect(db_path, create=False)
+        self.keys = keys
+        self.max_body = max_body
+        self.mutex = threading.Lock()  # the handle cache of Database is not thread-safe
+        self.closing = False
+        self.started = time.time()
+
+        self._embedders: dict[ModelSpec, Any] = {}  # one loaded model per spec
+        self._attached: weakref.WeakSet[Collection] = weakref.WeakSet()
+
+    def collection(self, name: str) -> Collection:
+        with self.mutex:
+            return self.db.get_collection(name)
+
+    def attach_embedders(self, c: Collection) -> None:
+        """Attach to each field of ``c`` that records a model the embedder of that model
+        (loaded once per worker from the installed model packages; :class:`MissingExtra`
+        names what to install), once per handle."""
+        from ..embed.registry import embedder_for
+
+        with self.mutex:
+            if c in self._attached:
+                return
+            for fname, spec in c.info()["models"].items():
+                model = ModelSpec.from_dict(spec)
+                if model not in self._embedders:
+                    self._embedders[model] = embedder_for(model)
+                c.use_embedder(fname, self._embedders[model])
+            self._attached.add(c)
+
+
+def _jsonable(x: Any) -> Any:
+    """``x`` with numpy values as Python ones and non-finite floats as ``None``."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return _jsonable(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class _Json(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return super().render(_jsonable(content))
+
+
+def _error(exc: BaseException) -> JSONResponse:
+    return _Json(wire.error_body(exc), status_code=wire.status_of(exc))
+
+
+def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
+               max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The API over the database folder ``db_path``; with ``keys``, every route but the
+    probes requires a key of the route's scope (see :mod:`.auth`)."""
+    state = ServerState(Path(db_path), keys, max_body)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.closing = True  # requests from now on get 503; the handles close
+        with state.mutex:
+            state.db.close()
+
+    app = FastAPI(title="polyvec", version="1", docs_url=None, redoc_url=None,
+                  default_response_class=_Json, lifespan=lifespan)
+    app.state.polyvec = state
+
+    @app.exception_handler(PolyvecError)
+    def _typed(request: Request, exc: PolyvecError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(InvalidArgument(f"request body: {where}: {first.get('msg', 'invalid')}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _Json({"error": "NotFound" if exc.status_code == 404 else "HTTPError",
+                      "message": str(exc.detail), "details": None},
+                     status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def _limit(request: Request, call_next: Any) -> Response:
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > state.max_body):
+            return _error(RequestTooLarge(
+                f"request body: {size} bytes, over the server's limit of {state.max_body} "
+                "(start it with a larger --max-body, or send the items in smaller batches)"))
+        if state.closing:
+            return _Json({"error": "CollectionClosed", "message": "the server is shutting "
+                          "down", "details": None}, status_code=503)
+        return await call_next(request)
+
+    def need(scope: str) -> Any:
+        """A dependency that admits the request's key for ``scope`` on the route's
+        collection (its ``name``), before the body is read or checked."""
+        def check(request: Request) -> ApiKey | None:
+            if state.keys is None:
+                return None
+            auth = request.headers.get("authorization", "")
+            token = auth[7:].strip() if auth[:7].lower() == "bearer " else \
+                request.headers.get("api-key")
+            key = state.keys.check(token)
+            if key is None:
+                raise Unauthorized("missing, unknown or revoked API key (send it as "
+                                   "'Authorization: Bearer <key>' or an 'api-key' header)")
+            name = request.path_params.get("name")
+            if not key.allows(scope, name):
+                where = f" on collection {name!r}" if name else ""
+                raise Forbidden(f"API key {key.id} (scope {key.scope!r}, collections "
+                                f"{list(key.collections) if key.collections else 'all'}) "
+                                f"may not {scope}{where}")
+            return key
+        return Depends(check)
+
+    read, write, admin = need("read"), need("write"), need("admin")
+    coll = state.collection
+
+    # -- probes ---------------------------------------------------------------------------------
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if state.closing:
+            return _Json({"status": "closing"}, status_code=503)
+        state.db.list_collections()
+        return _Json({"status": "ready"})
+
+    # -- collections ----------------------------------------------------------------------------
+    @app.get("/v1/collections")
+    def list_collections(key: ApiKey | None = read) -> dict[str, Any]:
+        names = state.db.list_collections()
+        if key is not None and key.collections is not None:
+            names = [n for n in names if n in key.collections]
+        return {"collections": names}
+
+    @app.post("/v1/collections")
+    def create_collection(body: CreateCollection, key: ApiKey | None = admin
+                          ) -> dict[str, Any]:
+        if key is not None and not key.allows("admin", body.name):
+            raise Forbidden(f"API key {key.id} may not create collection {body.name!r} (it "
+                            f"covers {list(key.collections or [])})")
+        vectors = {}
+        for fname, spec in body.vectors.items():
+            try:
+                vectors[fname] = field_from_dict(spec)
+            except TypeError as e:
+                raise InvalidArgument(f"vectors[{fname!r}]: {e}") from None
+        with state.mutex:
+            c = state.db.create_collection(
+                body.name, vectors, indexed=body.indexed, exist_ok=body.exist_ok,
+                segment_rows=DEFAULT_SEGMENT_ROWS if body.segment_rows is None
+                else body.segment_rows)
+        return c.info()
+
+    @app.get("/v1/collections/{name}")
+    def info(name: str, key: ApiKey | None = read) -> dict[str, Any]:
+        return coll(name).info()
+
+    @app.delete("/v1/collections/{name}")
+    def drop_collection(name: str, key: ApiKey | None = admin) -> dict[str, Any]:
+        with state.mutex:
+            state.db.drop_collection(name)
+        return {"dropped": name}
+
+    # -- items ----------------------------------------------------------------------------------
+    def vectors_of(raw: Any) -> Any:
+        if isinstance(raw, dict) and set(raw) != {"b64", "dtype", "shape"}:
+            return {f: wire.decode_vectors(v, f"vectors[{f!r}]") for f, v in raw.items()}
+        return wire.decode_vectors(raw, "vectors")
+
+    @app.post("/v1/collections/{name}/add")
+    def add(name: str, body: Write, key: ApiKey | None = write) -> dict[str, Any]:
+        coll(name).add(body.ids, vectors_of(body.vectors), body.payloads)
+        return {"written": len(body.ids)}
+
+    @app.post("/v1/collections/{name}/upsert")
+    def upsert(name: str, body: Write, key: ApiKey | None = write) -> dict[str, Any]:
+        coll(name).upsert(body.ids, vectors_of(body.vectors), body.payloads)
+        return {"written": len(body.ids)}
+
+    @app.post("/v1/collections/{name}/delete")
+    def delete(name: str, body: Ids, key: ApiKey | None = write) -> dict[str, Any]:
+        return {"deleted": coll(name).delete(body.ids)}
+
+    @app.post("/v1/collections/{name}/get")
+    def get(name: str, body: Ids, key: ApiKey | None = read) -> dict[str, Any]:
+        items = coll(name).get(body.ids)
+        return {"items": [None if it is None else {
+            "id": it.id, "payload": it.payload,
+            "vectors": {f: wire.encode_vectors(v) for f, v in it.vectors.items()}}
+            for it in items]}
+
+    @app.post("/v1/collections/{name}/contains")
+    def contains(name: str, body: Contains, key: ApiKey | None = read) -> dict[str, Any]:
+        return {"contains": body.id in coll(name)}
+
+    @app.get("/v1/collections/{name}/count")
+    def count(name: str, key: ApiKey | None = read) -> dict[str, Any]:
+        return {"count": len(coll(name))}
+
+    @app.get("/v1/collections/{name}/ids")
+    def ids(name: str, key: ApiKey | None = read) -> dict[str, Any]:
+        return {"ids": list(coll(name))}
+
+    @app.post("/v1/collections/{name}/select")
+    def select(name: str, body: Select, key: ApiKey | None = read) -> dict[str, Any]:
+        return {"seqs": coll(name).select(body.filter).tolist()}
+
+    # -- search ---------------------------------------------------------------------------------
+    @app.post("/v1/collections/{name}/search")
+    def search(name: str, body: Search, key: ApiKey | None = read) -> dict[str, Any]:
+        c = coll(name)
+        res = c.search(wire.decode_vectors(body.query, "query"), body.k, field=body.field,
+                       filter=body.filter, target_recall=body.target_recall, ef=body.ef,
+                       nprobe=body.nprobe, oversample=body.oversample,
+                       candidates=body.candidates, rerank_depth=body.rerank_depth,
+                       model=body.model)
+        return wire.result_to_json(res)
+
+    @app.post("/v1/collections/{name}/search_text")
+    def search_text(name: str, body: SearchText, key: ApiKey | None = read) -> dict[str, Any]:
+        c = coll(name)
+        state.attach_embedders(c)
+        return wire.result_to_json(c.search_text(body.query, body.k, field=body.field,
+                                                 filter=body.filter, model=body.model))
+
+    @app.post("/v1/collections/{name}/add_texts")
+    def add_texts(name: str, body: AddTexts, key: ApiKey | None = write) -> dict[str, Any]:
+        c = coll(name)
+        state.attach_embedders(c)
+        vecs = None if body.vectors is None else vectors_of(body.vectors)
+        c.add_texts(body.texts, body.ids, body.payloads, vectors=vecs, upsert=body.upsert)
+        return {"written": len(body.ids) if isinstance(body.ids, list) else None}
+
+    # -- indexes and maintenance ----------------------------------------------------------------
+    @app.get("/v1/collections/{name}/indexes")
+    def index_info(name: str, key: ApiKey | None = read) -> dict[str, Any]:
+        return coll(name).index_info()
+
+    @app.post("/v1/collections/{name}/indexes")
+    def create_index(name: str, body: CreateIndex, key: ApiKey | None = write) -> dict[str, Any]:
+        c = coll(name)
+        sample = None if body.sample_queries is None else \
+            wire.decode_vectors(body.sample_queries, "sample_queries")
+        if sample is not None and not isinstance(sample, np.ndarray):
+            sample = np.asarray(sample, dtype=np.float32)
+        c.create_index(body.field, body.spec, sample_queries=sample)
+        return c.index_info()
+
+    @app.post("/v1/collections/{name}/flush")
+    def flush(name: str, key: ApiKey | None = write) -> dict[str, Any]:
+        coll(name).flush()
+        return {"done": True}
+
+    @app.post("/v1/collections/{name}/compact")
+    def compact(name: str, key: ApiKey | None = write) -> dict[str, Any]:
+        coll(name).compact()
+        return {"done": True}
+
+    @app.post("/v1/collections/{name}/merge")
+    def merge(name: str, body: Merge | None = None,
+              key: ApiKey | None = write) -> dict[str, Any]:
+        coll(name).merge(force=body is not None and body.force)
+        return {"done": True}
+
+    @app.post("/v1/collections/{name}/verify")
+    def verify(name: str, key: ApiKey | None = read) -> dict[str, Any]:
+        coll(name).verify()
+        return {"ok": True}
+
+    @app.post("/v1/collections/{name}/wait_for_maintenance")
+    def wait_for_maintenance(name: str, timeout: float | None = None,
+                             key: ApiKey | None = read) -> dict[str, Any]:
+        return {"done": coll(name).wait_for_maintenance(timeout)}
+
+    return app
+
+
+ENV_DB, ENV_KEYS, ENV_MAX_BODY = "POLYVEC_SERVE_DB", "POLYVEC_SERVE_KEYS", "POLYVEC_SERVE_MAX_BODY"
+
+
+def from_env() -> FastAPI:
+    """The app of ``polyvec serve`` in a uvicorn worker process: its settings come from the
+    environment the command set (``POLYVEC_SERVE_DB``, ``_KEYS``: a keys file or empty for
+    none, ``_MAX_BODY``)."""
+    keys = os.environ.get(ENV_KEYS) or None
+    return create_app(os.environ[ENV_DB], keys=None if keys is None else KeyStore(Path(keys)),
+                      max_body=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY)))
