@@ -11,6 +11,7 @@
 """
 
 from . import errors
+from .client import Client
 from .collection import Collection, Item
 from .db import Database, connect
 from .errors import *  # noqa: F403
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "connect",
+    "Client",
     "Database",
     "Collection",
     "Item",

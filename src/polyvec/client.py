@@ -1,0 +1,303 @@
+"""``pv.Client``: a polyvec server reached over HTTP, with the embedded API.
+
+The client's database and collections have the methods, arguments and return types of
+:class:`~polyvec.Database` and :class:`~polyvec.Collection` (``SearchResult`` with numpy arrays,
+``Item`` objects, the same typed exceptions, raised from the server's error body). Arrays
+travel as base64 float32 (float16 where the array is float16), so vectors and scores come
+back bit for bit. Standard library only: one keep-alive HTTP connection per thread.
+
+>>> client = Client("http://127.0.0.1:8000")  # doctest: +SKIP
+>>> docs = client.get_collection("docs")  # doctest: +SKIP
+>>> docs.search(query_vector, k=5).ids  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import wire
+from .collection import Item
+from .errors import InvalidArgument, PolyvecError
+from .spec import CollectionSchema, FieldSpec
+from .types import SearchResult
+
+__all__ = ["Client", "RemoteCollection"]
+
+
+class _Http:
+    """JSON requests to one server; a keep-alive connection per thread."""
+
+    def __init__(self, url: str, api_key: str | None, timeout: float) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidArgument(f"url: expected http(s)://host[:port], got {url!r}")
+        self.scheme, self.host = parts.scheme, parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.base = parts.path.rstrip("/")
+        self.timeout = timeout
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key is not None:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []  # every thread's, for close()
+        self._mutex = threading.Lock()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self.scheme == "https" else \
+                http.client.HTTPConnection
+            conn = self._local.conn = cls(self.host, self.port, timeout=self.timeout)
+            with self._mutex:
+                self._all.append(conn)
+        return conn
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """The JSON answer of ``method path`` with the JSON ``body``; a typed error for an
+        error answer. A kept-alive connection the server closed meanwhile is opened again
+        once (the request never reached it)."""
+        data = None if body is None else json.dumps(body, allow_nan=True).encode()
+        for attempt in (0, 1):
+            conn = self._conn()
+            reused = conn.sock is not None
+            try:
+                conn.request(method, self.base + path, body=data, headers=self.headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop(conn)
+                if not reused or attempt:
+                    raise
+        try:
+            answer = json.loads(raw) if raw else None
+        except ValueError:
+            answer = raw.decode("utf-8", "replace")
+        if resp.status >= 400:
+            wire.raise_error(resp.status, answer)
+        return answer
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        self._local.conn = None
+        with self._mutex:
+            self._all.remove(conn)
+
+    def close(self) -> None:
+        """Close every thread's connection (a thread's next call opens a new one)."""
+        with self._mutex:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+
+def _quote(name: str) -> str:
+    if not isinstance(name, str):
+        raise InvalidArgument(f"collection name: expected a str, got {type(name).__name__}")
+    return urllib.parse.quote(name, safe="")
+
+
+def _ids(ids: Any) -> Any:
+    """Ids for JSON: numpy arrays and scalars as Python values (the server checks them)."""
+    if isinstance(ids, np.ndarray):
+        return ids.tolist()
+    if isinstance(ids, Sequence) and not isinstance(ids, str | bytes):
+        return [i.item() if isinstance(i, np.generic) else i for i in ids]
+    return ids
+
+
+class Client:
+    """A polyvec server as a :class:`~polyvec.Database`: ``Client("http://host:8000",
+    api_key=...)``."""
+
+    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 300.0) -> None:
+        self._http = _Http(url, api_key, timeout)
+        self.url = url
+
+    def list_collections(self) -> list[str]:
+        return list(self._http.call("GET", "/v1/collections")["collections"])
+
+    def create_collection(self, name: str, vectors: dict[str, FieldSpec], *,
+                          indexed: list[str] | tuple[str, ...] = (),
+                          segment_rows: int | None = None, embedders: Any = None,
+                          exist_ok: bool = False) -> RemoteCollection:
+        """As :meth:`polyvec.Database.create_collection`; ``embedders`` apply on the server
+        (the fields' recorded models are loaded there), so they are not taken here."""
+        if embedders:
+            raise InvalidArgument("embedders: a client cannot send embedder objects; create "
+                                  "the collection embedded, or add vectors")
+        schema = CollectionSchema.build(vectors, indexed)
+        body: dict[str, Any] = {"name": name, "vectors": schema.to_dict()["vectors"],
+                                "indexed": list(schema.indexed), "exist_ok": exist_ok}
+        if segment_rows is not None:
+            body["segment_rows"] = segment_rows
+        self._http.call("POST", "/v1/collections", body)
+        return RemoteCollection(self._http, name)
+
+    def get_collection(self, name: str) -> RemoteCollection:
+        self._http.call("GET", f"/v1/collections/{_quote(name)}/count")
+        return RemoteCollection(self._http, name)
+
+    __getitem__ = get_collection
+
+    def drop_collection(self, name: str) -> None:
+        self._http.call("DELETE", f"/v1/collections/{_quote(name)}")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class RemoteCollection:
+    """A collection on a polyvec server, with :class:`~polyvec.Collection`'s methods."""
+
+    def __init__(self, http: _Http, name: str) -> None:
+        self._http = http
+        self.name = name
+        self._path = f"/v1/collections/{_quote(name)}"
+
+    def _call(self, method: str, action: str, body: Any = None) -> Any:
+        return self._http.call(method, f"{self._path}/{action}" if action else self._path,
+                               body)
+
+    @property
+    def schema(self) -> CollectionSchema:
+        return CollectionSchema.from_dict(self.info()["schema"])
+
+    # -- writing --------------------------------------------------------------------------------
+    def add(self, ids: Sequence[int | str], vectors: Mapping[str, Any] | Any = None,
+            payloads: Sequence[dict[str, Any] | None] | None = None) -> None:
+        self._call("POST", "add", self._write_body(ids, vectors, payloads))
+
+    def upsert(self, ids: Sequence[int | str], vectors: Mapping[str, Any] | Any = None,
+               payloads: Sequence[dict[str, Any] | None] | None = None) -> None:
+        self._call("POST", "upsert", self._write_body(ids, vectors, payloads))
+
+    @staticmethod
+    def _write_body(ids: Any, vectors: Any, payloads: Any) -> dict[str, Any]:
+        if isinstance(vectors, Mapping):
+            vecs: Any = {f: wire.encode_vectors(v) for f, v in vectors.items()}
+        else:
+            vecs = wire.encode_vectors(vectors)
+        return {"ids": _ids(ids), "vectors": vecs,
+                "payloads": None if payloads is None else list(payloads)}
+
+    def delete(self, ids: Sequence[int | str]) -> int:
+        return int(self._call("POST", "delete", {"ids": _ids(ids)})["deleted"])
+
+    def flush(self) -> None:
+        self._call("POST", "flush")
+
+    def compact(self) -> None:
+        self._call("POST", "compact")
+
+    def merge(self, *, force: bool = False) -> None:
+        self._call("POST", "merge", {"force": force})
+
+    def verify(self) -> None:
+        self._call("POST", "verify")
+
+    def wait_for_maintenance(self, timeout: float | None = None) -> bool:
+        query = "" if timeout is None else f"?timeout={float(timeout)}"
+        return bool(self._call("POST", f"wait_for_maintenance{query}")["done"])
+
+    def create_index(self, field: str, spec: Any, *,
+                     sample_queries: np.ndarray | None = None) -> None:
+        """As :meth:`polyvec.Collection.create_index`; a spec object travels as its factory
+        string (which round-trips exactly)."""
+        if not isinstance(spec, str):
+            from .factory import format_index, format_multi_index
+            from .index_spec import IndexSpec, MultiIndexSpec
+
+            if isinstance(spec, IndexSpec):
+                spec = format_index(spec)
+            elif isinstance(spec, MultiIndexSpec):
+                spec = format_multi_index(spec)
+            else:
+                raise InvalidArgument(f"create_index: expected a factory string or an index "
+                                      f"spec, got {type(spec).__name__}")
+        self._call("POST", "indexes", {
+            "field": field, "spec": spec,
+            "sample_queries": None if sample_queries is None else
+            wire.encode_vectors(np.asarray(sample_queries))})
+
+    def index_info(self) -> dict[str, Any]:
+        return dict(self._call("GET", "indexes"))
+
+    # -- reading --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._call("GET", "count")["count"])
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, np.generic):
+            key = key.item()
+        if isinstance(key, bool) or not isinstance(key, int | str):
+            return False
+        try:
+            return bool(self._call("POST", "contains", {"id": key})["contains"])
+        except PolyvecError:
+            return False
+
+    def __iter__(self) -> Iterator[int | str]:
+        return iter(self._call("GET", "ids")["ids"])
+
+    def get(self, ids: Sequence[int | str]) -> list[Item | None]:
+        items = self._call("POST", "get", {"ids": _ids(ids)})["items"]
+        return [None if it is None else
+                Item(it["id"], it["payload"],
+                     {f: wire.decode_vectors(v, f) for f, v in it["vectors"].items()})
+                for it in items]
+
+    def select(self, filter: Mapping[str, Any] | None) -> np.ndarray:
+        return np.asarray(self._call("POST", "select", {"filter": filter})["seqs"],
+                          dtype=np.int64)
+
+    def search(self, query: Any, k: int = 10, *, field: str | None = None,
+               filter: Mapping[str, Any] | None = None, target_recall: float | None = None,
+               ef: int | None = None, nprobe: int | None = None,
+               oversample: float | None = None, candidates: int | None = None,
+               rerank_depth: int | None = None, model: str | None = None) -> SearchResult:
+        body = {"query": wire.encode_vectors(query), "k": k, "field": field, "filter": filter,
+                "target_recall": target_recall, "ef": ef, "nprobe": nprobe,
+                "oversample": oversample, "candidates": candidates,
+                "rerank_depth": rerank_depth, "model": model}
+        return wire.result_from_json(self._call("POST", "search", body))
+
+    def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,
+                    filter: Mapping[str, Any] | None = None, embedder: Any = None,
+                    model: str | None = None) -> SearchResult:
+        """As :meth:`polyvec.Collection.search_text`, embedded on the server by the field's
+        recorded model (an ``embedder`` object cannot travel)."""
+        if embedder is not None:
+            raise InvalidArgument("embedder: a client cannot send an embedder object; the "
+                                  "server embeds with the field's recorded model")
+        body = {"query": query, "k": k, "field": field, "filter": filter, "model": model}
+        return wire.result_from_json(self._call("POST", "search_text", body))
+
+    def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
+                  payloads: Sequence[dict[str, Any] | None] | None = None, *,
+                  vectors: Mapping[str, Any] | None = None, upsert: bool = False) -> None:
+        body = {"texts": list(texts), "ids": _ids(ids),
+                "payloads": None if payloads is None else list(payloads),
+                "vectors": None if vectors is None else
+                {f: wire.encode_vectors(v) for f, v in vectors.items()}, "upsert": upsert}
+        self._call("POST", "add_texts", body)
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._call("GET", ""))
+
+    def close(self) -> None:
+        """Nothing to release per collection (the client holds the connections)."""
