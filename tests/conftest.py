@@ -83,3 +83,68 @@ def wait_forked(pid: int, what: str, timeout: float = 60.0) -> None:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail(f"the forked child's {what} hung")
+
+
+def server_extra() -> None:
+    """Skip (fail under CI) a test that needs the ``[server]`` extra when it is missing."""
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        msg = f"needs the [server] extra ({', '.join(missing)} missing): pip install -e '.[server]'"
+        if in_ci():
+            pytest.fail(f"{msg}; CI=true requires it", pytrace=False)
+        pytest.skip(msg)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``polyvec serve`` on a database folder, in a real subprocess (see :func:`serve`)."""
+
+    def __init__(self, db_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        server_extra()
+        self.db_path, self.args, self.env = db_path, args, env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "polyvec.cli", "--db", str(db_path), "serve", "--port",
+             str(self.port), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                out = self.proc.stdout.read() if self.proc.stdout else ""
+                raise RuntimeError(f"the server did not come up: {out[-2000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        if self.proc.stdout:
+            self.proc.stdout.close()

@@ -20,7 +20,10 @@ TOP_LEVEL = frozenset(p.name.removesuffix(".py") for p in SRC.iterdir()
                       if (p.is_dir() and any(p.rglob("*.py"))) or p.suffix == ".py")
 # the private modules under the engine (buffers, live table, input checks): below the facade
 ENGINE_INTERNALS = {"_buffers", "_growing", "_live", "_validate"}
-FACADE = {"collection", "db", "cli"}  # and the server, client, distributed when they come
+FACADE = {"collection", "db", "cli", "server", "client"}  # and distributed when it comes
+# what the server and the client may not touch: anything under the public facade
+BELOW_FACADE = ENGINE_INTERNALS | {"storage", "index", "multivector", "codecs", "_kernels",
+                                   "engine", "fields", "filters"}
 
 # package -> polyvec subpackages/modules it must NOT import
 FORBIDDEN = {
@@ -54,8 +57,12 @@ FORBIDDEN = {
                                           "codecs", "filters", "_kernels", "engine", "fields"},
     # evaluation drives the public facade and the index layer, never the internals
     "eval": ENGINE_INTERNALS | {"cli", "storage", "engine", "fields"},
-    "collection": {"cli", "eval"},
-    "db": {"cli", "eval"},
+    "collection": {"cli", "eval", "server", "client"},
+    "db": {"cli", "eval", "server", "client"},
+    # the JSON forms of HTTP: a leaf over errors and types, shared by server and client
+    "wire": TOP_LEVEL - {"errors", "types"},
+    "server": BELOW_FACADE | {"cli", "eval", "client", "models"},
+    "client": BELOW_FACADE | {"cli", "eval", "server", "embed", "models", "db"},
     **{m: FACADE | {"eval", "embed"} for m in ENGINE_INTERNALS - {"_buffers", "_validate"}},
     "_buffers": TOP_LEVEL - {"errors"},  # a leaf of the write path
     "_validate": FACADE | ENGINE_INTERNALS | {"eval", "embed", "storage", "index",
