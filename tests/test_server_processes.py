@@ -1,0 +1,136 @@
+"""The server as processes: several workers serve one folder (writes take turns, reads see
+each other's commits on the next request), and a server SIGKILLed again and again under a
+write load of several client processes loses no write it acknowledged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import Server, free_port, server_extra
+
+import polyvec as pv
+from polyvec.client import Client
+
+
+def test_two_workers_share_one_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    pv.connect(folder).create_collection("c", {"v": pv.Dense(8)})
+    server = Server(folder, "--workers", "2")
+    try:
+        rng = np.random.default_rng(0)
+        errors: list[BaseException] = []
+
+        def write(lo: int) -> None:
+            try:
+                with Client(server.url) as client:
+                    c = client.get_collection("c")
+                    for b in range(10):
+                        ids = list(range(lo + 20 * b, lo + 20 * (b + 1)))
+                        c.add(ids, {"v": rng.standard_normal((20, 8)).astype(np.float32)})
+            except BaseException as e:  # noqa: BLE001 (reported below)
+                errors.append(e)
+
+        threads = [threading.Thread(target=write, args=(lo,)) for lo in (0, 10_000, 20_000)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        for n in range(16):  # new connections: the kernel spreads them over the workers
+            with Client(server.url) as client:
+                c = client.get_collection("c")
+                assert len(c) == 600 + (n > 0)  # the upsert below, from then on
+                c.upsert([-1], {"v": np.ones((1, 8), np.float32)}, [{"n": n}])
+                assert c.get([-1])[0].payload == {"n": n}  # read after write, any worker
+        with Client(server.url) as client:
+            assert len(client.get_collection("c")) == 601
+    finally:
+        server.stop()
+
+
+WRITER = """
+import sys, time, numpy as np, polyvec as pv
+from polyvec.client import Client
+url, me = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(me)
+client = Client(url, timeout=10)
+n = 0
+while True:
+    ids = [me * 10**9 + n + i for i in range(25)]
+    n += 25
+    try:
+        client.get_collection("c").add(ids, {"v": rng.standard_normal((25, 8))
+                                             .astype(np.float32)},
+                                       [{"w": me, "i": i} for i in ids])
+    except Exception:
+        client.close()
+        time.sleep(0.05)
+        continue
+    print(" ".join(map(str, ids)), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_server_keeps_every_acknowledged_write(tmp_path: Path) -> None:
+    server_extra()
+    folder = tmp_path / "db"
+    pv.connect(folder).create_collection("c", {"v": pv.Dense(8)}, segment_rows=2000)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, url, str(w)],
+                                stdout=subprocess.PIPE, text=True) for w in (1, 2, 3)]
+    acked: set[int] = set()
+    lines: list[str] = []
+
+    def collect(p: subprocess.Popen[str]) -> None:
+        assert p.stdout is not None
+        for line in p.stdout:
+            lines.append(line)
+
+    readers = [threading.Thread(target=collect, args=(w,), daemon=True) for w in writers]
+    for t in readers:
+        t.start()
+    rng = np.random.default_rng(7)
+    kills = 0
+    try:
+        for kills in range(1, 21):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "polyvec.cli", "--db", str(folder), "serve", "--port",
+                 str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            before = len(lines)
+            deadline = time.monotonic() + 60
+            while len(lines) < before + 3 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the writers got through again
+            time.sleep(float(rng.uniform(0.05, 0.6)))  # mid-write, at a random point
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            time.sleep(0.2)  # answers already on their way are read by the writers
+            for line in list(lines):
+                acked.update(int(i) for i in line.split())
+            db = pv.connect(folder, create=False)
+            c = db.get_collection("c")
+            got = c.get(sorted(acked))
+            missing = [i for i, it in zip(sorted(acked), got, strict=True) if it is None]
+            assert not missing, f"kill {kills}: {len(missing)} acknowledged writes lost"
+            assert all(it.payload["i"] == it.id for it in got if it is not None)
+            assert len(c) >= len(acked)
+            db.close()
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+        for t in readers:
+            t.join(10)
+        for w in writers:
+            assert w.stdout is not None
+            w.stdout.close()
+    assert kills == 20 and len(acked) > 20 * 25
