@@ -167,6 +167,7 @@ def test_search_matches_exact_and_keeps_the_query_shape(db: Any) -> None:
     ({"filter": {"g": {"$bogus": 1}}}, FilterError),
     ({"filter": {"$and": "x"}}, FilterError),
     ({"field": "nope"}, UnknownField),
+    ({"field": {}}, UnknownField),  # found by the fuzzer: was a TypeError (a 500)
     ({"target_recall": 1.5}, InvalidArgument),
 ])
 def test_bad_searches_raise_the_same_typed_error(db: Any, kwargs: dict[str, Any],
@@ -178,6 +179,17 @@ def test_bad_searches_raise_the_same_typed_error(db: Any, kwargs: dict[str, Any]
         c.search(args.pop("query"), **args)
     if error is FilterError:
         assert info.value.path
+
+
+def test_bad_text_calls_are_typed_before_any_embedder(db: Any) -> None:
+    c = _new(db)
+    with pytest.raises(InvalidArgument):  # found by the fuzzer: was a ValueError (a 500)
+        c.add_texts(["a"], [1], vectors=[1.0, 2.0])
+    with pytest.raises(InvalidArgument):
+        c.add_texts("not a list", [1])
+    with pytest.raises(InvalidArgument):
+        c.search_text("q", model={})
+    assert len(c) == 0
 
 
 def test_indexed_search_with_knobs_and_target_recall(db: Any) -> None:

@@ -114,6 +114,14 @@ def _ids(ids: Any) -> Any:
     return ids
 
 
+def _listed(x: Any) -> Any:
+    """A sequence as a JSON list; anything else (a str, a dict, ``None``) as it is, for the
+    server to refuse as the embedded call would."""
+    if isinstance(x, Sequence) and not isinstance(x, str | bytes):
+        return list(x)
+    return x
+
+
 class Client:
     """A polyvec server as a :class:`~polyvec.Database`: ``Client("http://host:8000",
     api_key=...)``."""
@@ -192,8 +200,7 @@ class RemoteCollection:
             vecs: Any = {f: wire.encode_vectors(v) for f, v in vectors.items()}
         else:
             vecs = wire.encode_vectors(vectors)
-        return {"ids": _ids(ids), "vectors": vecs,
-                "payloads": None if payloads is None else list(payloads)}
+        return {"ids": _ids(ids), "vectors": vecs, "payloads": _listed(payloads)}
 
     def delete(self, ids: Sequence[int | str]) -> int:
         return int(self._call("POST", "delete", {"ids": _ids(ids)})["deleted"])
@@ -290,10 +297,9 @@ class RemoteCollection:
     def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
                   payloads: Sequence[dict[str, Any] | None] | None = None, *,
                   vectors: Mapping[str, Any] | None = None, upsert: bool = False) -> None:
-        body = {"texts": list(texts), "ids": _ids(ids),
-                "payloads": None if payloads is None else list(payloads),
-                "vectors": None if vectors is None else
-                {f: wire.encode_vectors(v) for f, v in vectors.items()}, "upsert": upsert}
+        body = {"texts": _listed(texts), "ids": _ids(ids), "payloads": _listed(payloads),
+                "vectors": {f: wire.encode_vectors(v) for f, v in vectors.items()}
+                if isinstance(vectors, Mapping) else vectors, "upsert": upsert}
         self._call("POST", "add_texts", body)
 
     def info(self) -> dict[str, Any]:

@@ -646,7 +646,7 @@ class SegmentStore:
                 raise UnknownField(f"field: this collection has several vector fields "
                                    f"{list(self.fields)}; name one")
             name = next(iter(self.fields))
-        if name not in self.fields:
+        if not isinstance(name, str) or name not in self.fields:
             raise UnknownField(f"field: expected one of {list(self.fields)}, got {name!r}")
         return name, self.fields[name]
 

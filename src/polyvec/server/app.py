@@ -24,8 +24,10 @@ import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .. import wire
 from ..collection import DEFAULT_SEGMENT_ROWS, Collection
@@ -49,12 +51,32 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ErrorBody(BaseModel):
+    """Every error answer: the typed error's class name, its message, the fields that
+    rebuild it (see :mod:`polyvec.wire`)."""
+
+    error: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+# every route may answer these (the probes aside); documented so clients and fuzzers know
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in [
+        (400, "invalid input (a typed error: DimensionMismatch, FilterError, ...)"),
+        (401, "missing, unknown or revoked API key"), (403, "the key's scope does not cover it"),
+        (404, "unknown collection"), (409, "conflict: existing id or collection, a lock"),
+        (413, "request body over --max-body"), (500, "a damaged file (CorruptFile)"),
+        (501, "a missing extra (MissingExtra)"), (503, "the server is shutting down")]}
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
+
+
 class CreateCollection(_Body):
-    name: str
+    name: str = Field(pattern=_NAME)
     vectors: dict[str, dict[str, Any]]
     indexed: list[str] = []
     segment_rows: int | None = None
-    exist_ok: bool = False
+    exist_ok: StrictBool = False
 
 
 class Write(_Body):
@@ -98,7 +120,7 @@ class AddTexts(_Body):
     ids: Any
     payloads: Any = None
     vectors: Any = None
-    upsert: bool = False
+    upsert: StrictBool = False
 
 
 class Select(_Body):
@@ -112,7 +134,7 @@ class CreateIndex(_Body):
 
 
 class Merge(_Body):
-    force: bool = False
+    force: StrictBool = False
 
 
 class ServerState:
@@ -188,12 +210,30 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
             state.db.close()
 
     app = FastAPI(title="polyvec", version="1", docs_url=None, redoc_url=None,
-                  default_response_class=_Json, lifespan=lifespan)
+                  default_response_class=_Json, lifespan=lifespan, responses=_ERRORS)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, without the 422 it documents for body errors (they are 400)."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for ops in schema["paths"].values():
+                for op in ops.values():
+                    op.get("responses", {}).pop("422", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.polyvec = state
 
     @app.exception_handler(PolyvecError)
     def _typed(request: Request, exc: PolyvecError) -> JSONResponse:
         return _error(exc)
+
+    @app.exception_handler(Exception)
+    def _untyped(request: Request, exc: Exception) -> JSONResponse:
+        return _error(exc)  # a bug: 500 with a JSON body (the server logs the traceback)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -203,9 +243,14 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
 
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every route of the path, not only the first one tried
+            headers["Allow"] = ", ".join(sorted({
+                m for r in app.routes if isinstance(r, APIRoute)
+                and r.matches(request.scope)[0] is not Match.NONE for m in r.methods or ()}))
         return _Json({"error": "NotFound" if exc.status_code == 404 else "HTTPError",
                       "message": str(exc.detail), "details": None},
-                     status_code=exc.status_code)
+                     status_code=exc.status_code, headers=headers)
 
     @app.middleware("http")
     async def _limit(request: Request, call_next: Any) -> Response:
@@ -374,7 +419,11 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
         sample = None if body.sample_queries is None else \
             wire.decode_vectors(body.sample_queries, "sample_queries")
         if sample is not None and not isinstance(sample, np.ndarray):
-            sample = np.asarray(sample, dtype=np.float32)
+            try:
+                sample = np.asarray(sample, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InvalidArgument("sample_queries: expected an (n, dim) array of numbers, "
+                                      f"got {str(sample)[:80]}") from None
         c.create_index(body.field, body.spec, sample_queries=sample)
         return c.index_info()
 

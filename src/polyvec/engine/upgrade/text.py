@@ -98,6 +98,9 @@ class Embedders:
         """Embed ``texts`` with every field's embedder and add them (fields without an
         embedder take their vectors from ``vectors``)."""
         texts = _texts(texts, "texts")
+        if vectors is not None and not isinstance(vectors, Mapping):
+            raise InvalidArgument(f"vectors: expected a dict of field -> vectors for the "
+                                  f"fields without an embedder, got {type(vectors).__name__}")
         data = dict(vectors or {})
         for name in self.store.fields:
             if name not in data:
@@ -116,6 +119,7 @@ class Embedders:
         space when that version is not the field's own (``search(..., model=...)``).
         """
         name, _ = self.store.field(field)
+        self.coll._upgrade._check_model_arg(model)
         if model is not None:
             emb = embedder or self.coll._upgrade._embedder_of(name, model)
             single = isinstance(query, str)
