@@ -11,6 +11,7 @@ turns on the collection's lock, in this process and across workers.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import threading
@@ -21,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -45,6 +47,7 @@ from .auth import ApiKey, KeyStore
 __all__ = ["DEFAULT_MAX_BODY", "ServerState", "create_app", "from_env"]
 
 DEFAULT_MAX_BODY = 256 * 2**20  # bytes of one request body (--max-body)
+STATIC = Path(__file__).parent / "static"  # the dashboard's assets, shipped in the package
 
 
 class _Body(BaseModel):
@@ -289,6 +292,13 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
     read, write, admin = need("read"), need("write"), need("admin")
     coll = state.collection
 
+    # -- the dashboard (public assets: every datum it shows comes through the API) ---------------
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> Response:
+        return FileResponse(STATIC / "index.html")
+
     # -- probes ---------------------------------------------------------------------------------
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -375,8 +385,12 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
         return {"count": len(coll(name))}
 
     @app.get("/v1/collections/{name}/ids")
-    def ids(name: str, key: ApiKey | None = read) -> dict[str, Any]:
-        return {"ids": list(coll(name))}
+    def ids(name: str, offset: int = Query(0, ge=0), limit: int | None = Query(None, ge=0),
+            key: ApiKey | None = read) -> dict[str, Any]:
+        """The live ids in insertion order, from ``offset``, at most ``limit`` of them."""
+        it = iter(coll(name))
+        stop = None if limit is None else offset + limit
+        return {"ids": list(itertools.islice(it, offset, stop))}
 
     @app.post("/v1/collections/{name}/select")
     def select(name: str, body: Select, key: ApiKey | None = read) -> dict[str, Any]:
