@@ -1,0 +1,408 @@
+"""polyvec's HTTP server against Chroma's (``chroma run``), loopback only, bounded in time.
+
+Data: the Debian MiniLM vectors (58,026 x 384, ``../shared/data/debian-minilm``), their queries
+and exact top-10. Built once into ``--workdir``: a polyvec folder with an exact collection
+(default settings, no index) and one indexed ``HNSW32,SQ8,Refine``, and a Chroma folder (HNSW,
+cosine, its defaults) filled through its own server.
+
+Measured, for each system, through the client a user calls (``pv.Client``; ``chromadb``'s
+``HttpClient``, run from Chroma's own environment ``--chroma-python``): one-query searches
+(k=10) from 1 and 32 concurrent clients (client processes x threads), polyvec with 1 and 2
+workers, and a 90% search / 10% write mix (a write is an upsert of one item with a payload).
+Each measurement runs ``--seconds``; systems alternate over ``--rounds`` rounds and the
+medians are reported. Recall@10 of each system's setting comes first, on the same queries;
+polyvec's HNSW runs at the smallest ``ef`` whose recall reaches Chroma's ("equal recall").
+The server's p50 overhead is its single-client p50 minus the embedded ``Collection.search``
+p50 at the same setting, in the same run.
+
+    PYTHONPATH=benchmarks .venv/bin/python benchmarks/server.py --workdir /tmp/pv-server \\
+        --chroma-python /tmp/chromavenv/bin/python
+
+Results: ``benchmarks/results/server.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import DATA, RESULTS, machine, markdown_table, write_results
+
+K = 10
+DEBIAN = DATA / "debian-minilm"
+EFS = [16, 24, 32, 48, 64, 96, 128, 192]
+
+# a client process: THREADS threads searching (and writing a fraction of the time) for SECONDS
+POLYVEC_CHILD = r"""
+import json, sys, threading, time, numpy as np
+from polyvec.client import Client
+url, coll, threads, seconds, knobs, write, seed, qfile = sys.argv[1:9]
+threads, seconds, write = int(threads), float(seconds), float(write)
+knobs = json.loads(knobs)
+qs = np.load(qfile)
+lat, errors, lock = [], [0], threading.Lock()
+start = threading.Barrier(threads + 1)
+def run(t):
+    rng = np.random.default_rng(int(seed) * 100 + t)
+    c = Client(url).get_collection(coll)
+    c.search(qs[0], k=10, **knobs)
+    start.wait()
+    mine, end = [], time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        i = int(rng.integers(len(qs)))
+        t0 = time.perf_counter()
+        try:
+            if rng.random() < write:
+                c.upsert([10**9 + int(rng.integers(10**6))], qs[i:i + 1], [{"w": t}])
+            else:
+                c.search(qs[i], k=10, **knobs)
+        except Exception:
+            errors[0] += 1
+            continue
+        mine.append(time.perf_counter() - t0)
+    with lock:
+        lat.extend(mine)
+ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+for t in ts: t.start()
+start.wait()
+print("go", flush=True)
+for t in ts: t.join()
+print(json.dumps({"lat": lat, "errors": errors[0]}), flush=True)
+"""
+
+CHROMA_CHILD = r"""
+import json, sys, threading, time, numpy as np
+import chromadb
+host, port, coll, threads, seconds, knobs, write, seed, qfile = sys.argv[1:10]
+threads, seconds, write = int(threads), float(seconds), float(write)
+qs = np.load(qfile)
+lat, errors, lock = [], [0], threading.Lock()
+start = threading.Barrier(threads + 1)
+def run(t):
+    rng = np.random.default_rng(int(seed) * 100 + t)
+    c = chromadb.HttpClient(host=host, port=int(port)).get_collection(coll)
+    c.query(query_embeddings=[qs[0].tolist()], n_results=10)
+    start.wait()
+    mine, end = [], time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        i = int(rng.integers(len(qs)))
+        t0 = time.perf_counter()
+        try:
+            if rng.random() < write:
+                c.upsert(ids=[str(10**9 + int(rng.integers(10**6)))],
+                         embeddings=[qs[i].tolist()], metadatas=[{"w": t}])
+            else:
+                c.query(query_embeddings=[qs[i].tolist()], n_results=10)
+        except Exception:
+            errors[0] += 1
+            continue
+        mine.append(time.perf_counter() - t0)
+    with lock:
+        lat.extend(mine)
+ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+for t in ts: t.start()
+start.wait()
+print("go", flush=True)
+for t in ts: t.join()
+print(json.dumps({"lat": lat, "errors": errors[0]}), flush=True)
+"""
+
+CHROMA_BUILD = r"""
+import sys, numpy as np, chromadb
+host, port, coll, xfile = sys.argv[1:5]
+x = np.load(xfile)
+client = chromadb.HttpClient(host=host, port=int(port))
+names = [c.name for c in client.list_collections()]
+if coll not in names:
+    c = client.create_collection(coll, metadata={"hnsw:space": "cosine"})
+    for lo in range(0, len(x), 1000):
+        c.add(ids=[str(i) for i in range(lo, min(len(x), lo + 1000))],
+              embeddings=x[lo:lo + 1000].tolist())
+print(client.get_collection(coll).count(), flush=True)
+"""
+
+CHROMA_IDS = r"""
+import json, sys, numpy as np, chromadb
+host, port, coll, qfile = sys.argv[1:5]
+c = chromadb.HttpClient(host=host, port=int(port)).get_collection(coll)
+qs = np.load(qfile)
+out = []
+for lo in range(0, len(qs), 50):
+    r = c.query(query_embeddings=qs[lo:lo + 50].tolist(), n_results=10)
+    out += [[int(i) for i in row] for row in r["ids"]]
+print(json.dumps(out), flush=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[Any], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up at {url}")
+
+
+def build_polyvec(folder: Path, x: np.ndarray) -> None:
+    import polyvec as pv
+
+    db = pv.connect(folder)
+    for name, index in (("exact", None), ("hnsw", "HNSW32,SQ8,Refine")):
+        if name in db.list_collections():
+            continue
+        c = db.create_collection(name, {"v": pv.Dense(384)})
+        for lo in range(0, len(x), 10_000):
+            c.add(list(range(lo, min(len(x), lo + 10_000))), {"v": x[lo:lo + 10_000]})
+        c.wait_for_maintenance()
+        if index:
+            c.create_index("v", index)
+    db.close()
+
+
+def recall(ids: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / K
+                          for a, b in zip(ids, truth, strict=True)]))
+
+
+class Load:
+    """One measurement: ``procs`` client processes of ``threads`` threads each."""
+
+    def __init__(self, cmd: list[str], procs: int) -> None:
+        self.children = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+                         for _ in range(procs)]
+
+    def run(self) -> dict[str, Any]:
+        for ch in self.children:  # every thread connected and warm
+            assert ch.stdout is not None and ch.stdout.readline().strip() == "go"
+        t0 = time.perf_counter()
+        outs = [json.loads(ch.communicate()[0].strip().splitlines()[-1]) for ch in self.children]
+        wall = time.perf_counter() - t0
+        lat = np.concatenate([np.asarray(o["lat"]) for o in outs]) * 1e3
+        return {"qps": len(lat) / wall, "p50_ms": float(np.percentile(lat, 50)),
+                "p99_ms": float(np.percentile(lat, 99)), "requests": int(len(lat)),
+                "errors": int(sum(o["errors"] for o in outs))}
+
+
+def split(clients: int) -> tuple[int, int]:
+    """(processes, threads per process) for ``clients`` concurrent clients."""
+    return (1, 1) if clients == 1 else (4, clients // 4)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pv-server")
+    ap.add_argument("--chroma-python", default=None, help="python of an env with chromadb")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    t_start = time.perf_counter()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    x = np.load(DEBIAN / "base_f16.npy").astype(np.float32)
+    q = np.load(DEBIAN / "queries_f16.npy").astype(np.float32)[:args.queries]
+    truth = np.load(DEBIAN / "gt_top100_ids.npy")[:len(q), :K]
+    qfile = args.workdir / "queries.npy"
+    np.save(qfile, q)
+    xfile = args.workdir / "base.npy"
+    if not xfile.exists():
+        np.save(xfile, x)
+    folder = args.workdir / "polyvec"
+    build_polyvec(folder, x)
+
+    import polyvec as pv
+
+    procs: list[subprocess.Popen[Any]] = []
+    out: dict[str, Any] = {"benchmark": "server", "issue": 13, "machine": machine(),
+                           "n": len(x), "queries": len(q), "seconds": args.seconds,
+                           "rounds": args.rounds}
+    try:
+        servers = {}
+        for workers in (1, 2):
+            port = free_port()
+            p = subprocess.Popen([sys.executable, "-m", "polyvec.cli", "--db", str(folder),
+                                  "serve", "--port", str(port), "--workers", str(workers)],
+                                 stdout=subprocess.DEVNULL, start_new_session=True)
+            procs.append(p)
+            wait_http(f"http://127.0.0.1:{port}/healthz", p, f"polyvec serve ({workers}w)")
+            servers[workers] = f"http://127.0.0.1:{port}"
+        chroma = None
+        if args.chroma_python:
+            cport = free_port()
+            cp = subprocess.Popen([str(Path(args.chroma_python).parent / "chroma"), "run",
+                                   "--path", str(args.workdir / "chroma"), "--port", str(cport)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+            procs.append(cp)
+            wait_http(f"http://127.0.0.1:{cport}/api/v2/heartbeat", cp, "chroma run")
+            t = time.perf_counter()
+            subprocess.run([args.chroma_python, "-c", CHROMA_BUILD, "127.0.0.1", str(cport),
+                            "debian", str(xfile)], check=True, capture_output=True)
+            out["chroma_build_s"] = round(time.perf_counter() - t, 1)
+            got = subprocess.run([args.chroma_python, "-c", CHROMA_IDS, "127.0.0.1",
+                                  str(cport), "debian", str(qfile)], check=True,
+                                 capture_output=True, text=True)
+            chroma_recall = recall(np.asarray(json.loads(got.stdout.strip().splitlines()[-1])),
+                                   truth)
+            chroma = ("127.0.0.1", cport, chroma_recall)
+            out["chroma"] = {"recall": chroma_recall, "index": "HNSW (Chroma defaults), cosine"}
+
+        # polyvec's setting at equal recall: the smallest ef reaching Chroma's (or 0.95)
+        emb = pv.connect(folder, create=False)
+        hnsw = emb.get_collection("hnsw")
+        exact = emb.get_collection("exact")
+        level = chroma[2] if chroma else 0.95
+        curve = []
+        for ef in EFS:
+            r = recall(hnsw.search(q, k=K, ef=ef, oversample=2.0).ids.astype(np.int64), truth)
+            curve.append({"ef": ef, "recall": r})
+            if r >= level:
+                break
+        knobs = {"ef": curve[-1]["ef"], "oversample": 2.0}
+        out["polyvec_hnsw"] = {"knobs": knobs, "recall": curve[-1]["recall"], "curve": curve,
+                               "level": level}
+        out["polyvec_exact_recall"] = recall(exact.search(q, k=K).ids.astype(np.int64), truth)
+
+        # embedded single-query p50 at the same settings (the overhead's reference)
+        def embedded_p50(c: Any, kn: dict[str, Any]) -> float:
+            lat = []
+            for qi in q:
+                t0 = time.perf_counter()
+                c.search(qi, k=K, **kn)
+                lat.append(time.perf_counter() - t0)
+            return float(np.percentile(np.asarray(lat) * 1e3, 50))
+
+        scenarios: list[tuple[str, Any]] = []
+        for name, kn in (("exact", {}), ("hnsw", knobs)):
+            for workers in (1, 2):
+                for clients in (1, 32):
+                    scenarios.append((f"polyvec {name} {workers}w {clients}c",
+                                      ("polyvec", servers[workers], name, kn, clients, 0.0)))
+            for workers in (1, 2):
+                scenarios.append((f"polyvec {name} {workers}w 32c mix",
+                                  ("polyvec", servers[workers], name, kn, 32, 0.1)))
+        if chroma:
+            for clients in (1, 32):
+                scenarios.append((f"chroma hnsw {clients}c",
+                                  ("chroma", chroma, "debian", {}, clients, 0.0)))
+            scenarios.append(("chroma hnsw 32c mix", ("chroma", chroma, "debian", {}, 32, 0.1)))
+        runs: dict[str, list[dict[str, Any]]] = {s: [] for s, _ in scenarios}
+        emb_p50: dict[str, list[float]] = {"exact": [], "hnsw": []}
+        for rnd in range(args.rounds):
+            order = scenarios[rnd % len(scenarios):] + scenarios[:rnd % len(scenarios)]
+            emb_p50["exact"].append(embedded_p50(exact, {}))
+            emb_p50["hnsw"].append(embedded_p50(hnsw, knobs))
+            for label, (system, where, coll, kn, clients, write) in order:
+                nproc, threads = split(clients)
+                if system == "polyvec":
+                    cmd = [sys.executable, "-c", POLYVEC_CHILD, where, coll, str(threads),
+                           str(args.seconds), json.dumps(kn), str(write), str(rnd), str(qfile)]
+                else:
+                    host, port, _ = where
+                    cmd = [args.chroma_python, "-c", CHROMA_CHILD, host, str(port), coll,
+                           str(threads), str(args.seconds), "{}", str(write), str(rnd),
+                           str(qfile)]
+                res = Load(cmd, nproc).run()
+                runs[label].append(res)
+                print(f"round {rnd} {label:28s} {res['qps']:8.0f} QPS  p50 "
+                      f"{res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  "
+                      f"errors {res['errors']}", flush=True)
+        emb.close()
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+
+    med = {label: {k: statistics.median(r[k] for r in rs) for k in ("qps", "p50_ms", "p99_ms")}
+           | {"errors": sum(r["errors"] for r in rs)} for label, rs in runs.items()}
+    out["scenarios"] = med
+    out["runs"] = runs
+    out["embedded_p50_ms"] = {k: statistics.median(v) for k, v in emb_p50.items()}
+    overhead = {name: med[f"polyvec {name} 1w 1c"]["p50_ms"] - out["embedded_p50_ms"][name]
+                for name in ("exact", "hnsw")}
+    out["server_p50_overhead_ms"] = overhead
+    if chroma:
+        out["vs_chroma_32c"] = {f"{w}w": med[f"polyvec hnsw {w}w 32c"]["qps"]
+                                / med["chroma hnsw 32c"]["qps"] for w in (1, 2)}
+        out["vs_chroma_32c_mix"] = {f"{w}w": med[f"polyvec hnsw {w}w 32c mix"]["qps"]
+                                    / med["chroma hnsw 32c mix"]["qps"] for w in (1, 2)}
+    out["wall_s"] = round(time.perf_counter() - t_start, 1)
+    rows = [[label, f"{m['qps']:,.0f}", f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}", m["errors"]]
+            for label, m in med.items()]
+    text = ["# Server benchmark (issue 13)\n",
+            f"Debian {len(x):,} x 384, {len(q)} queries, k={K}, loopback, 2-CPU machine; "
+            f"medians of {args.rounds} rounds of {args.seconds:.0f} s, systems alternated. "
+            f"polyvec HNSW32,SQ8,Refine at {knobs} (recall {curve[-1]['recall']:.3f}); "
+            f"exact recall {out['polyvec_exact_recall']:.3f}"
+            + (f"; Chroma HNSW defaults, recall {chroma[2]:.3f}." if chroma else "."), "",
+            markdown_table(["scenario", "QPS", "p50 ms", "p99 ms", "errors"], rows), "",
+            f"Server p50 overhead over embedded `Collection.search` (1 worker, 1 client): "
+            f"exact {overhead['exact']:.2f} ms, HNSW {overhead['hnsw']:.2f} ms "
+            f"(embedded p50 {out['embedded_p50_ms']['exact']:.2f} / "
+            f"{out['embedded_p50_ms']['hnsw']:.2f} ms)."]
+    if chroma:
+        text.append("\npolyvec / Chroma at 32 clients (search): "
+                    + ", ".join(f"{k} {v:.2f}x" for k, v in out["vs_chroma_32c"].items())
+                    + "; 90/10 mix: "
+                    + ", ".join(f"{k} {v:.2f}x" for k, v in out["vs_chroma_32c_mix"].items()))
+    text.append(f"\nWall {out['wall_s']} s. Command: `PYTHONPATH=benchmarks python "
+                f"benchmarks/server.py --workdir {args.workdir}"
+                + (f" --chroma-python {args.chroma_python}" if args.chroma_python else "")
+                + f" --seconds {args.seconds:g} --rounds {args.rounds}`")
+    write_results("server", out, "\n".join(text), args.results)
+    plot(med, args.results / "server.png")
+    print("\n".join(text))
+
+
+def plot(med: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(med)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(labels) + 1.5))
+    y = np.arange(len(labels))
+    axes[0].barh(y, [med[k]["qps"] for k in labels], color=["#c44" if "chroma" in k
+                                                           else "#36c" for k in labels])
+    axes[0].set_yticks(y, labels)
+    axes[0].set_xlabel("QPS")
+    axes[0].invert_yaxis()
+    axes[1].barh(y - 0.2, [med[k]["p50_ms"] for k in labels], height=0.4, label="p50")
+    axes[1].barh(y + 0.2, [med[k]["p99_ms"] for k in labels], height=0.4, label="p99")
+    axes[1].set_yticks(y, [""] * len(labels))
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("latency (ms)")
+    axes[1].invert_yaxis()
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
