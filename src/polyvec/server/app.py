@@ -17,12 +17,13 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -42,11 +43,13 @@ from ..errors import (
     Unauthorized,
 )
 from ..spec import ModelSpec, field_from_dict
+from ..types import SearchResult
 from .auth import ApiKey, KeyStore
 
 __all__ = ["DEFAULT_MAX_BODY", "ServerState", "create_app", "from_env"]
 
 DEFAULT_MAX_BODY = 256 * 2**20  # bytes of one request body (--max-body)
+INLINE_S = 0.002  # a search this fast runs on the event loop (see ServerState.timed)
 STATIC = Path(__file__).parent / "static"  # the dashboard's assets, shipped in the package
 
 
@@ -153,6 +156,21 @@ class ServerState:
 
         self._embedders: dict[ModelSpec, Any] = {}  # one loaded model per spec
         self._attached: weakref.WeakSet[Collection] = weakref.WeakSet()
+        self.last_search: dict[str, float] = {}  # seconds, per collection (see timed)
+
+    async def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        """``fn()`` (a search of collection ``name``) on the event loop when the last one
+        took under ``INLINE_S``, else on the thread pool: a thread hop costs ~0.4 ms here,
+        most of a fast search's answer, while a slow search must not hold the loop (one
+        slow search may, then the collection's searches move to the pool until one is
+        fast again)."""
+        t = time.perf_counter()
+        try:
+            if self.last_search.get(name, 0.0) < INLINE_S:
+                return fn()
+            return await run_in_threadpool(fn)
+        finally:
+            self.last_search[name] = time.perf_counter() - t
 
     def collection(self, name: str) -> Collection:
         with self.mutex:
@@ -197,6 +215,44 @@ class _Json(JSONResponse):
 
 def _error(exc: BaseException) -> JSONResponse:
     return _Json(wire.error_body(exc), status_code=wire.status_of(exc))
+
+
+class _Guard:
+    """ASGI middleware (a plain one: Starlette's ``BaseHTTPMiddleware`` costs ~0.3 ms a
+    request): a request while shutting down gets 503; a body over the limit gets 413, by its
+    ``Content-Length`` before it is read, or counted as it streams in (a chunked body has no
+    length), before the route has seen all of it."""
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state, limit = self.state, self.state.max_body
+        if state.closing:
+            await _Json({"error": "CollectionClosed", "message": "the server is shutting "
+                         "down", "details": None}, status_code=503)(scope, receive, send)
+            return
+        size = dict(scope["headers"]).get(b"content-length")
+        too_large = RequestTooLarge(
+            f"request body: over the server's limit of {limit} bytes (start it with a larger "
+            "--max-body, or send the items in smaller batches)")
+        if size is not None and (not size.isdigit() or int(size) > limit):
+            await _error(too_large)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise too_large  # the routes' handler answers it: 413
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
@@ -255,28 +311,22 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
                       "message": str(exc.detail), "details": None},
                      status_code=exc.status_code, headers=headers)
 
-    @app.middleware("http")
-    async def _limit(request: Request, call_next: Any) -> Response:
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > state.max_body):
-            return _error(RequestTooLarge(
-                f"request body: {size} bytes, over the server's limit of {state.max_body} "
-                "(start it with a larger --max-body, or send the items in smaller batches)"))
-        if state.closing:
-            return _Json({"error": "CollectionClosed", "message": "the server is shutting "
-                          "down", "details": None}, status_code=503)
-        return await call_next(request)
+    app.add_middleware(_Guard, state=state)
 
     def need(scope: str) -> Any:
         """A dependency that admits the request's key for ``scope`` on the route's
         collection (its ``name``), before the body is read or checked."""
-        def check(request: Request) -> ApiKey | None:
+        async def check(request: Request) -> ApiKey | None:
+            # async, on the event loop: a key that passed before costs a dict lookup; a new
+            # one's scrypt runs on the thread pool (a thread hop is ~0.4 ms here)
             if state.keys is None:
                 return None
             auth = request.headers.get("authorization", "")
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else \
                 request.headers.get("api-key")
-            key = state.keys.check(token)
+            key = state.keys.known(token)
+            if key is None:
+                key = await run_in_threadpool(state.keys.check, token)
             if key is None:
                 raise Unauthorized("missing, unknown or revoked API key (send it as "
                                    "'Authorization: Bearer <key>' or an 'api-key' header)")
@@ -301,11 +351,11 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
 
     # -- probes ---------------------------------------------------------------------------------
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> Response:
+    async def readyz() -> Response:
         if state.closing:
             return _Json({"status": "closing"}, status_code=503)
         state.db.list_collections()
@@ -398,14 +448,17 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
 
     # -- search ---------------------------------------------------------------------------------
     @app.post("/v1/collections/{name}/search")
-    def search(name: str, body: Search, key: ApiKey | None = read) -> dict[str, Any]:
+    async def search(name: str, body: Search, key: ApiKey | None = read) -> dict[str, Any]:
         c = coll(name)
-        res = c.search(wire.decode_vectors(body.query, "query"), body.k, field=body.field,
-                       filter=body.filter, target_recall=body.target_recall, ef=body.ef,
-                       nprobe=body.nprobe, oversample=body.oversample,
-                       candidates=body.candidates, rerank_depth=body.rerank_depth,
-                       model=body.model)
-        return wire.result_to_json(res)
+
+        def run() -> SearchResult:
+            return c.search(wire.decode_vectors(body.query, "query"), body.k, field=body.field,
+                            filter=body.filter, target_recall=body.target_recall, ef=body.ef,
+                            nprobe=body.nprobe, oversample=body.oversample,
+                            candidates=body.candidates, rerank_depth=body.rerank_depth,
+                            model=body.model)
+
+        return wire.result_to_json(await state.timed(name, run))
 
     @app.post("/v1/collections/{name}/search_text")
     def search_text(name: str, body: SearchText, key: ApiKey | None = read) -> dict[str, Any]:
