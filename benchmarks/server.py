@@ -44,30 +44,32 @@ K = 10
 DEBIAN = DATA / "debian-minilm"
 EFS = [16, 24, 32, 48, 64, 96, 128, 192]
 
-# a client process: THREADS threads searching (and writing a fraction of the time) for SECONDS
-POLYVEC_CHILD = r"""
+# a client process: THREADS threads searching (and writing a fraction of the time) for
+# SECONDS; CONNECT, SEARCH and WRITE are each system's own client calls
+HARNESS = r"""
 import json, sys, threading, time, numpy as np
-from polyvec.client import Client
-url, coll, threads, seconds, knobs, write, seed, qfile = sys.argv[1:9]
+{imports}
+target, coll, threads, seconds, write, seed, qfile = sys.argv[1:8]
 threads, seconds, write = int(threads), float(seconds), float(write)
-knobs = json.loads(knobs)
 qs = np.load(qfile)
 lat, errors, lock = [], [0], threading.Lock()
 start = threading.Barrier(threads + 1)
 def run(t):
     rng = np.random.default_rng(int(seed) * 100 + t)
-    c = Client(url).get_collection(coll)
-    c.search(qs[0], k=10, **knobs)
+    c = {connect}
+    q = qs[0]
+    {search}
     start.wait()
     mine, end = [], time.perf_counter() + seconds
     while time.perf_counter() < end:
         i = int(rng.integers(len(qs)))
+        q, new = qs[i], 10**9 + int(rng.integers(10**6))
         t0 = time.perf_counter()
         try:
             if rng.random() < write:
-                c.upsert([10**9 + int(rng.integers(10**6))], qs[i:i + 1], [{"w": t}])
+                {write}
             else:
-                c.search(qs[i], k=10, **knobs)
+                {search}
         except Exception:
             errors[0] += 1
             continue
@@ -79,45 +81,19 @@ for t in ts: t.start()
 start.wait()
 print("go", flush=True)
 for t in ts: t.join()
-print(json.dumps({"lat": lat, "errors": errors[0]}), flush=True)
+print(json.dumps({{"lat": lat, "errors": errors[0]}}), flush=True)
 """
-
-CHROMA_CHILD = r"""
-import json, sys, threading, time, numpy as np
-import chromadb
-host, port, coll, threads, seconds, knobs, write, seed, qfile = sys.argv[1:10]
-threads, seconds, write = int(threads), float(seconds), float(write)
-qs = np.load(qfile)
-lat, errors, lock = [], [0], threading.Lock()
-start = threading.Barrier(threads + 1)
-def run(t):
-    rng = np.random.default_rng(int(seed) * 100 + t)
-    c = chromadb.HttpClient(host=host, port=int(port)).get_collection(coll)
-    c.query(query_embeddings=[qs[0].tolist()], n_results=10)
-    start.wait()
-    mine, end = [], time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        i = int(rng.integers(len(qs)))
-        t0 = time.perf_counter()
-        try:
-            if rng.random() < write:
-                c.upsert(ids=[str(10**9 + int(rng.integers(10**6)))],
-                         embeddings=[qs[i].tolist()], metadatas=[{"w": t}])
-            else:
-                c.query(query_embeddings=[qs[i].tolist()], n_results=10)
-        except Exception:
-            errors[0] += 1
-            continue
-        mine.append(time.perf_counter() - t0)
-    with lock:
-        lat.extend(mine)
-ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-for t in ts: t.start()
-start.wait()
-print("go", flush=True)
-for t in ts: t.join()
-print(json.dumps({"lat": lat, "errors": errors[0]}), flush=True)
-"""
+POLYVEC_CHILD = HARNESS.format(
+    imports="from polyvec.client import Client\nknobs = json.loads(sys.argv[8])",
+    connect="Client(target).get_collection(coll)",
+    search="c.search(q, k=10, **knobs)",
+    write="c.upsert([new], q[None], [{'w': t}])")
+CHROMA_CHILD = HARNESS.format(
+    imports="import chromadb",
+    connect="chromadb.HttpClient(host=target.split(':')[0], "
+            "port=int(target.split(':')[1])).get_collection(coll)",
+    search="c.query(query_embeddings=[q.tolist()], n_results=10)",
+    write="c.upsert(ids=[str(new)], embeddings=[q.tolist()], metadatas=[{'w': t}])")
 
 CHROMA_BUILD = r"""
 import sys, numpy as np, chromadb
@@ -316,14 +292,12 @@ def main() -> None:
             emb_p50["hnsw"].append(embedded_p50(hnsw, knobs))
             for label, (system, where, coll, kn, clients, write) in order:
                 nproc, threads = split(clients)
+                tail = [coll, str(threads), str(args.seconds), str(write), str(rnd), str(qfile)]
                 if system == "polyvec":
-                    cmd = [sys.executable, "-c", POLYVEC_CHILD, where, coll, str(threads),
-                           str(args.seconds), json.dumps(kn), str(write), str(rnd), str(qfile)]
+                    cmd = [sys.executable, "-c", POLYVEC_CHILD, where, *tail, json.dumps(kn)]
                 else:
                     host, port, _ = where
-                    cmd = [args.chroma_python, "-c", CHROMA_CHILD, host, str(port), coll,
-                           str(threads), str(args.seconds), "{}", str(write), str(rnd),
-                           str(qfile)]
+                    cmd = [args.chroma_python, "-c", CHROMA_CHILD, f"{host}:{port}", *tail]
                 res = Load(cmd, nproc).run()
                 runs[label].append(res)
                 print(f"round {rnd} {label:28s} {res['qps']:8.0f} QPS  p50 "

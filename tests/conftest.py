@@ -108,7 +108,8 @@ def free_port() -> int:
 class Server:
     """``polyvec serve`` on a database folder, in a real subprocess (see :func:`serve`)."""
 
-    def __init__(self, db_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db_path: Path, *args: str, env: dict[str, str] | None = None,
+                 port: int | None = None) -> None:
         import subprocess
         import sys
         import time
@@ -116,7 +117,7 @@ class Server:
 
         server_extra()
         self.db_path, self.args, self.env = db_path, args, env
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "polyvec.cli", "--db", str(db_path), "serve", "--port",

@@ -56,6 +56,22 @@ def test_two_workers_share_one_folder(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_client_reconnects_to_a_restarted_server(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    pv.connect(folder).create_collection("c", {"v": pv.Dense(4)})
+    server = Server(folder)
+    with Client(server.url) as client:
+        c = client.get_collection("c")
+        c.add([1], {"v": np.ones((1, 4), np.float32)})
+        server.stop()  # the client's kept-alive connection is now dead
+        server = Server(folder, port=server.port)
+        try:
+            c.add([2], {"v": np.ones((1, 4), np.float32)})  # reconnects once, transparently
+            assert len(c) == 2
+        finally:
+            server.stop()
+
+
 WRITER = """
 import sys, time, numpy as np, polyvec as pv
 from polyvec.client import Client

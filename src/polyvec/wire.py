@@ -28,7 +28,7 @@ from . import errors
 from .errors import InvalidArgument, InvalidVector, PolyvecError
 from .types import SearchResult
 
-__all__ = ["STATUS", "decode_array", "decode_vectors", "encode_array",
+__all__ = ["STATUS", "decode_array", "jsonable", "decode_vectors", "encode_array",
            "encode_vectors", "error_body", "raise_error", "result_from_json", "result_to_json",
            "status_of"]
 
@@ -101,6 +101,22 @@ def raise_error(status: int, body: Any) -> None:
             exc.path = str(details.get("path", ""))
     exc.status = status  # type: ignore[attr-defined]
     raise exc
+
+
+def jsonable(x: Any) -> Any:
+    """Numpy values to plain Python; non-finite floats (the ``-inf`` of empty slots, a NaN
+    in an info dict) to ``None``: strict JSON."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 # -- vectors ------------------------------------------------------------------------------------

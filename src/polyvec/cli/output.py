@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Any
 
 import numpy as np
 
+from polyvec.wire import jsonable
+
 __all__ = ["emit_json", "jsonable", "result_json", "search_table", "item_json", "item_lines",
            "info_lines", "short_json"]
 
 PAYLOAD_WIDTH = 60
-
-
-def jsonable(x: Any) -> Any:
-    """Numpy values to plain Python; non-finite floats (the -inf of empty slots) to ``None``."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def emit_json(obj: Any) -> None:

@@ -90,7 +90,13 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError:
         raise CliError("`polyvec serve` needs the server extra: pip install "
                        "'polyvec[server]'") from None
-    from polyvec.server.app import DEFAULT_MAX_BODY, ENV_DB, ENV_KEYS, ENV_MAX_BODY
+    from polyvec.server.app import (
+        DEFAULT_MAX_BODY,
+        ENV_DB,
+        ENV_KEYS,
+        ENV_MAX_BODY,
+        ENV_WORKERS,
+    )
     from polyvec.server.auth import KeyStore
 
     db = Path(args.db)
@@ -109,6 +115,7 @@ def run_serve(args: argparse.Namespace) -> int:
     os.environ[ENV_DB] = str(db.resolve())
     os.environ[ENV_KEYS] = str(store.path.resolve()) if secured else ""
     os.environ[ENV_MAX_BODY] = str(args.max_body or DEFAULT_MAX_BODY)
+    os.environ[ENV_WORKERS] = str(args.workers)
     print(f"serving {db} at http://{args.host}:{args.port} ({args.workers} worker"
           f"{'s' if args.workers > 1 else ''}, API keys {'required' if secured else 'off'})",
           flush=True)
