@@ -152,8 +152,6 @@ class ServerState:
         self.max_body = max_body
         self.mutex = threading.Lock()  # the handle cache of Database is not thread-safe
         self.closing = False
-        self.started = time.time()
-
         self._embedders: dict[ModelSpec, Any] = {}  # one loaded model per spec
         self._attached: weakref.WeakSet[Collection] = weakref.WeakSet()
         self.last_search: dict[str, float] = {}  # seconds, per collection (see timed)
@@ -167,7 +165,8 @@ class ServerState:
         most of a fast search's answer, while a slow search must not hold the loop (one
         slow search may, then the collection's searches move to the pool until one is
         fast again)."""
-        if self.last_search.get(name, 0.0) < INLINE_S:
+        if self.last_search.get(name, 0.0) < INLINE_S and not self.mutex.locked():
+            # (a locked mutex: a handle opening or a model loading; the loop must not wait)
             t = time.thread_time()  # CPU time: a search preempted under load is not slow
             try:
                 return fn()
@@ -194,13 +193,14 @@ class ServerState:
         names what to install), once per handle."""
         from ..embed.registry import embedder_for
 
+        if c in self._attached:
+            return
+        models = {f: ModelSpec.from_dict(m) for f, m in c.info()["models"].items()}
+        for model in models.values():  # loaded outside the mutex (seconds): see timed
+            if model not in self._embedders:
+                self._embedders.setdefault(model, embedder_for(model))
         with self.mutex:
-            if c in self._attached:
-                return
-            for fname, spec in c.info()["models"].items():
-                model = ModelSpec.from_dict(spec)
-                if model not in self._embedders:
-                    self._embedders[model] = embedder_for(model)
+            for fname, model in models.items():
                 c.use_embedder(fname, self._embedders[model])
             self._attached.add(c)
 
@@ -446,14 +446,12 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
     # -- search ---------------------------------------------------------------------------------
     @app.post("/v1/collections/{name}/search")
     async def search(name: str, body: Search, key: ApiKey | None = read) -> dict[str, Any]:
-        c = coll(name)
-
         def run() -> SearchResult:
-            return c.search(wire.decode_vectors(body.query, "query"), body.k, field=body.field,
-                            filter=body.filter, target_recall=body.target_recall, ef=body.ef,
-                            nprobe=body.nprobe, oversample=body.oversample,
-                            candidates=body.candidates, rerank_depth=body.rerank_depth,
-                            model=body.model)
+            return coll(name).search(
+                wire.decode_vectors(body.query, "query"), body.k, field=body.field,
+                filter=body.filter, target_recall=body.target_recall, ef=body.ef,
+                nprobe=body.nprobe, oversample=body.oversample, candidates=body.candidates,
+                rerank_depth=body.rerank_depth, model=body.model)
 
         return wire.result_to_json(await state.timed(name, run))
 
