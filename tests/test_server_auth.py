@@ -47,6 +47,7 @@ SCOPE = {
     ("POST", "/v1/collections/{name}/merge"): "write",
     ("POST", "/v1/collections/{name}/verify"): "read",
     ("POST", "/v1/collections/{name}/wait_for_maintenance"): "read",
+    ("GET", "/metrics"): "read",
 }
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
 

@@ -5,11 +5,13 @@ write load of several client processes loses no write it acknowledged."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,35 @@ def test_client_reconnects_to_a_restarted_server(tmp_path: Path) -> None:
             assert len(c) == 2
         finally:
             server.stop()
+
+
+def test_metrics_count_requests_and_report_collections(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    db = pv.connect(folder)
+    c = db.create_collection("m", {"v": pv.Dense(4)})
+    c.add(list(range(1500)), {"v": np.random.default_rng(0).standard_normal((1500, 4))})
+    c.create_index("v", "HNSW16,Refine")
+    db.close()
+    server = Server(folder)
+    try:
+        with Client(server.url) as client:
+            m = client.get_collection("m")
+            for _ in range(3):
+                m.search(np.ones(4, np.float32), k=2)
+            with pytest.raises(pv.errors.DimensionMismatch):
+                m.search(np.ones(3, np.float32), k=2)
+        with urllib.request.urlopen(server.url + "/metrics", timeout=30) as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = r.read().decode()
+    finally:
+        server.stop()
+    route = re.escape('method="POST",route="/v1/collections/{name}/search"')
+    assert re.search(route + r',status="200",pid="\d+"\} 3', text), text
+    assert re.search(route + r',status="400",pid="\d+"\} 1', text)
+    assert re.search(r'polyvec_request_seconds_count\{' + route + r',pid="\d+"\} 4', text)
+    assert 'polyvec_collection_items{collection="m"} 1500' in text
+    assert ('polyvec_index_segments{collection="m",field="v",spec="HNSW16,Refine",'
+            'state="indexed"} 1') in text
 
 
 WRITER = """

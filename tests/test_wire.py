@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from polyvec import errors, wire
-from polyvec.server import auth
+from polyvec.server import auth, metrics
 from polyvec.types import SearchResult
 
 
 def test_doctests() -> None:
-    for mod in (wire, auth):
+    for mod in (wire, auth, metrics):
         assert doctest.testmod(mod).failed == 0
 
 

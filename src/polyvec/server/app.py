@@ -44,6 +44,7 @@ from ..errors import (
 from ..spec import ModelSpec, field_from_dict
 from ..types import SearchResult
 from .auth import ApiKey, KeyStore
+from .metrics import Metrics
 
 __all__ = ["DEFAULT_MAX_BODY", "ServerState", "create_app", "from_env"]
 
@@ -158,6 +159,7 @@ class ServerState:
         # CPU-bound searches beyond one per CPU only contend: 32 clients' exact scans at once
         # (BLAS) ran 11x slower in all than one per CPU; the workers share the CPUs
         self.slots = threading.Semaphore(max(1, (os.cpu_count() or 2) // workers))
+        self.metrics = Metrics()
 
     async def timed(self, name: str, fn: Callable[[], Any]) -> Any:
         """``fn()`` (a search of collection ``name``) on the event loop when the last one
@@ -239,7 +241,7 @@ class _Guard:
         if size is not None and (not size.isdigit() or int(size) > limit):
             await _error(too_large)(scope, receive, send)
             return
-        seen = 0
+        seen, status, t = 0, 500, time.perf_counter()
 
         async def counted() -> Any:
             nonlocal seen
@@ -249,7 +251,18 @@ class _Guard:
                 raise too_large  # the routes' handler answers it: 413
             return message
 
-        await self.app(scope, counted, send)
+        async def sent(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sent)
+        finally:
+            route = scope.get("route")
+            state.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status,
+                                  time.perf_counter() - t)
 
 
 def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
@@ -357,6 +370,18 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
             return _Json({"status": "closing"}, status_code=503)
         state.db.list_collections()
         return _Json({"status": "ready"})
+
+    @app.get("/metrics", response_class=Response)
+    def metrics(key: ApiKey | None = read) -> Response:
+        """Prometheus text: this worker's requests and latencies, each visible collection's
+        items, segments, growing rows, bytes and index state."""
+        infos = []
+        for name in state.db.list_collections():
+            if key is None or key.allows("read", name):
+                with contextlib.suppress(PolyvecError):  # dropped meanwhile: not listed
+                    infos.append((name, coll(name).info()))
+        return Response(state.metrics.render(infos),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- collections ----------------------------------------------------------------------------
     @app.get("/v1/collections")
