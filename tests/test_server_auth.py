@@ -48,6 +48,10 @@ SCOPE = {
     ("POST", "/v1/collections/{name}/verify"): "read",
     ("POST", "/v1/collections/{name}/wait_for_maintenance"): "read",
     ("GET", "/metrics"): "read",
+    ("POST", "/v1/collections/{name}/jobs"): "write",
+    ("GET", "/v1/jobs"): "read",
+    ("GET", "/v1/jobs/{job_id}"): "read",
+    ("DELETE", "/v1/jobs/{job_id}"): "write",
 }
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
 
@@ -95,7 +99,7 @@ def test_every_route_refuses_bad_keys(served: tuple[Server, dict[str, str]]) -> 
     assert routes - OPEN == set(SCOPE), "a route without a declared scope"
     wrong = keys["read"][:-4] + "AAAA"  # a real key's id with a wrong secret
     for (method, template), scope in SCOPE.items():
-        path = template.replace("{name}", "b")
+        path = template.replace("{name}", "b").replace("{job_id}", "job-1-0")
         for bad in (None, "", "nonsense", wrong, keys["revoked"]):
             status, body = _call(server.url, method, path, bad)
             assert status == 401 and body["error"] == "Unauthorized", (method, path, bad)

@@ -103,6 +103,50 @@ def test_metrics_count_requests_and_report_collections(tmp_path: Path) -> None:
             'state="indexed"} 1') in text
 
 
+def test_background_jobs_run_fail_and_cancel(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    db = pv.connect(folder)
+    rng = np.random.default_rng(1)
+    small = db.create_collection("small", {"v": pv.Dense(16)})
+    small.add(list(range(3000)), {"v": rng.standard_normal((3000, 16)).astype(np.float32)})
+    big = db.create_collection("big", {"v": pv.Dense(64)}, segment_rows=200_000)
+    for lo in range(0, 150_000, 50_000):
+        big.add(list(range(lo, lo + 50_000)),
+                {"v": rng.standard_normal((50_000, 64)).astype(np.float32)})
+    db.close()
+    server = Server(folder, "--workers", "2")
+    try:
+        with Client(server.url) as client:
+            s = client.get_collection("small")
+            job = s.start_job("create_index", field="v", spec="HNSW16,SQ8,Refine")
+            assert job.wait(120)["status"] == "done"
+            assert s.index_info()["v"]["segments_indexed"] == 1
+            assert s.search(np.ones(16, np.float32), k=3).info["strategy"] == "index"
+            assert client.job(job.id).status()["status"] == "done"  # from either worker
+            assert [j["id"] for j in client.jobs()] == [job.id]
+            bad = s.start_job("create_index", field="v", spec="NOPE99")
+            with pytest.raises(pv.errors.InvalidArgument):
+                bad.wait(60)
+            with pytest.raises(pv.errors.InvalidArgument):
+                s.start_job("drop_everything")
+            with pytest.raises(pv.errors.UnknownJob):
+                client.job("job-0-00000000").status()
+            b = client.get_collection("big")
+            long = b.start_job("create_index", field="v", spec="HNSW32,Flat")
+            deadline = time.monotonic() + 60
+            while long.status()["status"] != "running" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)  # mid-build
+            assert long.cancel()["status"] == "cancelled"
+            assert long.wait(10)["status"] == "cancelled"
+            assert "v" not in b.index_info()
+            assert len(b) == 150_000
+            b.verify()  # the killed build left the collection as it was
+            b.add([-1], {"v": np.ones((1, 64), np.float32)})  # and writable
+    finally:
+        server.stop()
+
+
 WRITER = """
 import sys, time, numpy as np, polyvec as pv
 from polyvec.client import Client

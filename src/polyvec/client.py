@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -28,7 +29,7 @@ from .errors import InvalidArgument, PolyvecError
 from .spec import CollectionSchema, FieldSpec
 from .types import SearchResult
 
-__all__ = ["Client", "RemoteCollection"]
+__all__ = ["Client", "Job", "RemoteCollection"]
 
 
 class _Http:
@@ -150,6 +151,14 @@ class Client:
         self._http.call("POST", "/v1/collections", body)
         return RemoteCollection(self._http, name)
 
+    def job(self, job_id: str) -> Job:
+        """A background job started by :meth:`RemoteCollection.start_job`, by its id."""
+        return Job(self._http, job_id)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job's record the key may see, oldest first."""
+        return list(self._http.call("GET", "/v1/jobs")["jobs"])
+
     def get_collection(self, name: str) -> RemoteCollection:
         self._http.call("GET", f"/v1/collections/{_quote(name)}/count")
         return RemoteCollection(self._http, name)
@@ -167,6 +176,37 @@ class Client:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class Job:
+    """A background job on the server: its :meth:`status`, :meth:`wait` and :meth:`cancel`."""
+
+    def __init__(self, http: _Http, job_id: str) -> None:
+        self._http = http
+        self.id = job_id
+
+    def status(self) -> dict[str, Any]:
+        """The job's record: ``status`` (starting, running, done, failed, cancelled), times,
+        and ``error`` (a typed error's body) when it failed."""
+        return dict(self._http.call("GET", f"/v1/jobs/{_quote(self.id)}"))
+
+    def wait(self, timeout: float | None = None, *, poll: float = 0.2) -> dict[str, Any]:
+        """Wait for the job to end; its record. A failed job raises its typed error; a
+        timeout raises ``TimeoutError`` (the job goes on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = self.status()
+            if record["status"] == "failed":
+                wire.raise_error(500, record["error"])
+            if record["status"] in ("done", "cancelled"):
+                return record
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {self.id} still {record['status']} after {timeout} s")
+            time.sleep(poll)
+
+    def cancel(self) -> dict[str, Any]:
+        """Stop the job (its process is killed; the collection stays as before it)."""
+        return dict(self._http.call("DELETE", f"/v1/jobs/{_quote(self.id)}"))
 
 
 class RemoteCollection:
@@ -243,6 +283,15 @@ class RemoteCollection:
 
     def index_info(self) -> dict[str, Any]:
         return dict(self._call("GET", "indexes"))
+
+    def start_job(self, kind: str, **args: Any) -> Job:
+        """Run ``kind`` (``"create_index"``, ``"compact"``, ``"merge"``, ``"flush"``) with
+        ``args`` in the background on the server, e.g. ``start_job("create_index",
+        field="dense", spec="HNSW32,SQ8,Refine")``; see :class:`Job`."""
+        if "sample_queries" in args and args["sample_queries"] is not None:
+            args["sample_queries"] = np.asarray(args["sample_queries"]).tolist()
+        record = self._call("POST", "jobs", {"kind": kind, "args": args})
+        return Job(self._http, record["id"])
 
     # -- reading --------------------------------------------------------------------------------
     def __len__(self) -> int:

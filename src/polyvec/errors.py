@@ -31,6 +31,7 @@ __all__ = [
     "Unauthorized",
     "Forbidden",
     "RequestTooLarge",
+    "UnknownJob",
     "PolyvecWarning",
 ]
 
@@ -162,6 +163,13 @@ class Forbidden(PolyvecError, PermissionError):
 
 class RequestTooLarge(PolyvecError, ValueError):
     """A request body over the server's limit (the message names the limit and its flag)."""
+
+
+class UnknownJob(PolyvecError, KeyError):
+    """No background job of that id on the server."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class PolyvecWarning(UserWarning):

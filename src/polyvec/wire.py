@@ -38,6 +38,7 @@ _DTYPES: dict[str, np.dtype[Any]] = {"f32": np.dtype("<f4"), "f16": np.dtype("<f
 STATUS: dict[type[BaseException], int] = {
     errors.PolyvecError: 400,
     errors.UnknownCollection: 404,
+    errors.UnknownJob: 404,
     errors.CollectionExists: 409,
     errors.DuplicateId: 409,
     errors.Locked: 409,

@@ -44,6 +44,7 @@ from ..errors import (
 from ..spec import ModelSpec, field_from_dict
 from ..types import SearchResult
 from .auth import ApiKey, KeyStore
+from .jobs import Jobs
 from .metrics import Metrics
 
 __all__ = ["DEFAULT_MAX_BODY", "ServerState", "create_app", "from_env"]
@@ -139,6 +140,11 @@ class CreateIndex(_Body):
     sample_queries: Any = None
 
 
+class StartJob(_Body):
+    kind: str = Field(description="create_index, compact, merge or flush")
+    args: dict[str, Any] = Field(default={}, description="the method's keyword arguments")
+
+
 class Merge(_Body):
     force: StrictBool = False
 
@@ -160,6 +166,7 @@ class ServerState:
         # (BLAS) ran 11x slower in all than one per CPU; the workers share the CPUs
         self.slots = threading.Semaphore(max(1, (os.cpu_count() or 2) // workers))
         self.metrics = Metrics()
+        self.jobs = Jobs(db_path)
 
     async def timed(self, name: str, fn: Callable[[], Any]) -> Any:
         """``fn()`` (a search of collection ``name``) on the event loop when the last one
@@ -457,7 +464,8 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
         return {"count": len(coll(name))}
 
     @app.get("/v1/collections/{name}/ids")
-    def ids(name: str, offset: int = Query(0, ge=0), limit: int | None = Query(None, ge=0),
+    def ids(name: str, offset: int = Query(0, ge=0, le=2**62),
+            limit: int | None = Query(None, ge=0, le=2**62),
             key: ApiKey | None = read) -> dict[str, Any]:
         """The live ids in insertion order, from ``offset``, at most ``limit`` of them."""
         it = iter(coll(name))
@@ -513,6 +521,35 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
                                       f"got {str(sample)[:80]}") from None
         c.create_index(body.field, body.spec, sample_queries=sample)
         return c.index_info()
+
+    # -- background jobs (any worker answers for any job: their state is in the folder) --------
+    @app.post("/v1/collections/{name}/jobs")
+    def start_job(name: str, body: StartJob, key: ApiKey | None = write) -> dict[str, Any]:
+        """Run ``kind`` (create_index, compact, merge, flush) with ``args`` in a process of
+        its own; poll ``GET /v1/jobs/{id}``, cancel with ``DELETE``."""
+        coll(name)  # 404 before anything starts
+        return state.jobs.start(name, body.kind, body.args)
+
+    def job_of(job_id: str, key: ApiKey | None, scope: str) -> dict[str, Any]:
+        record = state.jobs.get(job_id)
+        if key is not None and not key.allows(scope, record["collection"]):
+            raise Forbidden(f"API key {key.id} may not {scope} jobs of collection "
+                            f"{record['collection']!r}")
+        return record
+
+    @app.get("/v1/jobs")
+    def list_jobs(key: ApiKey | None = read) -> dict[str, Any]:
+        return {"jobs": [j for j in state.jobs.list()
+                         if key is None or key.allows("read", j["collection"])]}
+
+    @app.get("/v1/jobs/{job_id}")
+    def get_job(job_id: str, key: ApiKey | None = read) -> dict[str, Any]:
+        return job_of(job_id, key, "read")
+
+    @app.delete("/v1/jobs/{job_id}")
+    def cancel_job(job_id: str, key: ApiKey | None = write) -> dict[str, Any]:
+        job_of(job_id, key, "write")
+        return state.jobs.cancel(job_id)
 
     @app.post("/v1/collections/{name}/flush")
     def flush(name: str, key: ApiKey | None = write) -> dict[str, Any]:
