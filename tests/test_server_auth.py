@@ -48,6 +48,7 @@ SCOPE = {
     ("POST", "/v1/collections/{name}/verify"): "read",
     ("POST", "/v1/collections/{name}/wait_for_maintenance"): "read",
     ("GET", "/metrics"): "read",
+    ("POST", "/v1/collections/{name}/bulk"): "write",
     ("POST", "/v1/collections/{name}/jobs"): "write",
     ("GET", "/v1/jobs"): "read",
     ("GET", "/v1/jobs/{job_id}"): "read",

@@ -147,6 +147,37 @@ def test_background_jobs_run_fail_and_cancel(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_bulk_upload_streams_past_the_body_limit_in_batches(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    pv.connect(folder).create_collection("c", {"v": pv.Dense(32)}, indexed=["g"])
+    server = Server(folder, "--max-body", "200000")  # 200 kB: a 5,000-item upload is ~1 MB
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5000, 32)).astype(np.float32)
+    try:
+        with Client(server.url) as client:
+            c = client.get_collection("c")
+            with pytest.raises(pv.errors.RequestTooLarge, match="max-body"):
+                c.add(list(range(5000)), {"v": x})  # one body: over the limit, nothing kept
+            assert len(c) == 0
+            got = c.upload(({"id": i, "vectors": {"v": x[i]}, "payload": {"g": i % 4}}
+                            for i in range(5000)), batch=700)
+            assert got == {"written": 5000, "batches": 8}
+            assert len(c) == 5000 and c.get([4999])[0].payload == {"g": 3}
+            np.testing.assert_allclose(c.get([17])[0].vectors["v"],
+                                       x[17] / np.linalg.norm(x[17]), rtol=1e-6)
+            # a bad line: the batches before it stay, its batch does not, the error says so
+            items = [{"id": 10_000 + i, "vectors": {"v": x[i]}} for i in range(250)]
+            items[230]["vectors"] = {"v": x[0][:7]}
+            with pytest.raises(pv.errors.InvalidVector, match="lines 201-25.: .*200 items "
+                               "committed"):
+                c.upload(items, batch=100)
+            assert len(c) == 5200
+            c.upload(items[200:230] + items[231:], upsert=True)  # resume
+            assert len(c) == 5249
+    finally:
+        server.stop()
+
+
 WRITER = """
 import sys, time, numpy as np, polyvec as pv
 from polyvec.client import Client

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,16 +60,22 @@ class _Http:
                 self._all.append(conn)
         return conn
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        """The JSON answer of ``method path`` with the JSON ``body``; a typed error for an
-        error answer. A kept-alive connection the server closed meanwhile is opened again
-        once (the request never reached it)."""
+    def call(self, method: str, path: str, body: Any = None, *,
+             chunks: Iterator[bytes] | None = None) -> Any:
+        """The JSON answer of ``method path`` with the JSON ``body`` (or a body streamed from
+        ``chunks``, chunked); a typed error for an error answer. A kept-alive connection the
+        server closed meanwhile is opened again once (the request never reached it; a
+        stream is not retried)."""
         data = None if body is None else json.dumps(body, allow_nan=True).encode()
+        headers = self.headers
+        if chunks is not None:
+            headers = {**headers, "Content-Type": "application/x-ndjson"}
         for attempt in (0, 1):
             conn = self._conn()
-            reused = conn.sock is not None
+            reused = conn.sock is not None and chunks is None
             try:
-                conn.request(method, self.base + path, body=data, headers=self.headers)
+                conn.request(method, self.base + path, body=chunks if chunks is not None
+                             else data, headers=headers, encode_chunked=chunks is not None)
                 resp = conn.getresponse()
                 raw = resp.read()
                 break
@@ -241,6 +247,24 @@ class RemoteCollection:
         else:
             vecs = wire.encode_vectors(vectors)
         return {"ids": _ids(ids), "vectors": vecs, "payloads": _listed(payloads)}
+
+    def upload(self, items: Iterable[Mapping[str, Any]], *, upsert: bool = False,
+               batch: int = 1000) -> dict[str, Any]:
+        """Stream ``items`` (``{"id", "vectors": {field: array}, "payload"}`` each) to the
+        server, which commits every ``batch`` of them as one durable add (or upsert): an
+        upload of any size in one request, beyond ``--max-body``. Returns ``{"written",
+        "batches"}``; a bad item raises its typed error, naming its line and how many items
+        were committed before it (resume from there)."""
+        def lines() -> Iterator[bytes]:
+            for item in items:
+                vecs = item.get("vectors") or {}
+                yield (json.dumps({"id": _ids([item.get("id")])[0],
+                                   "vectors": {f: wire.encode_vectors(v)
+                                               for f, v in vecs.items()},
+                                   "payload": item.get("payload")}) + "\n").encode()
+
+        query = f"?upsert={'true' if upsert else 'false'}&batch={int(batch)}"
+        return dict(self._http.call("POST", f"{self._path}/bulk{query}", chunks=lines()))
 
     def delete(self, ids: Sequence[int | str]) -> int:
         return int(self._call("POST", "delete", {"ids": _ids(ids)})["deleted"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import threading
 import time
@@ -245,6 +246,8 @@ class _Guard:
         too_large = RequestTooLarge(
             f"request body: over the server's limit of {limit} bytes (start it with a larger "
             "--max-body, or send the items in smaller batches)")
+        if scope["path"].endswith("/bulk"):  # streamed: each line is limited there instead
+            limit = 1 << 62
         if size is not None and (not size.isdigit() or int(size) > limit):
             await _error(too_large)(scope, receive, send)
             return
@@ -475,6 +478,77 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
     @app.post("/v1/collections/{name}/select")
     def select(name: str, body: Select, key: ApiKey | None = read) -> dict[str, Any]:
         return {"seqs": coll(name).select(body.filter).tolist()}
+
+    @app.post("/v1/collections/{name}/bulk", openapi_extra={"requestBody": {
+        "description": "NDJSON lines (sent as application/x-ndjson or text/plain)",
+        "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def bulk(name: str, request: Request, upsert: bool = False,
+                   batch: int = Query(1000, ge=1, le=100_000),
+                   key: ApiKey | None = write) -> dict[str, Any]:
+        """A stream of NDJSON lines ``{"id", "vectors": {field: ...}, "payload"}``, committed
+        every ``batch`` lines as one durable ``add`` (``upsert``): an upload of any size,
+        without the ``--max-body`` cliff (each line is held to it). A bad line raises its
+        typed error, whose ``details`` say how many items were committed before it."""
+        c = await run_in_threadpool(coll, name)
+        done, batches, line_no, first_line, tail = 0, 0, 0, 1, b""
+        pending: list[dict[str, Any]] = []
+
+        async def commit() -> None:
+            nonlocal done, batches, pending, first_line
+            if not pending:
+                return
+            ids: list[Any] = [item.get("id") for item in pending]
+            fields = {f for item in pending for f in (item.get("vectors") or {})}
+            vectors = {f: [wire.decode_vectors((item.get("vectors") or {}).get(f),
+                                               f"vectors[{f!r}]") for item in pending]
+                       for f in fields}
+            payloads = [item.get("payload") for item in pending]
+            write_ = c.upsert if upsert else c.add
+            await run_in_threadpool(write_, ids, vectors or None, payloads)
+            done, batches, pending = done + len(ids), batches + 1, []
+            first_line = line_no + 1
+
+        def bad(exc: PolyvecError, where: str | None = None) -> PolyvecError:
+            exc.args = (f"{where or f'line {line_no}'}: {exc} ({done} items committed "
+                        f"before it, in {batches} batches)", *exc.args[1:])
+            return exc
+
+        def batch_lines() -> str:
+            return f"the batch of lines {first_line}-{line_no}"
+
+        async def take(raw: bytes) -> None:
+            nonlocal line_no
+            line_no += 1
+            if not raw.strip():
+                return
+            try:
+                item = json.loads(raw)
+            except ValueError as e:
+                raise bad(InvalidArgument(f"not JSON ({e})")) from None
+            if not isinstance(item, dict) or not set(item) <= {"id", "vectors", "payload"}:
+                raise bad(InvalidArgument('expected an object with "id", "vectors" and '
+                                          f'"payload", got {raw[:80]!r}'))
+            pending.append(item)
+            if len(pending) >= batch:
+                try:
+                    await commit()
+                except PolyvecError as e:
+                    raise bad(e, batch_lines()) from None
+
+        async for chunk in request.stream():
+            tail += chunk
+            *lines, tail = tail.split(b"\n")
+            if len(tail) > state.max_body:
+                raise RequestTooLarge(f"line {line_no + len(lines) + 1}: over "
+                                      f"{state.max_body} bytes (--max-body)")
+            for raw in lines:
+                await take(raw)
+        await take(tail)  # a last line without its newline
+        try:
+            await commit()
+        except PolyvecError as e:
+            raise bad(e, batch_lines()) from None
+        return {"written": done, "batches": batches}
 
     # -- search ---------------------------------------------------------------------------------
     @app.post("/v1/collections/{name}/search")
