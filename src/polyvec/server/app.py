@@ -552,7 +552,7 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
 
     # -- search ---------------------------------------------------------------------------------
     @app.post("/v1/collections/{name}/search")
-    async def search(name: str, body: Search, key: ApiKey | None = read) -> dict[str, Any]:
+    async def search(name: str, body: Search, key: ApiKey | None = read) -> Response:
         def run() -> SearchResult:
             return coll(name).search(
                 wire.decode_vectors(body.query, "query"), body.k, field=body.field,
@@ -560,7 +560,7 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
                 nprobe=body.nprobe, oversample=body.oversample, candidates=body.candidates,
                 rerank_depth=body.rerank_depth, model=body.model)
 
-        return wire.result_to_json(await state.timed(name, run))
+        return _Json(wire.result_to_json(await state.timed(name, run)))
 
     @app.post("/v1/collections/{name}/search_text")
     def search_text(name: str, body: SearchText, key: ApiKey | None = read) -> dict[str, Any]:
