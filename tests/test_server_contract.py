@@ -192,6 +192,25 @@ def test_bad_text_calls_are_typed_before_any_embedder(db: Any) -> None:
     assert len(c) == 0
 
 
+def test_model_versions_register_and_their_errors(db: Any) -> None:
+    c = _new(db, {"v": pv.Dense(8)})
+    spec = pv.spec.ModelSpec("tiny-test-model", revision="r1", dim=8)
+    assert c.model_versions("v")["versions"] == {}
+    got = c.register_model("v", spec, "v2")
+    assert got == spec
+    versions = c.model_versions("v")["versions"]
+    assert set(versions) == {"v2"}
+    assert (versions["v2"] if isinstance(versions["v2"], dict) else versions["v2"].to_dict()) \
+        == spec.to_dict()
+    with pytest.raises(pv.errors.ModelMismatch):  # no such version
+        c.fit_mapping("v", "v9", "v2")
+    with pytest.raises(InvalidArgument):
+        c.register_model("v", "not a spec")
+    with pytest.raises(UnknownField):
+        c.register_model("nope", spec, "v3")
+    assert c.backfill_status("v") is None
+
+
 def test_indexed_search_with_knobs_and_target_recall(db: Any) -> None:
     rng = np.random.default_rng(3)
     x = unit(rng, 3000, 16)

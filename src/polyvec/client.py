@@ -26,7 +26,7 @@ import numpy as np
 from . import wire
 from .collection import Item
 from .errors import InvalidArgument, PolyvecError
-from .spec import CollectionSchema, FieldSpec
+from .spec import CollectionSchema, FieldSpec, ModelSpec
 from .types import SearchResult
 
 __all__ = ["Client", "Job", "RemoteCollection"]
@@ -307,6 +307,48 @@ class RemoteCollection:
 
     def index_info(self) -> dict[str, Any]:
         return dict(self._call("GET", "indexes"))
+
+    # -- model upgrades ---------------------------------------------------------------------------
+    def model_versions(self, field: str | None = None) -> dict[str, Any]:
+        """As :meth:`polyvec.Collection.model_versions`, the specs as dicts."""
+        query = "" if field is None else "?field=" + urllib.parse.quote(field)
+        return dict(self._call("GET", f"models{query}"))
+
+    def register_model(self, field: str, embedder_or_spec: Any, name: str = "v2", *,
+                       current: str = "v1") -> ModelSpec:
+        """As :meth:`polyvec.Collection.register_model`: the spec travels (an embedder's
+        ``.spec``); the server builds the embedder from its installed model packages."""
+        spec = embedder_or_spec if isinstance(embedder_or_spec, ModelSpec) else getattr(
+            embedder_or_spec, "spec", None)
+        if not isinstance(spec, ModelSpec):
+            raise InvalidArgument(f"embedder_or_spec: expected a ModelSpec or an embedder with "
+                                  f"a ModelSpec `.spec`, got {type(embedder_or_spec).__name__}")
+        got = self._call("POST", "models", {"field": field, "model": spec.to_dict(),
+                                            "name": name, "current": current})
+        return ModelSpec.from_dict(got)
+
+    def fit_mapping(self, field: str, from_model: str = "v2", to_model: str = "v1",
+                    **kwargs: Any) -> dict[str, Any]:
+        return dict(self._call("POST", "mappings", {"field": field, "from_model": from_model,
+                                                    "to_model": to_model, "args": kwargs}))
+
+    def compatibility_report(self, field: str, new_model: str = "v2", old_model: str = "v1",
+                             **kwargs: Any) -> dict[str, Any]:
+        """The report as a dict (embedded returns the report object; its ``to_dict``)."""
+        return dict(self._call("POST", "compatibility", {"field": field,
+                                                         "new_model": new_model,
+                                                         "old_model": old_model,
+                                                         "args": kwargs}))
+
+    def backfill(self, field: str, model: str = "v2", **kwargs: Any) -> dict[str, Any]:
+        """Re-embed ``field`` with model version ``model`` as a background job on the
+        server, and wait for it; the job's record (see :meth:`start_job` to not wait)."""
+        return self.start_job("backfill", field=field, model=model, **kwargs).wait()
+
+    def backfill_status(self, field: str | None = None) -> dict[str, Any] | None:
+        query = "" if field is None else "?field=" + urllib.parse.quote(field)
+        got = self._call("GET", f"backfill{query}")["backfill"]
+        return None if got is None else dict(got)
 
     def start_job(self, kind: str, **args: Any) -> Job:
         """Run ``kind`` (``"create_index"``, ``"compact"``, ``"merge"``, ``"flush"``) with

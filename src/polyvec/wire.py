@@ -106,7 +106,8 @@ def raise_error(status: int, body: Any) -> None:
 
 def jsonable(x: Any) -> Any:
     """Numpy values to plain Python; non-finite floats (the ``-inf`` of empty slots, a NaN
-    in an info dict) to ``None``: strict JSON."""
+    in an info dict) to ``None``; objects with ``to_dict`` (model specs, reports) as their
+    dicts: strict JSON."""
     if isinstance(x, dict):
         return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
@@ -117,6 +118,8 @@ def jsonable(x: Any) -> Any:
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
         return None
+    if hasattr(x, "to_dict") and callable(x.to_dict):  # specs, reports
+        return jsonable(x.to_dict())
     return x
 
 

@@ -38,6 +38,7 @@ from ..db import Database, connect
 from ..errors import (
     Forbidden,
     InvalidArgument,
+    MissingExtra,
     PolyvecError,
     RequestTooLarge,
     Unauthorized,
@@ -146,6 +147,27 @@ class StartJob(_Body):
     args: dict[str, Any] = Field(default={}, description="the method's keyword arguments")
 
 
+class RegisterModel(_Body):
+    field: str
+    model: dict[str, Any] = Field(description="a ModelSpec's fields")
+    name: str = "v2"
+    current: str = "v1"
+
+
+class FitMapping(_Body):
+    field: str
+    from_model: str = "v2"
+    to_model: str = "v1"
+    args: dict[str, Any] = {}
+
+
+class Compatibility(_Body):
+    field: str
+    new_model: str = "v2"
+    old_model: str = "v1"
+    args: dict[str, Any] = {}
+
+
 class Merge(_Body):
     force: StrictBool = False
 
@@ -208,10 +230,14 @@ class ServerState:
         models = {f: ModelSpec.from_dict(m) for f, m in c.info()["models"].items()}
         for model in models.values():  # loaded outside the mutex (seconds): see timed
             if model not in self._embedders:
-                self._embedders.setdefault(model, embedder_for(model))
+                try:
+                    self._embedders.setdefault(model, embedder_for(model))
+                except MissingExtra:  # not one this server can build: the call that needs
+                    self._embedders.setdefault(model, None)  # it says so, as embedded
         with self.mutex:
             for fname, model in models.items():
-                c.use_embedder(fname, self._embedders[model])
+                if self._embedders[model] is not None:
+                    c.use_embedder(fname, self._embedders[model])
             self._attached.add(c)
 
 
@@ -595,6 +621,42 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
                                       f"got {str(sample)[:80]}") from None
         c.create_index(body.field, body.spec, sample_queries=sample)
         return c.index_info()
+
+    # -- model upgrades -------------------------------------------------------------------------
+    @app.get("/v1/collections/{name}/models")
+    def model_versions(name: str, field: str | None = None,
+                       key: ApiKey | None = read) -> dict[str, Any]:
+        return dict(wire.jsonable(coll(name).model_versions(field)))
+
+    @app.post("/v1/collections/{name}/models")
+    def register_model(name: str, body: RegisterModel,
+                       key: ApiKey | None = write) -> dict[str, Any]:
+        try:
+            spec = ModelSpec.from_dict(body.model)
+        except TypeError as e:
+            raise InvalidArgument(f"model: expected a ModelSpec's fields, got {e}") from None
+        return dict(wire.jsonable(coll(name).register_model(body.field, spec, body.name,
+                                                            current=body.current)))
+
+    @app.post("/v1/collections/{name}/mappings")
+    def fit_mapping(name: str, body: FitMapping, key: ApiKey | None = write) -> dict[str, Any]:
+        c = coll(name)
+        state.attach_embedders(c)
+        return dict(wire.jsonable(c.fit_mapping(body.field, body.from_model, body.to_model,
+                                                **body.args)))
+
+    @app.post("/v1/collections/{name}/compatibility")
+    def compatibility_report(name: str, body: Compatibility,
+                             key: ApiKey | None = read) -> dict[str, Any]:
+        c = coll(name)
+        state.attach_embedders(c)
+        return dict(wire.jsonable(c.compatibility_report(body.field, body.new_model,
+                                                         body.old_model, **body.args)))
+
+    @app.get("/v1/collections/{name}/backfill")
+    def backfill_status(name: str, field: str | None = None,
+                        key: ApiKey | None = read) -> dict[str, Any]:
+        return {"backfill": wire.jsonable(coll(name).backfill_status(field))}
 
     # -- background jobs (any worker answers for any job: their state is in the folder) --------
     @app.post("/v1/collections/{name}/jobs")

@@ -26,7 +26,8 @@ from ..errors import InvalidArgument, UnknownJob
 __all__ = ["JOBS_DIR", "KINDS", "Jobs"]
 
 JOBS_DIR = ".polyvec-jobs"
-KINDS = ("create_index", "compact", "merge", "flush")  # what a job may run (Collection methods)
+# what a job may run: Collection methods (backfill re-embeds with a registered model version)
+KINDS = ("create_index", "compact", "merge", "flush", "backfill")
 
 
 class Jobs:
