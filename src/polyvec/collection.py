@@ -399,18 +399,20 @@ class Collection:
                     **kwargs: Any) -> dict[str, Any]:
         """Fit and persist a map from ``from_model``'s space into ``to_model``'s (see
         :meth:`polyvec.engine.upgrade.Models.fit_mapping` for the keyword arguments)."""
-        return self._upgrade.fit_mapping(field, from_model, to_model, **kwargs)
+        return _call_checked(self._upgrade.fit_mapping, "fit_mapping", field, from_model,
+                             to_model, **kwargs)
 
     def compatibility_report(self, field: str, new_model: str = "v2", old_model: str = "v1",
                              **kwargs: Any) -> Any:
         """Measure how well ``new_model`` queries work on the ``old_model`` index (see
         :func:`polyvec.models.report.compatibility_report`)."""
-        return self._upgrade.compatibility_report(field, new_model, old_model, **kwargs)
+        return _call_checked(self._upgrade.compatibility_report, "compatibility_report", field,
+                             new_model, old_model, **kwargs)
 
     def backfill(self, field: str, model: str = "v2", **kwargs: Any) -> Any:
         """Re-embed every item of ``field`` with model version ``model``; resumable (see
         :meth:`polyvec.engine.upgrade.Backfill.backfill` for the keyword arguments)."""
-        return self._upgrade.backfill(field, model, **kwargs)
+        return _call_checked(self._upgrade.backfill, "backfill", field, model, **kwargs)
 
     def backfill_status(self, field: str | None = None) -> dict[str, Any] | None:
         """The progress row of a running backfill of ``field`` (``None`` when none runs)."""
@@ -463,3 +465,15 @@ def _bytes_on_disk(path: Path) -> int:
             if p.is_file():
                 total += p.stat().st_size
     return total
+
+
+def _call_checked(fn: Any, what: str, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, the arguments bound to ``fn``'s signature first: an unknown
+    or missing keyword is an ``InvalidArgument`` naming ``what``, not a ``TypeError``."""
+    import inspect
+
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as e:
+        raise InvalidArgument(f"{what}: {e}") from None
+    return fn(*bound.args, **bound.kwargs)

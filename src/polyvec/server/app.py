@@ -11,6 +11,7 @@ turns on the collection's lock, in this process and across workers.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import json
 import os
@@ -46,7 +47,7 @@ from ..errors import (
 from ..spec import ModelSpec, field_from_dict
 from ..types import SearchResult
 from .auth import ApiKey, KeyStore
-from .jobs import Jobs
+from .jobs import KINDS, Jobs
 from .metrics import Metrics
 
 __all__ = ["DEFAULT_MAX_BODY", "ServerState", "create_app", "from_env"]
@@ -239,6 +240,15 @@ class ServerState:
                 if self._embedders[model] is not None:
                     c.use_embedder(fname, self._embedders[model])
             self._attached.add(c)
+
+
+def _check_args(fn: Callable[..., Any], args: dict[str, Any]) -> None:
+    """A job's ``args`` bound to its method's signature when it is asked for: an unknown or
+    missing name is a 400 now, not a job that fails."""
+    try:
+        inspect.signature(fn).bind(**args)
+    except TypeError as e:
+        raise InvalidArgument(f"args: {e}") from None
 
 
 class _Json(JSONResponse):
@@ -663,7 +673,9 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
     def start_job(name: str, body: StartJob, key: ApiKey | None = write) -> dict[str, Any]:
         """Run ``kind`` (create_index, compact, merge, flush) with ``args`` in a process of
         its own; poll ``GET /v1/jobs/{id}``, cancel with ``DELETE``."""
-        coll(name)  # 404 before anything starts
+        c = coll(name)  # 404 before anything starts
+        if body.kind in KINDS:  # its arguments checked here: a 400 now, not a failed job
+            _check_args(getattr(c, body.kind), body.args)
         return state.jobs.start(name, body.kind, body.args)
 
     def job_of(job_id: str, key: ApiKey | None, scope: str) -> dict[str, Any]:
