@@ -79,9 +79,11 @@ class _Http:
                 resp = conn.getresponse()
                 raw = resp.read()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self._drop(conn)
-                if not reused or attempt:
+            except (http.client.HTTPException, OSError) as e:
+                self._drop(conn)  # half-used: the thread's next call opens a new one
+                stale = isinstance(e, http.client.RemoteDisconnected | BrokenPipeError
+                                   | ConnectionResetError)
+                if not (stale and reused) or attempt:
                     raise
         try:
             answer = json.loads(raw) if raw else None
@@ -95,7 +97,8 @@ class _Http:
         conn.close()
         self._local.conn = None
         with self._mutex:
-            self._all.remove(conn)
+            if conn in self._all:  # (close() may have taken it already)
+                self._all.remove(conn)
 
     def close(self) -> None:
         """Close every thread's connection (a thread's next call opens a new one)."""
