@@ -62,7 +62,7 @@ def test_fuzzed_api_answers_as_documented_and_rejects_without_change(tmp_path: P
                 [*st, "--config-file", str(config), "run", f"{server.url}/openapi.json",
                  "-n", "100", "--phases", "examples,coverage,fuzzing", "--seed", "1",
                  "-H", f"Authorization: Bearer {key}", *CHECKS, *extra],
-                capture_output=True, text=True, timeout=600)
+                capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache there
             assert run.returncode == 0, f"pass on {name}:\n{run.stdout[-6000:]}"
             assert " passed" in run.stdout and "failures" not in run.stdout.split(
                 "SUMMARY")[-1].lower()
