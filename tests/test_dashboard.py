@@ -62,6 +62,19 @@ def faq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
     big.add(list(range(3000)), {"v": rng.standard_normal((3000, 16)).astype(np.float32)})
     big.create_index("v", "HNSW16,SQ8,Refine")
     db.close()
+    reports = folder / "reports"  # what `polyvec eval --out <db>/reports` leaves there
+    reports.mkdir()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([1, 5, 10], [0.5, 0.8, 0.9])
+    ax.set_title("faq: recall@k")
+    fig.savefig(reports / "faq-recall.png")
+    plt.close(fig)
+    (reports / "faq.md").write_text("| metric | dense |\n|---|---|\n| MRR@10 | 0.71 |\n")
     server = Server(folder)
     try:
         yield server, (ds, found)
@@ -158,6 +171,29 @@ def test_more_like_this_and_keyboard_order(faq_server: tuple[Server, Any],
                      browser.switch_to.active_element.tag_name)
     assert {"q", "filter", "k"} <= set(order), order
     assert order.index("q") < order.index("filter") < order.index("k"), order
+
+
+def test_reports_are_shown_and_only_from_their_folder(faq_server: tuple[Server, Any],
+                                                     browser: Any) -> None:
+    import urllib.error
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+
+    server, _ = faq_server
+    browser.get("about:blank")
+    browser.get(server.url + "/")
+    img = _wait(browser, "#reports figure img")
+    _wait_text(browser, "#report-list", "MRR@10")
+    browser.execute_script("return arguments[0].decode()", img)  # loaded
+    assert browser.execute_script("return arguments[0].naturalWidth", img) > 100
+    assert img.get_attribute("alt") == "report plot faq-recall.png"
+    assert "faq.md" in browser.find_element(By.ID, "reports").text
+    for name in ("..%2Fpolyvec.json", "polyvec.json", ".hidden.png", "nope.png"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{server.url}/v1/reports/{name}", timeout=10)
+        assert info.value.code == 404, name
+        info.value.close()
 
 
 def test_calibration_plot_is_drawn_with_its_table(faq_server: tuple[Server, Any],

@@ -54,6 +54,8 @@ SCOPE = {
     ("POST", "/v1/collections/{name}/mappings"): "write",
     ("POST", "/v1/collections/{name}/compatibility"): "read",
     ("GET", "/v1/collections/{name}/backfill"): "read",
+    ("GET", "/v1/reports"): "read",
+    ("GET", "/v1/reports/{report}"): "read",
     ("POST", "/v1/collections/{name}/jobs"): "write",
     ("GET", "/v1/jobs"): "read",
     ("GET", "/v1/jobs/{job_id}"): "read",
@@ -105,7 +107,8 @@ def test_every_route_refuses_bad_keys(served: tuple[Server, dict[str, str]]) -> 
     assert routes - OPEN == set(SCOPE), "a route without a declared scope"
     wrong = keys["read"][:-4] + "AAAA"  # a real key's id with a wrong secret
     for (method, template), scope in SCOPE.items():
-        path = template.replace("{name}", "b").replace("{job_id}", "job-1-0")
+        path = template.replace("{name}", "b").replace("{job_id}", "job-1-0").replace(
+            "{report}", "r.png")
         for bad in (None, "", "nonsense", wrong, keys["revoked"]):
             status, body = _call(server.url, method, path, bad)
             assert status == 401 and body["error"] == "Unauthorized", (method, path, bad)

@@ -32,6 +32,7 @@ __all__ = [
     "Forbidden",
     "RequestTooLarge",
     "UnknownJob",
+    "UnknownReport",
     "PolyvecWarning",
 ]
 
@@ -167,6 +168,13 @@ class RequestTooLarge(PolyvecError, ValueError):
 
 class UnknownJob(PolyvecError, KeyError):
     """No background job of that id on the server."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownReport(PolyvecError, KeyError):
+    """No evaluation report of that name in the server's reports folder."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

@@ -39,6 +39,7 @@ STATUS: dict[type[BaseException], int] = {
     errors.PolyvecError: 400,
     errors.UnknownCollection: 404,
     errors.UnknownJob: 404,
+    errors.UnknownReport: 404,
     errors.CollectionExists: 409,
     errors.DuplicateId: 409,
     errors.Locked: 409,

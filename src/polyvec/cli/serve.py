@@ -25,6 +25,8 @@ def add_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
                    "folder's, made by `polyvec keys create`); with keys every request needs one")
     p.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body "
                    "(default 256 MiB)")
+    p.add_argument("--reports", metavar="DIR", help="evaluation reports the dashboard shows "
+                   "(default: the database folder's reports/; `polyvec eval --out` writes them)")
 
     p = sub.add_parser("keys", parents=common, help="create, list or revoke API keys")
     ks = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -95,6 +97,7 @@ def run_serve(args: argparse.Namespace) -> int:
         ENV_DB,
         ENV_KEYS,
         ENV_MAX_BODY,
+        ENV_REPORTS,
         ENV_WORKERS,
     )
     from polyvec.server.auth import KeyStore
@@ -116,6 +119,7 @@ def run_serve(args: argparse.Namespace) -> int:
     os.environ[ENV_KEYS] = str(store.path.resolve()) if secured else ""
     os.environ[ENV_MAX_BODY] = str(args.max_body or DEFAULT_MAX_BODY)
     os.environ[ENV_WORKERS] = str(args.workers)
+    os.environ[ENV_REPORTS] = str(Path(args.reports).resolve()) if args.reports else ""
     print(f"serving {db} at http://{args.host}:{args.port} ({args.workers} worker"
           f"{'s' if args.workers > 1 else ''}, API keys {'required' if secured else 'off'})",
           flush=True)

@@ -15,6 +15,7 @@ import inspect
 import itertools
 import json
 import os
+import re
 import threading
 import time
 import weakref
@@ -43,6 +44,7 @@ from ..errors import (
     PolyvecError,
     RequestTooLarge,
     Unauthorized,
+    UnknownReport,
 )
 from ..spec import ModelSpec, field_from_dict
 from ..types import SearchResult
@@ -53,6 +55,9 @@ from .metrics import Metrics
 __all__ = ["DEFAULT_MAX_BODY", "ServerState", "create_app", "from_env"]
 
 DEFAULT_MAX_BODY = 256 * 2**20  # bytes of one request body (--max-body)
+_REPORT_TYPES = {".png": "image/png", ".md": "text/markdown; charset=utf-8",
+                 ".json": "application/json"}
+_REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,200}$")  # a file of that folder
 INLINE_S = 0.002  # a search this fast runs on the event loop (see ServerState.timed)
 STATIC = Path(__file__).parent / "static"  # the dashboard's assets, shipped in the package
 
@@ -177,8 +182,9 @@ class ServerState:
     """One worker's database handle, keys and counters."""
 
     def __init__(self, db_path: Path, keys: KeyStore | None, max_body: int,
-                 workers: int = 1) -> None:
+                 workers: int = 1, reports: Path | None = None) -> None:
         self.db: Database = connect(db_path, create=False)
+        self.reports = Path(db_path) / "reports" if reports is None else Path(reports)
         self.keys = keys
         self.max_body = max_body
         self.mutex = threading.Lock()  # the handle cache of Database is not thread-safe
@@ -312,10 +318,14 @@ class _Guard:
 
 
 def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
-               max_body: int = DEFAULT_MAX_BODY, workers: int = 1) -> FastAPI:
+               max_body: int = DEFAULT_MAX_BODY, workers: int = 1,
+               reports: str | os.PathLike[str] | None = None) -> FastAPI:
     """The API over the database folder ``db_path``; with ``keys``, every route but the
-    probes requires a key of the route's scope (see :mod:`.auth`)."""
-    state = ServerState(Path(db_path), keys, max_body, workers)
+    probes requires a key of the route's scope (see :mod:`.auth`). ``reports``: the folder
+    of evaluation reports the dashboard shows (default ``<db>/reports``; ``polyvec eval
+    --out`` writes them)."""
+    state = ServerState(Path(db_path), keys, max_body, workers,
+                        None if reports is None else Path(reports))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -632,6 +642,23 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
         c.create_index(body.field, body.spec, sample_queries=sample)
         return c.index_info()
 
+    # -- evaluation reports (polyvec eval --out: Markdown, JSON and plots) -----------------------
+    @app.get("/v1/reports")
+    def list_reports(key: ApiKey | None = read) -> dict[str, Any]:
+        folder = state.reports
+        files = sorted(p for p in folder.iterdir() if p.is_file() and
+                       p.suffix in _REPORT_TYPES) if folder.is_dir() else []
+        return {"reports": [{"name": p.name, "type": _REPORT_TYPES[p.suffix],
+                             "bytes": p.stat().st_size} for p in files]}
+
+    @app.get("/v1/reports/{report}", response_class=Response)
+    def get_report(report: str, key: ApiKey | None = read) -> Response:
+        path = state.reports / report
+        if not _REPORT_NAME.match(report) or path.suffix not in _REPORT_TYPES or \
+                not path.is_file():
+            raise UnknownReport(f"no report {report!r} (see GET /v1/reports)")
+        return FileResponse(path, media_type=_REPORT_TYPES[path.suffix])
+
     # -- model upgrades -------------------------------------------------------------------------
     @app.get("/v1/collections/{name}/models")
     def model_versions(name: str, field: str | None = None,
@@ -729,7 +756,7 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
 
 
 ENV_DB, ENV_KEYS, ENV_MAX_BODY = "POLYVEC_SERVE_DB", "POLYVEC_SERVE_KEYS", "POLYVEC_SERVE_MAX_BODY"
-ENV_WORKERS = "POLYVEC_SERVE_WORKERS"
+ENV_WORKERS, ENV_REPORTS = "POLYVEC_SERVE_WORKERS", "POLYVEC_SERVE_REPORTS"
 
 
 def from_env() -> FastAPI:
@@ -739,4 +766,5 @@ def from_env() -> FastAPI:
     keys = os.environ.get(ENV_KEYS) or None
     return create_app(os.environ[ENV_DB], keys=None if keys is None else KeyStore(Path(keys)),
                       max_body=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY)),
-                      workers=int(os.environ.get(ENV_WORKERS, 1)))
+                      workers=int(os.environ.get(ENV_WORKERS, 1)),
+                      reports=os.environ.get(ENV_REPORTS) or None)

@@ -179,6 +179,30 @@ async function moreLike(item) {
   } catch (e) { say(e.message, true); }
 }
 
+async function loadReports() {
+  try {
+    const { reports } = await api("GET", "v1/reports");
+    if (!reports.length) return;
+    const items = [];
+    for (const r of reports) {
+      const url = "v1/reports/" + encodeURIComponent(r.name);
+      if (r.type === "image/png") {
+        // fetched with the key (an <img src> cannot send it), shown from a blob
+        const headers = key() ? { Authorization: "Bearer " + key() } : {};
+        const blob = await (await fetch(url, { headers })).blob();
+        items.push(el("figure", {}, el("img", { src: URL.createObjectURL(blob), alt: "report plot " + r.name }),
+          el("figcaption", {}, r.name)));
+      } else if (r.type.startsWith("text/markdown")) {
+        const headers = key() ? { Authorization: "Bearer " + key() } : {};
+        const text = await (await fetch(url, { headers })).text();
+        items.push(el("h3", {}, r.name), el("pre", { class: "payload" }, text));
+      }
+    }
+    $("report-list").replaceChildren(...items);
+    $("reports").hidden = false;
+  } catch (e) { say(e.message, true); }
+}
+
 $("search-form").addEventListener("submit", search);
 $("results").setAttribute("tabindex", "-1");
 $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); renderItems(); });
@@ -188,5 +212,7 @@ $("key-form").addEventListener("submit", (ev) => {
   sessionStorage.setItem("polyvec-key", $("api-key").value.trim());
   $("key-form").hidden = true;
   loadCollections();
+  loadReports();
 });
 loadCollections();
+loadReports();
