@@ -100,6 +100,12 @@ def _wait(drv: Any, css: str, timeout: float = 60) -> Any:
                                                                               css)))
 
 
+def _fresh(drv: Any, url: str) -> None:
+    """``url`` in a new page (a changed hash alone would keep the last test's results)."""
+    drv.get("about:blank")
+    drv.get(url)
+
+
 def _wait_text(drv: Any, css: str, text: str, timeout: float = 60) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -150,8 +156,7 @@ def test_more_like_this_and_keyboard_order(faq_server: tuple[Server, Any],
     from selenium.webdriver.common.by import By
 
     server, _ = faq_server
-    browser.get("about:blank")  # a fresh page: no results of the test before
-    browser.get(server.url + "/#c=faq")
+    _fresh(browser, server.url + "/#c=faq")
     item = _wait(browser, "#item-list li")
     item_id = item.find_element(By.CSS_SELECTOR, ".hit-id").text
     assert browser.find_element(By.ID, "page").text == "1–20 of 179"
@@ -181,8 +186,7 @@ def test_reports_are_shown_and_only_from_their_folder(faq_server: tuple[Server, 
     from selenium.webdriver.common.by import By
 
     server, _ = faq_server
-    browser.get("about:blank")
-    browser.get(server.url + "/")
+    _fresh(browser, server.url + "/")
     img = _wait(browser, "#reports figure img")
     _wait_text(browser, "#report-list", "MRR@10")
     browser.execute_script("return arguments[0].decode()", img)  # loaded
@@ -201,8 +205,7 @@ def test_calibration_plot_is_drawn_with_its_table(faq_server: tuple[Server, Any]
     from selenium.webdriver.common.by import By
 
     server, _ = faq_server
-    browser.get("about:blank")
-    browser.get(server.url + "/#c=indexed")
+    _fresh(browser, server.url + "/#c=indexed")
     plot = _wait(browser, "#calibration svg[role='img']")
     assert len(plot.find_elements(By.TAG_NAME, "circle")) == 3  # targets 0.9, 0.95, 0.99
     rows = browser.find_elements(By.CSS_SELECTOR, "#calibration tbody tr")

@@ -149,7 +149,7 @@ class CreateIndex(_Body):
 
 
 class StartJob(_Body):
-    kind: str = Field(description="create_index, compact, merge or flush")
+    kind: str = Field(description=" | ".join(KINDS))
     args: dict[str, Any] = Field(default={}, description="the method's keyword arguments")
 
 
@@ -204,21 +204,20 @@ class ServerState:
         most of a fast search's answer, while a slow search must not hold the loop (one
         slow search may, then the collection's searches move to the pool until one is
         fast again)."""
-        if self.last_search.get(name, 0.0) < INLINE_S and not self.mutex.locked():
-            # (a locked mutex: a handle opening or a model loading; the loop must not wait)
+        def measured() -> Any:
             t = time.thread_time()  # CPU time: a search preempted under load is not slow
             try:
                 return fn()
             finally:
                 self.last_search[name] = time.thread_time() - t
 
+        if self.last_search.get(name, 0.0) < INLINE_S and not self.mutex.locked():
+            # (a locked mutex: a handle opening or a model loading; the loop must not wait)
+            return measured()
+
         def slotted() -> Any:
             with self.slots:  # at most a search per CPU at once (see __init__)
-                t = time.thread_time()
-                try:
-                    return fn()
-                finally:
-                    self.last_search[name] = time.thread_time() - t
+                return measured()
 
         return await run_in_threadpool(slotted)
 
@@ -234,7 +233,7 @@ class ServerState:
 
         if c in self._attached:
             return
-        models = {f: ModelSpec.from_dict(m) for f, m in c.info()["models"].items()}
+        models = {f: m for f in c.schema.fields if (m := c.model_of(f)) is not None}
         for model in models.values():  # loaded outside the mutex (seconds): see timed
             if model not in self._embedders:
                 try:

@@ -131,35 +131,41 @@ class KeyStore:
             return None
         with self._mutex:
             self._reload()
-            known = self._passed.get(hashlib.sha256(presented.encode("utf-8", "replace"))
-                                     .digest())
-            rec = None if known is None else self._records.get(known)
-            return None if rec is None or rec["revoked"] else _key(rec)
+            return self._remembered(_digest(presented))[1]
 
     def check(self, presented: str | None) -> ApiKey | None:
         """The record of the key ``presented``, or ``None`` when it is missing, unknown or
-        revoked. One scrypt per first use of a key; a wrong key costs one scrypt whatever
-        it shares with a real one."""
+        revoked. One scrypt per first use of a key, outside the mutex (:meth:`known` does
+        not wait for it); a wrong key costs one scrypt whatever it shares with a real one."""
         if not presented:
             return None
+        digest = _digest(presented)
         with self._mutex:
             self._reload()
-            digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()
-            known = self._passed.get(digest)
-            if known is not None:
-                rec = self._records.get(known)
-                return None if rec is None or rec["revoked"] else _key(rec)
+            hit, key = self._remembered(digest)
+            if hit:
+                return key
             m = _KEY.match(presented)
             rec = self._records.get(m.group(1)) if m else None
-            target = rec if rec is not None else self._dummy
-            ok = hmac.compare_digest(_hash(presented, target["salt"]),
-                                     bytes.fromhex(target["hash"]))
-            if not ok or rec is None or rec["revoked"]:
-                return None
+        target = rec if rec is not None else self._dummy
+        ok = hmac.compare_digest(_hash(presented, target["salt"]),
+                                 bytes.fromhex(target["hash"]))
+        if not ok or rec is None or rec["revoked"]:
+            return None
+        with self._mutex:
             if len(self._passed) >= _REMEMBERED:
                 self._passed.clear()
-            self._passed[digest] = rec["id"]
-            return _key(rec)
+            self._passed[digest] = rec["id"]  # (revoked since? _remembered reads the file's)
+        return _key(rec)
+
+    def _remembered(self, digest: bytes) -> tuple[bool, ApiKey | None]:
+        """(whether the key of ``digest`` passed before, its record if still active); the
+        caller holds the mutex."""
+        known = self._passed.get(digest)
+        if known is None:
+            return False, None
+        rec = self._records.get(known)
+        return True, None if rec is None or rec["revoked"] else _key(rec)
 
     # -- the file -------------------------------------------------------------------------------
     def _reload(self) -> None:
@@ -198,6 +204,10 @@ class KeyStore:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
+
+
+def _digest(presented: str) -> bytes:
+    return hashlib.sha256(presented.encode("utf-8", "replace")).digest()
 
 
 def _hash(secret: str, salt: str) -> bytes:

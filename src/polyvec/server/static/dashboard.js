@@ -8,10 +8,10 @@ const state = { name: null, info: null, offset: 0, textField: null };
 const $ = (id) => document.getElementById(id);
 
 function key() { return sessionStorage.getItem("polyvec-key"); }
+function auth() { return key() ? { Authorization: "Bearer " + key() } : {}; }
 
 async function api(method, path, body) {
-  const headers = { "Content-Type": "application/json" };
-  if (key()) headers.Authorization = "Bearer " + key();
+  const headers = { "Content-Type": "application/json", ...auth() };
   const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await resp.json().catch(() => null);
   if (resp.status === 401) $("key-form").hidden = false;
@@ -188,13 +188,11 @@ async function loadReports() {
       const url = "v1/reports/" + encodeURIComponent(r.name);
       if (r.type === "image/png") {
         // fetched with the key (an <img src> cannot send it), shown from a blob
-        const headers = key() ? { Authorization: "Bearer " + key() } : {};
-        const blob = await (await fetch(url, { headers })).blob();
+        const blob = await (await fetch(url, { headers: auth() })).blob();
         items.push(el("figure", {}, el("img", { src: URL.createObjectURL(blob), alt: "report plot " + r.name }),
           el("figcaption", {}, r.name)));
       } else if (r.type.startsWith("text/markdown")) {
-        const headers = key() ? { Authorization: "Bearer " + key() } : {};
-        const text = await (await fetch(url, { headers })).text();
+        const text = await (await fetch(url, { headers: auth() })).text();
         items.push(el("h3", {}, r.name), el("pre", { class: "payload" }, text));
       }
     }
