@@ -4,6 +4,8 @@ write load of several client processes loses no write it acknowledged."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -12,7 +14,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -256,3 +260,41 @@ def test_sigkilled_server_keeps_every_acknowledged_write(tmp_path: Path) -> None
             assert w.stdout is not None
             w.stdout.close()
     assert kills == 20 and len(acked) > 20 * 25
+
+
+def test_searches_off_the_fast_path_get_the_routes_answers(tmp_path: Path) -> None:
+    """A well-formed search is answered before FastAPI's routing; every other body goes on
+    to the route. Both answer the same search alike, and each refusal is typed."""
+    folder = tmp_path / "db"
+    pv.connect(folder).create_collection("c", {"v": pv.Dense(4)}).add(
+        [1, 2, 3], {"v": np.eye(4, dtype=np.float32)[:3] + 0.1})
+    server = Server(folder, "--max-body", "2000")
+
+    def post(body: bytes | Iterator[bytes], kind: str = "application/json") -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("POST", "/v1/collections/c/search", body=body,
+                         headers={"Content-Type": kind}, encode_chunked=not
+                         isinstance(body, bytes))
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    try:
+        q = json.dumps({"query": [1, 0.5, 0, 0], "k": 2, "ef": None}).encode()
+        fast, routed = post(q), post(q, "application/json; charset=utf-8")
+        assert fast == routed and fast[0] == 200 and fast[1]["ids"] == [1, 2]
+        for body, error in ((b'{"query": [1, 0, 0, 0], "kk": 2}', "InvalidArgument"),
+                            (b"[1, 0, 0, 0]", "InvalidArgument"),
+                            (b'{"query": ', "InvalidArgument"),
+                            (b'{"query": [1.0, 0.0, 0.0]}', "DimensionMismatch"),
+                            (b'{"query": [1, 0, 0, 0], "k": -1}', "InvalidArgument")):
+            status, got = post(body)
+            assert (status, got["error"]) == (400, error), (body, got)
+        status, got = post(iter([q[:-1] + b", " + b" " * 3000 + b"}"]))  # chunked, no length
+        assert (status, got["error"]) == (413, "RequestTooLarge")
+        assert post(iter([q]))[1] == fast[1]
+    finally:
+        server.stop()
+
