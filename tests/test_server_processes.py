@@ -298,3 +298,32 @@ def test_searches_off_the_fast_path_get_the_routes_answers(tmp_path: Path) -> No
     finally:
         server.stop()
 
+
+def test_text_calls_follow_a_switch_made_by_a_backfill_job(tmp_path: Path) -> None:
+    """The server attached MiniLM to a field; a backfill job (a process of its own) switches
+    the field to paraphrase-MiniLM-L3: the next text search embeds with L3, not MiniLM."""
+    from polyvec.embed import minilm, paraphrase_minilm
+
+    old, new = minilm(), paraphrase_minilm()  # the [models] extra (CI installs it)
+    words = [f"package {w} for {t}" for w in ("tools", "library", "docs", "game", "server")
+             for t in ("python", "rust", "audio", "video", "fonts", "network")]
+    folder = tmp_path / "db"
+    c = pv.connect(folder).create_collection("t", {"emb": pv.Dense(384)},
+                                              embedders={"emb": old})
+    c.add_texts(words, list(range(len(words))), [{"text": w} for w in words])
+    c.register_model("emb", new.spec, name="v2")
+    c.close()
+    server = Server(folder)
+    try:
+        with Client(server.url) as client:
+            t = client.get_collection("t")
+            before = t.search_text(words[7], 1)
+            assert before.ids.tolist() == [7] and before.scores[0] > 0.999
+            t.fit_mapping("emb", "v2", "v1", sample=30)
+            assert t.backfill("emb", "v2")["status"] == "done"
+            assert t.model_versions("emb")["current"] == "v2"
+            after = t.search_text(words, 1)  # L3 queries against L3 vectors
+            assert after.ids[:, 0].tolist() == list(range(len(words)))
+            np.testing.assert_allclose(after.scores[:, 0], 1.0, atol=1e-4)
+    finally:
+        server.stop()

@@ -306,6 +306,24 @@ def test_backfill_merged_search_and_switch(toy: dict[str, Any]) -> None:
         reopened.search(old[0], 5, model="v1")
 
 
+def test_an_embedder_attached_before_a_switch_elsewhere_is_refused(
+        toy: dict[str, Any]) -> None:
+    """Another handle's backfill switches the field to the new model: the old model's
+    embedder attached here must not embed this handle's texts into the new space."""
+    other = pv.connect(toy["path"]).get_collection("c")
+    other.use_embedder("emb", Toy(dict(zip(toy["texts"], toy["old"], strict=True)), "toy-old"))
+    assert other.search_text("item 3", 1).ids.tolist() == [3]
+    toy["coll"].fit_mapping("emb", "v2", "v1", sample=200)
+    assert toy["coll"].backfill("emb", "v2", batch_size=100, progress=False)["switched"]
+    with pytest.raises(ModelMismatch, match="switched to it by a backfill"):
+        other.search_text("item 3", 1)
+    with pytest.raises(ModelMismatch, match="switched to it by a backfill"):
+        other.add_texts(["item 3"], [5000])
+    assert len(other) == 240
+    other.use_embedder("emb", toy["emb"])  # the new model's: allowed now, and right
+    assert other.search_text("item 3", 1).ids.tolist() == [3]
+
+
 class Gated(Toy):
     """The toy model, embedding one batch per ``gate.release()``."""
 

@@ -197,7 +197,9 @@ class ServerState:
         self.mutex = threading.Lock()  # the handle cache of Database is not thread-safe
         self.closing = False
         self._embedders: dict[ModelSpec, Any] = {}  # one loaded model per spec
-        self._attached: weakref.WeakSet[Collection] = weakref.WeakSet()
+        # the models whose embedders each handle has attached, per field
+        self._attached: weakref.WeakKeyDictionary[Collection, dict[str, ModelSpec]] = \
+            weakref.WeakKeyDictionary()
         self.last_search: dict[str, float] = {}  # seconds, per collection (see timed)
         # CPU-bound searches beyond one per CPU only contend: 32 clients' exact scans at once
         # (BLAS) ran 11x slower in all than one per CPU; the workers share the CPUs
@@ -272,12 +274,14 @@ class ServerState:
     def attach_embedders(self, c: Collection) -> None:
         """Attach to each field of ``c`` that records a model the embedder of that model
         (loaded once per worker from the installed model packages; :class:`MissingExtra`
-        names what to install), once per handle."""
+        names what to install). Checked on each text call: a backfill (a job's process,
+        another worker) may have switched a field to a new model since, whose embedder then
+        replaces the old one."""
         from ..embed.registry import embedder_for
 
-        if c in self._attached:
-            return
         models = {f: m for f in c.schema.fields if (m := c.model_of(f)) is not None}
+        if self._attached.get(c) == models:
+            return
         for model in models.values():  # loaded outside the mutex (seconds): see timed
             if model not in self._embedders:
                 try:
@@ -288,7 +292,7 @@ class ServerState:
             for fname, model in models.items():
                 if self._embedders[model] is not None:
                     c.use_embedder(fname, self._embedders[model])
-            self._attached.add(c)
+            self._attached[c] = models
 
 
 def _check_args(fn: Callable[..., Any], args: dict[str, Any]) -> None:

@@ -86,10 +86,23 @@ class Embedders:
         self.embedders[name] = embedder
 
     def _embedder(self, field: str) -> Any:
+        """The embedder attached to ``field``, while its model is still the field's: a
+        backfill in another handle or process may have switched the field to a new model
+        since it was attached (that one's vectors would land in the wrong space)."""
         if field not in self.embedders:
             raise UnknownField(f"field {field!r} has no embedder attached; call "
                                f"use_embedder({field!r}, embedder) first")
-        return self.embedders[field]
+        embedder = self.embedders[field]
+        with self.store.mutex:
+            self.store.refresh()
+            recorded = self.store.models.get(field)
+        if recorded is not None and embedder.spec != recorded:
+            raise ModelMismatch(
+                f"field {field!r} now holds vectors of {recorded.name!r} (revision "
+                f"{recorded.revision!r}), switched to it by a backfill since its embedder "
+                f"{embedder.spec.name!r} (revision {embedder.spec.revision!r}) was attached; "
+                f"attach that model's embedder with use_embedder({field!r}, embedder)")
+        return embedder
 
     def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
                   payloads: Sequence[dict[str, Any] | None] | None = None, *,
