@@ -88,7 +88,10 @@ def test_items_round_trip_with_payloads_and_vectors(db: Any) -> None:
     payloads = [{"n": i, "tag": "é" * i, "nested": {"a": [1, 2.5, None]}} for i in range(4)]
     c.add([1, 2, "x", "ü🙂", -(2**63)], {"v": v, "h": h}, payloads + [None])
     assert len(c) == 5
-    assert 1 in c and "ü🙂" in c and 3 not in c and 1.5 not in c
+    assert 1 in c and "ü🙂" in c and 3 not in c and 1.5 not in c and object() not in c
+    for call in (c.get, c.delete):  # values JSON cannot carry: typed as embedded
+        with pytest.raises(InvalidId):
+            call([2, object()])
     assert sorted(map(str, c)) == sorted(map(str, [1, 2, "x", "ü🙂", -(2**63)]))
     got = c.get([2, "missing", "ü🙂", -(2**63)])
     assert got[1] is None
@@ -117,6 +120,11 @@ def test_items_round_trip_with_payloads_and_vectors(db: Any) -> None:
     ([7], "one", ["not an object"], InvalidPayload),
     ([7], "one", [{}, {}], InvalidPayload),
     ([7], {"nope": "one"}, None, UnknownField),
+    # values JSON cannot carry: the client raises what the embedded call does
+    ([object()], "one", None, InvalidId),
+    ([7], "one", [{"tags": {"a", "b"}}], InvalidPayload),
+    ([7], "one", [{"raw": b"x"}], InvalidPayload),
+    ([7], "one", [object()], InvalidPayload),
 ])
 def test_bad_writes_raise_the_same_typed_error_and_change_nothing(
         db: Any, ids: list[Any], vectors: Any, payloads: Any, error: type) -> None:
@@ -169,6 +177,9 @@ def test_search_matches_exact_and_keeps_the_query_shape(db: Any) -> None:
     ({"field": "nope"}, UnknownField),
     ({"field": {}}, UnknownField),  # found by the fuzzer: was a TypeError (a 500)
     ({"target_recall": 1.5}, InvalidArgument),
+    ({"k": object()}, InvalidArgument),  # values JSON cannot carry (a client must not send)
+    ({"filter": {"g": {"$in": {1, 2}}}}, FilterError),
+    ({"filter": {"g": b"1"}}, FilterError),
 ])
 def test_bad_searches_raise_the_same_typed_error(db: Any, kwargs: dict[str, Any],
                                                 error: type) -> None:

@@ -178,6 +178,9 @@ def test_bulk_upload_streams_past_the_body_limit_in_batches(tmp_path: Path) -> N
             assert len(c) == 5200
             c.upload(items[200:230] + items[231:], upsert=True)  # resume
             assert len(c) == 5249
+            with pytest.raises(pv.errors.InvalidPayload):  # a set: JSON cannot carry it
+                c.upload([{"id": -5, "vectors": {"v": x[0]}, "payload": {"s": {1, 2}}}])
+            assert len(c) == 5249
     finally:
         server.stop()
 

@@ -18,14 +18,16 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import wire
+from ._validate import check_ids, check_k, check_payloads
 from .collection import Item
 from .errors import InvalidArgument, PolyvecError
+from .filters.parse import parse_filter
 from .spec import CollectionSchema, FieldSpec, ModelSpec
 from .types import SearchResult
 
@@ -66,7 +68,10 @@ class _Http:
         ``chunks``, chunked); a typed error for an error answer. A kept-alive connection the
         server closed meanwhile is opened again once (the request never reached it; a
         stream is not retried)."""
-        data = None if body is None else json.dumps(body, allow_nan=True).encode()
+        try:
+            data = None if body is None else json.dumps(body, allow_nan=True).encode()
+        except (TypeError, ValueError) as e:  # a set, bytes, an object: JSON cannot carry it
+            raise _unsendable(body, e) from None
         headers = self.headers
         if chunks is not None:
             headers = {**headers, "Content-Type": "application/x-ndjson"}
@@ -79,7 +84,7 @@ class _Http:
                 resp = conn.getresponse()
                 raw = resp.read()
                 break
-            except (http.client.HTTPException, OSError) as e:
+            except BaseException as e:  # (a streamed body's own error, a Ctrl-C too)
                 self._drop(conn)  # half-used: the thread's next call opens a new one
                 stale = isinstance(e, http.client.RemoteDisconnected | BrokenPipeError
                                    | ConnectionResetError)
@@ -107,6 +112,26 @@ class _Http:
         for conn in conns:
             conn.close()
         self._local = threading.local()
+
+
+def _unsendable(body: Mapping[str, Any], e: Exception) -> PolyvecError:
+    """The typed error the embedded call raises for a ``body`` holding a value JSON cannot
+    carry: the engine's own checks of the arguments that hold the caller's values find it
+    (an id: InvalidId, a payload: InvalidPayload, a filter: FilterError, k); InvalidArgument
+    naming the value otherwise."""
+    ids = body.get("ids")
+    checks: list[tuple[str, Callable[[Any], Any]]] = [
+        ("ids", check_ids), ("id", lambda key: check_ids([key])), ("k", check_k),
+        ("filter", parse_filter),
+        ("payloads", lambda p: check_payloads(p, len(ids) if isinstance(ids, list) else 0))]
+    for name, check in checks:
+        if name in body:
+            try:
+                check(body[name])
+            except PolyvecError as typed:
+                return typed
+    return InvalidArgument(f"request body: {e} (a client sends JSON values: dict, list, str, "
+                           "int, float, bool, None, and numpy arrays)")
 
 
 def _quote(name: str) -> str:
@@ -261,10 +286,13 @@ class RemoteCollection:
         def lines() -> Iterator[bytes]:
             for item in items:
                 vecs = item.get("vectors") or {}
-                yield (json.dumps({"id": _ids([item.get("id")])[0],
-                                   "vectors": {f: wire.encode_vectors(v)
-                                               for f, v in vecs.items()},
-                                   "payload": item.get("payload")}) + "\n").encode()
+                line = {"id": _ids([item.get("id")])[0], "payload": item.get("payload"),
+                        "vectors": {f: wire.encode_vectors(v) for f, v in vecs.items()}}
+                try:
+                    yield (json.dumps(line) + "\n").encode()
+                except (TypeError, ValueError) as e:
+                    raise _unsendable({"ids": [line["id"]], "payloads": [line["payload"]]},
+                                      e) from None
 
         query = f"?upsert={'true' if upsert else 'false'}&batch={int(batch)}"
         return dict(self._http.call("POST", f"{self._path}/bulk{query}", chunks=lines()))
