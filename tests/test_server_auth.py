@@ -19,7 +19,7 @@ from conftest import Server
 import polyvec as pv
 from polyvec.cli import main
 from polyvec.client import Client
-from polyvec.errors import Forbidden, InvalidArgument, Unauthorized
+from polyvec.errors import Forbidden, InvalidArgument, Unauthorized, UnknownCollection
 from polyvec.server.auth import KeyStore
 
 # what each route needs, by (method, path template); a new route without a row here fails
@@ -76,6 +76,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
     store = KeyStore.of(folder)
     keys = {scope: store.create(scope)[0] for scope in ("read", "write", "admin")}
     keys["admin_a"] = store.create("admin", collections=["a"])[0]
+    keys["admin_az"] = store.create("admin", collections=["a", "zz"])[0]  # zz: never made
     revoked, rec = store.create("admin")
     store.revoke(rec.id)
     keys["revoked"] = revoked
@@ -152,6 +153,21 @@ def test_scopes_allow_what_they_cover(served: tuple[Server, dict[str, str]]) -> 
     admin.drop_collection("c")
     for c in (reader, writer, only_a, admin):
         c.close()
+
+
+def test_errors_name_no_server_path_nor_collections_out_of_scope(
+        served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    with Client(server.url, api_key=keys["admin_az"]) as scoped, \
+            pytest.raises(UnknownCollection) as missing:
+        scoped.get_collection("zz")
+    with Client(server.url, api_key=keys["admin"]) as admin, \
+            pytest.raises(UnknownCollection) as dropped:
+        admin.drop_collection("nope")
+    assert "zz" in str(missing.value) and "<db>" in str(dropped.value)
+    for text in (str(missing.value), str(dropped.value)):
+        assert "'b'" not in text, text  # the embedded message lists every collection
+        assert str(server.db_path) not in text and str(server.db_path.resolve()) not in text
 
 
 def test_revoking_takes_effect_on_the_next_request(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from ..errors import (
     PolyvecError,
     RequestTooLarge,
     Unauthorized,
+    UnknownCollection,
     UnknownReport,
 )
 from ..spec import ModelSpec, field_from_dict
@@ -191,6 +192,9 @@ class ServerState:
     def __init__(self, db_path: Path, keys: KeyStore | None, max_body: int,
                  workers: int = 1, reports: Path | None = None) -> None:
         self.db: Database = connect(db_path, create=False)
+        # the folder as spelled here and resolved: redacted from error answers (_error)
+        self.roots = tuple(sorted({str(self.db.path), str(Path(db_path).resolve())},
+                                  key=len, reverse=True))
         self.reports = Path(db_path) / "reports" if reports is None else Path(reports)
         self.keys = keys
         self.max_body = max_body
@@ -268,8 +272,13 @@ class ServerState:
         return await run_in_threadpool(slotted)
 
     def collection(self, name: str) -> Collection:
+        """The handle of collection ``name``; an unknown one's error names only it (the
+        embedded message also lists the others, which a key scoped to some must not see)."""
         with self.mutex:
-            return self.db.get_collection(name)
+            try:
+                return self.db.get_collection(name)
+            except UnknownCollection:
+                raise UnknownCollection(f"no collection {name!r}") from None
 
     def attach_embedders(self, c: Collection) -> None:
         """Attach to each field of ``c`` that records a model the embedder of that model
@@ -309,8 +318,16 @@ class _Json(JSONResponse):
         return super().render(wire.jsonable(content))
 
 
-def _error(exc: BaseException) -> JSONResponse:
-    return _Json(wire.error_body(exc), status_code=wire.status_of(exc))
+def _error(exc: BaseException, roots: tuple[str, ...] = ()) -> JSONResponse:
+    """The error answer of ``exc``; each of ``roots`` (the database folder's spellings) in
+    its message and details reads ``<db>``: a client is not told where the server keeps it."""
+    def redact(v: Any) -> Any:
+        if isinstance(v, str):
+            for root in roots:
+                v = v.replace(root, "<db>")
+        return {d: redact(w) for d, w in v.items()} if isinstance(v, dict) else v
+
+    return _Json(redact(wire.error_body(exc)), status_code=wire.status_of(exc))
 
 
 class _Guard:
@@ -411,7 +428,7 @@ class _Guard:
         except Exception as e:
             if not isinstance(e, PolyvecError):  # a bug: logged, as the route's would be
                 _log.exception("search of %r", name)
-            return _error(e)
+            return _error(e, self.state.roots)
 
 
 def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
@@ -451,11 +468,11 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
 
     @app.exception_handler(PolyvecError)
     def _typed(request: Request, exc: PolyvecError) -> JSONResponse:
-        return _error(exc)
+        return _error(exc, state.roots)
 
     @app.exception_handler(Exception)
     def _untyped(request: Request, exc: Exception) -> JSONResponse:
-        return _error(exc)  # a bug: 500 with a JSON body (the server logs the traceback)
+        return _error(exc, state.roots)  # a bug: a 500 with a JSON body (and a logged traceback)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
