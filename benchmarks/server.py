@@ -8,7 +8,10 @@ cosine, its defaults) filled through its own server.
 Measured, for each system, through the client a user calls (``pv.Client``; ``chromadb``'s
 ``HttpClient``, run from Chroma's own environment ``--chroma-python``): one-query searches
 (k=10) from 1 and 32 concurrent clients (client processes x threads), polyvec with 1 and 2
-workers, and a 90% search / 10% write mix (a write is an upsert of one item with a payload).
+workers, and a 90% search / 10% write mix (a write is an upsert of one item of a random
+direction with a payload; a run first deletes what earlier runs wrote). polyvec's HNSW also
+runs with no knobs (the server's defaults), and each system's cold start is timed: a new
+server process until it answers, then a fresh client's first search.
 Each measurement runs ``--seconds``; systems alternate over ``--rounds`` rounds and the
 medians are reported. Recall@10 of each system's setting comes first, on the same queries;
 polyvec's HNSW runs at the smallest ``ef`` whose recall reaches Chroma's ("equal recall").
@@ -24,6 +27,7 @@ Results: ``benchmarks/results/server.{json,md,png}``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -66,7 +70,8 @@ def run(t):
         q, new = qs[i], 10**9 + int(rng.integers(10**6))
         t0 = time.perf_counter()
         try:
-            if rng.random() < write:
+            if rng.random() < write:  # a new item of a random direction: no query's match
+                w = rng.standard_normal(qs.shape[1]).astype(np.float32)
                 {write}
             else:
                 {search}
@@ -87,13 +92,13 @@ POLYVEC_CHILD = HARNESS.format(
     imports="from polyvec.client import Client\nknobs = json.loads(sys.argv[8])",
     connect="Client(target).get_collection(coll)",
     search="c.search(q, k=10, **knobs)",
-    write="c.upsert([new], q[None], [{'w': t}])")
+    write="c.upsert([new], w[None], [{'w': t}])")
 CHROMA_CHILD = HARNESS.format(
     imports="import chromadb",
     connect="chromadb.HttpClient(host=target.split(':')[0], "
             "port=int(target.split(':')[1])).get_collection(coll)",
     search="c.query(query_embeddings=[q.tolist()], n_results=10)",
-    write="c.upsert(ids=[str(new)], embeddings=[q.tolist()], metadatas=[{'w': t}])")
+    write="c.upsert(ids=[str(new)], embeddings=[w.tolist()], metadatas=[{'w': t}])")
 
 CHROMA_BUILD = r"""
 import sys, numpy as np, chromadb
@@ -106,7 +111,38 @@ if coll not in names:
     for lo in range(0, len(x), 1000):
         c.add(ids=[str(i) for i in range(lo, min(len(x), lo + 1000))],
               embeddings=x[lo:lo + 1000].tolist())
-print(client.get_collection(coll).count(), flush=True)
+c = client.get_collection(coll)
+c.delete(where={"w": {"$gte": 0}})  # the items an earlier run's writes added
+print(c.count(), flush=True)
+"""
+
+CHROMA_FORGET = r"""
+import sys, chromadb
+host, port, coll = sys.argv[1:4]
+chromadb.HttpClient(host=host, port=int(port)).get_collection(coll).delete(
+    where={"w": {"$gte": 0}})
+"""
+
+# a fresh client's first search of a server just started (the server's cold start)
+POLYVEC_FIRST = r"""
+import json, sys, time, numpy as np
+from polyvec.client import Client
+target, coll, qfile, knobs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+q = np.load(qfile)[0]
+c = Client(target).get_collection(coll)
+t = time.perf_counter()
+c.search(q, k=10, **knobs)
+print(json.dumps({"first_ms": (time.perf_counter() - t) * 1e3}), flush=True)
+"""
+CHROMA_FIRST = r"""
+import json, sys, time, numpy as np, chromadb
+target, coll, qfile = sys.argv[1], sys.argv[2], sys.argv[3]
+q = np.load(qfile)[0]
+host, port = target.split(":")
+c = chromadb.HttpClient(host=host, port=int(port)).get_collection(coll)
+t = time.perf_counter()
+c.query(query_embeddings=[q.tolist()], n_results=10)
+print(json.dumps({"first_ms": (time.perf_counter() - t) * 1e3}), flush=True)
 """
 
 CHROMA_IDS = r"""
@@ -137,8 +173,34 @@ def wait_http(url: str, proc: subprocess.Popen[Any], what: str, timeout: float =
             with urllib.request.urlopen(url, timeout=1):
                 return
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.02)
     raise RuntimeError(f"{what} did not come up at {url}")
+
+
+def cold_start(server: list[str], probe: str, first: list[str]) -> dict[str, float]:
+    """Start ``server``, time until ``probe`` answers, then a fresh client process's first
+    search (``first`` prints ``{"first_ms"}``), and stop the server."""
+    t = time.perf_counter()
+    p = subprocess.Popen(server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    try:
+        wait_http(probe, p, server[0])
+        ready = time.perf_counter() - t
+        got = subprocess.run(first, check=True, capture_output=True, text=True)
+        return {"ready_s": ready, **json.loads(got.stdout.strip().splitlines()[-1])}
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(20)
+
+
+def forget_writes(c: Any, n: int) -> None:
+    """Delete what the mix's writes added to collection ``c`` (ids past the ``n`` base
+    items), and compact them away."""
+    written = [i for i in c if i >= n]
+    if written:
+        c.delete(written)
+        c.compact()
+        c.wait_for_maintenance()
 
 
 def build_polyvec(folder: Path, x: np.ndarray) -> None:
@@ -147,6 +209,7 @@ def build_polyvec(folder: Path, x: np.ndarray) -> None:
     db = pv.connect(folder)
     for name, index in (("exact", None), ("hnsw", "HNSW32,SQ8,Refine")):
         if name in db.list_collections():
+            forget_writes(db.get_collection(name), len(x))  # an interrupted run's writes
             continue
         c = db.create_collection(name, {"v": pv.Dense(384)})
         for lo in range(0, len(x), 10_000):
@@ -270,6 +333,8 @@ def main() -> None:
                 lat.append(time.perf_counter() - t0)
             return float(np.percentile(np.asarray(lat) * 1e3, 50))
 
+        out["polyvec_hnsw_default_recall"] = recall(hnsw.search(q, k=K).ids.astype(np.int64),
+                                                    truth)
         scenarios: list[tuple[str, Any]] = []
         for name, kn in (("exact", {}), ("hnsw", knobs)):
             for workers in (1, 2):
@@ -279,6 +344,9 @@ def main() -> None:
             for workers in (1, 2):
                 scenarios.append((f"polyvec {name} {workers}w 32c mix",
                                   ("polyvec", servers[workers], name, kn, 32, 0.1)))
+        for workers, clients in ((1, 1), (1, 32), (2, 32)):  # no knobs: the server's defaults
+            scenarios.append((f"polyvec hnsw defaults {workers}w {clients}c",
+                              ("polyvec", servers[workers], "hnsw", {}, clients, 0.0)))
         if chroma:
             for clients in (1, 32):
                 scenarios.append((f"chroma hnsw {clients}c",
@@ -300,16 +368,46 @@ def main() -> None:
                     cmd = [args.chroma_python, "-c", CHROMA_CHILD, f"{host}:{port}", *tail]
                 res = Load(cmd, nproc).run()
                 runs[label].append(res)
+                if write:  # the written items go, so every measurement sees the same data
+                    if system == "polyvec":
+                        forget_writes(emb.get_collection(coll), len(x))
+                    else:
+                        subprocess.run([args.chroma_python, "-c", CHROMA_FORGET, host,
+                                        str(port), coll], check=True, capture_output=True)
                 print(f"round {rnd} {label:28s} {res['qps']:8.0f} QPS  p50 "
                       f"{res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms  "
                       f"errors {res['errors']}", flush=True)
         emb.close()
+        if chroma:  # its folder is free for a fresh server now (polyvec's is shared anyway)
+            os.killpg(procs[-1].pid, signal.SIGTERM)
+            procs[-1].wait(20)
+        cold: dict[str, list[dict[str, float]]] = {"polyvec": [], "chroma": []}
+        for rnd in range(args.rounds):  # a new server process's first search, alternated
+            port = free_port()
+            cold["polyvec"].append(cold_start(
+                [sys.executable, "-m", "polyvec.cli", "--db", str(folder), "serve", "--port",
+                 str(port)], f"http://127.0.0.1:{port}/healthz",
+                [sys.executable, "-c", POLYVEC_FIRST, f"http://127.0.0.1:{port}", "hnsw",
+                 str(qfile), "{}"]))
+            if chroma:
+                port = free_port()
+                cold["chroma"].append(cold_start(
+                    [str(Path(args.chroma_python).parent / "chroma"), "run", "--path",
+                     str(args.workdir / "chroma"), "--port", str(port)],
+                    f"http://127.0.0.1:{port}/api/v2/heartbeat",
+                    [args.chroma_python, "-c", CHROMA_FIRST, f"127.0.0.1:{port}", "debian",
+                     str(qfile)]))
+            print(f"round {rnd} cold start {cold}", flush=True)
+        out["cold_start"] = {system: {k: statistics.median(r[k] for r in rs)
+                                      for k in ("ready_s", "first_ms")}
+                             for system, rs in cold.items() if rs}
     finally:
         for p in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # (Chroma's may be stopped)
                 os.killpg(p.pid, signal.SIGTERM)
+            try:
                 p.wait(20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
 
     med = {label: {k: statistics.median(r[k] for r in rs) for k in ("qps", "p50_ms", "p99_ms")}
@@ -325,6 +423,8 @@ def main() -> None:
                                 / med["chroma hnsw 32c"]["qps"] for w in (1, 2)}
         out["vs_chroma_32c_mix"] = {f"{w}w": med[f"polyvec hnsw {w}w 32c mix"]["qps"]
                                     / med["chroma hnsw 32c mix"]["qps"] for w in (1, 2)}
+        out["vs_chroma_32c_defaults"] = {f"{w}w": med[f"polyvec hnsw defaults {w}w 32c"]["qps"]
+                                         / med["chroma hnsw 32c"]["qps"] for w in (1, 2)}
     out["wall_s"] = round(time.perf_counter() - t_start, 1)
     rows = [[label, f"{m['qps']:,.0f}", f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}", m["errors"]]
             for label, m in med.items()]
@@ -339,11 +439,23 @@ def main() -> None:
             f"exact {overhead['exact']:.2f} ms, HNSW {overhead['hnsw']:.2f} ms "
             f"(embedded p50 {out['embedded_p50_ms']['exact']:.2f} / "
             f"{out['embedded_p50_ms']['hnsw']:.2f} ms)."]
+    if out.get("cold_start"):
+        text.append("\nA new server process (1 worker) until it answers its probe, then a "
+                    "fresh client's first search (polyvec: HNSW at the server's defaults): "
+                    + "; ".join(f"{system} ready {c['ready_s']:.2f} s, first search "
+                                f"{c['first_ms']:.1f} ms"
+                                for system, c in out["cold_start"].items()) + ".")
+    text.append(f"\npolyvec HNSW at the server's default settings (no knobs): recall "
+                f"{out['polyvec_hnsw_default_recall']:.3f}.")
     if chroma:
         text.append("\npolyvec / Chroma at 32 clients (search): "
                     + ", ".join(f"{k} {v:.2f}x" for k, v in out["vs_chroma_32c"].items())
                     + "; 90/10 mix: "
-                    + ", ".join(f"{k} {v:.2f}x" for k, v in out["vs_chroma_32c_mix"].items()))
+                    + ", ".join(f"{k} {v:.2f}x" for k, v in out["vs_chroma_32c_mix"].items())
+                    + "; at the server's default settings (recall "
+                    f"{out['polyvec_hnsw_default_recall']:.3f}): "
+                    + ", ".join(f"{k} {v:.2f}x"
+                                for k, v in out["vs_chroma_32c_defaults"].items()))
     text.append(f"\nWall {out['wall_s']} s. Command: `PYTHONPATH=benchmarks python "
                 f"benchmarks/server.py --workdir {args.workdir}"
                 + (f" --chroma-python {args.chroma_python}" if args.chroma_python else "")
