@@ -52,6 +52,7 @@ EFS = [16, 24, 32, 48, 64, 96, 128, 192]
 # SECONDS; CONNECT, SEARCH and WRITE are each system's own client calls
 HARNESS = r"""
 import json, sys, threading, time, numpy as np
+import numpy.random  # before the threads: its lazy import races (a RecursionError)
 {imports}
 target, coll, threads, seconds, write, seed, qfile = sys.argv[1:8]
 threads, seconds, write = int(threads), float(seconds), float(write)
