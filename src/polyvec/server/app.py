@@ -64,6 +64,7 @@ _REPORT_TYPES = {".png": "image/png", ".md": "text/markdown; charset=utf-8",
                  ".json": "application/json"}
 _REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,200}$")  # a file of that folder
 INLINE_S = 0.002  # a search this fast runs on the event loop (see ServerState.timed)
+ALONE_S = 0.025  # one this fast too, while it is the worker's only request
 _log = logging.getLogger("polyvec.server")
 STATIC = Path(__file__).parent / "static"  # the dashboard's assets, shipped in the package
 
@@ -215,6 +216,7 @@ class ServerState:
                                             thread_name_prefix="polyvec-search")
         self.metrics = Metrics()
         self.jobs = Jobs(db_path)
+        self.in_flight = 0  # requests this worker is answering (counted by _Guard)
 
     async def admit(self, headers: Mapping[str, str], scope: str,
                     name: str | None) -> ApiKey | None:
@@ -255,10 +257,10 @@ class ServerState:
 
     async def timed(self, name: str, fn: Callable[[], Any]) -> Any:
         """``fn()`` (a search of collection ``name``) on the event loop when the last one
-        took under ``INLINE_S``, else on the thread pool: a thread hop costs ~0.4 ms here,
-        most of a fast search's answer, while a slow search must not hold the loop (one
-        slow search may, then the collection's searches move to the pool until one is
-        fast again)."""
+        took under ``INLINE_S`` (or ``ALONE_S`` while no other request is in flight), else
+        on the search executor: a thread hop costs ~0.4 ms here, most of a fast search's
+        answer, while a slow search must not hold the loop (one slow search may, then the
+        collection's searches move to the executor until one is fast again)."""
         def measured() -> Any:
             t = time.thread_time()  # CPU time: a search preempted under load is not slow
             try:
@@ -266,7 +268,9 @@ class ServerState:
             finally:
                 self.last_search[name] = time.thread_time() - t
 
-        if self.last_search.get(name, 0.0) < INLINE_S and not self.mutex.locked():
+        last = self.last_search.get(name, 0.0)
+        if (last < INLINE_S or (last < ALONE_S and self.in_flight == 1)) \
+                and not self.mutex.locked():
             # (a locked mutex: a handle opening or a model loading; the loop must not wait)
             return measured()
 
@@ -366,6 +370,7 @@ class _Guard:
             await _error(too_large)(scope, receive, send)
             return
         seen, status, route, t = 0, 500, None, time.perf_counter()
+        state.in_flight += 1  # (on the event loop: no lock)
 
         async def counted() -> Any:
             nonlocal seen
@@ -409,6 +414,7 @@ class _Guard:
                 return
             await self.app(scope, counted, sent)
         finally:
+            state.in_flight -= 1
             if route is None:
                 route = getattr(scope.get("route"), "path", "unmatched")
             state.metrics.observe(scope["method"], route, status, time.perf_counter() - t)
