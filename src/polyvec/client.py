@@ -18,16 +18,14 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import wire
-from ._validate import check_ids, check_k, check_payloads
 from .collection import Item
-from .errors import InvalidArgument, PolyvecError
-from .filters.parse import parse_filter
+from .errors import FilterError, InvalidArgument, InvalidId, InvalidPayload, PolyvecError
 from .spec import CollectionSchema, FieldSpec, ModelSpec
 from .types import SearchResult
 
@@ -114,24 +112,48 @@ class _Http:
         self._local = threading.local()
 
 
+# the typed error of each argument the embedded API checks for values JSON cannot carry
+_UNSENDABLE: dict[str, type[PolyvecError]] = {
+    "ids": InvalidId, "id": InvalidId, "payloads": InvalidPayload, "filter": FilterError}
+
+
 def _unsendable(body: Mapping[str, Any], e: Exception) -> PolyvecError:
-    """The typed error the embedded call raises for a ``body`` holding a value JSON cannot
-    carry: the engine's own checks of the arguments that hold the caller's values find it
-    (an id: InvalidId, a payload: InvalidPayload, a filter: FilterError, k); InvalidArgument
-    naming the value otherwise."""
-    ids = body.get("ids")
-    checks: list[tuple[str, Callable[[Any], Any]]] = [
-        ("ids", check_ids), ("id", lambda key: check_ids([key])), ("k", check_k),
-        ("filter", parse_filter),
-        ("payloads", lambda p: check_payloads(p, len(ids) if isinstance(ids, list) else 0))]
-    for name, check in checks:
-        if name in body:
-            try:
-                check(body[name])
-            except PolyvecError as typed:
-                return typed
-    return InvalidArgument(f"request body: {e} (a client sends JSON values: dict, list, str, "
-                           "int, float, bool, None, and numpy arrays)")
+    """The typed error for a ``body`` holding a value JSON cannot carry (a set, bytes, an
+    object): of the class the embedded call raises for that argument (an id: InvalidId, a
+    payload: InvalidPayload, a filter: FilterError; InvalidArgument otherwise), naming
+    where the value is."""
+    for name, value in body.items():
+        found = _first_unsendable(value, name)
+        if found is not None:
+            where, bad = found
+            cls = _UNSENDABLE.get(name, InvalidArgument)
+            message = (f"expected JSON values (dict, list, str, int, float, bool, None), got "
+                       f"{type(bad).__name__}")
+            if cls is FilterError:  # its path: within the filter, as the parser names one
+                return FilterError(message, where.removeprefix("filter").lstrip("."))
+            return cls(f"{where}: {message}")
+    return InvalidArgument(f"request body: {e}")
+
+
+def _first_unsendable(value: Any, where: str) -> tuple[str, Any] | None:
+    """The path and value of the first part of ``value`` JSON cannot carry, if any."""
+    if value is None or isinstance(value, str | int | float):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                return f"{where}.{key!r}", key
+            found = _first_unsendable(item, f"{where}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _first_unsendable(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return where, value
 
 
 def _quote(name: str) -> str:
