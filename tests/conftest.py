@@ -85,16 +85,23 @@ def wait_forked(pid: int, what: str, timeout: float = 60.0) -> None:
     pytest.fail(f"the forked child's {what} hung")
 
 
-def server_extra() -> None:
-    """Skip (fail under CI) a test that needs the ``[server]`` extra when it is missing."""
+def extra(name: str, *modules: str) -> None:
+    """Skip (fail under CI) a test, or a whole module when called at its top, that needs the
+    extra ``[name]`` (providing ``modules``) when it is missing."""
     import importlib.util
 
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        msg = f"needs the [server] extra ({', '.join(missing)} missing): pip install -e '.[server]'"
+        msg = (f"needs the [{name}] extra ({', '.join(missing)} missing): "
+               f"pip install -e '.[{name}]'")
         if in_ci():
             pytest.fail(f"{msg}; CI=true requires it", pytrace=False)
-        pytest.skip(msg)
+        pytest.skip(msg, allow_module_level=True)
+
+
+def server_extra() -> None:
+    """Skip (fail under CI) a test that needs the ``[server]`` extra when it is missing."""
+    extra("server", "fastapi", "uvicorn")
 
 
 def free_port() -> int:

@@ -63,6 +63,8 @@ FORBIDDEN = {
     "wire": TOP_LEVEL - {"errors", "types"},
     "server": BELOW_FACADE | {"cli", "eval", "client", "models"},
     "client": BELOW_FACADE | {"cli", "eval", "server", "embed", "models", "db"},
+    # framework stores: the public API (a collection, a client's too) and the embedders
+    "integrations": BELOW_FACADE | {"cli", "eval", "server", "client", "models", "wire"},
     **{m: FACADE | {"eval", "embed"} for m in ENGINE_INTERNALS - {"_buffers", "_validate"}},
     "_buffers": TOP_LEVEL - {"errors"},  # a leaf of the write path
     "_validate": FACADE | ENGINE_INTERNALS | {"eval", "embed", "storage", "index",

@@ -1,0 +1,7 @@
+"""Stores for retrieval frameworks, each over a polyvec collection (the folder is the store).
+
+- :mod:`polyvec.integrations.langchain`: ``PolyvecVectorStore``, a LangChain ``VectorStore``
+  (extra ``[langchain]``).
+
+Each module imports its framework when it is imported; polyvec itself never does.
+"""
