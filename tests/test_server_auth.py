@@ -36,6 +36,7 @@ SCOPE = {
     ("POST", "/v1/collections/{name}/contains"): "read",
     ("GET", "/v1/collections/{name}/count"): "read",
     ("GET", "/v1/collections/{name}/ids"): "read",
+    ("POST", "/v1/collections/{name}/find"): "read",
     ("POST", "/v1/collections/{name}/select"): "read",
     ("POST", "/v1/collections/{name}/search"): "read",
     ("POST", "/v1/collections/{name}/search_text"): "read",

@@ -167,6 +167,21 @@ def test_search_matches_exact_and_keeps_the_query_shape(db: Any) -> None:
     assert len(big.ids) == 300
 
 
+def test_find_gives_the_ids_a_filter_selects_in_order(db: Any) -> None:
+    rng = np.random.default_rng(4)
+    c = _new(db, indexed=["g"])
+    c.add([5, "b", 3, "a"], {"v": unit(rng, 4, 8)},
+          [{"g": 1, "t": "x"}, {"g": 2}, {"g": 1}, {"g": 1, "t": "y"}])
+    c.upsert([5], {"v": unit(rng, 1, 8)}, [{"g": 1}])  # an update: 5 moves last
+    c.delete([3])
+    assert c.find({"g": 1}) == ["a", 5]
+    assert c.find() == c.find(None) == ["b", "a", 5] == list(c)
+    assert c.find({"t": {"$exists": True}}) == ["a"]  # a path without a column
+    assert c.find({"g": 9}) == []
+    with pytest.raises(FilterError):
+        c.find({"g": {"$bogus": 1}})
+
+
 @pytest.mark.parametrize(("kwargs", "error"), [
     ({"query": np.ones(7, np.float32)}, DimensionMismatch),
     ({"query": np.full(8, np.nan, np.float32)}, InvalidVector),

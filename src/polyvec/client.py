@@ -436,6 +436,9 @@ class RemoteCollection:
                      {f: wire.decode_vectors(v, f) for f, v in it["vectors"].items()})
                 for it in items]
 
+    def find(self, filter: Mapping[str, Any] | None = None) -> list[int | str]:
+        return list(self._call("POST", "find", {"filter": filter})["ids"])
+
     def select(self, filter: Mapping[str, Any] | None) -> np.ndarray:
         return np.asarray(self._call("POST", "select", {"filter": filter})["seqs"],
                           dtype=np.int64)

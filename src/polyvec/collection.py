@@ -224,6 +224,16 @@ class Collection:
             return snap.live_seqs.copy()
         return snap.seqs[mask]
 
+    def find(self, filter: Mapping[str, Any] | None = None) -> list[int | str]:
+        """The ids of the live items matching ``filter`` (every item's with ``None``), in
+        insertion/update order: the selection a filtered search makes, as ids (for deleting
+        or fetching what a filter picks)."""
+        node = parse_filter(filter)
+        snap, mask = self._selection(node)
+        if mask is None:
+            return snap.live_keys()
+        return list(snap.keys.take(np.flatnonzero(mask)).tolist())
+
     def search(self, query: Any, k: int = 10, *, field: str | None = None,
                filter: Mapping[str, Any] | None = None, target_recall: float | None = None,
                ef: int | None = None, nprobe: int | None = None,

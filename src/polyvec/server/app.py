@@ -625,6 +625,10 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
         stop = None if limit is None else offset + limit
         return {"ids": list(itertools.islice(it, offset, stop))}
 
+    @app.post("/v1/collections/{name}/find")
+    def find(name: str, body: Select, key: ApiKey | None = read) -> dict[str, Any]:
+        return {"ids": coll(name).find(body.filter)}
+
     @app.post("/v1/collections/{name}/select")
     def select(name: str, body: Select, key: ApiKey | None = read) -> dict[str, Any]:
         return {"seqs": coll(name).select(body.filter).tolist()}
