@@ -2,6 +2,8 @@
 
 - :mod:`polyvec.integrations.langchain`: ``PolyvecVectorStore``, a LangChain ``VectorStore``
   (extra ``[langchain]``).
+- :mod:`polyvec.integrations.llamaindex`: ``PolyvecVectorStore``, a LlamaIndex vector store,
+  and ``PolyvecEmbedding`` (extra ``[llamaindex]``).
 
 Each module imports its framework when it is imported; polyvec itself never does.
 """
