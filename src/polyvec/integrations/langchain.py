@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument, MissingExtra
+from ._target import Target
 
 try:
     from langchain_core.documents import Document
@@ -94,27 +95,13 @@ class PolyvecVectorStore(VectorStore):
                  path: str | os.PathLike[str] | None = None,
                  collection_name: str = "langchain", collection: Any = None,
                  field: str = "vector", metric: str = "cosine") -> None:
-        if (path is None) == (collection is None):
-            raise InvalidArgument("PolyvecVectorStore: expected a database folder (path=) or "
-                                  "an open collection (collection=), exactly one")
-        self._field, self._metric, self._name = field, metric, collection_name
-        self._db: Any = None
-        self._coll = collection
-        if path is not None:
-            import polyvec
-
-            self._db = polyvec.connect(path)
-            if collection_name in self._db.list_collections():
-                self._coll = self._db.get_collection(collection_name)
-        if self._coll is not None:
-            spec = dict(self._coll.schema.vectors).get(field)
-            if spec is None:
-                raise InvalidArgument(f"collection {collection_name!r} has no vector field "
-                                      f"{field!r} (pass field=...)")
-            self._metric = spec.metric
+        self._target = Target(path, collection, collection_name, field, metric,
+                              "PolyvecVectorStore")
+        self._field = field
         self._model: Any = None  # a polyvec embedder's spec: recorded on the field
         if embedding is None:
-            model = None if self._coll is None else self._coll.model_of(field)
+            coll = self._target.coll
+            model = None if coll is None else coll.model_of(field)
             if model is None:
                 raise InvalidArgument(
                     f"embedding: none given, and field {field!r} of collection "
@@ -138,12 +125,15 @@ class PolyvecVectorStore(VectorStore):
     @property
     def collection(self) -> Any:
         """The polyvec collection (``None`` until the first write made it)."""
-        return self._coll
+        return self._target.coll
+
+    @property
+    def _coll(self) -> Any:
+        return self._target.coll
 
     def close(self) -> None:
         """Close the database this store opened (not a collection it was given)."""
-        if self._db is not None:
-            self._db.close()
+        self._target.close()
 
     # -- writing --------------------------------------------------------------------------------
     def add_texts(self, texts: Iterable[str], metadatas: list[dict[str, Any]] | None = None,
@@ -248,9 +238,10 @@ class PolyvecVectorStore(VectorStore):
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         """Scores as relevance in [0, 1]: cosine (s + 1) / 2, L2 1 - distance / sqrt(2)
         (unit vectors' distances lie in [0, 2]), dot the sigmoid of the score."""
-        if self._metric == "cosine":
+        metric = self._target.metric
+        if metric == "cosine":
             return lambda s: (1.0 + s) / 2.0
-        if self._metric == "l2":
+        if metric == "l2":
             return lambda s: 1.0 - math.sqrt(max(-s, 0.0)) / math.sqrt(2.0)
         return lambda s: 1.0 / (1.0 + math.exp(-s))
 
@@ -271,13 +262,10 @@ class PolyvecVectorStore(VectorStore):
                         metadata=dict(payload.get(META) or {}))
 
     def _made(self, dim: int) -> Any:
-        """The collection, created for vectors of ``dim`` on the first write."""
-        if self._coll is None:
-            import polyvec
-
-            self._coll = self._db.create_collection(
-                self._name, {self._field: polyvec.Dense(dim, metric=self._metric)},
-                exist_ok=True)
-            if self._model is not None:
-                self._coll.use_embedder(self._field, self._model)  # records its model
-        return self._coll
+        """The collection, made for vectors of ``dim`` on the first write (recording the
+        model of a polyvec embedder on its field)."""
+        new = self._target.coll is None
+        coll = self._target.made(dim)
+        if new and self._model is not None:
+            coll.use_embedder(self._field, self._model)
+        return coll

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument, MissingExtra
+from ._target import Target
 
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -117,40 +118,31 @@ class PolyvecVectorStore(BasePydanticVectorStore):
     stores_text: bool = True
     flat_metadata: bool = False
 
-    _coll: Any = PrivateAttr()
-    _db: Any = PrivateAttr()
-    _name: str = PrivateAttr()
-    _field: str = PrivateAttr()
-    _metric: str = PrivateAttr()
+    _target: Target = PrivateAttr()
 
     def __init__(self, *, path: str | os.PathLike[str] | None = None,
                  collection_name: str = "llamaindex", collection: Any = None,
                  field: str = "vector", metric: str = "cosine") -> None:
         super().__init__(stores_text=True)
-        if (path is None) == (collection is None):
-            raise InvalidArgument("PolyvecVectorStore: expected a database folder (path=) or "
-                                  "an open collection (collection=), exactly one")
-        self._name, self._field, self._metric = collection_name, field, metric
-        self._db, self._coll = None, collection
-        if path is not None:
-            import polyvec
-
-            self._db = polyvec.connect(path)
-            if collection_name in self._db.list_collections():
-                self._coll = self._db.get_collection(collection_name)
-        if self._coll is not None and field not in dict(self._coll.schema.vectors):
-            raise InvalidArgument(f"collection {collection_name!r} has no vector field "
-                                  f"{field!r} (pass field=...)")
+        self._target = Target(path, collection, collection_name, field, metric,
+                              "PolyvecVectorStore")
 
     @property
     def client(self) -> Any:
         """The polyvec collection (``None`` until the first add made it)."""
-        return self._coll
+        return self._target.coll
+
+    @property
+    def _coll(self) -> Any:
+        return self._target.coll
+
+    @property
+    def _field(self) -> str:
+        return self._target.field
 
     def close(self) -> None:
         """Close the database this store opened (not a collection it was given)."""
-        if self._db is not None:
-            self._db.close()
+        self._target.close()
 
     # -- writing --------------------------------------------------------------------------------
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
@@ -167,13 +159,7 @@ class PolyvecVectorStore(BasePydanticVectorStore):
         payloads = [{**node_to_metadata_dict(n, remove_text=False,
                                              flat_metadata=self.flat_metadata),
                      NODE_ID: n.node_id} for n in nodes]
-        if self._coll is None:
-            import polyvec
-
-            self._coll = self._db.create_collection(
-                self._name, {self._field: polyvec.Dense(vectors.shape[1], metric=self._metric)},
-                exist_ok=True)
-        self._coll.upsert(ids, {self._field: vectors}, payloads)
+        self._target.made(vectors.shape[1]).upsert(ids, {self._field: vectors}, payloads)
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:

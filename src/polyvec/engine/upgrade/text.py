@@ -93,9 +93,7 @@ class Embedders:
             raise UnknownField(f"field {field!r} has no embedder attached; call "
                                f"use_embedder({field!r}, embedder) first")
         embedder = self.embedders[field]
-        with self.store.mutex:
-            self.store.refresh()
-            recorded = self.store.models.get(field)
+        recorded = self.model_of(field)
         if recorded is not None and embedder.spec != recorded:
             raise ModelMismatch(
                 f"field {field!r} now holds vectors of {recorded.name!r} (revision "
@@ -140,9 +138,7 @@ class Embedders:
             return self.coll.search(vecs[0] if single else vecs, k,
                                field=name, filter=filter, model=model)
         if embedder is not None:
-            with self.store.mutex:
-                self.store.refresh()
-                recorded = self.store.models.get(name)
+            recorded = self.model_of(name)
             if recorded is not None and embedder.spec != recorded:
                 raise ModelMismatch(
                     f"field {name!r} holds vectors of {recorded.name!r} (revision "
