@@ -108,9 +108,10 @@ def test_the_faq_questions_find_their_answers(faq: dict[str, Any]) -> None:
 
 
 EMB = {name: list(np.random.default_rng(i).standard_normal(8)) for i, name in
-       enumerate(["a1", "a2", "b1", "c1", "c2", "c3"])}
+       enumerate(["a1", "a2", "b1", "c1", "c2", "c3", "d1"])}
 META = {"a1": {"n": 1, "tag": "x"}, "a2": {"n": 2, "tag": "y"}, "b1": {"n": 3},
-        "c1": {"n": 4, "tag": "x"}, "c2": {"n": 5, "tag": None}, "c3": {"n": 6, "tag": "z"}}
+        "c1": {"n": 4, "tag": "x"}, "c2": {"n": 5, "tag": None}, "c3": {"n": 6, "tag": "z"},
+        "d1": {"n": 7, "tag": ""}}
 
 
 @pytest.fixture()
@@ -121,7 +122,7 @@ def small(tmp_path: Path) -> Iterator[PolyvecVectorStore]:
     store.close()
 
 
-def _query(store: PolyvecVectorStore, k: int = 6, **kw: Any) -> list[str]:
+def _query(store: PolyvecVectorStore, k: int = len(META), **kw: Any) -> list[str]:
     return store.query(VectorStoreQuery(query_embedding=EMB["a1"], similarity_top_k=k,
                                         **kw)).ids or []
 
@@ -133,7 +134,7 @@ def _query(store: PolyvecVectorStore, k: int = 6, **kw: Any) -> list[str]:
     (FilterOperator.LT, 4, None), (FilterOperator.LTE, 4, None),
     (FilterOperator.IN, ["x", "z"], lambda m: m.get("tag") in ("x", "z")),
     (FilterOperator.NIN, ["x", "z"], lambda m: m.get("tag") not in ("x", "z")),
-    (FilterOperator.IS_EMPTY, None, lambda m: m.get("tag") is None),
+    (FilterOperator.IS_EMPTY, None, lambda m: m.get("tag") in (None, "")),
 ])
 def test_each_operator_selects_what_the_reference_does(small: PolyvecVectorStore,
                                                       op: FilterOperator, value: Any,
@@ -161,7 +162,7 @@ def test_unsupported_operators_and_modes_are_refused(small: PolyvecVectorStore) 
                                      mode=VectorStoreQueryMode.SPARSE))
     with pytest.raises(InvalidArgument, match="embedding"):
         small.add([_node("z", "no vector", "doc-z", {})])
-    assert len(small.client) == 6
+    assert len(small.client) == len(META)
 
 
 def test_add_delete_get_and_reopen(small: PolyvecVectorStore, tmp_path: Path) -> None:
@@ -171,18 +172,19 @@ def test_add_delete_get_and_reopen(small: PolyvecVectorStore, tmp_path: Path) ->
     assert _query(small, node_ids=[]) == _query(small)  # LlamaIndex's "no restriction"
     assert small.get_nodes(node_ids=[]) == []
     small.delete("doc-a")  # every node of that source document
-    assert set(small.client.find()) == {"b1", "c1", "c2", "c3"}
+    assert set(small.client.find()) == {"b1", "c1", "c2", "c3", "d1"}
     assert [n.get_content() for n in small.get_nodes(node_ids=["c3", "c1", "zz"])] == \
         ["text c1", "text c3"]  # insertion order
     small.add([_node("c1", "text c1, changed", "doc-c", {"n": 40}, EMB["c1"])])  # upsert
     small.delete_nodes(filters=MetadataFilters(filters=[
         MetadataFilter(key="n", value=5, operator=FilterOperator.LTE)]))
-    assert set(small.client.find()) == {"c1", "c3"}
+    assert set(small.client.find()) == {"c1", "c3", "d1"}
     small.close()
     again = PolyvecVectorStore(path=tmp_path / "db", collection_name="nodes")
     nodes = again.get_nodes()
     assert [(n.node_id, n.get_content(), n.metadata, n.ref_doc_id) for n in nodes] == [
         ("c3", "text c3", {"n": 6, "tag": "z"}, "doc-c"),
+        ("d1", "text d1", {"n": 7, "tag": ""}, "doc-d"),
         ("c1", "text c1, changed", {"n": 40}, "doc-c")]
     again.clear()
     assert again.get_nodes() == [] and again.query(VectorStoreQuery(

@@ -13,8 +13,9 @@ store: nodes survive reopening, and several processes may share it.
 
 Metadata filters map onto polyvec's filter language: ``==``, ``!=``, ``>``, ``>=``, ``<``,
 ``<=``, ``in``, ``nin`` and ``is_empty``, combined by ``and``, ``or`` and ``not``. The
-operators polyvec's filters lack (``any``, ``all``, ``contains``, ``text_match``) raise
-:class:`~polyvec.errors.InvalidArgument` naming them.
+operators polyvec's filters lack (``any``, ``all``, ``contains``, ``text_match``: substring
+tests on strings) raise :class:`~polyvec.errors.InvalidArgument` naming them. ``is_empty``
+matches a missing key, ``null`` and ``""`` (not ``[]``, which a filter cannot name).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def to_polyvec_filter(filters: MetadataFilters | None) -> dict[str, Any] | None:
             if sub is not None:
                 parts.append(sub)
         elif f.operator == FilterOperator.IS_EMPTY:
-            parts.append({"$or": [{f.key: {"$exists": False}}, {f.key: None}]})
+            parts.append({"$or": [{f.key: {"$exists": False}}, {f.key: None}, {f.key: ""}]})
         elif f.operator in _OPS:
             parts.append({f.key: {_OPS[f.operator]: f.value}})
         else:
