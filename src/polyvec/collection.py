@@ -477,13 +477,18 @@ def _bytes_on_disk(path: Path) -> int:
     return total
 
 
-def _call_checked(fn: Any, what: str, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, the arguments bound to ``fn``'s signature first: an unknown
-    or missing keyword is an ``InvalidArgument`` naming ``what``, not a ``TypeError``."""
+def bind_args(fn: Any, what: str, *args: Any, **kwargs: Any) -> Any:
+    """The arguments bound to ``fn``'s signature (an ``inspect.BoundArguments``): an
+    unknown or missing one is an ``InvalidArgument`` naming ``what``, not a ``TypeError``."""
     import inspect
 
     try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
+        return inspect.signature(fn).bind(*args, **kwargs)
     except TypeError as e:
         raise InvalidArgument(f"{what}: {e}") from None
+
+
+def _call_checked(fn: Any, what: str, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, the arguments checked by :func:`bind_args` first."""
+    bound = bind_args(fn, what, *args, **kwargs)
     return fn(*bound.args, **bound.kwargs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from ..errors import InvalidArgument
 
 
@@ -43,6 +45,19 @@ class Target:
             self.coll = self.db.create_collection(
                 self.name, {self.field: polyvec.Dense(dim, metric=self.metric)}, exist_ok=True)
         return self.coll
+
+    def search(self, vector: Any, k: int, filter: dict[str, Any] | None
+               ) -> list[tuple[Any, float]]:
+        """The items nearest to ``vector`` among those ``filter`` keeps, with their scores,
+        best first (empty slots, and an item deleted since the search, left out)."""
+        if self.coll is None:
+            return []
+        res = self.coll.search(np.asarray(vector, dtype=np.float32), k, field=self.field,
+                               filter=filter)
+        hits = [(i, float(s)) for i, s in zip(res.ids, res.scores, strict=True)
+                if i is not None]
+        items = self.coll.get([i for i, _ in hits])
+        return [(it, s) for it, (_, s) in zip(items, hits, strict=True) if it is not None]
 
     def close(self) -> None:
         """Close the database opened here (not a collection given open)."""

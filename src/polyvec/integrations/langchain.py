@@ -202,11 +202,8 @@ class PolyvecVectorStore(VectorStore):
     def similarity_search_with_score_by_vector(
             self, embedding: list[float], k: int = 4, filter: dict[str, Any] | None = None,
             **kwargs: Any) -> list[tuple[Document, float]]:
-        if self._coll is None:
-            return []
-        res = self._coll.search(np.asarray(embedding, dtype=np.float32), k, field=self._field,
-                                filter=metadata_filter(filter))
-        return self._scored(res.ids, res.scores)
+        return [(self._document(it), s)
+                for it, s in self._target.search(embedding, k, metadata_filter(filter))]
 
     def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20,
                                       lambda_mult: float = 0.5,
@@ -222,13 +219,9 @@ class PolyvecVectorStore(VectorStore):
         """``k`` of the ``fetch_k`` nearest documents, picked for relevance to the query
         and difference from each other (``lambda_mult``: 1 relevance only, 0 diversity
         only); their vectors are the stored ones."""
-        if self._coll is None:
-            return []
         q = np.asarray(embedding, dtype=np.float32)
-        res = self._coll.search(q, max(k, fetch_k), field=self._field,
-                                filter=metadata_filter(filter))
-        items = [it for it in self._coll.get([i for i in res.ids if i is not None])
-                 if it is not None]
+        items = [it for it, _ in self._target.search(q, max(k, fetch_k),
+                                                     metadata_filter(filter))]
         if not items:
             return []
         picked = maximal_marginal_relevance(
@@ -246,15 +239,6 @@ class PolyvecVectorStore(VectorStore):
         return lambda s: 1.0 / (1.0 + math.exp(-s))
 
     # -- helpers --------------------------------------------------------------------------------
-    def _scored(self, ids: np.ndarray, scores: np.ndarray) -> list[tuple[Document, float]]:
-        """The documents of a search's ``ids`` with their ``scores`` (empty slots, and one
-        deleted since, left out)."""
-        assert self._coll is not None
-        hits = [(i, float(s)) for i, s in zip(ids, scores, strict=True) if i is not None]
-        items = self._coll.get([i for i, _ in hits])
-        return [(self._document(it), s) for it, (_, s) in zip(items, hits, strict=True)
-                if it is not None]
-
     @staticmethod
     def _document(item: Any) -> Document:
         payload = item.payload

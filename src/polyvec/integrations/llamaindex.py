@@ -205,12 +205,7 @@ class PolyvecVectorStore(BasePydanticVectorStore):
         flt = _and(to_polyvec_filter(query.filters),
                    {"ref_doc_id": {"$in": query.doc_ids}} if query.doc_ids else None,
                    {NODE_ID: {"$in": query.node_ids}} if query.node_ids else None)
-        res = self._coll.search(np.asarray(query.query_embedding, dtype=np.float32),
-                                query.similarity_top_k, field=self._field, filter=flt)
-        hits = [(i, float(s)) for i, s in zip(res.ids, res.scores, strict=True)
-                if i is not None]
-        items = self._coll.get([i for i, _ in hits])
-        kept = [(it, s) for it, (_, s) in zip(items, hits, strict=True) if it is not None]
+        kept = self._target.search(query.query_embedding, query.similarity_top_k, flt)
         return VectorStoreQueryResult(nodes=[metadata_dict_to_node(it.payload) for it, _ in kept],
                                       similarities=[s for _, s in kept],
                                       ids=[str(it.id) for it, _ in kept])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import json
 import logging
@@ -40,9 +39,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from .. import wire
-from ..collection import DEFAULT_SEGMENT_ROWS, Collection
+from ..collection import DEFAULT_SEGMENT_ROWS, Collection, bind_args
 from ..db import Database, connect
 from ..errors import (
+    CollectionClosed,
     Forbidden,
     InvalidArgument,
     MissingExtra,
@@ -131,7 +131,7 @@ class Search(_Body):
 
 
 _SEARCH = frozenset(Search.model_fields)  # the keys of a search body
-_SEARCH_PATH = re.compile(r"^/v1/collections/([A-Za-z0-9][A-Za-z0-9_\-]{0,127})/search$")
+_SEARCH_PATH = re.compile(rf"^/v1/collections/({_NAME[1:-1]})/search$")
 
 
 class SearchText(_Body):
@@ -310,15 +310,6 @@ class ServerState:
             self._attached[c] = models
 
 
-def _check_args(fn: Callable[..., Any], args: dict[str, Any]) -> None:
-    """A job's ``args`` bound to its method's signature when it is asked for: an unknown or
-    missing name is a 400 now, not a job that fails."""
-    try:
-        inspect.signature(fn).bind(**args)
-    except TypeError as e:
-        raise InvalidArgument(f"args: {e}") from None
-
-
 class _Json(JSONResponse):
     def render(self, content: Any) -> bytes:
         return super().render(wire.jsonable(content))
@@ -357,8 +348,7 @@ class _Guard:
             return
         state, limit = self.state, self.state.max_body
         if state.closing:
-            await _Json({"error": "CollectionClosed", "message": "the server is shutting "
-                         "down", "details": None}, status_code=503)(scope, receive, send)
+            await _error(CollectionClosed("the server is shutting down"))(scope, receive, send)
             return
         headers = Headers(scope=scope)
         size = headers.get("content-length")
@@ -804,7 +794,7 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
         its own; poll ``GET /v1/jobs/{id}``, cancel with ``DELETE``."""
         c = coll(name)  # 404 before anything starts
         if body.kind in KINDS:  # its arguments checked here: a 400 now, not a failed job
-            _check_args(getattr(c, body.kind), body.args)
+            bind_args(getattr(c, body.kind), "args", **body.args)
         return state.jobs.start(name, body.kind, body.args)
 
     def job_of(job_id: str, key: ApiKey | None, scope: str) -> dict[str, Any]:
