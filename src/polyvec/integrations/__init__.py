@@ -4,6 +4,8 @@
   (extra ``[langchain]``).
 - :mod:`polyvec.integrations.llamaindex`: ``PolyvecVectorStore``, a LlamaIndex vector store,
   and ``PolyvecEmbedding`` (extra ``[llamaindex]``).
+- :mod:`polyvec.integrations.haystack`: ``PolyvecDocumentStore``, a Haystack document store,
+  and ``PolyvecEmbeddingRetriever`` (extra ``[haystack]``).
 
 Each module imports its framework when it is imported; polyvec itself never does.
 """
