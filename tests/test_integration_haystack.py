@@ -179,6 +179,7 @@ def test_documents_without_embeddings_are_kept_but_never_retrieved(tmp_path: Pat
     assert store.write_documents([_doc("a", [1.0, 0.0, 0.0]), _doc("b", None, n=1),
                                   _doc("c", [0.0, 1.0, 0.0], n=2)]) == 3
     assert store.count_documents() == 3 and store.embedding_dim == 3
+    assert store.collection.schema.indexed == ("_no_embedding",)  # retrievals read a column
     assert [d.embedding for d in store.filter_documents()] == [[1.0, 0.0, 0.0], None,
                                                                [0.0, 1.0, 0.0]]
     # "b" holds a placeholder vector equal to "a"'s: it is never a hit

@@ -12,16 +12,16 @@ from ..errors import InvalidArgument
 
 class Target:
     """The collection ``name`` of the database folder ``path`` (``coll`` is ``None`` until
-    :meth:`made` makes it, with a ``Dense`` field ``field`` of ``metric``), or ``collection``,
-    an open one (a :class:`~polyvec.Collection`, or a :class:`~polyvec.client.Client`'s);
-    ``metric`` is then the field's own."""
+    :meth:`made` makes it, with a ``Dense`` field ``field`` of ``metric`` and the payload
+    paths ``indexed``), or ``collection``, an open one (a :class:`~polyvec.Collection`, or a
+    :class:`~polyvec.client.Client`'s); ``metric`` is then the field's own."""
 
     def __init__(self, path: str | os.PathLike[str] | None, collection: Any, name: str,
-                 field: str, metric: str, store: str) -> None:
+                 field: str, metric: str, store: str, indexed: tuple[str, ...] = ()) -> None:
         if (path is None) == (collection is None):
             raise InvalidArgument(f"{store}: expected a database folder (path=) or an open "
                                   "collection (collection=), exactly one")
-        self.name, self.field, self.metric = name, field, metric
+        self.name, self.field, self.metric, self.indexed = name, field, metric, indexed
         self.db: Any = None
         self.coll: Any = collection
         if path is not None:
@@ -43,7 +43,8 @@ class Target:
             import polyvec
 
             self.coll = self.db.create_collection(
-                self.name, {self.field: polyvec.Dense(dim, metric=self.metric)}, exist_ok=True)
+                self.name, {self.field: polyvec.Dense(dim, metric=self.metric)},
+                indexed=list(self.indexed), exist_ok=True)
         return self.coll
 
     def search(self, vector: Any, k: int, filter: dict[str, Any] | None

@@ -161,8 +161,10 @@ class PolyvecDocumentStore:
             raise InvalidArgument(f"embedding_dim: expected an int >= 1, got {embedding_dim!r}")
         self.path = None if path is None else os.fspath(path)
         self.collection_name, self.embedding_dim = collection_name, embedding_dim
+        # (the mark is indexed: every retrieval filters on it, from a column, not the payloads)
         self._target = Target(path, collection, collection_name, field,
-                              _SIMILARITY[similarity], "PolyvecDocumentStore")
+                              _SIMILARITY[similarity], "PolyvecDocumentStore",
+                              indexed=(NO_EMBEDDING,))
         self.similarity = {v: k for k, v in _SIMILARITY.items()}.get(self._target.metric,
                                                                      similarity)
         if self._target.coll is not None:
