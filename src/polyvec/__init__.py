@@ -15,8 +15,8 @@ from .client import Client
 from .collection import Collection, Item
 from .db import Database, connect
 from .errors import *  # noqa: F403
-from .spec import Dense, Multi
-from .types import Metric, SearchResult
+from .spec import Dense, Multi, Sparse
+from .types import Metric, SearchResult, SparseVector
 
 __version__ = "0.1.0"
 
@@ -28,8 +28,10 @@ __all__ = [
     "Item",
     "Dense",
     "Multi",
+    "Sparse",
     "Metric",
     "SearchResult",
+    "SparseVector",
     "errors",
     "__version__",
     *errors.__all__,

@@ -9,7 +9,8 @@ import numpy as np
 from ._buffers import Growable
 from .spec import Dense, FieldSpec
 
-__all__ = ["GrowingField", "TokenSets", "decode_dense", "decode_sets", "encode_sets"]
+__all__ = ["GrowingField", "SparseGrowing", "SparseRows", "TokenSets", "decode_dense",
+           "decode_sparse", "decode_sets", "encode_sets", "encode_sparse"]
 
 
 # -- growing-file chunk parts: a dense part is the (count, dim) array's raw bytes; a token-set
@@ -160,4 +161,122 @@ class GrowingField:
             counts = self._counts.view
             start = int(counts[:m].sum())
             out.extend_sets(seqs, counts[m:], self._rows.view[start:start + int(counts[m:].sum())])
+        return out
+
+
+# -- sparse rows: a chunk part is count int64 entry counts, then the uint32 indices, then the
+#    values (the field's storage dtype), each back to back
+
+class SparseRows:
+    """Sparse vectors laid out as CSR: item i's entries are ``indices[indptr[i]:indptr[i+1]]``
+    (strictly increasing uint32) and the same slice of ``values``."""
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        self.indptr, self.indices, self.values = indptr, indices, values
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    @classmethod
+    def from_list(cls, rows: list[tuple[np.ndarray, np.ndarray]], dtype: np.dtype
+                  ) -> SparseRows:
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        if rows:
+            np.cumsum([len(i) for i, _ in rows], out=indptr[1:])
+        indices = (np.concatenate([i for i, _ in rows]).astype(np.uint32, copy=False)
+                   if rows else np.zeros(0, np.uint32))
+        values = (np.concatenate([w for _, w in rows]).astype(dtype, copy=False)
+                  if rows else np.zeros(0, dtype))
+        return cls(indptr, indices, values)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.indptr[i], self.indptr[i + 1]
+        return self.indices[lo:hi], self.values[lo:hi]
+
+    def subset(self, rows: np.ndarray) -> SparseRows:
+        return SparseRows.from_list([self[int(i)] for i in rows], self.values.dtype)
+
+    def consistent(self) -> bool:
+        """Whether the three arrays agree (a sealed segment's check on open)."""
+        p = self.indptr
+        return (p.ndim == 1 and len(p) >= 1 and int(p[0]) == 0
+                and int(p[-1]) == len(self.indices) == len(self.values)
+                and bool((np.diff(p) >= 0).all()))
+
+
+def encode_sparse(rows: SparseRows) -> bytes:
+    counts = np.diff(rows.indptr).astype("<i8")
+    return (counts.tobytes() + np.ascontiguousarray(rows.indices, "<u4").tobytes()
+            + np.ascontiguousarray(rows.values).tobytes())
+
+
+def decode_sparse(data: bytes, count: int, dtype: np.dtype) -> SparseRows:
+    """The rows of a sparse part; ``ValueError`` if the sizes disagree."""
+    counts = np.frombuffer(data, dtype="<i8", count=count)
+    if count and counts.min() < 0:
+        raise ValueError("negative sparse entry counts")
+    nnz = int(counts.sum())
+    if len(data) != 8 * count + nnz * (4 + dtype.itemsize):
+        raise ValueError("sparse entry counts disagree with the entries")
+    indptr = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    indices = np.frombuffer(data, dtype="<u4", count=nnz, offset=8 * count)
+    values = np.frombuffer(data, dtype=dtype, count=nnz, offset=8 * count + 4 * nnz)
+    return SparseRows(indptr, indices, values)
+
+
+class SparseGrowing:
+    """The growing rows of one Sparse field, in seq order: the interface of
+    :class:`GrowingField` over three append-only buffers (counts, indices, values)."""
+
+    def __init__(self, spec: FieldSpec, dtype: np.dtype) -> None:
+        self.spec, self.dtype = spec, dtype
+        self.seqs = Growable(np.int64)
+        self._counts = Growable(np.int64)
+        self._indices = Growable(np.uint32)
+        self._values = Growable(dtype)
+
+    def __len__(self) -> int:
+        return self.seqs.n
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes per row that :meth:`reserve` sets aside (a seq and a count)."""
+        return 16
+
+    def reserve(self, rows: int) -> None:
+        self.seqs.reserve(rows)
+        self._counts.reserve(rows)
+
+    def extend(self, seqs: np.ndarray, rows: SparseRows) -> None:
+        self.seqs.extend(seqs)
+        self._counts.extend(np.diff(rows.indptr))
+        self._indices.extend(rows.indices)
+        self._values.extend(rows.values)
+
+    @property
+    def data(self) -> SparseRows:
+        return self.frozen()()
+
+    def frozen(self) -> Callable[[], SparseRows]:
+        """A function making the rows as of now: the buffers are append-only, so the views
+        taken here never change; the offsets are made when called."""
+        counts, indices, values = self._counts.view, self._indices.view, self._values.view
+
+        def pack() -> SparseRows:
+            indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            return SparseRows(indptr, indices[:indptr[-1]], values[:indptr[-1]])
+
+        return pack
+
+    def after(self, seq: int) -> SparseGrowing:
+        """A new buffer of the rows whose seq is greater than ``seq`` (a seal took the rest)."""
+        m = int(np.searchsorted(self.seqs.view, seq, side="right"))
+        out = SparseGrowing(self.spec, self.dtype)
+        if m < len(self):
+            data = self.data
+            out.extend(self.seqs.view[m:], SparseRows(
+                data.indptr[m:] - data.indptr[m], data.indices[data.indptr[m]:],
+                data.values[data.indptr[m]:]))
         return out

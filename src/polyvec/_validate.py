@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import limits
+from ._growing import SparseRows
 from ._kernels._numba import entry_point, lazy_njit, register_warmer, resolve_backend
 from .errors import (
     DimensionMismatch,
@@ -474,3 +475,103 @@ def check_query(spec: FieldSpec, q: object) -> tuple[list[np.ndarray] | np.ndarr
 
 _VECTOR_CHECKS: dict[str, Any] = {"dense": check_dense_vectors, "multi": check_multi_vectors}
 _QUERY_CHECKS: dict[str, Any] = {"dense": check_dense_query, "multi": check_multi_query}
+
+
+# -- sparse vectors -----------------------------------------------------------------------------
+
+def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int) -> SparseRows:
+    """A Sparse field's input for ``n`` items: a scipy.sparse matrix of n rows, or a list of
+    n sparse vectors (each a ``(indices, values)`` pair, a ``{index: value}`` dict or a
+    :class:`~polyvec.types.SparseVector`); returned as CSR rows, indices sorted."""
+    where = f"vectors[{name!r}]"
+    rows = _sparse_rows(data, spec.dim, storage_dtype(spec), where)
+    if rows is None:
+        raise InvalidVector(f"{where}: expected a list of {n} sparse vectors ((indices, values) "
+                            f"pairs or {{index: value}} dicts) or a scipy.sparse matrix, got "
+                            f"{type(data).__name__}")
+    if len(rows) != n:
+        raise InvalidVector(f"{where}: expected {n} sparse vectors, got {len(rows)}")
+    return SparseRows.from_list(rows, storage_dtype(spec))
+
+
+def check_sparse_query(spec: FieldSpec, q: object) -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                            bool]:
+    """Float32 sparse queries and whether the input was a single one: a sparse vector ->
+    single; a list of them, or a scipy.sparse matrix -> a batch."""
+    f32 = np.dtype(np.float32)
+    one = _sparse_one(q, spec.dim, f32, "query")
+    if one is not None:
+        return [one], True
+    rows = _sparse_rows(q, spec.dim, f32, "query")
+    if rows is None or not rows:
+        raise InvalidVector("query: expected a sparse vector ((indices, values), "
+                            "{index: value} or SparseVector) or a non-empty list of them, got "
+                            f"{type(q).__name__}")
+    return rows, False
+
+
+def _sparse_rows(data: object, dim: int, dtype: np.dtype, where: str
+                 ) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    if hasattr(data, "tocsr") and hasattr(data, "shape"):  # scipy.sparse, any format
+        m = data.tocsr()
+        if len(m.shape) != 2:
+            raise InvalidVector(f"{where}: expected a 2-D sparse matrix, got shape {m.shape}")
+        if m.shape[1] > dim:
+            raise DimensionMismatch(f"{where}: expected at most {dim} columns, got "
+                                    f"{m.shape[1]}")
+        m.sum_duplicates()
+        return [_sparse_entries(m.indices[m.indptr[i]:m.indptr[i + 1]],
+                                m.data[m.indptr[i]:m.indptr[i + 1]], dim, dtype,
+                                f"{where}[{i}]")
+                for i in range(m.shape[0])]
+    if not isinstance(data, Sequence) or isinstance(data, str | bytes):
+        return None
+    out = []
+    for i, item in enumerate(data):
+        one = _sparse_one(item, dim, dtype, f"{where}[{i}]")
+        if one is None:
+            raise InvalidVector(f"{where}[{i}]: expected a sparse vector ((indices, values) "
+                                f"or {{index: value}}), got {type(item).__name__} {item!r:.60}")
+        out.append(one)
+    return out
+
+
+def _sparse_one(x: object, dim: int, dtype: np.dtype, where: str
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """One sparse vector, checked, or ``None`` when ``x`` does not have the shape of one."""
+    if isinstance(x, dict):
+        return _sparse_entries(list(x.keys()), list(x.values()), dim, dtype, where)
+    if isinstance(x, tuple | list) and len(x) == 2 and all(
+            isinstance(p, np.ndarray) and p.ndim == 1
+            or isinstance(p, list | tuple) and not any(isinstance(e, list | tuple | dict)
+                                                       for e in p) for p in x):
+        return _sparse_entries(x[0], x[1], dim, dtype, where)
+    return None
+
+
+def _sparse_entries(indices: Any, values: Any, dim: int, dtype: np.dtype, where: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.asarray(indices)
+    val = np.asarray(values)
+    if idx.ndim != 1 or val.ndim != 1 or len(idx) != len(val):
+        raise InvalidVector(f"{where}: expected indices and values of one length, got "
+                            f"shapes {idx.shape} and {val.shape}")
+    if len(idx) and (idx.dtype.kind not in "iu"):
+        raise InvalidVector(f"{where}: expected integer indices, got dtype {idx.dtype}")
+    if len(val) and (val.dtype.kind not in "iuf"):
+        raise InvalidVector(f"{where}: expected numeric values, got dtype {val.dtype}")
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= dim):
+        bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
+        raise InvalidVector(f"{where}: expected indices in [0, {dim}), got {bad}")
+    order = np.argsort(idx, kind="stable")
+    idx = idx[order].astype(np.uint32)
+    if len(idx) > 1 and bool((idx[1:] == idx[:-1]).any()):
+        dup = int(idx[1:][idx[1:] == idx[:-1]][0])
+        raise InvalidVector(f"{where}: expected distinct indices, got {dup} twice")
+    with np.errstate(over="ignore"):  # (a value past float16's range: refused just below)
+        val = val[order].astype(dtype)
+    if not np.isfinite(val).all():
+        raise InvalidVector(f"{where}: expected finite values"
+                            + (" (float16 range)" if dtype == np.float16 else "")
+                            + f", got {val[~np.isfinite(val)][0]}")
+    return idx, val

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from .errors import InvalidArgument
 from .types import Metric
 
-__all__ = ["Dense", "Multi", "FieldSpec", "CollectionSchema", "ModelSpec", "field_from_dict"]
+__all__ = ["Dense", "Multi", "Sparse", "FieldSpec", "CollectionSchema", "ModelSpec",
+           "field_from_dict"]
 
 _DTYPES = ("f32", "f16")
 
@@ -85,8 +86,39 @@ class Multi(_VectorField):
         return d
 
 
-FieldSpec = Dense | Multi
-_KINDS: dict[str, type[Dense] | type[Multi]] = {"dense": Dense, "multi": Multi}
+SPARSE_MAX_DIM = 2**32  # sparse indices are stored as uint32
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse vector per item, ``(indices, values)``, scored by dot product (learned
+    sparse models' term weights, a vocabulary's counts). ``dim`` bounds the indices
+    (``0 <= index < dim``; a model's vocabulary size, or up to 2**32).
+
+    >>> Sparse(30522).to_dict()
+    {'kind': 'sparse', 'dim': 30522, 'dtype': 'f32'}
+    """
+
+    dim: int = SPARSE_MAX_DIM
+    dtype: str = "f32"
+    kind: ClassVar[str] = "sparse"
+    metric: ClassVar[str] = "dot"
+
+    def __post_init__(self) -> None:
+        d = self.dim
+        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= SPARSE_MAX_DIM:
+            raise InvalidArgument(f"Sparse(dim=...): expected an int in [1, 2**32], got {d!r}")
+        if self.dtype not in _DTYPES:
+            raise InvalidArgument(f"Sparse(dtype=...): expected one of {list(_DTYPES)}, got "
+                                  f"{self.dtype!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+
+FieldSpec = Dense | Multi | Sparse
+_KINDS: dict[str, type[Dense] | type[Multi] | type[Sparse]] = {
+    "dense": Dense, "multi": Multi, "sparse": Sparse}
 
 
 def field_from_dict(d: dict[str, Any]) -> FieldSpec:
@@ -110,14 +142,14 @@ class CollectionSchema:
     ) -> CollectionSchema:
         if not isinstance(vectors, dict) or not vectors:
             raise InvalidArgument(
-                f"vectors: expected a non-empty dict of name -> Dense/Multi, got {vectors!r}"
+                f"vectors: expected a non-empty dict of name -> Dense/Multi/Sparse, got {vectors!r}"
             )
         for name, spec in vectors.items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise InvalidArgument(f"vector field name: expected an identifier, got {name!r}")
-            if not isinstance(spec, Dense | Multi):
+            if not isinstance(spec, Dense | Multi | Sparse):
                 raise InvalidArgument(
-                    f"vector field {name!r}: expected Dense or Multi, got {spec!r}"
+                    f"vector field {name!r}: expected Dense, Multi or Sparse, got {spec!r}"
                 )
         for path in indexed:
             if (

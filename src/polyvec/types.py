@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Metric", "SearchResult"]
+__all__ = ["Metric", "SearchResult", "SparseVector"]
 
 
 class Metric(StrEnum):
@@ -22,6 +22,15 @@ class Metric(StrEnum):
     COSINE = "cosine"
     DOT = "dot"
     L2 = "l2"
+
+
+class SparseVector(NamedTuple):
+    """One sparse vector: ``indices`` (uint32, strictly increasing) and their ``values``
+    (float32), as :meth:`Collection.get` returns a ``Sparse`` field's vector. As input, a
+    ``(indices, values)`` pair, a ``{index: value}`` dict or a scipy.sparse row serve too."""
+
+    indices: np.ndarray
+    values: np.ndarray
 
 
 @dataclass(frozen=True)

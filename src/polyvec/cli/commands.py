@@ -71,7 +71,11 @@ def create(args: argparse.Namespace) -> int:
 def add(args: argparse.Namespace) -> int:
     with _open(args) as db:
         coll = db.get_collection(args.name)
-        fields = coll.schema.fields
+        fields = {n: s for n, s in coll.schema.fields.items()
+                  if isinstance(s, polyvec.Dense | polyvec.Multi)}
+        if len(fields) < len(coll.schema.fields):
+            raise CliError(f"add: collection {args.name!r} has Sparse fields, which the CLI "
+                           "does not read yet (write them with the Python API)")
         items = read_items(args, fields)
         check_items(items, fields, coll, upsert=args.upsert)
         n = write_items(coll, items, upsert=args.upsert, batch_size=args.batch_size,

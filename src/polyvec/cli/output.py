@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from polyvec.types import SparseVector
 from polyvec.wire import jsonable
 
 __all__ = ["emit_json", "jsonable", "result_json", "search_table", "item_json", "item_lines",
@@ -56,7 +57,8 @@ def item_json(item: Any, with_vectors: bool) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {"id": item.id, "payload": item.payload}
     if with_vectors:
-        out["vectors"] = {n: v.tolist() for n, v in item.vectors.items()}
+        out["vectors"] = {n: jsonable(v._asdict() if isinstance(v, SparseVector) else v)
+                          for n, v in item.vectors.items()}
     return out
 
 
@@ -66,6 +68,11 @@ def item_lines(key: Any, item: Any, with_vectors: bool) -> list[str]:
     lines = [f"{item.id}  {json.dumps(item.payload, ensure_ascii=False)}"]
     if with_vectors:
         for name, v in item.vectors.items():
+            if isinstance(v, SparseVector):
+                pairs = ", ".join(f"{i}: {w:.4g}" for i, w in zip(v.indices.tolist(),
+                                                                 v.values.tolist(), strict=True))
+                lines.append(f"    {name} sparse ({len(v.indices)}): {{{pairs}}}")
+                continue
             arr = np.array2string(np.asarray(v, dtype=np.float32), precision=4, threshold=12,
                                   edgeitems=3, max_line_width=10**6)
             lines.append(f"    {name} {tuple(v.shape)}: {' '.join(arr.split())}")

@@ -243,7 +243,22 @@ class MultiEngine(IndexEngine):
                 "ram_bytes_per_token": ram / tokens if tokens else None}
 
 
-ENGINES: dict[str, IndexEngine] = {e.family: e for e in (DenseEngine(), MultiEngine())}
+class SparseEngine(IndexEngine):
+    """Sparse fields have no index family yet: every segment is scanned exactly."""
+
+    family = "sparse"
+    meta_key = "sparse_indexes"
+
+    def parse(self, name: str, fspec: FieldSpec, spec: Any) -> Any:
+        raise InvalidArgument(f"create_index: field {name!r} is Sparse, which is searched "
+                              "exactly (it has no index yet)")
+
+    def min_rows(self) -> int:
+        return 2**62
+
+
+ENGINES: dict[str, IndexEngine] = {e.family: e for e in (DenseEngine(), MultiEngine(),
+                                                         SparseEngine())}
 
 
 class IndexManager:

@@ -50,6 +50,7 @@ __all__ = ["MergePolicy", "SegmentStat", "plan_merges", "plan_force", "plan_comp
 
 LEVEL_SPAN = 0.75  # Lucene's LogMergePolicy: one tier spans this many levels below its top
 CHUNK_BYTES = 8 << 20  # rows copied per step of a merge: about this many bytes of vectors
+RAGGED_PARTS = ("tokens", "indices", "values")  # entry arrays of a ragged set
 PROGRESS_ROWS = 100_000  # merges (and compactions) of at least this many rows show progress
 
 
@@ -333,18 +334,23 @@ def _write_merged(folder: Path, sources: Sequence[Any], keep: Sequence[np.ndarra
     keys = [k for k in readers[0]
             if not k.startswith("@") or all(k in r for r in readers[1:])]
     readers = [{k: r[k] for k in r if k in keys or not k.startswith("@")} for r in readers]
-    ragged = {k.removesuffix(".offsets") for k in keys if k.endswith(".offsets")}
+    # a ragged array set: "<name>.offsets" and its entry arrays "<name>.<part>" (part in
+    # RAGGED_PARTS), entries offsets[i]:offsets[i+1] being row i's (Multi's tokens, Sparse's
+    # indices and values, a payload column's tokens; a column's kind and num are per row)
+    ragged = {k.removesuffix(".offsets"): [e for e in keys if e.startswith(
+        k.removesuffix("offsets")) and e.rpartition(".")[2] in RAGGED_PARTS]
+        for k in keys if k.endswith(".offsets")}
     offsets = {name: [r[f"{name}.offsets"].rows(0, len(r[f"{name}.offsets"])) for r in readers]
                for name in ragged}
+    entries = {e: name for name, parts in ragged.items() for e in parts}
     layout: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
     for key in keys:
         base = readers[0][key]
         if key.endswith(".offsets"):
             layout[key] = (base.dtype, (total + 1,))
-        elif key.endswith(".tokens") and key.removesuffix(".tokens") in ragged:
-            name = key.removesuffix(".tokens")
+        elif key in entries:
             n = sum(int((off[k + 1] - off[k]).sum())
-                    for off, k in zip(offsets[name], keep, strict=True))
+                    for off, k in zip(offsets[entries[key]], keep, strict=True))
             layout[key] = (base.dtype, (n, *base.shape[1:]))
         else:
             layout[key] = (base.dtype, (total, *base.shape[1:]))
@@ -380,20 +386,21 @@ def _progress(rows: int) -> Any:
 
 
 def _chunks(readers: Sequence[dict[str, NpyRows]], keep: Sequence[np.ndarray],
-            offsets: dict[str, list[np.ndarray]], ragged: set[str]
+            offsets: dict[str, list[np.ndarray]], ragged: dict[str, list[str]]
             ) -> Iterator[dict[str, np.ndarray]]:
     """The kept rows of every source, a block of source rows at a time."""
-    base_tok = dict.fromkeys(ragged, 0)  # tokens written so far, per ragged field
+    base_tok = dict.fromkeys(ragged, 0)  # entries written so far, per ragged field
+    skip = {f"{name}.offsets" for name in ragged} | {e for es in ragged.values() for e in es}
     for name in ragged:
         yield {f"{name}.offsets": np.zeros(1, dtype=offsets[name][0].dtype)}
     for si, (files, rows) in enumerate(zip(readers, keep, strict=True)):
         if not len(rows):
             continue
         row_bytes = max(1, max(r.row_items * r.dtype.itemsize for r in files.values()))
-        for name in ragged:
+        for name, parts in ragged.items():
             off = offsets[name][si]
-            tok = files[f"{name}.tokens"]
-            per_doc = (int(off[-1]) / max(1, len(off) - 1)) * tok.row_items * tok.dtype.itemsize
+            entry_bytes = sum(files[e].row_items * files[e].dtype.itemsize for e in parts)
+            per_doc = (int(off[-1]) / max(1, len(off) - 1)) * entry_bytes
             row_bytes = max(row_bytes, int(per_doc))
         step = max(1, CHUNK_BYTES // row_bytes)
         n_rows = len(files["seqs"])
@@ -406,16 +413,14 @@ def _chunks(readers: Sequence[dict[str, NpyRows]], keep: Sequence[np.ndarray],
             local = sel - a
             chunk: dict[str, np.ndarray] = {}
             for key, reader in files.items():
-                if key.endswith(".offsets") or (key.endswith(".tokens")
-                                                and key.removesuffix(".tokens") in ragged):
-                    continue
-                chunk[key] = reader.rows(a, b)[local]
-            for name in ragged:
+                if key not in skip:
+                    chunk[key] = reader.rows(a, b)[local]
+            for name, parts in ragged.items():
                 off = offsets[name][si]
                 t0, t1 = int(off[a]), int(off[b])
-                block = files[f"{name}.tokens"].rows(t0, t1)
                 idx, lengths = ragged_rows(off[sel] - t0, off[sel + 1] - t0)
-                chunk[f"{name}.tokens"] = block[idx]
+                for e in parts:
+                    chunk[e] = files[e].rows(t0, t1)[idx]
                 chunk[f"{name}.offsets"] = base_tok[name] + np.cumsum(lengths)
                 base_tok[name] += int(lengths.sum())
             yield chunk

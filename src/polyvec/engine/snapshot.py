@@ -104,13 +104,13 @@ class Snapshot:
             gseqs = next(iter(self.growing.values()))[0]
             i = int(np.searchsorted(gseqs, seq))
             if i < len(gseqs) and gseqs[i] == seq:
-                return {n: np.array(kind_of(fields[n]).row(d() if callable(d) else d, i))
+                return {n: _copy(kind_of(fields[n]).row(d() if callable(d) else d, i))
                         for n, (_, d) in self.growing.items()}
         for seg in self.segments:
             if seg.row.min_seq <= seq <= seg.row.max_seq:
                 j = int(np.searchsorted(seg.seqs, seq))
                 if j < len(seg.seqs) and seg.seqs[j] == seq:
-                    return {n: np.array(kind_of(fields[n]).row(d, j))
+                    return {n: _copy(kind_of(fields[n]).row(d, j))
                             for n, d in seg.fields.items()}
         raise KeyError(seq)
 
@@ -202,3 +202,9 @@ class Snapshot:
         """A block's row mask from ``selected`` and the block's positions (``-1``: not
         selectable)."""
         return np.append(selected, False)[pos]
+
+
+def _copy(row: Any) -> Any:
+    """A copy of a row as a kind gives it (an array, or a Sparse field's SparseVector of
+    copies already)."""
+    return row if isinstance(row, tuple) else np.array(row)

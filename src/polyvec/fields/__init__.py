@@ -12,6 +12,7 @@ from ..spec import FieldSpec
 from .base import FieldKind
 from .dense import DenseKind
 from .multi import MultiKind
+from .sparse import SparseKind
 
 __all__ = ["FieldKind", "KINDS", "kind_of", "register"]
 
@@ -35,3 +36,4 @@ def kind_of(spec: FieldSpec) -> FieldKind:
 
 register(DenseKind())
 register(MultiKind())
+register(SparseKind())

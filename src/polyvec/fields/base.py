@@ -102,8 +102,9 @@ class FieldKind(ABC):
         """The rows of several blocks, concatenated in order (compaction, upgrades)."""
 
     @abstractmethod
-    def row(self, data: Any, i: int) -> np.ndarray:
-        """Item ``i``'s vector(s), as stored."""
+    def row(self, data: Any, i: int) -> Any:
+        """Item ``i``'s vector(s), as stored: an array (a view), or a Sparse field's
+        :class:`~polyvec.types.SparseVector` (of copies)."""
 
     # -- reading ----------------------------------------------------------------------------
     @abstractmethod
