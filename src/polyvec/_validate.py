@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from . import limits
-from ._growing import SparseRows
 from ._kernels._numba import entry_point, lazy_njit, register_warmer, resolve_backend
 from .errors import (
     DimensionMismatch,
@@ -479,10 +478,12 @@ _QUERY_CHECKS: dict[str, Any] = {"dense": check_dense_query, "multi": check_mult
 
 # -- sparse vectors -----------------------------------------------------------------------------
 
-def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int) -> SparseRows:
+def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int
+                         ) -> list[tuple[np.ndarray, np.ndarray]]:
     """A Sparse field's input for ``n`` items: a scipy.sparse matrix of n rows, or a list of
     n sparse vectors (each a ``(indices, values)`` pair, a ``{index: value}`` dict or a
-    :class:`~polyvec.types.SparseVector`); returned as CSR rows, indices sorted."""
+    :class:`~polyvec.types.SparseVector`); returned as ``(uint32 indices, sorted; values in
+    the storage dtype)`` pairs."""
     where = f"vectors[{name!r}]"
     rows = _sparse_rows(data, spec.dim, storage_dtype(spec), where)
     if rows is None:
@@ -491,7 +492,7 @@ def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int) -> Sp
                             f"{type(data).__name__}")
     if len(rows) != n:
         raise InvalidVector(f"{where}: expected {n} sparse vectors, got {len(rows)}")
-    return SparseRows.from_list(rows, storage_dtype(spec))
+    return rows
 
 
 def check_sparse_query(spec: FieldSpec, q: object) -> tuple[list[tuple[np.ndarray, np.ndarray]],

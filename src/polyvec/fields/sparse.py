@@ -26,7 +26,8 @@ class SparseKind(FieldKind):
     index_family = "sparse"
 
     def check_vectors(self, name: str, spec: FieldSpec, data: object, n: int) -> SparseRows:
-        return v.check_sparse_vectors(name, spec, data, n)
+        return SparseRows.from_list(v.check_sparse_vectors(name, spec, data, n),
+                                    v.storage_dtype(spec))
 
     def check_query(self, spec: FieldSpec, query: object
                     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
