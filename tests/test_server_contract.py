@@ -276,6 +276,40 @@ def test_multi_vector_fields(db: Any) -> None:
         c.search(np.ones((2, 7), np.float32), k=1)
 
 
+def test_sparse_fields(db: Any) -> None:
+    import scipy.sparse as sp
+
+    c = _new(db, {"w": pv.Sparse(100), "d": pv.Dense(4)})
+    rows = [{1: 1.0, 5: 2.0}, ([5, 9], [1.0, 3.0]),
+            pv.SparseVector(np.array([9, 2], np.int64), np.array([0.5, 0.5], np.float32)),
+            (np.array([7]), np.array([4.0]))]
+    c.add(["a", "b", "c", "d"], {"w": rows, "d": np.eye(4, dtype=np.float32)},
+          [{"n": i} for i in range(4)])
+    c.upsert(["e"], {"w": sp.csr_matrix(([2.5], ([0], [5])), shape=(1, 100)),
+                     "d": np.ones((1, 4), np.float32)}, [{"n": 4}])
+    res = c.search({5: 1.0, 9: 1.0}, k=4, field="w")
+    assert res.ids.tolist() == ["b", "e", "a", "c"]
+    np.testing.assert_allclose(res.scores, [4.0, 2.5, 2.0, 0.5])
+    assert c.search(([5], [1.0]), k=5, field="w", filter={"n": {"$lt": 2}}).ids.tolist() == \
+        ["a", "b", None, None, None]
+    batch = c.search([{7: 1.0}, pv.SparseVector(np.array([2]), np.array([1.0]))], k=1,
+                     field="w")
+    assert batch.ids.tolist() == [["d"], ["c"]]
+    got = c.get(["c"])[0].vectors["w"]
+    assert isinstance(got, pv.SparseVector)
+    assert (got.indices.tolist(), got.values.tolist()) == ([2, 9], [0.5, 0.5])
+    assert (got.indices.dtype, got.values.dtype) == (np.uint32, np.float32)
+    for bad, error in (({1: float("inf")}, InvalidVector), (([3, 3], [1.0, 1.0]), InvalidVector),
+                       (([100], [1.0]), InvalidVector)):
+        with pytest.raises(error):
+            c.add(["z"], {"w": [bad], "d": np.ones((1, 4), np.float32)})
+        with pytest.raises(error):
+            c.search(bad, k=1, field="w")
+    with pytest.raises(InvalidArgument, match="searched exactly"):
+        c.create_index("w", "HNSW32")
+    assert len(c) == 5
+
+
 def test_one_script_gives_the_same_answers_both_ways(tmp_path: Any) -> None:
     rng = np.random.default_rng(5)
     x, q = unit(rng, 2000, 12), unit(rng, 30, 12)

@@ -143,6 +143,8 @@ def test_input_forms_and_batches(coll: Any) -> None:
         single.ids)
     batch = coll.search([{9: 1.0}, ([1], [1.0])], 2, field="w")
     assert batch.ids.shape == (2, 2) and batch.ids[0].tolist() == ["m0", None]
+    two = [pv.SparseVector(np.array([9]), np.array([1.0])), (np.array([3]), np.array([1.0]))]
+    assert coll.search(two, 1, field="w").ids.shape == (2, 1)  # a batch, not one pair
     mat = coll.search(sp.csr_matrix(([1.0], ([0], [9])), shape=(1, DIM)), 1, field="w")
     assert mat.ids.tolist() == [["m0"]]
     assert coll.search({1999: 1.0}, 3, field="w").ids.tolist() == [None] * 3  # no overlap

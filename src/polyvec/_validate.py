@@ -544,8 +544,8 @@ def _sparse_one(x: object, dim: int, dtype: np.dtype, where: str
         return _sparse_entries(list(x.keys()), list(x.values()), dim, dtype, where)
     if isinstance(x, tuple | list) and len(x) == 2 and all(
             isinstance(p, np.ndarray) and p.ndim == 1
-            or isinstance(p, list | tuple) and not any(isinstance(e, list | tuple | dict)
-                                                       for e in p) for p in x):
+            or isinstance(p, list | tuple) and all(isinstance(e, int | float | np.number)
+                                                   for e in p) for p in x):
         return _sparse_entries(x[0], x[1], dim, dtype, where)
     return None
 

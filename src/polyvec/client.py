@@ -27,7 +27,7 @@ from . import wire
 from .collection import Item
 from .errors import FilterError, InvalidArgument, InvalidId, InvalidPayload, PolyvecError
 from .spec import CollectionSchema, FieldSpec, ModelSpec
-from .types import SearchResult
+from .types import SearchResult, SparseVector
 
 __all__ = ["Client", "Job", "RemoteCollection"]
 
@@ -433,7 +433,7 @@ class RemoteCollection:
         items = self._call("POST", "get", {"ids": _ids(ids)})["items"]
         return [None if it is None else
                 Item(it["id"], it["payload"],
-                     {f: wire.decode_vectors(v, f) for f, v in it["vectors"].items()})
+                     {f: _stored(wire.decode_vectors(v, f)) for f, v in it["vectors"].items()})
                 for it in items]
 
     def find(self, filter: Mapping[str, Any] | None = None) -> list[int | str]:
@@ -478,3 +478,11 @@ class RemoteCollection:
 
     def close(self) -> None:
         """Nothing to release per collection (the client holds the connections)."""
+
+
+def _stored(v: Any) -> Any:
+    """A decoded vector as the embedded ``get`` returns it (a SparseVector's uint32 indices
+    and float32 values: JSON carried them as numbers)."""
+    if isinstance(v, SparseVector):
+        return SparseVector(v.indices.astype(np.uint32), v.values.astype(np.float32))
+    return v

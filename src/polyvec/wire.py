@@ -4,7 +4,8 @@ The server (:mod:`polyvec.server`) and the client (:mod:`polyvec.client`) both u
 each form has one writer and one reader. Vectors travel as JSON lists of numbers, or, for bulk
 speed and exact round trips, as ``{"b64": ..., "dtype": "f32" | "f16", "shape": [...]}``: the
 little-endian bytes of the array in base64. A token set (one item of a Multi field) is one such
-array of shape ``(tokens, dim)``; a batch of token sets is a JSON list of them.
+array of shape ``(tokens, dim)``; a batch of token sets is a JSON list of them. A sparse vector
+(one item of a Sparse field) is ``{"indices": [...], "values": [...]}``; a batch, a list of them.
 
 Scores are JSON numbers: a float32 score widened to a double and back is the same float32. The
 slots of a result that no item filled (id ``None``, score ``-inf``) are ``null`` in both lists.
@@ -26,7 +27,7 @@ import numpy as np
 
 from . import errors
 from .errors import InvalidArgument, InvalidVector, PolyvecError
-from .types import SearchResult
+from .types import SearchResult, SparseVector
 
 __all__ = ["STATUS", "decode_array", "jsonable", "decode_vectors", "encode_array",
            "encode_vectors", "error_body", "raise_error", "result_from_json", "result_to_json",
@@ -138,8 +139,9 @@ def decode_array(obj: Any, what: str) -> Any:
     if not isinstance(obj, dict):
         return obj
     if set(obj) != {"b64", "dtype", "shape"}:
-        raise InvalidArgument(f"{what}: expected a list of numbers or {{'b64', 'dtype', "
-                              f"'shape'}}, got an object with keys {sorted(map(str, obj))}")
+        raise InvalidArgument(f"{what}: expected a list of numbers, {{'b64', 'dtype', "
+                              f"'shape'}} or {{'indices', 'values'}}, got an object with keys "
+                              f"{sorted(map(str, obj))}")
     dtype, shape, data = obj["dtype"], obj["shape"], obj["b64"]
     if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise InvalidArgument(f"{what}.dtype: expected one of {list(_DTYPES)}, got {dtype!r}")
@@ -160,9 +162,43 @@ def decode_array(obj: Any, what: str) -> Any:
     return np.frombuffer(raw, dtype=_DTYPES[dtype]).reshape(shape)
 
 
+def _sparse(x: Any) -> dict[str, Any] | None:
+    """A sparse vector's JSON form (a SparseVector, an ``{int: weight}`` dict, an
+    ``(integer indices, values)`` tuple), or ``None`` when ``x`` is not one of these."""
+    idx: Any
+    val: Any
+    if isinstance(x, SparseVector):
+        idx, val = x
+    elif isinstance(x, dict) and all(isinstance(k, int | np.integer) and not isinstance(k, bool)
+                                     for k in x):
+        idx, val = list(x), list(x.values())
+    elif isinstance(x, tuple) and len(x) == 2 and _integers(x[0]):
+        idx, val = x
+    else:
+        return None
+    return {"indices": np.asarray(idx).tolist(), "values": np.asarray(val).tolist()}
+
+
+def _integers(x: Any) -> bool:
+    if isinstance(x, np.ndarray):
+        return x.ndim == 1 and x.dtype.kind in "iu"
+    return isinstance(x, list | tuple) and all(
+        isinstance(i, int | np.integer) and not isinstance(i, bool) for i in x)
+
+
 def encode_vectors(x: Any) -> Any:
     """One field's vectors (or one query) for the wire: an array encoded, a list of token
-    sets each encoded, anything else as it is (the server checks it)."""
+    sets each encoded, sparse vectors (one, a list, a scipy.sparse matrix) in their JSON form,
+    anything else as it is (the server checks it)."""
+    one = _sparse(x)
+    if one is not None:
+        return one
+    if hasattr(x, "tocsr") and hasattr(x, "shape"):  # scipy.sparse: one vector a row
+        m = x.tocsr()
+        return [{"indices": m.indices[a:b].tolist(), "values": m.data[a:b].tolist()}
+                for a, b in zip(m.indptr[:-1], m.indptr[1:], strict=True)]
+    if isinstance(x, list | tuple) and x and all(_sparse(t) is not None for t in x):
+        return [_sparse(t) for t in x]
     if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim in (1, 2):
         return encode_array(x, "f16" if x.dtype == np.float16 else "f32")
     if isinstance(x, list | tuple) and x and all(isinstance(t, np.ndarray) and
@@ -175,9 +211,16 @@ def encode_vectors(x: Any) -> Any:
 
 
 def decode_vectors(obj: Any, what: str) -> Any:
-    """:func:`encode_vectors` undone: one array, or a list of token sets."""
+    """:func:`encode_vectors` undone: one array, a list of token sets, one sparse vector or
+    a list of them."""
     if isinstance(obj, list) and obj and all(isinstance(t, dict) for t in obj):
-        return [decode_array(t, f"{what}[{i}]") for i, t in enumerate(obj)]
+        return [decode_vectors(t, f"{what}[{i}]") for i, t in enumerate(obj)]
+    if isinstance(obj, dict) and set(obj) == {"indices", "values"}:
+        idx, val = obj["indices"], obj["values"]
+        if not isinstance(idx, list) or not isinstance(val, list):
+            raise InvalidVector(f"{what}: expected 'indices' and 'values' lists, got "
+                                f"{type(idx).__name__} and {type(val).__name__}")
+        return SparseVector(np.asarray(idx), np.asarray(val))  # (the collection checks them)
     return decode_array(obj, what)
 
 
