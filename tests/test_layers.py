@@ -66,6 +66,10 @@ FORBIDDEN = {
     # framework stores: the public API (a collection, a client's too) and the embedders
     "integrations": BELOW_FACADE | {"cli", "eval", "server", "client", "models", "wire"},
     **{m: FACADE | {"eval", "embed"} for m in ENGINE_INTERNALS - {"_buffers", "_validate"}},
+    # text analysis and BM25 scoring (numpy kernels): under the field kinds and the engine
+    "lexical": FACADE | ENGINE_INTERNALS | {"engine", "storage", "index", "multivector",
+                                            "filters", "fields", "codecs", "models", "embed",
+                                            "eval", "integrations"},
     "_buffers": TOP_LEVEL - {"errors"},  # a leaf of the write path
     "_validate": FACADE | ENGINE_INTERNALS | {"eval", "embed", "storage", "index",
                                               "multivector", "filters"},

@@ -310,6 +310,23 @@ def test_sparse_fields(db: Any) -> None:
     assert len(c) == 5
 
 
+def test_bm25_fields(db: Any) -> None:
+    spec = pv.BM25(pv.lexical.Analyzer(split_identifiers=True), k1=1.2)
+    c = _new(db, {"text": spec})
+    assert c.schema.fields == {"text": spec}
+    c.add([1, 2, 3], {"text": ["read a CSV with pandas.read_csv", "plot a chart",
+                               "the csv module reads CSV files"]}, [{"n": i} for i in range(3)])
+    res = c.search("read_csv", k=3)
+    assert res.ids.tolist() == [1, 3, None]
+    assert c.search(["chart", "csv"], k=1).ids.tolist() == [[2], [3]]
+    assert c.search("csv", k=3, filter={"n": 0}).ids.tolist() == [1, None, None]
+    with pytest.raises(InvalidVector, match="non-empty text"):
+        c.add([4], {"text": [" "]})
+    with pytest.raises(InvalidVector, match="expected a text or a list of texts, got int"):
+        c.search(7, k=1)
+    assert len(c) == 3
+
+
 def test_one_script_gives_the_same_answers_both_ways(tmp_path: Any) -> None:
     rng = np.random.default_rng(5)
     x, q = unit(rng, 2000, 12), unit(rng, 30, 12)

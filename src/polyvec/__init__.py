@@ -15,7 +15,7 @@ from .client import Client
 from .collection import Collection, Item
 from .db import Database, connect
 from .errors import *  # noqa: F403
-from .spec import Dense, Multi, Sparse
+from .spec import BM25, Dense, Multi, Sparse
 from .types import Metric, SearchResult, SparseVector
 
 __version__ = "0.1.0"
@@ -29,6 +29,7 @@ __all__ = [
     "Dense",
     "Multi",
     "Sparse",
+    "BM25",
     "Metric",
     "SearchResult",
     "SparseVector",

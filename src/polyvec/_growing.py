@@ -169,17 +169,20 @@ class GrowingField:
 
 class SparseRows:
     """Sparse vectors laid out as CSR: item i's entries are ``indices[indptr[i]:indptr[i+1]]``
-    (strictly increasing uint32) and the same slice of ``values``."""
+    (strictly increasing uint32) and the same slice of ``values``; a BM25 field's rows also
+    carry each item's ``lengths`` (its number of terms)."""
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray,
+                 lengths: np.ndarray | None = None) -> None:
         self.indptr, self.indices, self.values = indptr, indices, values
+        self.lengths = lengths
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
 
     @classmethod
-    def from_list(cls, rows: list[tuple[np.ndarray, np.ndarray]], dtype: np.dtype
-                  ) -> SparseRows:
+    def from_list(cls, rows: list[tuple[np.ndarray, np.ndarray]], dtype: np.dtype,
+                  lengths: np.ndarray | None = None) -> SparseRows:
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         if rows:
             np.cumsum([len(i) for i, _ in rows], out=indptr[1:])
@@ -187,72 +190,86 @@ class SparseRows:
                    if rows else np.zeros(0, np.uint32))
         values = (np.concatenate([w for _, w in rows]).astype(dtype, copy=False)
                   if rows else np.zeros(0, dtype))
-        return cls(indptr, indices, values)
+        return cls(indptr, indices, values, lengths)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.indptr[i], self.indptr[i + 1]
         return self.indices[lo:hi], self.values[lo:hi]
 
     def subset(self, rows: np.ndarray) -> SparseRows:
-        return SparseRows.from_list([self[int(i)] for i in rows], self.values.dtype)
+        return SparseRows.from_list([self[int(i)] for i in rows], self.values.dtype,
+                                    None if self.lengths is None else self.lengths[rows])
 
     def consistent(self) -> bool:
-        """Whether the three arrays agree (a sealed segment's check on open)."""
+        """Whether the arrays agree (a sealed segment's check on open)."""
         p = self.indptr
         return (p.ndim == 1 and len(p) >= 1 and int(p[0]) == 0
                 and int(p[-1]) == len(self.indices) == len(self.values)
-                and bool((np.diff(p) >= 0).all()))
+                and bool((np.diff(p) >= 0).all())
+                and (self.lengths is None or self.lengths.shape == (len(p) - 1,)))
 
 
 def encode_sparse(rows: SparseRows) -> bytes:
     counts = np.diff(rows.indptr).astype("<i8")
+    tail = b"" if rows.lengths is None else np.ascontiguousarray(rows.lengths, "<i4").tobytes()
     return (counts.tobytes() + np.ascontiguousarray(rows.indices, "<u4").tobytes()
-            + np.ascontiguousarray(rows.values).tobytes())
+            + np.ascontiguousarray(rows.values).tobytes() + tail)
 
 
-def decode_sparse(data: bytes, count: int, dtype: np.dtype) -> SparseRows:
-    """The rows of a sparse part; ``ValueError`` if the sizes disagree."""
+def decode_sparse(data: bytes, count: int, dtype: np.dtype, *, lengths: bool = False
+                  ) -> SparseRows:
+    """The rows of a sparse part (then ``count`` int32 lengths when ``lengths``);
+    ``ValueError`` if the sizes disagree."""
     counts = np.frombuffer(data, dtype="<i8", count=count)
     if count and counts.min() < 0:
         raise ValueError("negative sparse entry counts")
     nnz = int(counts.sum())
-    if len(data) != 8 * count + nnz * (4 + dtype.itemsize):
+    if len(data) != 8 * count + nnz * (4 + dtype.itemsize) + (4 * count if lengths else 0):
         raise ValueError("sparse entry counts disagree with the entries")
     indptr = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     indices = np.frombuffer(data, dtype="<u4", count=nnz, offset=8 * count)
-    values = np.frombuffer(data, dtype=dtype, count=nnz, offset=8 * count + 4 * nnz)
-    return SparseRows(indptr, indices, values)
+    at = 8 * count + 4 * nnz
+    values = np.frombuffer(data, dtype=dtype, count=nnz, offset=at)
+    lens = np.frombuffer(data, dtype="<i4", count=count, offset=at + nnz * dtype.itemsize) \
+        if lengths else None
+    return SparseRows(indptr, indices, values, lens)
 
 
 class SparseGrowing:
-    """The growing rows of one Sparse field, in seq order: the interface of
-    :class:`GrowingField` over three append-only buffers (counts, indices, values)."""
+    """The growing rows of one Sparse (or BM25) field, in seq order: the interface of
+    :class:`GrowingField` over append-only buffers (counts, indices, values; lengths)."""
 
-    def __init__(self, spec: FieldSpec, dtype: np.dtype) -> None:
+    def __init__(self, spec: FieldSpec, dtype: np.dtype, *, lengths: bool = False) -> None:
         self.spec, self.dtype = spec, dtype
         self.seqs = Growable(np.int64)
         self._counts = Growable(np.int64)
         self._indices = Growable(np.uint32)
         self._values = Growable(dtype)
+        self._lengths = Growable(np.int32) if lengths else None
 
     def __len__(self) -> int:
         return self.seqs.n
 
     @property
     def row_bytes(self) -> int:
-        """Bytes per row that :meth:`reserve` sets aside (a seq and a count)."""
-        return 16
+        """Bytes per row that :meth:`reserve` sets aside (a seq and a count; a length)."""
+        return 16 if self._lengths is None else 20
 
     def reserve(self, rows: int) -> None:
         self.seqs.reserve(rows)
         self._counts.reserve(rows)
+        if self._lengths is not None:
+            self._lengths.reserve(rows)
 
     def extend(self, seqs: np.ndarray, rows: SparseRows) -> None:
         self.seqs.extend(seqs)
         self._counts.extend(np.diff(rows.indptr))
         self._indices.extend(rows.indices)
         self._values.extend(rows.values)
+        if self._lengths is not None:
+            assert rows.lengths is not None
+            self._lengths.extend(rows.lengths)
 
     @property
     def data(self) -> SparseRows:
@@ -262,21 +279,23 @@ class SparseGrowing:
         """A function making the rows as of now: the buffers are append-only, so the views
         taken here never change; the offsets are made when called."""
         counts, indices, values = self._counts.view, self._indices.view, self._values.view
+        lengths = None if self._lengths is None else self._lengths.view
 
         def pack() -> SparseRows:
             indptr = np.zeros(len(counts) + 1, dtype=np.int64)
             np.cumsum(counts, out=indptr[1:])
-            return SparseRows(indptr, indices[:indptr[-1]], values[:indptr[-1]])
+            return SparseRows(indptr, indices[:indptr[-1]], values[:indptr[-1]], lengths)
 
         return pack
 
     def after(self, seq: int) -> SparseGrowing:
         """A new buffer of the rows whose seq is greater than ``seq`` (a seal took the rest)."""
         m = int(np.searchsorted(self.seqs.view, seq, side="right"))
-        out = SparseGrowing(self.spec, self.dtype)
+        out = SparseGrowing(self.spec, self.dtype, lengths=self._lengths is not None)
         if m < len(self):
             data = self.data
             out.extend(self.seqs.view[m:], SparseRows(
                 data.indptr[m:] - data.indptr[m], data.indices[data.indptr[m]:],
-                data.values[data.indptr[m]:]))
+                data.values[data.indptr[m]:], None if data.lengths is None
+                else data.lengths[m:]))
         return out

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from .errors import InvalidArgument
 from .types import Metric
 
-__all__ = ["Dense", "Multi", "Sparse", "FieldSpec", "CollectionSchema", "ModelSpec",
+__all__ = ["BM25", "Dense", "Multi", "Sparse", "FieldSpec", "CollectionSchema", "ModelSpec",
            "field_from_dict"]
 
 _DTYPES = ("f32", "f16")
@@ -116,9 +116,52 @@ class Sparse:
         return {"kind": self.kind, **asdict(self)}
 
 
-FieldSpec = Dense | Multi | Sparse
-_KINDS: dict[str, type[Dense] | type[Multi] | type[Sparse]] = {
-    "dense": Dense, "multi": Multi, "sparse": Sparse}
+@dataclass(frozen=True)
+class BM25:
+    """A text per item, scored by BM25 against queries given as text (Lucene's formula; see
+    :mod:`polyvec.lexical.bm25`): ``k1`` (term-frequency saturation, default 0.9) and ``b``
+    (length normalisation, default 0.4) as Lucene's and Anserini's defaults for passages. The
+    ``analyzer`` (:class:`polyvec.lexical.Analyzer`, or its dict) turns texts and queries into
+    terms. The collection stores the terms' ids and counts, not the text.
+
+    >>> BM25().to_dict()["k1"], BM25(b=0.75).to_dict()["b"]
+    (0.9, 0.75)
+    """
+
+    analyzer: Any = None
+    k1: float = 0.9
+    b: float = 0.4
+    kind: ClassVar[str] = "bm25"
+    metric: ClassVar[str] = "dot"
+    dim: ClassVar[int] = SPARSE_MAX_DIM  # term ids are 32-bit hashes
+    dtype: ClassVar[str] = "f32"
+
+    def __post_init__(self) -> None:
+        from .lexical import Analyzer
+
+        a = self.analyzer
+        if a is None:
+            object.__setattr__(self, "analyzer", Analyzer())
+        elif isinstance(a, dict):
+            object.__setattr__(self, "analyzer", Analyzer.from_dict(a))
+        elif not isinstance(a, Analyzer):
+            raise InvalidArgument(f"BM25(analyzer=...): expected an Analyzer or its dict, got "
+                                  f"{type(a).__name__}")
+        for name, lo, hi in (("k1", 0.0, 100.0), ("b", 0.0, 1.0)):
+            x = getattr(self, name)
+            if isinstance(x, bool) or not isinstance(x, int | float) or not lo <= x <= hi:
+                raise InvalidArgument(f"BM25({name}=...): expected a number in [{lo:g}, "
+                                      f"{hi:g}], got {x!r}")
+            object.__setattr__(self, name, float(x))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "analyzer": self.analyzer.to_dict(), "k1": self.k1,
+                "b": self.b}
+
+
+FieldSpec = Dense | Multi | Sparse | BM25
+_KINDS: dict[str, type[Dense] | type[Multi] | type[Sparse] | type[BM25]] = {
+    "dense": Dense, "multi": Multi, "sparse": Sparse, "bm25": BM25}
 
 
 def field_from_dict(d: dict[str, Any]) -> FieldSpec:
@@ -142,15 +185,16 @@ class CollectionSchema:
     ) -> CollectionSchema:
         if not isinstance(vectors, dict) or not vectors:
             raise InvalidArgument(
-                f"vectors: expected a non-empty dict of name -> Dense/Multi/Sparse, got {vectors!r}"
+                f"vectors: expected a non-empty dict of name -> Dense/Multi/Sparse/BM25, got "
+                f"{vectors!r}"
             )
         for name, spec in vectors.items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise InvalidArgument(f"vector field name: expected an identifier, got {name!r}")
-            if not isinstance(spec, Dense | Multi | Sparse):
+            if not isinstance(spec, Dense | Multi | Sparse | BM25):
                 raise InvalidArgument(
-                    f"vector field {name!r}: expected Dense, Multi or Sparse, got {spec!r}"
-                )
+                    f"vector field {name!r}: expected Dense, Multi, Sparse or BM25, got "
+                    f"{spec!r}")
         for path in indexed:
             if (
                 not isinstance(path, str)

@@ -250,8 +250,8 @@ class SparseEngine(IndexEngine):
     meta_key = "sparse_indexes"
 
     def parse(self, name: str, fspec: FieldSpec, spec: Any) -> Any:
-        raise InvalidArgument(f"create_index: field {name!r} is Sparse, which is searched "
-                              "exactly (it has no index yet)")
+        raise InvalidArgument(f"create_index: field {name!r} ({type(fspec).__name__}) is "
+                              "searched exactly (it has no index yet)")
 
     def min_rows(self) -> int:
         return 2**62

@@ -258,6 +258,9 @@ class SearchExecutor:
             pos = snap.positions_of(selected)
             selected = np.zeros(len(snap.seqs), dtype=bool)
             selected[pos[pos >= 0]] = True
+        kind = kind_of(spec)
+        if kind.stats:  # (BM25: the whole collection's statistics, whatever the selection)
+            queries = kind.bind(spec, queries, self._blocks(snap, name))
         gseqs, _ = snap.growing[name]
         gmask = None
         if len(gseqs):  # growing rows none of which may be returned count as none
@@ -280,6 +283,18 @@ class SearchExecutor:
                                                                [seg_info], 1)
         return self._fan_out(snap, queries, k, name, spec, selected, target_recall, params,
                              use_index, gmask if growing else None, growing)
+
+    @staticmethod
+    def _blocks(snap: Snapshot, name: str) -> list[tuple[Any, np.ndarray | None]]:
+        """Every block's data of field ``name`` and alive mask: the growing rows, then each
+        sealed segment."""
+        out = []
+        gseqs, gdata = snap.growing[name]
+        if len(gseqs):
+            out.append((gdata() if callable(gdata) else gdata, snap.growing_mask(name, gseqs)))
+        out += [(seg.fields[name], snap.block_mask(seg.seqs, seg)) for seg in snap.segments
+                if len(seg.seqs)]
+        return out
 
     def _fan_out(self, snap: Snapshot, queries: Any, k: int, name: str, spec: FieldSpec,
                  selected: np.ndarray | None, target_recall: float | None, params: Any,

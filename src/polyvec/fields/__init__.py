@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import InvalidArgument
 from ..spec import FieldSpec
 from .base import FieldKind
+from .bm25 import BM25Kind
 from .dense import DenseKind
 from .multi import MultiKind
 from .sparse import SparseKind
@@ -37,3 +38,4 @@ def kind_of(spec: FieldSpec) -> FieldKind:
 register(DenseKind())
 register(MultiKind())
 register(SparseKind())
+register(BM25Kind())

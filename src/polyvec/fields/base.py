@@ -107,6 +107,15 @@ class FieldKind(ABC):
         :class:`~polyvec.types.SparseVector` (of copies)."""
 
     # -- reading ----------------------------------------------------------------------------
+    stats: ClassVar[bool] = False  # whether queries are bound to collection statistics
+
+    def bind(self, spec: FieldSpec, queries: Any, blocks: list[tuple[Any, np.ndarray | None]]
+             ) -> Any:
+        """Checked queries bound to statistics of the whole collection before any block is
+        scanned (``stats`` kinds: BM25's document frequencies and mean length), from
+        ``blocks``: every block's data and alive mask (``None``: all rows alive)."""
+        return queries
+
     @abstractmethod
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:
