@@ -322,6 +322,20 @@ def test_bm25_fields(db: Any) -> None:
     assert c.search("csv", k=3, filter={"n": 0}).ids.tolist() == [1, None, None]
     with pytest.raises(InvalidVector, match="non-empty text"):
         c.add([4], {"text": [" "]})
+    h = _new(db, {"text": pv.BM25(), "v": pv.Dense(2), "w": pv.Sparse(10)})
+    h.add(["a", "b", "c"], {"text": ["red apple", "green apple", "red car"],
+                            "v": np.array([[1, 0], [0, 1], [1, 1]], np.float32),
+                            "w": [{1: 1.0}, {2: 1.0}, {1: 0.5, 2: 0.5}]})
+    got = h.search({"text": "red", "v": np.array([0, 1], np.float32), "w": {2: 1.0}}, k=3,
+                   fusion="rrf", weights={"text": 2.0})
+    # text: a, c (a tie, in write order); v: b, c, a; w: b, c
+    assert got.ids.tolist() == ["c", "a", "b"]
+    np.testing.assert_allclose(got.scores, [4 / 62, 2 / 61 + 1 / 63, 2 / 61], rtol=1e-6)
+    hit = got.info["hits"][0]
+    assert {f: h["rank"] for f, h in hit.items()} == {"text": 2, "v": 2, "w": 2}
+    assert hit["v"]["score"] == pytest.approx(2 ** -0.5, rel=1e-5) and hit["w"]["score"] == 0.5
+    with pytest.raises(InvalidArgument, match="fusion: expected one of"):
+        h.search({"text": "red"}, k=1, fusion="max")
     with pytest.raises(InvalidVector, match="expected a text or a list of texts, got int"):
         c.search(7, k=1)
     assert len(c) == 3

@@ -447,11 +447,15 @@ class RemoteCollection:
                filter: Mapping[str, Any] | None = None, target_recall: float | None = None,
                ef: int | None = None, nprobe: int | None = None,
                oversample: float | None = None, candidates: int | None = None,
-               rerank_depth: int | None = None, model: str | None = None) -> SearchResult:
-        body = {"query": wire.encode_vectors(query), "k": k, "field": field, "filter": filter,
+               rerank_depth: int | None = None, model: str | None = None,
+               fusion: str | None = None, weights: Mapping[str, float] | None = None
+               ) -> SearchResult:
+        body = {"query": wire.encode_query(query), "k": k, "field": field, "filter": filter,
                 "target_recall": target_recall, "ef": ef, "nprobe": nprobe,
                 "oversample": oversample, "candidates": candidates,
                 "rerank_depth": rerank_depth, "model": model}
+        if fusion is not None or weights is not None:  # (sent only when given)
+            body |= {"fusion": fusion, "weights": weights}
         return wire.result_from_json(self._call("POST", "search", body))
 
     def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _validate as v
 from ._kernels._numba import numba_is_warm, warm_after
+from .engine import fusion as fusion_
 from .engine.indexes import INDEXES
 from .engine.search import NeedsCatalog, SearchExecutor
 from .engine.store import CATALOG, SEGMENTS, SegmentStore
@@ -238,7 +239,9 @@ class Collection:
                filter: Mapping[str, Any] | None = None, target_recall: float | None = None,
                ef: int | None = None, nprobe: int | None = None,
                oversample: float | None = None, candidates: int | None = None,
-               rerank_depth: int | None = None, model: str | None = None) -> SearchResult:
+               rerank_depth: int | None = None, model: str | None = None,
+               fusion: str | None = None, weights: Mapping[str, float] | None = None
+               ) -> SearchResult:
         """Top-k search of one query or a batch, optionally filtered by payload.
 
         Dense fields take a ``(dim,)`` vector (1-D result) or an ``(nq, dim)`` batch (2-D).
@@ -252,9 +255,27 @@ class Collection:
         ``model`` names the model version that embedded the query (see :meth:`register_model`):
         another version than the field's is mapped into its space.
 
+        Sparse fields take a sparse vector or a list of them; BM25 fields a text or a list.
+
+        A **hybrid** query (no ``field=``) is a dict of field -> that field's query
+        (``{"dense": v, "bm25": "text"}``): each field's top ``max(k, 100)`` (filtered
+        alike) is fused by ``fusion`` (``"rrf"``, the default, ``"weighted"`` or ``"dbsf"``; see
+        :mod:`polyvec.engine.fusion`) with per-field ``weights``; ``info["hits"]`` says each
+        hit's rank and score in every list that has it (a list per query for a batch), and
+        ``info["retrievers"]`` each field's own ``info``.
+
         Searches from several threads run in parallel: each reads the snapshot published by
         the last write and holds no lock while it scans (see ``docs/ARCHITECTURE.md``).
         """
+        if field is None and isinstance(query, Mapping) and any(isinstance(f, str)
+                                                                for f in query):
+            return self._hybrid(query, k, filter, fusion, weights,
+                                {"target_recall": target_recall, "ef": ef, "nprobe": nprobe,
+                                 "oversample": oversample, "candidates": candidates,
+                                 "rerank_depth": rerank_depth, "model": model})
+        if fusion is not None or weights is not None:
+            raise InvalidArgument("search: fusion and weights apply to a hybrid query (a dict "
+                                  "of field -> query)")
         quick = model is None and candidates is None and rerank_depth is None
         node = None if filter is None else parse_filter(filter)  # parsed once, for either path
         if not numba_is_warm():  # a process's first searches: numba loads after each one
@@ -268,6 +289,48 @@ class Collection:
                 return got
         return self._search(query, k, field, node, target_recall, ef, nprobe, oversample,
                             candidates, rerank_depth, model, False)
+
+    def _hybrid(self, queries: Mapping[str, Any], k: int, filter: Mapping[str, Any] | None,
+                fusion: str | None, weights: Mapping[str, float] | None,
+                knobs: dict[str, Any]) -> SearchResult:
+        """:meth:`search` of a dict of field -> query: each field's list, then one fusion."""
+        k = v.check_k(k)
+        given = sorted(n for n, x in knobs.items() if x is not None)
+        if given:
+            raise InvalidArgument(f"search: a hybrid query takes filter, fusion and weights; "
+                                  f"{given} apply to one field's search")
+        for f in queries:
+            self._store.field(f)  # an unknown one: UnknownField naming the fields there are
+        fields = list(queries)
+        method = "rrf" if fusion is None else fusion
+        w = fusion_.check_weights(method, weights, fields)
+        depth = max(k, fusion_.DEPTH)
+        results = {f: self.search(queries[f], depth, field=f, filter=filter) for f in fields}
+        kinds = {(r.ids.ndim == 1, 1 if r.ids.ndim == 1 else len(r.ids))
+                 for r in results.values()}
+        if len(kinds) != 1:
+            raise InvalidArgument("search: a hybrid query's fields must all hold one query, or "
+                                  "batches of one size")
+        single, nq = kinds.pop()
+        rows = [dict(results)] if single else [
+            {f: SearchResult(r.ids[i], r.scores[i]) for f, r in results.items()}
+            for i in range(nq)]
+        width = min(k, len(self))
+        ids = np.full((len(rows), width), None, dtype=object)
+        scores = np.full((len(rows), width), -np.inf, dtype=np.float32)
+        hits = []
+        for qi, row in enumerate(rows):
+            lists = {f: ([i for i in r.ids if i is not None],
+                         r.scores[:sum(i is not None for i in r.ids)]) for f, r in row.items()}
+            got, fused, explain = fusion_.fuse(lists, width, method, w)
+            ids[qi, :len(got)] = got
+            scores[qi, :len(got)] = fused
+            hits.append(explain)
+        info = {"strategy": "hybrid", "fusion": method, "weights": w, "depth": depth,
+                "retrievers": {f: r.info for f, r in results.items()},
+                "hits": hits[0] if single else hits}
+        return SearchResult(ids[0], scores[0], info) if single else \
+            SearchResult(ids, scores, info)
 
     def _search(self, query: Any, k: int, field: str | None, node: Any,
                 target_recall: float | None, ef: int | None, nprobe: int | None,

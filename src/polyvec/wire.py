@@ -29,9 +29,9 @@ from . import errors
 from .errors import InvalidArgument, InvalidVector, PolyvecError
 from .types import SearchResult, SparseVector
 
-__all__ = ["STATUS", "decode_array", "jsonable", "decode_vectors", "encode_array",
-           "encode_vectors", "error_body", "raise_error", "result_from_json", "result_to_json",
-           "status_of"]
+__all__ = ["STATUS", "decode_array", "jsonable", "decode_query", "decode_vectors",
+           "encode_array", "encode_query", "encode_vectors", "error_body", "raise_error",
+           "result_from_json", "result_to_json", "status_of"]
 
 _DTYPES: dict[str, np.dtype[Any]] = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2")}
 
@@ -208,6 +208,22 @@ def encode_vectors(x: Any) -> Any:
     if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim == 3:
         return [encode_vectors(t) for t in x]
     return x.tolist() if isinstance(x, np.ndarray) else x
+
+
+def encode_query(x: Any) -> Any:
+    """A search's query for the wire: :func:`encode_vectors`, or for a hybrid query (a dict of
+    field -> query) each field's query so."""
+    if isinstance(x, dict) and any(isinstance(f, str) for f in x):
+        return {str(f): encode_vectors(q) for f, q in x.items()}
+    return encode_vectors(x)
+
+
+def decode_query(obj: Any, what: str) -> Any:
+    """:func:`encode_query` undone."""
+    if isinstance(obj, dict) and set(obj) not in ({"b64", "dtype", "shape"},
+                                                  {"indices", "values"}):
+        return {f: decode_vectors(q, f"{what}[{f!r}]") for f, q in obj.items()}
+    return decode_vectors(obj, what)
 
 
 def decode_vectors(obj: Any, what: str) -> Any:

@@ -128,6 +128,8 @@ class Search(_Body):
     candidates: Any = None
     rerank_depth: Any = None
     model: Any = None
+    fusion: Any = None
+    weights: Any = None
 
 
 _SEARCH = frozenset(Search.model_fields)  # the keys of a search body
@@ -248,11 +250,11 @@ class ServerState:
         def run() -> SearchResult:
             get = body.get
             return self.collection(name).search(
-                wire.decode_vectors(body["query"], "query"), get("k", 10), field=get("field"),
+                wire.decode_query(body["query"], "query"), get("k", 10), field=get("field"),
                 filter=get("filter"), target_recall=get("target_recall"), ef=get("ef"),
                 nprobe=get("nprobe"), oversample=get("oversample"),
                 candidates=get("candidates"), rerank_depth=get("rerank_depth"),
-                model=get("model"))
+                model=get("model"), fusion=get("fusion"), weights=get("weights"))
 
         return await self.timed(name, run)
 

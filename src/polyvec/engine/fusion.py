@@ -1,0 +1,88 @@
+"""Fusing the ranked lists of several retrievers (one per field) into one ranking.
+
+- ``rrf`` (reciprocal rank fusion): ``sum_r w_r / (60 + rank_r)``, ranks from 1; weights 1 by
+  default. Scores' scales never meet, only ranks.
+- ``weighted``: a convex combination of min-max normalised scores, ``sum_r w_r * (s - min_r) /
+  (max_r - min_r)`` over each list (a list whose scores are all equal gives 1); the weights,
+  equal by default, are scaled to sum to 1.
+- ``dbsf`` (distribution-based score fusion): each list's scores normalised by its mean +- 3
+  standard deviations, ``(s - (mu - 3 sigma)) / (6 sigma)`` clipped to [0, 1] (0.5 when sigma
+  is 0), then summed with the weights (1 by default).
+
+An item missing from a list contributes nothing for it. Ties are broken by the order of first
+appearance (lists in the order given, each best first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgument
+
+__all__ = ["DEPTH", "FUSIONS", "RRF_K", "check_weights", "fuse"]
+
+FUSIONS = ("rrf", "weighted", "dbsf")
+RRF_K = 60
+DEPTH = 100  # each retriever's list: its top max(k, DEPTH)
+
+
+def check_weights(fusion: object, weights: object, fields: Sequence[str]) -> dict[str, float]:
+    """The weight of every field (the defaults filled in), or a typed error."""
+    if fusion not in FUSIONS:
+        raise InvalidArgument(f"fusion: expected one of {list(FUSIONS)}, got {fusion!r}")
+    if weights is None:
+        w = dict.fromkeys(fields, 1.0)
+    else:
+        if not isinstance(weights, Mapping):
+            raise InvalidArgument(f"weights: expected a dict of field -> weight, got "
+                                  f"{type(weights).__name__}")
+        unknown = sorted(set(map(str, weights)) - set(fields))
+        if unknown:
+            raise InvalidArgument(f"weights: fields {unknown} are not in the query (its "
+                                  f"fields: {list(fields)})")
+        w = {}
+        for f in fields:
+            x = weights.get(f, 1.0)
+            if isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x < float("inf"):
+                raise InvalidArgument(f"weights[{f!r}]: expected a finite number >= 0, got {x!r}")
+            w[f] = float(x)
+    if not any(w.values()):
+        raise InvalidArgument("weights: expected at least one weight > 0")
+    if fusion == "weighted":
+        total = sum(w.values())
+        w = {f: x / total for f, x in w.items()}
+    return w
+
+
+def _normalised(scores: np.ndarray, fusion: str) -> np.ndarray:
+    if fusion == "weighted":
+        lo, hi = float(scores.min()), float(scores.max())
+        return np.ones_like(scores) if hi == lo else (scores - lo) / (hi - lo)
+    mu, sigma = float(scores.mean()), float(scores.std())
+    if sigma == 0:
+        return np.full_like(scores, 0.5)
+    return np.clip((scores - (mu - 3 * sigma)) / (6 * sigma), 0.0, 1.0)
+
+
+def fuse(lists: Mapping[str, tuple[Sequence[Any], Any]], k: int, fusion: str,
+         weights: Mapping[str, float]) -> tuple[list[Any], list[float],
+                                                list[dict[str, dict[str, Any]]]]:
+    """The fused top-``k`` of ``lists`` (field -> (ids, scores), best first, no empty slots):
+    ids, fused scores, and for each hit where each list ranked it (``{field: {"rank",
+    "score"}}``)."""
+    fused: dict[Any, float] = {}
+    explain: dict[Any, dict[str, dict[str, Any]]] = {}
+    for field, (ids, scores) in lists.items():
+        if not len(ids):
+            continue
+        raw = np.asarray(scores, dtype=np.float64)
+        contrib = (weights[field] / (RRF_K + np.arange(1, len(ids) + 1)) if fusion == "rrf"
+                   else weights[field] * _normalised(raw, fusion))
+        for rank, (i, c) in enumerate(zip(ids, contrib.tolist(), strict=True), start=1):
+            fused[i] = fused.get(i, 0.0) + c
+            explain.setdefault(i, {})[field] = {"rank": rank, "score": float(raw[rank - 1])}
+    order = sorted(fused, key=lambda i: -fused[i])[:k]  # (stable: first appearance breaks ties)
+    return order, [fused[i] for i in order], [explain[i] for i in order]
