@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._buffers import Growable
+from ._kernels.sparse import Postings
 from .spec import Dense, FieldSpec
 
 __all__ = ["GrowingField", "SparseGrowing", "SparseRows", "TokenSets", "decode_dense",
@@ -176,6 +177,15 @@ class SparseRows:
                  lengths: np.ndarray | None = None) -> None:
         self.indptr, self.indices, self.values = indptr, indices, values
         self.lengths = lengths
+        self.sealed = False  # a sealed segment's rows: searched through their inverted lists
+        self._postings: Postings | None = None
+
+    def postings(self) -> Postings | None:
+        """The inverted lists of sealed rows (made on first use, then kept with them);
+        ``None`` for growing rows, which change with every write: they are scanned."""
+        if self.sealed and self._postings is None:
+            self._postings = Postings(self.indptr, self.indices, self.values)
+        return self._postings
 
     def __len__(self) -> int:
         return len(self.indptr) - 1

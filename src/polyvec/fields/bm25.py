@@ -60,7 +60,7 @@ class BM25Kind(SparseKind):
     def open_sealed(self, name: str, spec: FieldSpec, files: Any,
                     nrows: int) -> tuple[SparseRows, bool]:
         rows, ok = super().open_sealed(name, spec, files, nrows)
-        rows.lengths = files[f"{name}.lengths"]
+        rows.lengths = files[f"{name}.lengths"]  # (a memory-mapped array)
         return rows, ok and rows.consistent() and rows.lengths.dtype == np.int32
 
     def merge(self, spec: FieldSpec, parts: list[tuple[Any, np.ndarray]]) -> SparseRows:
@@ -71,15 +71,13 @@ class BM25Kind(SparseKind):
 
     def bind(self, spec: FieldSpec, queries: Any, blocks: list[tuple[Any, np.ndarray | None]]
              ) -> list[bm25.BM25Query]:
-        return bm25.bind(queries, spec.k1, spec.b,  # type: ignore[union-attr]
-                         [(d.indptr, d.indices, d.lengths, alive) for d, alive in blocks])
+        return bm25.bind(queries, spec.k1, spec.b, blocks)  # type: ignore[union-attr]
 
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:
         for i, q in enumerate(queries):
             assert isinstance(q, bm25.BM25Query), "BM25 queries are bound before a scan"
-            scores, keep = bm25.block_scores(q, data.indptr, data.indices, data.values,
-                                             data.lengths)
+            scores, keep = bm25.block_scores(q, data)
             if mask is not None:
                 keep &= mask
             rows = np.flatnonzero(keep)

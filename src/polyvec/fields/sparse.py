@@ -69,6 +69,7 @@ class SparseKind(FieldKind):
                     nrows: int) -> tuple[SparseRows, bool]:
         rows = SparseRows(files[f"{name}.offsets"], files[f"{name}.indices"],
                           files[f"{name}.values"])
+        rows.sealed = True
         ok = (len(rows) == nrows and rows.consistent()
               and rows.indices.dtype == np.uint32
               and rows.values.dtype == v.storage_dtype(spec))
@@ -87,4 +88,5 @@ class SparseKind(FieldKind):
 
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:
-        scan_sparse(queries, data.indptr, data.indices, data.values, seqs, topk, mask=mask)
+        scan_sparse(queries, data.indptr, data.indices, data.values, seqs, topk, mask=mask,
+                    postings=data.postings())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,30 +42,32 @@ def idf(n: int, df: np.ndarray) -> np.ndarray:
 
 
 def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
-         blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
-         ) -> list[BM25Query]:
-    """``queries`` (term ids and counts) bound to the statistics of ``blocks``, each
-    ``(indptr, indices, lengths, alive)`` (``alive``: the live rows' mask, ``None`` when all
-    are): N, the total length, and each query term's document frequency over live rows."""
+         blocks: Iterable[tuple[Any, np.ndarray | None]]) -> list[BM25Query]:
+    """``queries`` (term ids and counts) bound to the statistics of ``blocks``, each a BM25
+    field's rows (CSR ``indptr``/``indices`` of term counts, ``lengths``; sealed ones with
+    their inverted lists) and its alive mask (``None``: every row is alive): N, the total
+    length, and each query term's document frequency over live rows."""
     terms = np.unique(np.concatenate([q for q, _ in queries])) if queries else \
         np.zeros(0, np.uint32)
     df = np.zeros(len(terms), np.int64)
     n, total = 0, 0
-    for indptr, indices, lengths, alive in blocks:
-        rows = len(indptr) - 1
-        if alive is not None:
-            live_entries = np.repeat(alive, np.diff(indptr))
-            n += int(np.count_nonzero(alive))
-            total += int(lengths[alive].sum())
-        else:
-            live_entries = None
-            n += rows
-            total += int(lengths.sum())
-        if len(terms) and len(indices):
+    for rows, alive in blocks:
+        lengths = np.asarray(rows.lengths)
+        n += len(lengths) if alive is None else int(np.count_nonzero(alive))
+        total += int(lengths.sum() if alive is None else lengths[alive].sum())
+        if not len(terms):
+            continue
+        postings = rows.postings()
+        if postings is not None:  # a sealed block: only the query terms' lists
+            for j, where, _ in postings.lists(terms):
+                df[j] += len(where) if alive is None else int(np.count_nonzero(alive[where]))
+            continue
+        indices, indptr = rows.indices, rows.indptr
+        if len(indices):
             pos = np.minimum(np.searchsorted(terms, indices), len(terms) - 1)
             hit = terms[pos] == indices
-            if live_entries is not None:
-                hit &= live_entries
+            if alive is not None:
+                hit &= np.repeat(alive, np.diff(indptr))
             df += np.bincount(pos[hit], minlength=len(terms))
     avgdl = total / n if n else 0.0
     weights = idf(n, df)
@@ -76,13 +79,20 @@ def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
     return out
 
 
-def block_scores(q: BM25Query, indptr: np.ndarray, indices: np.ndarray, tf: np.ndarray,
-                 lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, matched)`` of one bound query against CSR rows of term frequencies (the
-    numpy reference)."""
-    row = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    norm = q.k1 * (1 - q.b + q.b * lengths / q.avgdl) if q.avgdl > 0 else \
-        np.full(len(lengths), q.k1 * (1 - q.b))
-    tf = tf.astype(np.float32)
-    saturated = tf / (tf + norm[row].astype(np.float32))
-    return sparse_scores(q.ids, q.weights, indptr, indices, saturated)
+def block_scores(q: BM25Query, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, matched)`` of one bound query against a block's rows: through the inverted
+    lists of a sealed block, else every entry (the numpy reference)."""
+    lengths = np.asarray(rows.lengths)
+    norm = (q.k1 * (1 - q.b + q.b * lengths / q.avgdl) if q.avgdl > 0 else
+            np.full(len(lengths), q.k1 * (1 - q.b))).astype(np.float32)
+    postings = rows.postings()
+    if postings is None:
+        row = np.repeat(np.arange(len(lengths)), np.diff(rows.indptr))
+        tf = rows.values.astype(np.float32)
+        return sparse_scores(q.ids, q.weights, rows.indptr, rows.indices, tf / (tf + norm[row]))
+    scores = np.zeros(len(lengths), np.float64)
+    matched = np.zeros(len(lengths), bool)
+    for j, where, tf in postings.lists(q.ids):
+        scores[where] += q.weights[j] * (tf / (tf + norm[where]))
+        matched[where] = True
+    return scores.astype(np.float32), matched
