@@ -74,8 +74,8 @@ function renderOverview(info) {
   const rows = Object.entries(info.schema.vectors).map(([field, spec]) => {
     const model = info.models[field];
     const index = info.indexes[field];
-    return el("tr", {}, el("td", {}, field), el("td", {}, spec.kind), el("td", {}, spec.dim), el("td", {}, spec.metric),
-      el("td", {}, spec.dtype), el("td", {}, model ? model.name : "none"), el("td", {}, index ? index.spec : "exact"));
+    return el("tr", {}, el("td", {}, field), el("td", {}, spec.kind), el("td", {}, spec.dim ?? "—"),
+      el("td", {}, spec.metric ?? (spec.kind === "bm25" ? "BM25" : "dot")), el("td", {}, spec.dtype ?? "—"), el("td", {}, model ? model.name : "none"), el("td", {}, index ? index.spec : "exact"));
   });
   $("fields").tBodies[0].replaceChildren(...rows);
   state.textField = Object.keys(info.models)[0] || null;
