@@ -172,6 +172,17 @@ def _hybrid(s: Systems, data: dict[str, Any]) -> dict[str, dict[str, float]]:
             for v, q in zip(qv, queries, strict=True)]
     for name, ranked in runs.items():
         out[name] = _quality(ranked, rel)
+    # fit_fusion's weights, fitted on the odd queries, measured on the even ones
+    train, test = range(1, len(queries), 2), range(0, len(queries), 2)
+    fit = s.coll.fit_fusion([{"dense": qv[i], "text": queries[i]} for i in train],
+                            [rel[i] for i in train], fusion="weighted")
+    w = fit["weights"]
+    held = [rel[i] for i in test]
+    out["dense (even half)"] = _quality([runs["dense"][i] for i in test], held)
+    out["bm25 (even half)"] = _quality([runs["bm25"][i] for i in test], held)
+    out[f"weighted, fitted on the odd half {w} (even half)"] = _quality(
+        [s.coll.search({"dense": qv[i], "text": queries[i]}, K, fusion="weighted",
+                       weights=w).ids.tolist() for i in test], held)
     return out
 
 

@@ -126,3 +126,29 @@ def test_batches_and_refusals(coll: Any) -> None:
         coll.search({"text": ["a", "b"], "dense": np.ones(8, np.float32)}, 3)
     with pytest.raises(InvalidArgument, match="hybrid query"):
         coll.search("apple", 3, field="text", fusion="rrf")
+
+
+def test_fit_fusion_finds_the_field_that_ranks_the_answers(coll: Any) -> None:
+    """The dense query of each item is its own vector (a perfect ranking); the text query is
+    noise: the fitted weights lean on dense, and the grid holds the fusion's own scores."""
+    rng = np.random.default_rng(4)
+    items = [int(i) for i in rng.choice(300, 12, replace=False)]
+    got = coll.get(items)
+    queries = [{"dense": it.vectors["dense"], "text": "apple pear"} for it in got]
+    fit = coll.fit_fusion(queries, items, step=0.25)
+    assert fit["weights"]["dense"] >= 0.75 and fit["ndcg@10"] == 1.0
+    assert len(fit["grid"]) == 5 and fit["queries"] == 12
+    text_only = next(e for e in fit["grid"] if e["weights"] == {"dense": 0.0, "text": 1.0})
+    assert text_only["ndcg@10"] < 0.5
+    rrf = coll.fit_fusion(queries, [{i: 2} for i in items], fusion="rrf", step=0.5)
+    assert rrf["fusion"] == "rrf" and rrf["weights"]["dense"] >= 0.5
+    for args, kwargs, match in [
+        ((queries, items[:3]), {}, "of one length"),
+        (([], []), {}, "of one length"),
+        ((queries, items), {"step": 0.3}, "1/n"),
+        ((queries, items), {"fusion": "max"}, "fusion: expected"),
+        (([queries[0], {"text": "x"}], items[:2]), {}, r"queries\[1\]: expected the fields"),
+        ((queries[:1], [3.5]), {}, "qrels: expected an id"),
+    ]:
+        with pytest.raises(InvalidArgument, match=match):
+            coll.fit_fusion(*args, **kwargs)

@@ -290,6 +290,42 @@ class Collection:
         return self._search(query, k, field, node, target_recall, ef, nprobe, oversample,
                             candidates, rerank_depth, model, False)
 
+    def fit_fusion(self, queries: Sequence[Mapping[str, Any]], qrels: Sequence[Any], *,
+                   fusion: str = "weighted", k: int = 10, step: float = 0.1,
+                   filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The fusion weights that rank labelled queries best: ``queries`` are hybrid queries
+        (dicts of field -> query, one field set), ``qrels[i]`` query i's relevant ids (an
+        id, a list of ids, or ``{id: grade}``). Every weighting on a grid of ``step`` (the
+        weights summing to 1, a field's 0 included) is scored by mean nDCG@``k`` of its fusion
+        of each field's filtered top ``max(k, 100)``; returns ``{"fusion", "weights",
+        "ndcg@k", "queries", "grid"}``: pass ``weights`` to :meth:`search`. Fit on some
+        queries and measure on others: the score here is on the queries it was fitted on."""
+        k = v.check_k(k)
+        if not isinstance(queries, Sequence) or not isinstance(qrels, Sequence) \
+                or not queries or len(queries) != len(qrels):
+            raise InvalidArgument("fit_fusion: expected lists of queries and of their qrels, "
+                                  "of one length (at least one)")
+        if isinstance(step, bool) or not isinstance(step, float | int) or not 0 < step <= 0.5 \
+                or abs(round(1 / step) * step - 1) > 1e-9:
+            raise InvalidArgument(f"fit_fusion: step: expected 1/n for an int n >= 2, got "
+                                  f"{step!r}")
+        fields = None
+        for i, q in enumerate(queries):
+            if not isinstance(q, Mapping) or not q:
+                raise InvalidArgument(f"fit_fusion: queries[{i}]: expected a dict of field -> "
+                                      f"query, got {type(q).__name__}")
+            fields = fields or list(q)
+            if list(q) != fields:
+                raise InvalidArgument(f"fit_fusion: queries[{i}]: expected the fields "
+                                      f"{fields}, got {list(q)}")
+        fusion_.check_weights(fusion, None, fields or [])
+        depth = max(k, fusion_.DEPTH)
+        lists = []
+        for q in queries:
+            lists.append({f: _hits(self.search(fq, depth, field=f, filter=filter))
+                          for f, fq in q.items()})
+        return fusion_.fit(lists, [_grades(r) for r in qrels], fusion, k, float(step))
+
     def _hybrid(self, queries: Mapping[str, Any], k: int, filter: Mapping[str, Any] | None,
                 fusion: str | None, weights: Mapping[str, float] | None,
                 knobs: dict[str, Any]) -> SearchResult:
@@ -320,9 +356,8 @@ class Collection:
         scores = np.full((len(rows), width), -np.inf, dtype=np.float32)
         hits = []
         for qi, row in enumerate(rows):
-            lists = {f: ([i for i in r.ids if i is not None],
-                         r.scores[:sum(i is not None for i in r.ids)]) for f, r in row.items()}
-            got, fused, explain = fusion_.fuse(lists, width, method, w)
+            got, fused, explain = fusion_.fuse({f: _hits(r) for f, r in row.items()}, width,
+                                               method, w)
             ids[qi, :len(got)] = got
             scores[qi, :len(got)] = fused
             hits.append(explain)
@@ -555,3 +590,21 @@ def _call_checked(fn: Any, what: str, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, the arguments checked by :func:`bind_args` first."""
     bound = bind_args(fn, what, *args, **kwargs)
     return fn(*bound.args, **bound.kwargs)
+
+
+def _hits(r: SearchResult) -> tuple[list[Any], np.ndarray]:
+    """One query's filled slots: ids and scores (best first)."""
+    ids = [i for i in r.ids if i is not None]
+    return ids, r.scores[:len(ids)]
+
+
+def _grades(rel: Any) -> dict[Any, float]:
+    """A query's judgments: an id, a list of ids (grade 1 each), or ``{id: grade}``."""
+    if isinstance(rel, Mapping):
+        return {i: float(g) for i, g in rel.items()}
+    if isinstance(rel, str | int):
+        return {rel: 1.0}
+    if isinstance(rel, Sequence | set | frozenset):
+        return dict.fromkeys(rel, 1.0)
+    raise InvalidArgument(f"fit_fusion: qrels: expected an id, a list of ids or {{id: grade}}, "
+                          f"got {type(rel).__name__}")

@@ -15,6 +15,7 @@ appearance (lists in the order given, each best first).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..errors import InvalidArgument
 
-__all__ = ["DEPTH", "FUSIONS", "RRF_K", "check_weights", "fuse"]
+__all__ = ["DEPTH", "FUSIONS", "RRF_K", "check_weights", "fit", "fuse", "ndcg"]
 
 FUSIONS = ("rrf", "weighted", "dbsf")
 RRF_K = 60
@@ -86,3 +87,38 @@ def fuse(lists: Mapping[str, tuple[Sequence[Any], Any]], k: int, fusion: str,
             explain.setdefault(i, {})[field] = {"rank": rank, "score": float(raw[rank - 1])}
     order = sorted(fused, key=lambda i: -fused[i])[:k]  # (stable: first appearance breaks ties)
     return order, [fused[i] for i in order], [explain[i] for i in order]
+
+
+def ndcg(ranked: Sequence[Any], grades: Mapping[Any, float], k: int) -> float:
+    """nDCG@k of one ranking against graded judgments (linear gains, as trec_eval's)."""
+    dcg = sum(grades.get(i, 0) / np.log2(r + 2) for r, i in enumerate(ranked[:k]))
+    ideal = sorted((g for g in grades.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / np.log2(r + 2) for r, g in enumerate(ideal))
+    return float(dcg / idcg) if idcg > 0 else 0.0
+
+
+def _simplex(n: int, parts: int) -> list[tuple[int, ...]]:
+    """Every way to split ``parts`` among ``n`` fields (the grid of weights, in steps)."""
+    if n == 1:
+        return [(parts,)]
+    return [(i, *rest) for i in range(parts, -1, -1) for rest in _simplex(n - 1, parts - i)]
+
+
+def fit(lists: Sequence[Mapping[str, tuple[Sequence[Any], Any]]],
+        grades: Sequence[Mapping[Any, float]], fusion: str, k: int, step: float
+        ) -> dict[str, Any]:
+    """The weights (on a grid of ``step``, summing to 1) whose fusion of each query's
+    ``lists`` has the best mean nDCG@k against ``grades``; every grid point's score too."""
+    fields = list(lists[0])
+    parts = round(1 / step)
+    grid: list[dict[str, Any]] = []
+    for split in _simplex(len(fields), parts):
+        w = check_weights(fusion, {f: p / parts for f, p in zip(fields, split, strict=True)},
+                          fields)
+        score = statistics.fmean(ndcg(fuse(one, k, fusion, w)[0], g, k)
+                                 for one, g in zip(lists, grades, strict=True))
+        grid.append({"weights": {f: p / parts for f, p in zip(fields, split, strict=True)},
+                     f"ndcg@{k}": score})
+    best = max(grid, key=lambda e: e[f"ndcg@{k}"])  # (the first of equal scores)
+    return {"fusion": fusion, "weights": best["weights"], f"ndcg@{k}": best[f"ndcg@{k}"],
+            "queries": len(lists), "grid": grid}
