@@ -448,14 +448,15 @@ class RemoteCollection:
                ef: int | None = None, nprobe: int | None = None,
                oversample: float | None = None, candidates: int | None = None,
                rerank_depth: int | None = None, model: str | None = None,
-               fusion: str | None = None, weights: Mapping[str, float] | None = None
-               ) -> SearchResult:
+               fusion: str | None = None, weights: Mapping[str, float] | None = None,
+               min_score: Any = None, min_relevance: float | None = None) -> SearchResult:
         body = {"query": wire.encode_query(query), "k": k, "field": field, "filter": filter,
                 "target_recall": target_recall, "ef": ef, "nprobe": nprobe,
                 "oversample": oversample, "candidates": candidates,
                 "rerank_depth": rerank_depth, "model": model}
-        if fusion is not None or weights is not None:  # (sent only when given)
-            body |= {"fusion": fusion, "weights": weights}
+        extra = {"fusion": fusion, "weights": weights, "min_score": min_score,
+                 "min_relevance": min_relevance}
+        body |= {n: x for n, x in extra.items() if x is not None}  # (sent only when given)
         return wire.result_from_json(self._call("POST", "search", body))
 
     def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,

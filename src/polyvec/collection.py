@@ -21,6 +21,7 @@ import numpy as np
 from . import _validate as v
 from ._kernels._numba import numba_is_warm, warm_after
 from .engine import fusion as fusion_
+from .engine import relevance as relevance_
 from .engine.indexes import INDEXES
 from .engine.search import NeedsCatalog, SearchExecutor
 from .engine.store import CATALOG, SEGMENTS, SegmentStore
@@ -240,8 +241,8 @@ class Collection:
                ef: int | None = None, nprobe: int | None = None,
                oversample: float | None = None, candidates: int | None = None,
                rerank_depth: int | None = None, model: str | None = None,
-               fusion: str | None = None, weights: Mapping[str, float] | None = None
-               ) -> SearchResult:
+               fusion: str | None = None, weights: Mapping[str, float] | None = None,
+               min_score: Any = None, min_relevance: float | None = None) -> SearchResult:
         """Top-k search of one query or a batch, optionally filtered by payload.
 
         Dense fields take a ``(dim,)`` vector (1-D result) or an ``(nq, dim)`` batch (2-D).
@@ -264,12 +265,30 @@ class Collection:
         hit's rank and score in every list that has it (a list per query for a batch), and
         ``info["retrievers"]`` each field's own ``info``.
 
+        ``min_score`` drops hits scoring under it (for a hybrid query, a dict of field ->
+        threshold applied to each field's list before fusion); ``min_relevance`` drops hits
+        whose probability of relevance, by the field's :meth:`calibrate_relevance` model, is
+        under it (``info["relevance"]`` holds each kept hit's). Dropped hits leave empty
+        slots (``None``, ``-inf``) at the end.
+
         Searches from several threads run in parallel: each reads the snapshot published by
         the last write and holds no lock while it scans (see ``docs/ARCHITECTURE.md``).
         """
-        if field is None and isinstance(query, Mapping) and any(isinstance(f, str)
-                                                                for f in query):
-            return self._hybrid(query, k, filter, fusion, weights,
+        hybrid = field is None and isinstance(query, Mapping) and any(isinstance(f, str)
+                                                                      for f in query)
+        if not hybrid and (min_score is not None or min_relevance is not None):
+            res = self.search(query, k, field=field, filter=filter, target_recall=target_recall,
+                              ef=ef, nprobe=nprobe, oversample=oversample,
+                              candidates=candidates, rerank_depth=rerank_depth, model=model,
+                              fusion=fusion, weights=weights)
+            return self._thresholded(res, self._store.field(field)[0], min_score,
+                                     min_relevance)
+        if hybrid:
+            if min_relevance is not None:
+                raise InvalidArgument("search: min_relevance applies to one field's search "
+                                      "(calibrate_relevance calibrates a field); a hybrid "
+                                      "query takes min_score per field")
+            return self._hybrid(query, k, filter, fusion, weights, min_score,
                                 {"target_recall": target_recall, "ef": ef, "nprobe": nprobe,
                                  "oversample": oversample, "candidates": candidates,
                                  "rerank_depth": rerank_depth, "model": model})
@@ -326,8 +345,78 @@ class Collection:
                           for f, fq in q.items()})
         return fusion_.fit(lists, [_grades(r) for r in qrels], fusion, k, float(step))
 
+    def calibrate_relevance(self, queries: Sequence[Any], qrels: Sequence[Any], *,
+                            field: str | None = None, method: str = "isotonic", k: int = 10,
+                            filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Fit and keep (in the catalog) the field's map from score to probability of
+        relevance (see :mod:`polyvec.engine.relevance`), from the top ``k`` hits of labelled
+        ``queries`` (``qrels[i]``: query i's relevant ids, as :meth:`fit_fusion` takes them);
+        ``search(..., min_relevance=p)`` then uses it. Returns ``{"field", "method",
+        "pairs", "relevant", "model"}``. Measure the cut on other queries than these."""
+        k = v.check_k(k)
+        name, _ = self._store.field(field)
+        if method not in relevance_.METHODS:
+            raise InvalidArgument(f"calibrate_relevance: method: expected one of "
+                                  f"{list(relevance_.METHODS)}, got {method!r}")
+        if not isinstance(queries, Sequence) or not isinstance(qrels, Sequence) \
+                or not queries or len(queries) != len(qrels):
+            raise InvalidArgument("calibrate_relevance: expected lists of queries and of their "
+                                  "qrels, of one length (at least one)")
+        scores, labels = [], []
+        for q, rel in zip(queries, qrels, strict=True):
+            grades = _grades(rel)
+            ids, s = _hits(self.search(q, k, field=name, filter=filter))
+            scores += s.tolist()
+            labels += [grades.get(i, 0) > 0 for i in ids]
+        if not any(labels) or all(labels):
+            raise InvalidArgument(f"calibrate_relevance: the top {k} hits hold "
+                                  f"{'no' if not any(labels) else 'only'} relevant items: "
+                                  "nothing to tell them apart by")
+        model = relevance_.fit(np.asarray(scores), np.asarray(labels), method)
+        st = self._store
+        with st.mutex, st.lock:
+            st.refresh()
+            with st.catalog.transaction():
+                kept = {**st.catalog.read_meta().get("relevance", {}), name: model}
+                st.catalog.set_meta({"relevance": kept})
+            st.meta = {**st.meta, "relevance": kept}
+        return {"field": name, "method": method, "pairs": len(labels),
+                "relevant": int(sum(labels)), "model": model}
+
+    def _thresholded(self, res: SearchResult, name: str, min_score: Any,
+                     min_relevance: Any) -> SearchResult:
+        """``res`` with the hits under ``min_score``, or under ``min_relevance`` by the
+        field's calibration, dropped (empty slots at the end)."""
+        keep = np.ones(res.scores.shape, bool)
+        info = dict(res.info)
+        if min_score is not None:
+            if isinstance(min_score, bool) or not isinstance(min_score, int | float):
+                raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
+            keep &= res.scores >= min_score
+        if min_relevance is not None:
+            if isinstance(min_relevance, bool) or not isinstance(min_relevance, int | float) \
+                    or not 0 <= min_relevance <= 1:
+                raise InvalidArgument(f"min_relevance: expected a number in [0, 1], got "
+                                      f"{min_relevance!r}")
+            model = self._store.meta.get("relevance", {}).get(name)
+            if model is None:
+                raise InvalidArgument(f"min_relevance: field {name!r} has no relevance "
+                                      "calibration (see calibrate_relevance)")
+            p = relevance_.probabilities(model, res.scores)
+            keep &= p >= min_relevance
+        order = np.argsort(~keep, axis=-1, kind="stable")  # the kept hits first, in order
+        keep = np.take_along_axis(keep, order, axis=-1)
+        ids = np.take_along_axis(res.ids, order, axis=-1)
+        ids[~keep] = None
+        scores = np.where(keep, np.take_along_axis(res.scores, order, axis=-1),
+                          np.float32(-np.inf)).astype(np.float32)
+        if min_relevance is not None:
+            info["relevance"] = np.where(keep, np.take_along_axis(p, order, axis=-1),
+                                         np.nan).tolist()
+        return SearchResult(ids, scores, info)
+
     def _hybrid(self, queries: Mapping[str, Any], k: int, filter: Mapping[str, Any] | None,
-                fusion: str | None, weights: Mapping[str, float] | None,
+                fusion: str | None, weights: Mapping[str, float] | None, min_score: Any,
                 knobs: dict[str, Any]) -> SearchResult:
         """:meth:`search` of a dict of field -> query: each field's list, then one fusion."""
         k = v.check_k(k)
@@ -341,7 +430,13 @@ class Collection:
         method = "rrf" if fusion is None else fusion
         w = fusion_.check_weights(method, weights, fields)
         depth = max(k, fusion_.DEPTH)
-        results = {f: self.search(queries[f], depth, field=f, filter=filter) for f in fields}
+        if min_score is not None and (not isinstance(min_score, Mapping) or set(min_score)
+                                      - set(fields)):
+            raise InvalidArgument(f"min_score: for a hybrid query, expected a dict of some of "
+                                  f"its fields {fields} -> threshold, got {min_score!r}")
+        results = {f: self.search(queries[f], depth, field=f, filter=filter,
+                                  min_score=None if min_score is None else min_score.get(f))
+                   for f in fields}
         kinds = {(r.ids.ndim == 1, 1 if r.ids.ndim == 1 else len(r.ids))
                  for r in results.values()}
         if len(kinds) != 1:

@@ -130,6 +130,8 @@ class Search(_Body):
     model: Any = None
     fusion: Any = None
     weights: Any = None
+    min_score: Any = None
+    min_relevance: Any = None
 
 
 _SEARCH = frozenset(Search.model_fields)  # the keys of a search body
@@ -254,7 +256,8 @@ class ServerState:
                 filter=get("filter"), target_recall=get("target_recall"), ef=get("ef"),
                 nprobe=get("nprobe"), oversample=get("oversample"),
                 candidates=get("candidates"), rerank_depth=get("rerank_depth"),
-                model=get("model"), fusion=get("fusion"), weights=get("weights"))
+                model=get("model"), fusion=get("fusion"), weights=get("weights"),
+                min_score=get("min_score"), min_relevance=get("min_relevance"))
 
         return await self.timed(name, run)
 
