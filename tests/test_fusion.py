@@ -152,3 +152,35 @@ def test_fit_fusion_finds_the_field_that_ranks_the_answers(coll: Any) -> None:
     ]:
         with pytest.raises(InvalidArgument, match=match):
             coll.fit_fusion(*args, **kwargs)
+
+
+def test_texts_fill_bm25_fields_and_search_text_fuses(tmp_path: Path) -> None:
+    """add_texts gives a BM25 field the texts and a dense field their embeddings; search_text
+    over several fields is the hybrid search of the text and its embedding."""
+    from conftest import extra
+
+    extra("models", "sentence_transformers")
+    from polyvec.embed import minilm
+    from polyvec.eval.datasets import load_python_faq
+
+    ds = load_python_faq()
+    emb = minilm()
+    db = pv.connect(tmp_path / "db")
+    c = db.create_collection("faq", {"dense": pv.Dense(384), "text": pv.BM25()},
+                             embedders={"dense": emb})
+    docs = ds.corpus[:60]
+    c.add_texts([d["text"] for d in docs], [d["id"] for d in docs])
+    q = ds.queries[3]["text"]
+    got = c.search_text(q, 5, fields=["dense", "text"], fusion="rrf")
+    want = c.search({"dense": emb.embed_queries([q])[0], "text": q}, 5, fusion="rrf")
+    assert got.ids.tolist() == want.ids.tolist()
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+    assert c.search_text(q, 3, field="text").ids.tolist() == c.search(q, 3, field="text"
+                                                                      ).ids.tolist()
+    batch = c.search_text([q, ds.queries[4]["text"]], 2, fields=["dense", "text"])
+    assert batch.ids.shape == (2, 2)
+    with pytest.raises(InvalidArgument, match="no embedder or model"):
+        c.search_text(q, 3, field="text", embedder=emb)
+    with pytest.raises(InvalidArgument, match="apply to a hybrid search"):
+        c.search_text(q, 3, field="dense", fusion="rrf")
+    db.close()

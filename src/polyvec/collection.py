@@ -576,16 +576,19 @@ class Collection:
 
     def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,
                     filter: Mapping[str, Any] | None = None, embedder: Any = None,
-                    model: str | None = None) -> SearchResult:
+                    model: str | None = None, fields: Sequence[str] | None = None,
+                    **hybrid: Any) -> SearchResult:
         """Embed ``query`` (one str or a list) with the field's embedder and search.
 
         ``embedder`` overrides the attached one for this call; its model must be the one the
         field's vectors were made with. ``model`` names a registered model version instead
         (``register_model``): its embedder embeds the query, which is mapped into the field's
-        space when that version is not the field's own (``search(..., model=...)``).
+        space when that version is not the field's own (``search(..., model=...)``). A BM25
+        field takes the text itself. ``fields=["dense", "text"]`` searches several fields
+        and fuses them (``fusion=``, ``weights=``, ``min_score=``: see :meth:`search`).
         """
         return self._text.search_text(query, k, field=field, filter=filter,
-                                      embedder=embedder, model=model)
+                                      embedder=embedder, model=model, fields=fields, **hybrid)
 
     def model_versions(self, field: str | None = None) -> dict[str, Any]:
         """``{"current": name, "versions": {name: ModelSpec}, "mappings": {...},

@@ -113,23 +113,57 @@ class Embedders:
             raise InvalidArgument(f"vectors: expected a dict of field -> vectors for the "
                                   f"fields without an embedder, got {type(vectors).__name__}")
         data = dict(vectors or {})
-        for name in self.store.fields:
-            if name not in data:
+        for name, spec in self.store.fields.items():
+            if name in data:
+                continue
+            if spec.kind == "bm25":  # a text field takes the texts themselves
+                data[name] = texts
+            else:
                 data[name] = self._embedder(name).embed_documents(
                     texts, batch_size=batch_size, progress=progress)
         (self.coll.upsert if upsert else self.coll.add)(ids, data, payloads)
 
     def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,
                     filter: Mapping[str, Any] | None = None, embedder: Any = None,
-                    model: str | None = None) -> SearchResult:
+                    model: str | None = None, fields: Sequence[str] | None = None,
+                    **hybrid: Any) -> SearchResult:
         """Embed ``query`` (one str or a list) with the field's embedder and search.
 
         ``embedder`` overrides the attached one for this call; its model must be the one the
         field's vectors were made with. ``model`` names a registered model version instead
         (``register_model``): its embedder embeds the query, which is mapped into the field's
         space when that version is not the field's own (``search(..., model=...)``).
+        A BM25 field takes the text itself. ``fields`` (several) makes a hybrid search of
+        them (``hybrid``: ``fusion``, ``weights``, ``min_score``), each field's query made
+        from the text as its own search would make it.
         """
-        name, _ = self.store.field(field)
+        if fields is not None:
+            if field is not None or embedder is not None or model is not None:
+                raise InvalidArgument("search_text: fields= (a hybrid search) takes neither "
+                                      "field=, embedder= nor model=")
+            if isinstance(fields, str) or not isinstance(fields, Sequence) or not fields:
+                raise InvalidArgument(f"search_text: fields: expected a list of field names, "
+                                      f"got {fields!r}")
+            single = isinstance(query, str)
+            texts = [query] if single else _texts(query, "query")
+            queries: dict[str, Any] = {}
+            for f in fields:
+                name, spec = self.store.field(f)
+                if spec.kind == "bm25":
+                    queries[name] = query if single else texts
+                else:
+                    vecs = self._embedder(name).embed_queries(texts)
+                    queries[name] = vecs[0] if single else vecs
+            return self.coll.search(queries, k, filter=filter, **hybrid)
+        if hybrid:
+            raise InvalidArgument(f"search_text: {sorted(hybrid)} apply to a hybrid search "
+                                  "(fields=[...])")
+        name, spec = self.store.field(field)
+        if spec.kind == "bm25":
+            if embedder is not None or model is not None:
+                raise InvalidArgument(f"search_text: field {name!r} is BM25: it takes the "
+                                      "text itself, no embedder or model")
+            return self.coll.search(query, k, field=name, filter=filter)
         self.coll._upgrade._check_model_arg(model)
         if model is not None:
             emb = embedder or self.coll._upgrade._embedder_of(name, model)
