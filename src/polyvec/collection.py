@@ -320,10 +320,7 @@ class Collection:
         "ndcg@k", "queries", "grid"}``: pass ``weights`` to :meth:`search`. Fit on some
         queries and measure on others: the score here is on the queries it was fitted on."""
         k = v.check_k(k)
-        if not isinstance(queries, Sequence) or not isinstance(qrels, Sequence) \
-                or not queries or len(queries) != len(qrels):
-            raise InvalidArgument("fit_fusion: expected lists of queries and of their qrels, "
-                                  "of one length (at least one)")
+        _labelled(queries, qrels, "fit_fusion")
         if isinstance(step, bool) or not isinstance(step, float | int) or not 0 < step <= 0.5 \
                 or abs(round(1 / step) * step - 1) > 1e-9:
             raise InvalidArgument(f"fit_fusion: step: expected 1/n for an int n >= 2, got "
@@ -358,10 +355,7 @@ class Collection:
         if method not in relevance_.METHODS:
             raise InvalidArgument(f"calibrate_relevance: method: expected one of "
                                   f"{list(relevance_.METHODS)}, got {method!r}")
-        if not isinstance(queries, Sequence) or not isinstance(qrels, Sequence) \
-                or not queries or len(queries) != len(qrels):
-            raise InvalidArgument("calibrate_relevance: expected lists of queries and of their "
-                                  "qrels, of one length (at least one)")
+        _labelled(queries, qrels, "calibrate_relevance")
         scores, labels = [], []
         for q, rel in zip(queries, qrels, strict=True):
             grades = _grades(rel)
@@ -694,6 +688,14 @@ def _hits(r: SearchResult) -> tuple[list[Any], np.ndarray]:
     """One query's filled slots: ids and scores (best first)."""
     ids = [i for i in r.ids if i is not None]
     return ids, r.scores[:len(ids)]
+
+
+def _labelled(queries: Any, qrels: Any, what: str) -> None:
+    """Labelled queries: two lists of one length, not empty (or a typed error)."""
+    if not isinstance(queries, Sequence) or not isinstance(qrels, Sequence) \
+            or not queries or len(queries) != len(qrels):
+        raise InvalidArgument(f"{what}: expected lists of queries and of their qrels, of one "
+                              "length (at least one)")
 
 
 def _grades(rel: Any) -> dict[Any, float]:
