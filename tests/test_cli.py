@@ -196,3 +196,45 @@ def test_index_command_and_target_recall_search(tmp_path: Path) -> None:
     assert body["info"]["strategy"] == "index" and body["info"]["recall_estimate"] >= 0.9
     assert [row[0] for row in body["ids"]] == list(range(20))
     assert_user_error(run("index", "c", "v", "HNSW0", db=db, ok=False), "HNSW0")
+
+
+def test_sparse_and_bm25_fields_from_the_command_line(tmp_path: Path) -> None:
+    """create --sparse/--bm25, add from JSONL records (texts, sparse objects), search by
+    --text, by a sparse --query-json and by a hybrid one; answers equal the API's."""
+    db = tmp_path / "db"
+    run("create", "docs", "--bm25", "text:split_identifiers=true,k1=1.2", "--sparse",
+        "w:100", "--dense", "v:2", db=db)
+    records = [{"id": i, "vectors": {"text": t, "w": w, "v": v}, "payload": {"n": i}}
+               for i, (t, w, v) in enumerate([
+                   ("read a CSV with pandas.read_csv", {"3": 1.0}, [1.0, 0.0]),
+                   ("plot a chart", {"indices": [3, 7], "values": [0.5, 2.0]}, [0.0, 1.0]),
+                   ("the csv module", {"7": 1.0}, [1.0, 1.0])])]
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records))
+    assert run_json("add", "docs", "--jsonl", str(path), "--int-ids", db=db)["written"] == 3
+    coll = pv.connect(db).get_collection("docs")
+    assert coll.schema.fields["text"] == pv.BM25(pv.lexical.Analyzer(split_identifiers=True),
+                                                 k1=1.2)
+    got = run_json("search", "docs", "--field", "text", "--text", "read_csv", db=db)
+    assert got == as_json(coll.search("read_csv", 10, field="text"))
+    got = run_json("search", "docs", "--field", "w", "--query-json",
+                   '{"indices": [7], "values": [1.0]}', db=db)
+    assert got["ids"][:2] == [1, 2]
+    hybrid = '{"text": "csv", "w": {"indices": [3], "values": [1.0]}, "v": [1.0, 0.0]}'
+    got = run_json("search", "docs", "--query-json", hybrid, "--fusion", "weighted",
+                   "--weights", '{"text": 2}', "-k", "3", db=db)
+    want = coll.search({"text": "csv", "w": ([3], [1.0]), "v": np.array([1.0, 0.0])}, 3,
+                       fusion="weighted", weights={"text": 2})
+    assert got["ids"] == want.ids.tolist()
+    np.testing.assert_allclose(got["scores"], want.scores, rtol=1e-6)
+    text = run("get", "docs", "1", "--int-ids", "--with-vectors", db=db).stdout
+    assert "w sparse (2): {3: 0.5, 7: 2}" in text
+    coll.close()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": 9, "vectors": {"text": "", "w": {"3": 1.0},
+                                                    "v": [1.0, 0.0]}}))
+    assert_user_error(run("add", "docs", "--jsonl", str(bad), "--int-ids", db=db, ok=False),
+                      "non-empty text")
+    assert_user_error(run("create", "x", "--bm25", "t:stem=english", db=db, ok=False),
+                      "unknown options")
+    assert run_json("info", "docs", db=db)["count"] == 3

@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a dense vector field (metric cosine|dot|l2, dtype f32|f16)")
     p.add_argument("--multi", metavar="FIELD:DIM[:METRIC]", **many,
                    help="a multi-vector (token set) field scored by MaxSim")
+    p.add_argument("--sparse", metavar="FIELD[:DIM[:DTYPE]]", **many,
+                   help="a sparse vector field (indices, values), dot-product scored")
+    p.add_argument("--bm25", metavar="FIELD[:KEY=VALUE,...]", **many,
+                   help="a BM25 text field (keys: k1, b, stemmer, stopwords=english|none, "
+                   "split_identifiers=true|false, min_length)")
     p.add_argument("--indexed", metavar="PATH", **many, help="payload paths to index")
     p.add_argument("--segment-rows", type=_positive_int, metavar="N")
 
@@ -85,7 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--query", metavar="FILE", help=".npy (1-D one query, 2-D batch), .npz "
                    "token sets, or .json")
-    q.add_argument("--query-json", metavar="JSON", help="a JSON list, e.g. '[0.1, 0.2]'")
+    q.add_argument("--query-json", metavar="JSON", help="a JSON list, e.g. '[0.1, 0.2]'; a "
+                   "sparse vector {\"indices\": [...], \"values\": [...]}; or a hybrid query, "
+                   "an object of field -> query")
+    q.add_argument("--text", metavar="TEXT", help="a BM25 field's query text")
+    p.add_argument("--fusion", choices=["rrf", "weighted", "dbsf"],
+                   help="a hybrid query's fusion (default rrf)")
+    p.add_argument("--weights", metavar="JSON", help="a hybrid query's field weights")
     p.add_argument("--field", help="vector field (needed when there are several)")
     p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     p.add_argument("--filter", metavar="JSON", help='payload filter, e.g. \'{"lang": "en"}\'')

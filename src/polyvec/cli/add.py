@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from polyvec import Dense, _progress
+from polyvec import BM25, Dense, Sparse, _progress
 from polyvec.errors import (
     DimensionMismatch,
     DTypeMismatch,
@@ -17,10 +18,11 @@ from polyvec.errors import (
     InvalidPayload,
     PolyvecError,
 )
+from polyvec.fields import kind_of
 
 from .io import (
+    AnySpec,
     CliError,
-    FieldSpec,
     Items,
     Tokens,
     read_dense,
@@ -36,13 +38,17 @@ if TYPE_CHECKING:
 __all__ = ["read_items", "check_items", "write_items"]
 
 
-def read_items(args: argparse.Namespace, fields: dict[str, FieldSpec]) -> Items:
+def read_items(args: argparse.Namespace, fields: Mapping[str, AnySpec]) -> Items:
     """Items from ``--jsonl``, or from ``--ids`` + ``--vectors`` (+ ``--payloads``)."""
     if args.jsonl is not None:
         if args.ids or args.vectors or args.payloads:
             raise CliError("--jsonl carries ids, vectors and payloads; do not combine it with "
                            "--ids/--vectors/--payloads")
         return read_records(args.jsonl, fields)
+    texts = sorted(n for n, s in fields.items() if isinstance(s, Sparse | BM25))
+    if texts:
+        raise CliError(f"--vectors: the Sparse and BM25 fields {texts} are read from --jsonl "
+                       "records only")
     if args.ids is None or not args.vectors:
         raise CliError("expected --ids FILE and --vectors FIELD=FILE ..., or --jsonl FILE")
     vectors: dict[str, np.ndarray | Tokens] = {}
@@ -63,7 +69,7 @@ def read_items(args: argparse.Namespace, fields: dict[str, FieldSpec]) -> Items:
     return Items(read_ids(args.ids, int_ids=args.int_ids), vectors, payloads)
 
 
-def check_items(items: Items, fields: dict[str, FieldSpec], coll: Collection, *,
+def check_items(items: Items, fields: Mapping[str, AnySpec], coll: Collection, *,
                 upsert: bool) -> None:
     """Checks that cover the whole input, so a bad file fails before the first batch is written."""
     n = len(items.ids)
@@ -76,6 +82,9 @@ def check_items(items: Items, fields: dict[str, FieldSpec], coll: Collection, *,
         raise DuplicateId(f"ids: expected unique ids, got {twice[0]} more than once")
     for name, spec in fields.items():
         data = items.vectors[name]
+        if isinstance(spec, Sparse | BM25):  # the field's own check, over the whole input
+            kind_of(spec).check_vectors(name, spec, data, n)
+            continue
         if isinstance(data, Tokens):
             got, rows = data.tokens.shape, len(data)
             ok = data.tokens.ndim == 2 and got[1] == spec.dim and rows == n
@@ -108,7 +117,8 @@ def check_items(items: Items, fields: dict[str, FieldSpec], coll: Collection, *,
 
 
 def _batch(items: Items, start: int, stop: int) -> tuple[list[Any], dict[str, Any], Any]:
-    vectors = {name: d.rows(start, stop) if isinstance(d, Tokens) else np.asarray(d[start:stop])
+    vectors = {name: d.rows(start, stop) if isinstance(d, Tokens) else
+               d[start:stop] if isinstance(d, list) else np.asarray(d[start:stop])
                for name, d in items.vectors.items()}
     payloads = None if items.payloads is None else items.payloads[start:stop]
     return items.ids[start:stop], vectors, payloads

@@ -16,7 +16,15 @@ from polyvec.errors import PolyvecError, PolyvecWarning
 
 from .add import check_items, read_items, write_items
 from .compat import run_compat
-from .io import CliError, parse_field_spec, parse_filter_json, parse_id, parse_query, read_query
+from .io import (
+    CliError,
+    parse_field_spec,
+    parse_filter_json,
+    parse_id,
+    parse_query,
+    parse_text_field_spec,
+    read_query,
+)
 from .output import emit_json, info_lines, item_json, item_lines, result_json, search_table
 from .serve import run_keys, run_serve
 
@@ -48,9 +56,15 @@ def create(args: argparse.Namespace) -> int:
             if name in vectors:
                 raise CliError(f"--{kind} {text!r}: field {name!r} is declared twice")
             vectors[name] = spec
+    for kind in ("sparse", "bm25"):
+        for text in getattr(args, kind) or []:
+            name, tspec = parse_text_field_spec(text, kind)
+            if name in vectors:
+                raise CliError(f"--{kind} {text!r}: field {name!r} is declared twice")
+            vectors[name] = tspec
     if not vectors:
-        raise CliError("expected at least one vector field: --dense FIELD:DIM or --multi "
-                       "FIELD:DIM")
+        raise CliError("expected at least one vector field: --dense FIELD:DIM, --multi "
+                       "FIELD:DIM, --sparse FIELD or --bm25 FIELD")
     options = {} if args.segment_rows is None else {"segment_rows": args.segment_rows}
     with _open(args, create=True) as db:
         try:
@@ -71,11 +85,7 @@ def create(args: argparse.Namespace) -> int:
 def add(args: argparse.Namespace) -> int:
     with _open(args) as db:
         coll = db.get_collection(args.name)
-        fields = {n: s for n, s in coll.schema.fields.items()
-                  if isinstance(s, polyvec.Dense | polyvec.Multi)}
-        if len(fields) < len(coll.schema.fields):
-            raise CliError(f"add: collection {args.name!r} has Sparse fields, which the CLI "
-                           "does not read yet (write them with the Python API)")
+        fields = coll.schema.fields
         items = read_items(args, fields)
         check_items(items, fields, coll, upsert=args.upsert)
         n = write_items(coll, items, upsert=args.upsert, batch_size=args.batch_size,
@@ -98,19 +108,29 @@ def _payloads(coll: Collection, ids: np.ndarray) -> dict[Any, Any]:
 
 def search(args: argparse.Namespace) -> int:
     if args.query is not None:
-        query = read_query(args.query)
+        query: Any = read_query(args.query)
+    elif args.text is not None:
+        query = args.text
     else:
         try:
             value = json.loads(args.query_json)
         except ValueError as e:
             raise CliError(f"--query-json: expected a JSON list ({e})") from None
-        query = parse_query(value, "--query-json")
+        query = _json_query(value, "--query-json")
+    hybrid: dict[str, Any] = {}
+    if args.fusion is not None:
+        hybrid["fusion"] = args.fusion
+    if args.weights is not None:
+        try:
+            hybrid["weights"] = json.loads(args.weights)
+        except ValueError as e:
+            raise CliError(f"--weights: expected a JSON object ({e})") from None
     flt = parse_filter_json(args.filter)
     with _open(args) as db:
         coll = db.get_collection(args.name)
         res = coll.search(query, k=args.k, field=args.field, filter=flt,
                           target_recall=args.target_recall, ef=args.ef, nprobe=args.nprobe,
-                          oversample=args.oversample)
+                          oversample=args.oversample, **hybrid)
         payloads = _payloads(coll, res.ids) if not args.json or args.with_payloads else None
     if args.json:
         emit_json(result_json(res.ids, res.scores, res.info, payloads))
@@ -121,6 +141,18 @@ def search(args: argparse.Namespace) -> int:
             print(f"{'' if i == 0 else chr(10)}query {i}:")
             _print(search_table(res.ids[i], res.scores[i], payloads or {}))
     return 0
+
+
+def _json_query(value: Any, where: str) -> Any:
+    """A ``--query-json`` value: a text (BM25), a sparse vector ``{"indices", "values"}``, a
+    hybrid query (an object of field -> any of these or a vector), or numbers."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"indices", "values"}:
+        return (value["indices"], value["values"])
+    if isinstance(value, dict):
+        return {f: _json_query(v, f"{where}[{f!r}]") for f, v in value.items()}
+    return parse_query(value, where)
 
 
 def get(args: argparse.Namespace) -> int:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polyvec import Dense, Multi
+from polyvec import BM25, Dense, Multi, Sparse
 
 __all__ = [
     "CliError",
@@ -28,6 +28,7 @@ __all__ = [
     "read_tokens",
     "read_payloads",
     "read_records",
+    "parse_text_field_spec",
     "parse_query",
     "read_query",
     "parse_filter_json",
@@ -35,6 +36,7 @@ __all__ = [
 
 Key = int | str
 FieldSpec = Dense | Multi
+AnySpec = Dense | Multi | Sparse | BM25
 _INT = re.compile(r"-?\d+")
 _KINDS: dict[str, type[Dense] | type[Multi]] = {"dense": Dense, "multi": Multi}
 
@@ -70,7 +72,7 @@ class Items:
     """What ``add`` writes: ids, every field's vectors, and optional payloads."""
 
     ids: list[Key]
-    vectors: dict[str, np.ndarray | Tokens]
+    vectors: dict[str, Any]  # an array, Tokens, or a list (texts, sparse vectors)
     payloads: list[Any] | None
 
 
@@ -85,6 +87,44 @@ def parse_field_spec(text: str, kind: str) -> tuple[str, FieldSpec]:
     try:
         return name, _KINDS[kind](int(dim), *rest)
     except ValueError as e:  # Dense/Multi reject a bad dim, metric or dtype
+        raise CliError(f"--{kind} {text!r}: {e}") from None
+
+
+def parse_text_field_spec(text: str, kind: str) -> tuple[str, Sparse | BM25]:
+    """``FIELD[:DIM[:DTYPE]]`` -> ``(name, Sparse)``; ``FIELD[:KEY=VALUE,...]`` -> ``(name,
+    BM25)`` (keys k1, b, stemmer, stopwords (english|none), split_identifiers, min_length)."""
+    name, _, rest = text.partition(":")
+    if not name:
+        raise CliError(f"--{kind} {text!r}: expected a field name first")
+    try:
+        if kind == "sparse":
+            parts = rest.split(":") if rest else []
+            if len(parts) > 2 or (parts and not parts[0].isdigit()):
+                raise CliError(f"--sparse {text!r}: expected FIELD[:DIM[:DTYPE]]")
+            return name, Sparse(int(parts[0]) if parts else Sparse().dim,
+                                parts[1] if len(parts) > 1 else "f32")
+        options: dict[str, Any] = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise CliError(f"--bm25 {text!r}: expected FIELD[:KEY=VALUE,...], got {item!r}")
+            options[key] = value
+        analyzer: dict[str, Any] = {}
+        if "stemmer" in options:
+            analyzer["stemmer"] = options.pop("stemmer")
+        if "stopwords" in options:
+            sw = options.pop("stopwords")
+            analyzer["stopwords"] = None if sw == "none" else sw
+        if "split_identifiers" in options:
+            analyzer["split_identifiers"] = options.pop("split_identifiers") in ("true", "1")
+        if "min_length" in options:
+            analyzer["min_length"] = int(options.pop("min_length"))
+        numbers = {k: float(options.pop(k)) for k in ("k1", "b") if k in options}
+        if options:
+            raise CliError(f"--bm25 {text!r}: unknown options {sorted(options)}; expected k1, "
+                           "b, stemmer, stopwords, split_identifiers, min_length")
+        return name, BM25(analyzer, **numbers)
+    except ValueError as e:  # (polyvec's InvalidArgument is a ValueError)
         raise CliError(f"--{kind} {text!r}: {e}") from None
 
 
@@ -177,6 +217,21 @@ def read_payloads(path: str | Path) -> list[Any]:
     return [_json_line(path, n, line) for n, line in _lines(path)]
 
 
+def _record_value(path: Path, n: int, name: str, spec: AnySpec, value: Any) -> Any:
+    """A record's value of one field: a BM25 field's text, a Sparse field's vector (``{"indices",
+    "values"}`` or ``{"index": weight}``), or an array (checked here) for the others."""
+    if isinstance(spec, BM25):
+        return value  # (the collection checks it is a text)
+    if isinstance(spec, Sparse):
+        if isinstance(value, dict) and set(value) == {"indices", "values"}:
+            return (value["indices"], value["values"])
+        if isinstance(value, dict) and all(_INT.fullmatch(k) for k in value):
+            return {int(k): w for k, w in value.items()}
+        raise CliError(f'{path}:{n}: vectors[{name!r}]: expected {{"indices": [...], "values": '
+                       f'[...]}} or {{"index": weight, ...}}, got {str(value)[:40]!r}')
+    return _record_vector(path, n, name, spec, value)
+
+
 def _record_vector(path: Path, n: int, name: str, spec: FieldSpec, value: Any) -> np.ndarray:
     want = f"({spec.dim},)" if isinstance(spec, Dense) else f"(tokens, {spec.dim})"
     try:
@@ -191,11 +246,11 @@ def _record_vector(path: Path, n: int, name: str, spec: FieldSpec, value: Any) -
     return arr
 
 
-def read_records(path: str | Path, fields: dict[str, FieldSpec]) -> Items:
+def read_records(path: str | Path, fields: Mapping[str, AnySpec]) -> Items:
     """Items from a JSONL file of ``{"id": ..., "vectors": {...}, "payload": {...}}`` lines."""
     path = Path(path)
     ids: list[Key] = []
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in fields}
+    rows: dict[str, list[Any]] = {name: [] for name in fields}
     payloads: list[Any] = []
     for n, line in _lines(path):
         rec = _json_line(path, n, line)
@@ -209,10 +264,12 @@ def read_records(path: str | Path, fields: dict[str, FieldSpec]) -> Items:
         ids.append(rec["id"])
         payloads.append(rec.get("payload"))
         for name, spec in fields.items():
-            rows[name].append(_record_vector(path, n, name, spec, rec["vectors"][name]))
-    vectors: dict[str, np.ndarray | Tokens] = {}
+            rows[name].append(_record_value(path, n, name, spec, rec["vectors"][name]))
+    vectors: dict[str, Any] = {}
     for name, spec in fields.items():
-        if isinstance(spec, Dense):
+        if isinstance(spec, Sparse | BM25):
+            vectors[name] = rows[name]  # (checked by the field's kind before any write)
+        elif isinstance(spec, Dense):
             vectors[name] = (np.stack(rows[name]) if rows[name]
                              else np.zeros((0, spec.dim), np.float32))
         else:
