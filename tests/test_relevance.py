@@ -16,6 +16,9 @@ from polyvec.errors import InvalidArgument
 
 
 def test_isotonic_equals_scikit_learns() -> None:
+    from conftest import extra
+
+    extra("models", "sklearn")  # (scikit-learn comes with sentence-transformers)
     from sklearn.isotonic import IsotonicRegression
 
     rng = np.random.default_rng(0)

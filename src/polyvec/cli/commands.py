@@ -50,18 +50,14 @@ def _print(lines: list[str]) -> None:
 
 def create(args: argparse.Namespace) -> int:
     vectors: dict[str, Any] = {}
-    for kind in ("dense", "multi"):
+    parsers = {"dense": parse_field_spec, "multi": parse_field_spec,
+               "sparse": parse_text_field_spec, "bm25": parse_text_field_spec}
+    for kind, parse in parsers.items():
         for text in getattr(args, kind) or []:
-            name, spec = parse_field_spec(text, kind)
+            name, spec = parse(text, kind)
             if name in vectors:
                 raise CliError(f"--{kind} {text!r}: field {name!r} is declared twice")
             vectors[name] = spec
-    for kind in ("sparse", "bm25"):
-        for text in getattr(args, kind) or []:
-            name, tspec = parse_text_field_spec(text, kind)
-            if name in vectors:
-                raise CliError(f"--{kind} {text!r}: field {name!r} is declared twice")
-            vectors[name] = tspec
     if not vectors:
         raise CliError("expected at least one vector field: --dense FIELD:DIM, --multi "
                        "FIELD:DIM, --sparse FIELD or --bm25 FIELD")

@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +55,6 @@ _SIMILARITY = {"dot_product": "dot", "cosine": "cosine"}
 _COMPARE = {"==": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte",
             "in": "$in", "not in": "$nin"}
 _NOTHING: dict[str, Any] = {"$not": {}}  # the filter no item matches
-_T = TypeVar("_T")
 
 
 def to_polyvec_filter(filters: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -340,35 +339,35 @@ class PolyvecDocumentStore:
 
     # -- async (each runs its sync twin on a worker thread) -------------------------------------
     async def count_documents_async(self) -> int:
-        return await _thread(self.count_documents)
+        return await asyncio.to_thread(self.count_documents)
 
     async def count_documents_by_filter_async(self, filters: dict[str, Any]) -> int:
-        return await _thread(self.count_documents_by_filter, filters)
+        return await asyncio.to_thread(self.count_documents_by_filter, filters)
 
     async def filter_documents_async(self, filters: dict[str, Any] | None = None
                                      ) -> list[Document]:
-        return await _thread(self.filter_documents, filters)
+        return await asyncio.to_thread(self.filter_documents, filters)
 
     async def write_documents_async(self, documents: list[Document],
                                     policy: DuplicatePolicy = DuplicatePolicy.NONE) -> int:
-        return await _thread(self.write_documents, documents, policy)
+        return await asyncio.to_thread(self.write_documents, documents, policy)
 
     async def delete_documents_async(self, document_ids: list[str]) -> None:
-        await _thread(self.delete_documents, document_ids)
+        await asyncio.to_thread(self.delete_documents, document_ids)
 
     async def delete_all_documents_async(self, recreate_index: bool = False) -> None:
-        await _thread(self.delete_all_documents, recreate_index)
+        await asyncio.to_thread(self.delete_all_documents, recreate_index)
 
     async def delete_by_filter_async(self, filters: dict[str, Any]) -> int:
-        return await _thread(self.delete_by_filter, filters)
+        return await asyncio.to_thread(self.delete_by_filter, filters)
 
     async def update_by_filter_async(self, filters: dict[str, Any],
                                      meta: dict[str, Any]) -> int:
-        return await _thread(self.update_by_filter, filters, meta)
+        return await asyncio.to_thread(self.update_by_filter, filters, meta)
 
     async def embedding_retrieval_async(self, query_embedding: Sequence[float],
                                         **kwargs: Any) -> list[Document]:
-        return await _thread(lambda: self.embedding_retrieval(query_embedding, **kwargs))
+        return await asyncio.to_thread(lambda: self.embedding_retrieval(query_embedding, **kwargs))
 
     # -- helpers --------------------------------------------------------------------------------
     def _find(self, filters: dict[str, Any] | None) -> list[Any]:
@@ -413,10 +412,6 @@ def _describe(x: Any) -> str:
         bad = next((e for e in x if not isinstance(e, Document)), None)
         return f"a list holding {type(bad).__name__} {bad!r:.60}"
     return f"{type(x).__name__} {x!r:.60}"
-
-
-async def _thread(fn: Callable[..., _T], *args: Any) -> _T:
-    return await asyncio.to_thread(fn, *args)
 
 
 @component
