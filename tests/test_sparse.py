@@ -126,11 +126,13 @@ def test_the_numpy_kernel_equals_scipy() -> None:
         np.testing.assert_allclose(scores, m @ dense_q, rtol=1e-5, atol=1e-6)
         assert (matched == ((m != 0) @ (dense_q != 0) > 0)).all()
         # the inverted lists (sealed blocks' path) give the reference's scores
-        fast, fast_matched = Postings(m.indptr, m.indices.astype(np.uint32),
-                                      m.data.astype(np.float32)).scores(qi, qv)
+        post = Postings(Postings.build(m.indptr, m.indices.astype(np.uint32),
+                                       m.data.astype(np.float32)), m.shape[0])
+        fast, fast_matched = post.scores(qi, qv)
         np.testing.assert_allclose(fast, scores, rtol=1e-6, atol=1e-7)
         assert (fast_matched == matched).all()
-    empty = Postings(np.zeros(3, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.float32))
+    empty = Postings(Postings.build(np.zeros(3, np.int64), np.zeros(0, np.uint32),
+                                    np.zeros(0, np.float32)), 2)
     assert empty.scores(np.array([1], np.uint32), np.array([1.0], np.float32))[1].tolist() == \
         [False, False]
 

@@ -179,13 +179,25 @@ class SparseRows:
         self.lengths = lengths
         self.sealed = False  # a sealed segment's rows: searched through their inverted lists
         self._postings: Postings | None = None
+        self._total: int | None = None
 
     def postings(self) -> Postings | None:
-        """The inverted lists of sealed rows (made on first use, then kept with them);
-        ``None`` for growing rows, which change with every write: they are scanned."""
+        """The inverted lists of sealed rows (memory-mapped from the segment's files, or
+        made on first use from a segment written without them); ``None`` for growing rows,
+        which change with every write: they are scanned."""
         if self.sealed and self._postings is None:
-            self._postings = Postings(self.indptr, self.indices, self.values)
+            self._postings = Postings(self.inverted(), len(self), self.lengths)
         return self._postings
+
+    def inverted(self) -> dict[str, np.ndarray]:
+        """The arrays of these rows' inverted lists (:meth:`Postings.build`)."""
+        return Postings.build(self.indptr, self.indices, self.values, self.lengths)
+
+    def total_length(self) -> int:
+        """The sum of a BM25 field's lengths (kept once computed: sealed rows only)."""
+        if self._total is None or not self.sealed:
+            self._total = int(np.asarray(self.lengths).sum(dtype=np.int64))
+        return self._total
 
     def __len__(self) -> int:
         return len(self.indptr) - 1

@@ -131,6 +131,14 @@ class TopK:
                            np.full(self.shape, -1, dtype=np.int64))
         return self._heaps
 
+    def floor(self, row: int) -> float:
+        """The score a candidate of query ``row`` must beat to enter its top k now: the k-th
+        best so far (``-inf`` until k are held)."""
+        if not self.pushed:
+            return -np.inf
+        heap = self._arrays()[0][row]  # (numba's pushes keep a min-heap: the root)
+        return float(heap[0] if self.backend == "numba" else heap.min())
+
     def push(self, scores: np.ndarray, ids: np.ndarray, *, row: int | None = None) -> None:
         """Merge ``scores`` (nq, n) whose columns are the rows ``ids``: one row (n,) shared
         by every query, or one row per query (nq, n) (e.g. each query's own candidates).
@@ -165,6 +173,11 @@ class TopK:
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)``, each (nq, k), best first; empty slots are ``(-inf, -1)``."""
         heap_s, heap_i = self._arrays()
+        if len(heap_s) == 1:  # (one query: plain indexing is cheaper)
+            order1 = np.argsort(-heap_s[0], kind="stable")
+            s1, i1 = heap_s[0][order1][None], heap_i[0][order1][None]
+            i1[s1 == -np.inf] = -1
+            return s1, i1
         order = np.argsort(-heap_s, axis=1, kind="stable")
         s = np.take_along_axis(heap_s, order, axis=1)
         i = np.take_along_axis(heap_i, order, axis=1)

@@ -29,6 +29,7 @@ caller's write lock.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import _progress as progress
+from .._kernels.sparse import Postings
 from ..errors import InvalidArgument
 from ..storage import segment_name
 from ..storage.catalog import SegmentRow
@@ -331,9 +333,13 @@ def _write_merged(folder: Path, sources: Sequence[Any], keep: Sequence[np.ndarra
                 for f in s.row.manifest} for s in sources]
     # files every source has: an item sidecar some source lacks (written before sidecars
     # existed) is left out, and the merged segment's items are read from the catalog
-    keys = [k for k in readers[0]
-            if not k.startswith("@") or all(k in r for r in readers[1:])]
-    readers = [{k: r[k] for k in r if k in keys or not k.startswith("@")} for r in readers]
+    # derived arrays (a Sparse field's inverted lists, "<name>.post_*") are not rows: they
+    # are made again from the merged rows of each field stored as indices and values
+    keys = [k for k in readers[0] if ".post_" not in k and (
+        not k.startswith("@") or all(k in r for r in readers[1:]))]
+    readers = [{k: r[k] for k in r if k in keys or not (k.startswith("@") or ".post_" in k)}
+               for r in readers]
+    inverted = [k.removesuffix(".indices") for k in keys if k.endswith(".indices")]
     # a ragged array set: "<name>.offsets" and its entry arrays "<name>.<part>" (part in
     # RAGGED_PARTS), entries offsets[i]:offsets[i+1] being row i's (Multi's tokens, Sparse's
     # indices and values, a payload column's tokens; a column's kind and num are per row)
@@ -373,11 +379,28 @@ def _write_merged(folder: Path, sources: Sequence[Any], keep: Sequence[np.ndarra
             yield chunk
 
     try:
-        manifest = write_segment_stream(folder, name, layout, checked())
+        manifest = write_segment_stream(folder, name, layout, checked(),
+                                        functools.partial(_inverted, inverted))
     finally:
         if bar is not None:
             bar.close()
     return SegmentRow(name, total, lo, hi, manifest)
+
+
+def _inverted(fields: list[str], path: Path) -> dict[str, np.ndarray]:
+    """The inverted lists of the Sparse (and BM25) ``fields`` of the segment written in
+    ``path``, from its memory-mapped rows."""
+    out: dict[str, np.ndarray] = {}
+    def load(f: str, part: str) -> np.ndarray | None:
+        file = path / f"{f}.{part}.npy"
+        return np.load(file, mmap_mode="r") if file.exists() else None
+
+    for f in fields:
+        indptr, indices, values = (np.load(path / f"{f}.{part}.npy", mmap_mode="r")
+                                   for part in ("offsets", "indices", "values"))
+        out |= Postings.file_arrays(f, Postings.build(indptr, indices, values,
+                                                      load(f, "lengths")))
+    return out
 
 
 def _progress(rows: int) -> Any:

@@ -260,7 +260,8 @@ class SearchExecutor:
             selected[pos[pos >= 0]] = True
         kind = kind_of(spec)
         if kind.stats:  # (BM25: the whole collection's statistics, whatever the selection)
-            queries = kind.bind(spec, queries, self._blocks(snap, name))
+            queries = kind.bind(spec, queries, self._blocks(snap, name),
+                              snap.memo.setdefault(name, {}))
         gseqs, _ = snap.growing[name]
         gmask = None
         if len(gseqs):  # growing rows none of which may be returned count as none
@@ -312,7 +313,10 @@ class SearchExecutor:
                 gdata = gdata()
             kind.scan(spec, queries, gdata, gseqs, topk, gmask)
             blocks += 1
-        for seg in snap.segments:
+        segments = snap.segments
+        if kind.prunes and len(segments) > 1:  # the largest first: its k-th score is the
+            segments = tuple(sorted(segments, key=lambda s: -len(s.seqs)))  # others' bar
+        for seg in segments:
             if not len(seg.seqs):
                 continue
             blocks += 1

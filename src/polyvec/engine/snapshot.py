@@ -65,6 +65,7 @@ class Snapshot:
     seqs: np.ndarray  # the live table's seqs by position (dead ones included), sorted
     keys: Any  # the live table's KeyColumn: id by position (append-only; first len(seqs) count)
     masks: dict[str, np.ndarray | None] = field(default_factory=dict)  # segment -> alive mask
+    memo: dict[str, Any] = field(default_factory=dict)  # what a search derives once
     # indexed payload path -> its column as of this snapshot (``Column.frozen``): filters
     # that the columns answer are evaluated on these, with no lock (see ``alive``)
     columns: dict[Any, Any] = field(default_factory=dict)

@@ -31,6 +31,7 @@ class FieldKind(ABC):
     name: ClassVar[str]  # the spec's ``kind`` ("dense", "multi", ...)
     model_output: ClassVar[str]  # the ModelSpec.output of a model that fills this kind
     index_family: ClassVar[str]  # key of its engine in polyvec.engine.indexes.ENGINES
+    prunes: ClassVar[bool] = False  # its scan skips what cannot beat the running k-th score
 
     # -- validation (the boundary) ----------------------------------------------------------
     @abstractmethod
@@ -109,11 +110,12 @@ class FieldKind(ABC):
     # -- reading ----------------------------------------------------------------------------
     stats: ClassVar[bool] = False  # whether queries are bound to collection statistics
 
-    def bind(self, spec: FieldSpec, queries: Any, blocks: list[tuple[Any, np.ndarray | None]]
-             ) -> Any:
+    def bind(self, spec: FieldSpec, queries: Any, blocks: list[tuple[Any, np.ndarray | None]],
+             memo: dict[str, Any]) -> Any:
         """Checked queries bound to statistics of the whole collection before any block is
         scanned (``stats`` kinds: BM25's document frequencies and mean length), from
-        ``blocks``: every block's data and alive mask (``None``: all rows alive)."""
+        ``blocks``: every block's data and alive mask (``None``: all rows alive). ``memo``
+        (the field's, in this snapshot) keeps what depends on the blocks only."""
         return queries
 
     @abstractmethod

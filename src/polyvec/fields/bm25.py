@@ -3,6 +3,7 @@ plus its length; queries are texts, bound to the collection's statistics before 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,9 +60,9 @@ class BM25Kind(SparseKind):
 
     def open_sealed(self, name: str, spec: FieldSpec, files: Any,
                     nrows: int) -> tuple[SparseRows, bool]:
+        files[f"{name}.lengths"]  # (required: a KeyError names it missing)
         rows, ok = super().open_sealed(name, spec, files, nrows)
-        rows.lengths = files[f"{name}.lengths"]  # (a memory-mapped array)
-        return rows, ok and rows.consistent() and rows.lengths.dtype == np.int32
+        return rows, ok and rows.lengths is not None and rows.lengths.dtype == np.int32
 
     def merge(self, spec: FieldSpec, parts: list[tuple[Any, np.ndarray]]) -> SparseRows:
         out = super().merge(spec, parts)
@@ -69,14 +70,20 @@ class BM25Kind(SparseKind):
                                      ).astype(np.int32) if parts else np.zeros(0, np.int32)
         return out
 
-    def bind(self, spec: FieldSpec, queries: Any, blocks: list[tuple[Any, np.ndarray | None]]
-             ) -> list[bm25.BM25Query]:
-        return bm25.bind(queries, spec.k1, spec.b, blocks)  # type: ignore[union-attr]
+    def bind(self, spec: FieldSpec, queries: Any, blocks: list[tuple[Any, np.ndarray | None]],
+             memo: dict[str, Any]) -> list[bm25.BM25Query]:
+        return bm25.bind(queries, spec.k1, spec.b, blocks, memo)  # type: ignore[union-attr]
 
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:
+        postings = data.postings()  # (sealed rows: pruned through their inverted lists)
         for i, q in enumerate(queries):
             assert isinstance(q, bm25.BM25Query), "BM25 queries are bound before a scan"
+            if postings is not None:
+                s, rows, _ = postings.top(q.ids, q.weights, topk.shape[1], q.scoring,
+                                          mask=mask, theta=topk.floor(i))
+                topk.push(s[None, :], seqs[rows], row=i)
+                continue
             scores, keep = bm25.block_scores(q, data)
             if mask is not None:
                 keep &= mask
@@ -102,5 +109,10 @@ def _texts(data: object, where: str) -> list[str]:
 def _analyzed(spec: FieldSpec, text: str) -> tuple[np.ndarray, np.ndarray, int]:
     """A text's distinct term ids (sorted), their counts, and its number of terms."""
     terms = spec.analyzer.terms(text)  # type: ignore[union-attr]
-    ids, counts = np.unique(term_ids(terms), return_counts=True)
-    return ids, counts.astype(np.float32), len(terms)
+    if len(terms) > 64:
+        ids, counts = np.unique(term_ids(terms), return_counts=True)
+        return ids, counts.astype(np.float32), len(terms)
+    tally = Counter(term_ids(terms).tolist())  # (a query's few terms: cheaper than numpy)
+    keys = sorted(tally)
+    return (np.array(keys, np.uint32), np.array([tally[t] for t in keys], np.float32),
+            len(terms))

@@ -11,7 +11,7 @@ import numpy as np
 from .. import _validate as v
 from .._growing import SparseGrowing, SparseRows, decode_sparse, encode_sparse
 from .._kernels import TopK
-from .._kernels.sparse import scan_sparse
+from .._kernels.sparse import Postings, scan_sparse
 from ..errors import InvalidArgument
 from ..spec import FieldSpec
 from ..types import SparseVector
@@ -24,6 +24,7 @@ class SparseKind(FieldKind):
     name = "sparse"
     model_output = "sparse"
     index_family = "sparse"
+    prunes = True
 
     def check_vectors(self, name: str, spec: FieldSpec, data: object, n: int) -> SparseRows:
         return SparseRows.from_list(v.check_sparse_vectors(name, spec, data, n),
@@ -62,17 +63,24 @@ class SparseKind(FieldKind):
         raise ValueError("format-1 catalogs hold no Sparse fields")
 
     def sealed_arrays(self, name: str, data: Any) -> dict[str, np.ndarray]:
+        """The rows (CSR: a ragged layout, as merges stream it) and their inverted lists."""
         return {f"{name}.offsets": data.indptr, f"{name}.indices": data.indices,
-                f"{name}.values": data.values}  # (a ragged layout, as merges stream it)
+                f"{name}.values": data.values} | Postings.file_arrays(name, data.inverted())
 
     def open_sealed(self, name: str, spec: FieldSpec, files: Any,
                     nrows: int) -> tuple[SparseRows, bool]:
         rows = SparseRows(files[f"{name}.offsets"], files[f"{name}.indices"],
                           files[f"{name}.values"])
+        if f"{name}.lengths" in files.arrays:
+            rows.lengths = files[f"{name}.lengths"]
         rows.sealed = True
         ok = (len(rows) == nrows and rows.consistent()
               and rows.indices.dtype == np.uint32
               and rows.values.dtype == v.storage_dtype(spec))
+        post = Postings.from_files(files, name, nrows, rows.lengths)
+        if post is not None:  # (else made from the rows on first use: an older segment)
+            rows._postings = post
+            ok = ok and post.consistent() and len(post.rows) == len(rows.indices)
         return rows, ok
 
     def take(self, data: Any, rows: np.ndarray) -> SparseRows:

@@ -14,13 +14,13 @@ filter: never a segment's own. Documents sharing no term with the query are no h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._kernels.sparse import sparse_scores
+from .._kernels.sparse import Scoring, sparse_scores
 
 __all__ = ["BM25Query", "bind", "block_scores", "idf"]
 
@@ -36,31 +36,42 @@ class BM25Query:
     b: float
     avgdl: float
 
+    @property
+    def scoring(self) -> Scoring:
+        return Scoring(bm25=True, k1=self.k1, b=self.b, avgdl=self.avgdl)
+
 
 def idf(n: int, df: np.ndarray) -> np.ndarray:
     return np.log1p((n - df + 0.5) / (df + 0.5))
 
 
 def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
-         blocks: Iterable[tuple[Any, np.ndarray | None]]) -> list[BM25Query]:
+         blocks: list[tuple[Any, np.ndarray | None]],
+         memo: dict[str, Any] | None = None) -> list[BM25Query]:
     """``queries`` (term ids and counts) bound to the statistics of ``blocks``, each a BM25
     field's rows (CSR ``indptr``/``indices`` of term counts, ``lengths``; sealed ones with
     their inverted lists) and its alive mask (``None``: every row is alive): N, the total
-    length, and each query term's document frequency over live rows."""
-    terms = np.unique(np.concatenate([q for q, _ in queries])) if queries else \
-        np.zeros(0, np.uint32)
+    length, and each query term's document frequency over live rows. ``memo`` (the field's, in
+    one snapshot: the same blocks) keeps N, the total length and each block's dead rows."""
+    terms = (queries[0][0] if len(queries) == 1 else  # (a query's ids are unique, sorted)
+             np.unique(np.concatenate([q for q, _ in queries])) if queries else
+             np.zeros(0, np.uint32))
+    base = None if memo is None else memo.get("bm25")
+    if base is None:
+        base = _totals(blocks)
+        if memo is not None:
+            memo["bm25"] = base
+    n, total, deads = base
     df = np.zeros(len(terms), np.int64)
-    n, total = 0, 0
-    for rows, alive in blocks:
-        lengths = np.asarray(rows.lengths)
-        n += len(lengths) if alive is None else int(np.count_nonzero(alive))
-        total += int(lengths.sum() if alive is None else lengths[alive].sum())
-        if not len(terms):
-            continue
+    for (rows, alive), dead in zip(blocks, deads, strict=True) if len(terms) else ():
         postings = rows.postings()
         if postings is not None:  # a sealed block: only the query terms' lists
-            for j, where, _ in postings.lists(terms):
-                df[j] += len(where) if alive is None else int(np.count_nonzero(alive[where]))
+            if not len(dead):
+                j, t = postings.positions(terms)
+                df[j] += postings.starts[t + 1] - postings.starts[t]
+                continue
+            for a, where, _ in postings.lists(terms):
+                df[a] += int(np.count_nonzero(alive[where]))  # type: ignore[index]
             continue
         indices, indptr = rows.indices, rows.indptr
         if len(indices):
@@ -70,29 +81,32 @@ def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
                 hit &= np.repeat(alive, np.diff(indptr))
             df += np.bincount(pos[hit], minlength=len(terms))
     avgdl = total / n if n else 0.0
-    weights = idf(n, df)
+    weights = idf(n, df) if len(df) > 16 else np.array(  # (few terms: cheaper in Python)
+        [math.log1p((n - d + 0.5) / (d + 0.5)) for d in df.tolist()])
     out = []
     for q_ids, q_counts in queries:
-        w = weights[np.searchsorted(terms, q_ids)] * q_counts if len(q_ids) else \
-            np.zeros(0)
+        w = (weights * q_counts if len(queries) == 1 else  # (then terms are its ids)
+             weights[np.searchsorted(terms, q_ids)] * q_counts if len(q_ids) else np.zeros(0))
         out.append(BM25Query(q_ids, w.astype(np.float32), k1, b, avgdl))
     return out
 
 
+def _totals(blocks: list[tuple[Any, np.ndarray | None]]) -> tuple[int, int, list[np.ndarray]]:
+    """N and the total length over the live rows of ``blocks``, and each block's dead rows."""
+    n, total, deads = 0, 0, []
+    for rows, alive in blocks:
+        lengths = np.asarray(rows.lengths)
+        dead = np.zeros(0, np.int64) if alive is None else np.flatnonzero(~alive)
+        n += len(lengths) - len(dead)
+        total += rows.total_length() - int(lengths[dead].sum())
+        deads.append(dead)
+    return n, total, deads
+
+
 def block_scores(q: BM25Query, rows: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, matched)`` of one bound query against a block's rows: through the inverted
-    lists of a sealed block, else every entry (the numpy reference)."""
-    lengths = np.asarray(rows.lengths)
-    norm = (q.k1 * (1 - q.b + q.b * lengths / q.avgdl) if q.avgdl > 0 else
-            np.full(len(lengths), q.k1 * (1 - q.b))).astype(np.float32)
-    postings = rows.postings()
-    if postings is None:
-        row = np.repeat(np.arange(len(lengths)), np.diff(rows.indptr))
-        tf = rows.values.astype(np.float32)
-        return sparse_scores(q.ids, q.weights, rows.indptr, rows.indices, tf / (tf + norm[row]))
-    scores = np.zeros(len(lengths), np.float64)
-    matched = np.zeros(len(lengths), bool)
-    for j, where, tf in postings.lists(q.ids):
-        scores[where] += q.weights[j] * (tf / (tf + norm[where]))
-        matched[where] = True
-    return scores.astype(np.float32), matched
+    """``(scores, matched)`` of one bound query against every row of a block: the numpy
+    reference, over every entry of the rows."""
+    norm = q.scoring.norms(np.asarray(rows.lengths))
+    row = np.repeat(np.arange(len(norm)), np.diff(rows.indptr))
+    tf = rows.values.astype(np.float32)
+    return sparse_scores(q.ids, q.weights, rows.indptr, rows.indices, tf / (tf + norm[row]))

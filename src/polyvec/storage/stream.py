@@ -14,13 +14,13 @@ import contextlib
 import io
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CorruptFile
-from .segment import Digest, fsync_dir, out_of_space
+from .segment import Digest, file_entry, fsync_dir, out_of_space
 
 __all__ = ["NpyRows", "ragged_rows", "write_segment_stream"]
 
@@ -72,9 +72,13 @@ def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 
 
 def write_segment_stream(folder: Path, name: str, layout: Layout,
-                         chunks: Iterable[Mapping[str, np.ndarray]]) -> dict[str, list[int]]:
+                         chunks: Iterable[Mapping[str, np.ndarray]],
+                         derived: Callable[[Path], Mapping[str, np.ndarray]] | None = None
+                         ) -> dict[str, list[int]]:
     """Write ``folder/name/<key>.npy`` for every key of ``layout`` (dtype, final shape) from
     ``chunks`` (each maps some keys to rows to append, in order), durably; return the manifest.
+    ``derived``: given the folder of the written files, more arrays to write beside them
+    (made from them whole: a Sparse field's inverted lists).
 
     Like ``write_segment``: files go to a temporary sibling folder, are fsync'd and the folder
     is renamed into place, so a crash leaves at most an unregistered folder. Raises
@@ -116,6 +120,15 @@ def write_segment_stream(folder: Path, name: str, layout: Layout,
             f.flush()
             os.fsync(f.fileno())
             manifest[f"{key}.npy"] = digests[key].entry()
+    if derived is not None:
+        extra = derived(tmp)
+        with out_of_space(tmp, sum(int(a.nbytes) + 128 for a in extra.values())):
+            for key, arr in extra.items():
+                with open(tmp / f"{key}.npy", "wb") as out:
+                    np.save(out, np.ascontiguousarray(arr), allow_pickle=False)
+                    out.flush()
+                    os.fsync(out.fileno())
+                manifest[f"{key}.npy"] = file_entry(tmp / f"{key}.npy")
     fsync_dir(tmp)
     os.replace(tmp, final)
     fsync_dir(folder)
