@@ -7,15 +7,20 @@ Three scorers, one answer:
   entries' float32 contributions in index order, then rounded to float32.
 - :meth:`Postings.scores`, its numpy twin over a sealed block's inverted lists: only the
   lists of the query's terms, every entry of them (term at a time, in the same order).
-- :meth:`Postings.top`, the numba kernel: document at a time with MaxScore's dynamic pruning
-  (Turtle & Flood 1995, as Lucene's ``MaxScoreBulkScorer``) refined by per-block maxima
-  (block-max MaxScore, Ding & Suel 2011; Mallia et al. 2019). Terms are ordered by their
-  list's bound; once the k-th best score ``theta`` exceeds the sum of the smallest bounds,
-  those terms become *non-essential*: a row is a candidate only if an essential list holds
-  it, and a candidate stops being scored as soon as its partial score plus the bounds of the
-  blocks it could still match cannot pass ``theta``. A pruned row could not have entered the
-  top k: results equal exhaustive scoring, scores bit for bit (contributions are summed in
-  the reference's order once a row is known to be competitive).
+- :meth:`Postings.top`, the numba kernel: MaxScore's dynamic pruning (Turtle & Flood 1995)
+  in windows of :data:`WINDOW` rows with per-block maxima, as Lucene's
+  ``MaxScoreBulkScorer`` (block-max MaxScore: Ding & Suel 2011; Mallia et al. 2019). In a
+  window each list's bound is the largest of its blocks there; lists are ordered by bound,
+  and the smallest whose bounds sum below the k-th best score so far (``theta``) are
+  *non-essential*. A window whose bounds sum below ``theta`` is skipped whole. The essential
+  lists are scored term at a time into the window's accumulators (their rows are the only
+  candidates); the non-essential lists, largest bound first, are then looked up for the
+  candidates whose partial score plus the bounds left can still pass ``theta`` (each list
+  walked, or searched when few candidates remain). A pruned row could not have entered the
+  top k (a tie with the k-th still counts: the lower row wins), so results equal
+  exhaustive scoring. Scores are float64 sums of the same float32 contributions in another
+  order: equal to the reference's whenever those sums are exact, as they are for
+  contributions within a factor of 2^29 of each other (BM25's always are).
 
 A contribution is ``w * v`` (a Sparse field: the query weight times the stored value, times
 the field's ``scale`` for ``u8`` values) or Lucene's BM25 term score ``w * tf / (tf + norm)``
