@@ -238,3 +238,12 @@ def test_sparse_and_bm25_fields_from_the_command_line(tmp_path: Path) -> None:
     assert_user_error(run("create", "x", "--bm25", "t:stem=english", db=db, ok=False),
                       "unknown options")
     assert run_json("info", "docs", db=db)["count"] == 3
+
+
+def test_a_u8_sparse_field_from_the_command_line(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    run("create", "q", "--sparse", "w:100:u8:4", db=db)
+    assert pv.connect(db).get_collection("q").schema.fields["w"] == \
+        pv.Sparse(100, "u8", max_weight=4.0)
+    assert_user_error(run("create", "r", "--sparse", "w:100:u8", db=db, ok=False),
+                      "max_weight")

@@ -207,3 +207,47 @@ def test_f16_storage_and_the_spec(tmp_path: Path) -> None:
         with pytest.raises(InvalidArgument):
             pv.Sparse(**bad)
     db.close()
+
+
+def test_u8_weights_with_their_stated_scale(tmp_path: Path) -> None:
+    """dtype u8: each weight stored as round(weight / scale), scale = max_weight / 255; search
+    scores the stored weights exactly (growing and sealed alike), get returns them, and a
+    weight outside [0, max_weight] is refused whole."""
+    rng = np.random.default_rng(8)
+    spec = pv.Sparse(DIM, dtype="u8", max_weight=3.0)
+    assert spec.scale == pytest.approx(3.0 / 255) and spec.to_dict()["max_weight"] == 3.0
+    coll = pv.connect(tmp_path).create_collection("q", {"w": spec}, segment_rows=300)
+    rows = [(np.sort(i), (np.abs(v) % 3.0)[np.argsort(i)]) for i, v in _rows(rng, 700)]
+    coll.add(list(range(700)), {"w": rows})
+    coll.flush()  # (some rows sealed, the last in the growing segment)
+    coll.add(list(range(700, 750)), {"w": _rows_abs(rng, 50)})
+    stored = {i: (idx, np.rint(val / np.float32(spec.scale)).astype(np.float32)
+                  * np.float32(spec.scale)) for i, (idx, val) in enumerate(rows)}
+    for i in (0, 350, 699):
+        got = coll.get([i])[0].vectors["w"]
+        np.testing.assert_array_equal(got.values, stored[i][1])
+        assert np.abs(got.values - rows[i][1]).max() <= spec.scale / 2 + 1e-6
+    m = _csr([stored[i] for i in range(700)])
+    for q in _rows(rng, 10):
+        res = coll.search(q, 20)
+        dense_q = np.zeros(DIM)
+        dense_q[q[0]] = q[1]
+        want = m @ dense_q
+        for key, score in zip(res.ids, res.scores, strict=True):
+            if key is not None and key < 700:
+                assert score == pytest.approx(want[key], rel=1e-5, abs=1e-6)
+    bad = [(np.array([1, 2]), np.array([0.5, 3.5], np.float32))]
+    with pytest.raises(pv.InvalidVector, match=r"expected weights in \[0, 3\].*got 3\.5"):
+        coll.add([9_999], {"w": bad})
+    with pytest.raises(pv.InvalidVector, match="got -0.5"):
+        coll.add([9_999], {"w": [(np.array([1]), np.array([-0.5], np.float32))]})
+    assert len(coll) == 750
+    for kw in ({"dtype": "u8"}, {"dtype": "u8", "max_weight": -1.0},
+               {"dtype": "f32", "max_weight": 2.0}):
+        with pytest.raises(pv.InvalidArgument, match="max_weight"):
+            pv.Sparse(DIM, **kw)  # type: ignore[arg-type]
+    coll.close()
+
+
+def _rows_abs(rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(i, np.abs(v) % 3.0) for i, v in _rows(rng, n)]

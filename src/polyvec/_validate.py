@@ -41,7 +41,7 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 
 def storage_dtype(spec: FieldSpec) -> np.dtype:
-    return np.dtype(np.float16 if spec.dtype == "f16" else np.float32)
+    return np.dtype({"f16": np.float16, "u8": np.uint8}.get(spec.dtype, np.float32))
 
 
 def check_k(k: object) -> int:
@@ -485,14 +485,27 @@ def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int
     :class:`~polyvec.types.SparseVector`); returned as ``(uint32 indices, sorted; values in
     the storage dtype)`` pairs."""
     where = f"vectors[{name!r}]"
-    rows = _sparse_rows(data, spec.dim, storage_dtype(spec), where)
+    u8 = spec.dtype == "u8"
+    rows = _sparse_rows(data, spec.dim, np.dtype(np.float32) if u8 else storage_dtype(spec),
+                        where)
     if rows is None:
         raise InvalidVector(f"{where}: expected a list of {n} sparse vectors ((indices, values) "
                             f"pairs or {{index: value}} dicts) or a scipy.sparse matrix, got "
                             f"{type(data).__name__}")
     if len(rows) != n:
         raise InvalidVector(f"{where}: expected {n} sparse vectors, got {len(rows)}")
-    return rows
+    return [(i, _quantized(v, spec, f"{where}[{r}]")) for r, (i, v) in enumerate(rows)] if u8 \
+        else rows
+
+
+def _quantized(values: np.ndarray, spec: Any, where: str) -> np.ndarray:
+    """A ``u8`` Sparse field's weights as stored: ``round(weight / scale)``."""
+    top = float(spec.max_weight)
+    bad = (values < 0) | (values > top)
+    if bad.any():
+        raise InvalidVector(f"{where}: expected weights in [0, {top:g}] (dtype 'u8', "
+                            f"max_weight {top:g}), got {float(values[bad][0]):g}")
+    return np.rint(values / np.float32(spec.scale)).astype(np.uint8)
 
 
 def check_sparse_query(spec: FieldSpec, q: object) -> tuple[list[tuple[np.ndarray, np.ndarray]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -95,12 +96,19 @@ class Sparse:
     sparse models' term weights, a vocabulary's counts). ``dim`` bounds the indices
     (``0 <= index < dim``; a model's vocabulary size, or up to 2**32).
 
+    ``dtype``: ``"f32"``, ``"f16"``, or ``"u8"``: weights in ``[0, max_weight]`` stored as
+    ``round(weight / scale)`` with the collection's one ``scale = max_weight / 255`` (each
+    weight off by at most ``scale / 2``; a weight outside the range is refused, not clipped).
+
     >>> Sparse(30522).to_dict()
     {'kind': 'sparse', 'dim': 30522, 'dtype': 'f32'}
+    >>> Sparse(30522, dtype="u8", max_weight=5.1).scale
+    0.02
     """
 
     dim: int = SPARSE_MAX_DIM
     dtype: str = "f32"
+    max_weight: float | None = None
     kind: ClassVar[str] = "sparse"
     metric: ClassVar[str] = "dot"
 
@@ -108,12 +116,29 @@ class Sparse:
         d = self.dim
         if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= SPARSE_MAX_DIM:
             raise InvalidArgument(f"Sparse(dim=...): expected an int in [1, 2**32], got {d!r}")
-        if self.dtype not in _DTYPES:
-            raise InvalidArgument(f"Sparse(dtype=...): expected one of {list(_DTYPES)}, got "
+        if self.dtype not in (*_DTYPES, "u8"):
+            raise InvalidArgument(f"Sparse(dtype=...): expected one of {[*_DTYPES, 'u8']}, got "
                                   f"{self.dtype!r}")
+        w = self.max_weight
+        if self.dtype != "u8":
+            if w is not None:
+                raise InvalidArgument(f"Sparse(max_weight=...): only for dtype 'u8', got "
+                                      f"dtype {self.dtype!r}")
+        elif isinstance(w, bool) or not isinstance(w, int | float) or not (
+                math.isfinite(w) and w > 0):
+            raise InvalidArgument(f"Sparse(dtype='u8'): expected max_weight, a finite number "
+                                  f"> 0 (the weight stored as 255), got {w!r}")
+
+    @property
+    def scale(self) -> float:
+        """What one step of a stored ``u8`` weight is worth (1 for float dtypes)."""
+        return float(self.max_weight) / 255 if self.dtype == "u8" else 1.0  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
+        d = {"kind": self.kind, **asdict(self)}
+        if self.max_weight is None:
+            del d["max_weight"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a dense vector field (metric cosine|dot|l2, dtype f32|f16)")
     p.add_argument("--multi", metavar="FIELD:DIM[:METRIC]", **many,
                    help="a multi-vector (token set) field scored by MaxSim")
-    p.add_argument("--sparse", metavar="FIELD[:DIM[:DTYPE]]", **many,
-                   help="a sparse vector field (indices, values), dot-product scored")
+    p.add_argument("--sparse", metavar="FIELD[:DIM[:DTYPE[:MAX_WEIGHT]]]", **many,
+                   help="a sparse vector field (indices, values), dot-product scored (dtype "
+                   "f32|f16|u8; u8 stores weights in [0, MAX_WEIGHT] in 255 steps)")
     p.add_argument("--bm25", metavar="FIELD[:KEY=VALUE,...]", **many,
                    help="a BM25 text field (keys: k1, b, stemmer, stopwords=english|none, "
                    "split_identifiers=true|false, min_length)")

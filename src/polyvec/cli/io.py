@@ -91,7 +91,8 @@ def parse_field_spec(text: str, kind: str) -> tuple[str, FieldSpec]:
 
 
 def parse_text_field_spec(text: str, kind: str) -> tuple[str, Sparse | BM25]:
-    """``FIELD[:DIM[:DTYPE]]`` -> ``(name, Sparse)``; ``FIELD[:KEY=VALUE,...]`` -> ``(name,
+    """``FIELD[:DIM[:DTYPE[:MAX_WEIGHT]]]`` -> ``(name, Sparse)`` (``MAX_WEIGHT``: dtype u8's);
+    ``FIELD[:KEY=VALUE,...]`` -> ``(name,
     BM25)`` (keys k1, b, stemmer, stopwords (english|none), split_identifiers, min_length)."""
     name, _, rest = text.partition(":")
     if not name:
@@ -99,10 +100,11 @@ def parse_text_field_spec(text: str, kind: str) -> tuple[str, Sparse | BM25]:
     try:
         if kind == "sparse":
             parts = rest.split(":") if rest else []
-            if len(parts) > 2 or (parts and not parts[0].isdigit()):
-                raise CliError(f"--sparse {text!r}: expected FIELD[:DIM[:DTYPE]]")
+            if len(parts) > 3 or (parts and not parts[0].isdigit()):
+                raise CliError(f"--sparse {text!r}: expected FIELD[:DIM[:DTYPE[:MAX_WEIGHT]]]")
             return name, Sparse(int(parts[0]) if parts else Sparse().dim,
-                                parts[1] if len(parts) > 1 else "f32")
+                                parts[1] if len(parts) > 1 else "f32",
+                                float(parts[2]) if len(parts) > 2 else None)
         options: dict[str, Any] = {}
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")

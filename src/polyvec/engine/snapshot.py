@@ -105,13 +105,13 @@ class Snapshot:
             gseqs = next(iter(self.growing.values()))[0]
             i = int(np.searchsorted(gseqs, seq))
             if i < len(gseqs) and gseqs[i] == seq:
-                return {n: _copy(kind_of(fields[n]).row(d() if callable(d) else d, i))
+                return {n: _copy(kind_of(fields[n]).row(fields[n], d() if callable(d) else d, i))
                         for n, (_, d) in self.growing.items()}
         for seg in self.segments:
             if seg.row.min_seq <= seq <= seg.row.max_seq:
                 j = int(np.searchsorted(seg.seqs, seq))
                 if j < len(seg.seqs) and seg.seqs[j] == seq:
-                    return {n: _copy(kind_of(fields[n]).row(d, j))
+                    return {n: _copy(kind_of(fields[n]).row(fields[n], d, j))
                             for n, d in seg.fields.items()}
         raise KeyError(seq)
 

@@ -103,7 +103,7 @@ class FieldKind(ABC):
         """The rows of several blocks, concatenated in order (compaction, upgrades)."""
 
     @abstractmethod
-    def row(self, data: Any, i: int) -> Any:
+    def row(self, spec: FieldSpec, data: Any, i: int) -> Any:
         """Item ``i``'s vector(s), as stored: an array (a view), or a Sparse field's
         :class:`~polyvec.types.SparseVector` (of copies)."""
 

@@ -71,7 +71,7 @@ class DenseKind(FieldKind):
     def merge(self, spec: FieldSpec, parts: list[tuple[Any, np.ndarray]]) -> np.ndarray:
         return np.concatenate([d[r] for d, r in parts])
 
-    def row(self, data: Any, i: int) -> np.ndarray:
+    def row(self, spec: FieldSpec, data: Any, i: int) -> np.ndarray:
         return data[i]
 
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,

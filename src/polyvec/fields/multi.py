@@ -88,7 +88,7 @@ class MultiKind(FieldKind):
         sets = [d[int(i)] for d, r in parts for i in r]
         return TokenSets.from_list(sets, spec.dim, v.storage_dtype(spec))
 
-    def row(self, data: Any, i: int) -> np.ndarray:
+    def row(self, spec: FieldSpec, data: Any, i: int) -> np.ndarray:
         return data[i]
 
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,

@@ -11,9 +11,9 @@ import numpy as np
 from .. import _validate as v
 from .._growing import SparseGrowing, SparseRows, decode_sparse, encode_sparse
 from .._kernels import TopK
-from .._kernels.sparse import Postings, scan_sparse
+from .._kernels.sparse import Postings, Scoring, scan_sparse
 from ..errors import InvalidArgument
-from ..spec import FieldSpec
+from ..spec import FieldSpec, Sparse
 from ..types import SparseVector
 from .base import FieldKind
 
@@ -90,11 +90,13 @@ class SparseKind(FieldKind):
         return SparseRows.from_list([d[int(i)] for d, r in parts for i in r],
                                     v.storage_dtype(spec))
 
-    def row(self, data: Any, i: int) -> SparseVector:
+    def row(self, spec: FieldSpec, data: Any, i: int) -> SparseVector:
         idx, val = data[i]
-        return SparseVector(np.array(idx), np.array(val, dtype=np.float32))
+        scale = spec.scale if isinstance(spec, Sparse) else 1.0  # (u8: steps times scale)
+        return SparseVector(np.array(idx), np.array(val, dtype=np.float32) * np.float32(scale))
 
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:
         scan_sparse(queries, data.indptr, data.indices, data.values, seqs, topk, mask=mask,
-                    postings=data.postings())
+                    postings=data.postings(),
+                    scoring=Scoring(scale=spec.scale if isinstance(spec, Sparse) else 1.0))
