@@ -40,6 +40,8 @@ SCOPE = {
     ("POST", "/v1/collections/{name}/select"): "read",
     ("POST", "/v1/collections/{name}/search"): "read",
     ("POST", "/v1/collections/{name}/search_text"): "read",
+    ("POST", "/v1/collections/{name}/fit_fusion"): "read",
+    ("POST", "/v1/collections/{name}/calibrate_relevance"): "write",
     ("POST", "/v1/collections/{name}/add_texts"): "write",
     ("GET", "/v1/collections/{name}/indexes"): "read",
     ("POST", "/v1/collections/{name}/indexes"): "write",

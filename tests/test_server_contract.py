@@ -336,6 +336,23 @@ def test_bm25_fields(db: Any) -> None:
     assert hit["v"]["score"] == pytest.approx(2 ** -0.5, rel=1e-5) and hit["w"]["score"] == 0.5
     with pytest.raises(InvalidArgument, match="fusion: expected one of"):
         h.search({"text": "red"}, k=1, fusion="max")
+    # the hybrid operations: labelled queries in, weights and a calibration out
+    queries = [{"text": "red", "v": np.array([0, 1], np.float32)},
+               {"text": "apple", "v": np.array([1, 0], np.float32)},
+               {"text": "car", "v": np.array([1, 1], np.float32)}]
+    fit = h.fit_fusion(queries, ["c", ["a", "b"], {"c": 2}], step=0.5, k=2)
+    assert fit["fusion"] == "weighted" and set(fit["weights"]) == {"text", "v"}
+    assert fit["queries"] == 3 and 0 < fit["ndcg@2"] <= 1
+    cal = h.calibrate_relevance(["red", "apple", "car"], [["a", "c"], "b", {"c": 1}],
+                                field="text", k=3)
+    assert cal["field"] == "text" and cal["pairs"] == 5 and cal["relevant"] == 4
+    kept = h.search("red", k=3, field="text", min_relevance=0.5)
+    assert kept.info["relevance"] is not None
+    with pytest.raises(InvalidArgument, match="expected lists of queries"):
+        h.fit_fusion(queries, ["c"])
+    by_text = h.search_text("red apple", k=3, fields=["text"], fusion="rrf")
+    assert by_text.ids.tolist() == h.search({"text": "red apple"}, k=3, fusion="rrf"
+                                            ).ids.tolist()
     with pytest.raises(InvalidVector, match="expected a text or a list of texts, got int"):
         c.search(7, k=1)
     assert len(c) == 3

@@ -461,14 +461,40 @@ class RemoteCollection:
 
     def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,
                     filter: Mapping[str, Any] | None = None, embedder: Any = None,
-                    model: str | None = None) -> SearchResult:
+                    model: str | None = None, fields: Sequence[str] | None = None,
+                    **hybrid: Any) -> SearchResult:
         """As :meth:`polyvec.Collection.search_text`, embedded on the server by the field's
         recorded model (an ``embedder`` object cannot travel)."""
         if embedder is not None:
             raise InvalidArgument("embedder: a client cannot send an embedder object; the "
                                   "server embeds with the field's recorded model")
-        body = {"query": query, "k": k, "field": field, "filter": filter, "model": model}
+        unknown = sorted(set(hybrid) - {"fusion", "weights", "min_score", "min_relevance"})
+        if unknown:
+            raise InvalidArgument(f"search_text: unexpected arguments {unknown}; expected "
+                                  "fusion, weights, min_score, min_relevance")
+        body = {"query": query, "k": k, "field": field, "filter": filter, "model": model,
+                "fields": fields, **hybrid}
         return wire.result_from_json(self._call("POST", "search_text", body))
+
+    def fit_fusion(self, queries: Sequence[Mapping[str, Any]], qrels: Sequence[Any], *,
+                   fusion: str = "weighted", k: int = 10, step: float = 0.1,
+                   filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """As :meth:`polyvec.Collection.fit_fusion`."""
+        body = {"queries": [wire.encode_query(q) for q in queries]
+                if isinstance(queries, list | tuple) else queries,
+                "qrels": wire.encode_qrels(qrels), "fusion": fusion, "k": k, "step": step,
+                "filter": filter}
+        return self._call("POST", "fit_fusion", body)
+
+    def calibrate_relevance(self, queries: Sequence[Any], qrels: Sequence[Any], *,
+                            field: str | None = None, method: str = "isotonic", k: int = 10,
+                            filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """As :meth:`polyvec.Collection.calibrate_relevance`."""
+        body = {"queries": [wire.encode_query(q) for q in queries]
+                if isinstance(queries, list | tuple) else queries,
+                "qrels": wire.encode_qrels(qrels), "field": field, "method": method, "k": k,
+                "filter": filter}
+        return self._call("POST", "calibrate_relevance", body)
 
     def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
                   payloads: Sequence[dict[str, Any] | None] | None = None, *,

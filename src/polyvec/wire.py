@@ -29,8 +29,9 @@ from . import errors
 from .errors import InvalidArgument, InvalidVector, PolyvecError
 from .types import SearchResult, SparseVector
 
-__all__ = ["STATUS", "decode_array", "jsonable", "decode_query", "decode_vectors",
-           "encode_array", "encode_query", "encode_vectors", "error_body", "raise_error",
+__all__ = ["STATUS", "decode_array", "jsonable", "decode_qrels", "decode_query",
+           "decode_vectors", "encode_array", "encode_qrels", "encode_query", "encode_vectors",
+           "error_body", "raise_error",
            "result_from_json", "result_to_json", "status_of"]
 
 _DTYPES: dict[str, np.dtype[Any]] = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2")}
@@ -238,6 +239,32 @@ def decode_vectors(obj: Any, what: str) -> Any:
                                 f"{type(idx).__name__} and {type(val).__name__}")
         return SparseVector(np.asarray(idx), np.asarray(val))  # (the collection checks them)
     return decode_array(obj, what)
+
+
+def encode_qrels(qrels: Any) -> Any:
+    """Judgments for the wire: a ``{id: grade}`` dict as ``{"graded": [[id, grade], ...]}``
+    (JSON object keys are strings: an int id would come back a str); ids and lists as is."""
+    if not isinstance(qrels, list | tuple):
+        return qrels  # (the collection's check names what is wrong)
+    return [{"graded": [[i, g] for i, g in r.items()]} if isinstance(r, dict) else
+            list(r) if isinstance(r, tuple | set | frozenset) else r for r in qrels]
+
+
+def decode_qrels(obj: Any) -> Any:
+    """:func:`encode_qrels` undone."""
+    if not isinstance(obj, list):
+        return obj
+    out = []
+    for i, r in enumerate(obj):
+        if isinstance(r, dict):
+            pairs = r.get("graded")
+            if set(r) != {"graded"} or not isinstance(pairs, list) or not all(
+                    isinstance(p, list) and len(p) == 2 for p in pairs):
+                raise InvalidArgument(f"qrels[{i}]: expected an id, a list of ids or "
+                                      "{'graded': [[id, grade], ...]}")
+            r = {(p[0] if isinstance(p[0], int | str) else str(p[0])): p[1] for p in pairs}
+        out.append(r)
+    return out
 
 
 # -- results ------------------------------------------------------------------------------------

@@ -144,6 +144,29 @@ class SearchText(_Body):
     field: Any = None
     filter: Any = None
     model: Any = None
+    fields: Any = None
+    fusion: Any = None
+    weights: Any = None
+    min_score: Any = None
+    min_relevance: Any = None
+
+
+class FitFusion(_Body):
+    queries: Any
+    qrels: Any
+    fusion: Any = "weighted"
+    k: Any = 10
+    step: Any = 0.1
+    filter: Any = None
+
+
+class CalibrateRelevance(_Body):
+    queries: Any
+    qrels: Any
+    field: Any = None
+    method: Any = "isotonic"
+    k: Any = 10
+    filter: Any = None
 
 
 class AddTexts(_Body):
@@ -709,8 +732,30 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
     def search_text(name: str, body: SearchText, key: ApiKey | None = read) -> dict[str, Any]:
         c = coll(name)
         state.attach_embedders(c)
+        hybrid = {f: getattr(body, f) for f in ("fusion", "weights", "min_score",
+                                                "min_relevance") if getattr(body, f) is not None}
         return wire.result_to_json(c.search_text(body.query, body.k, field=body.field,
-                                                 filter=body.filter, model=body.model))
+                                                 filter=body.filter, model=body.model,
+                                                 fields=body.fields, **hybrid))
+
+    @app.post("/v1/collections/{name}/fit_fusion")
+    def fit_fusion(name: str, body: FitFusion, key: ApiKey | None = read) -> dict[str, Any]:
+        queries = body.queries
+        if isinstance(queries, list):
+            queries = [wire.decode_query(q, f"queries[{i}]") for i, q in enumerate(queries)]
+        return wire.jsonable(coll(name).fit_fusion(
+            queries, wire.decode_qrels(body.qrels), fusion=body.fusion, k=body.k,
+            step=body.step, filter=body.filter))
+
+    @app.post("/v1/collections/{name}/calibrate_relevance")
+    def calibrate_relevance(name: str, body: CalibrateRelevance,
+                            key: ApiKey | None = write) -> dict[str, Any]:
+        queries = body.queries
+        if isinstance(queries, list):
+            queries = [wire.decode_query(q, f"queries[{i}]") for i, q in enumerate(queries)]
+        return wire.jsonable(coll(name).calibrate_relevance(
+            queries, wire.decode_qrels(body.qrels), field=body.field, method=body.method,
+            k=body.k, filter=body.filter))
 
     @app.post("/v1/collections/{name}/add_texts")
     def add_texts(name: str, body: AddTexts, key: ApiKey | None = write) -> dict[str, Any]:
