@@ -186,6 +186,83 @@ def _hybrid(s: Systems, data: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+TOKEN_DIM = 128  # the late-interaction benchmark's projection (benchmarks/multivector.py)
+
+
+def _with_tokens(name: str, queries: int) -> dict[str, Any]:
+    """A set for the three-retriever table: dense vectors, texts and MiniLM token vectors
+    (untrained late interaction, 128-d): the FAQ whole, or Debian's 10k late-interaction
+    subset with its first ``queries`` queries (token vectors of 58k descriptions would take
+    about 25 minutes to encode here; the subset's are cached by benchmarks/multivector.py)."""
+    if name == "faq":
+        from polyvec.embed import minilm_tokens
+
+        data = _faq()
+        emb = minilm_tokens(TOKEN_DIM)
+        data["doc_tokens"] = emb.embed_documents(data["texts"])
+        data["query_tokens"] = emb.embed_queries(data["queries"])
+        return data
+    import multivector
+
+    enc = multivector.encode_cached()
+    ids = np.load(multivector.CACHE / "doc_ids.npy")
+    deb = _debian()
+    dt, do = np.asarray(enc["doc_tokens"], np.float32), enc["doc_offsets"]
+    qt, qo = np.asarray(enc["query_tokens"], np.float32), enc["query_offsets"]
+    pos = {int(d): i for i, d in enumerate(ids)}
+    return {"name": f"debian-10k (queries 0-{queries - 1})",
+            "texts": [deb["texts"][i] for i in ids], "base": deb["base"][ids],
+            "queries": deb["queries"][:queries], "qv": deb["qv"][:queries],
+            "relevant": [pos[int(r)] for r in deb["relevant"][:queries]],
+            "doc_tokens": [dt[do[i]:do[i + 1]] for i in range(len(ids))],
+            "query_tokens": [qt[qo[i]:qo[i + 1]] for i in range(queries)]}
+
+
+def _hybrid_tokens(data: dict[str, Any], work: Path) -> dict[str, dict[str, float]]:
+    """Dense, BM25 and exact token MaxSim alone, then every fusion of two or three of them
+    (each one ``Collection.search`` call), and weights fitted on the odd queries."""
+    n = len(data["texts"])
+    coll = pv.connect(work).create_collection("h", {
+        "dense": pv.Dense(data["base"].shape[1]), "text": pv.BM25(),
+        "tokens": pv.Multi(TOKEN_DIM)})
+    for lo in range(0, n, 2_000):
+        hi = min(n, lo + 2_000)
+        coll.add(list(range(lo, hi)), {"dense": data["base"][lo:hi],
+                                       "text": data["texts"][lo:hi],
+                                       "tokens": data["doc_tokens"][lo:hi]})
+    coll.flush()
+    coll.wait_for_maintenance()
+    rel = data["relevant"]
+    per_query = [{"dense": v, "text": t, "tokens": m} for v, t, m in
+                 zip(data["qv"], data["queries"], data["query_tokens"], strict=True)]
+    names = {"dense": "dense", "text": "bm25", "tokens": "tokens"}
+    out: dict[str, dict[str, float]] = {}
+    for field in names:
+        out[names[field]] = _quality([coll.search(q[field], K, field=field).ids.tolist()
+                                      for q in per_query], rel)
+    for fields in (("dense", "text"), ("dense", "tokens"), ("text", "tokens"),
+                   ("dense", "text", "tokens")):
+        for fusion in ("rrf", "weighted", "dbsf"):
+            label = " + ".join(names[f] for f in fields) + f", {fusion}"
+            out[label] = _quality([coll.search({f: q[f] for f in fields}, K,
+                                               fusion=fusion).ids.tolist()
+                                   for q in per_query], rel)
+    train, test = range(1, len(rel), 2), range(0, len(rel), 2)
+    fit = coll.fit_fusion([per_query[i] for i in train], [rel[i] for i in train],
+                          fusion="weighted")
+    w = fit["weights"]
+    held = [rel[i] for i in test]
+    for field in names:
+        out[f"{names[field]} (even half)"] = _quality(
+            [coll.search(per_query[i][field], K, field=field).ids.tolist() for i in test],
+            held)
+    out[f"weighted, all three, fitted on the odd half {w} (even half)"] = _quality(
+        [coll.search(per_query[i], K, fusion="weighted", weights=w).ids.tolist()
+         for i in test], held)
+    coll.close()
+    return out
+
+
 def _thresholds(s: Systems, data: dict[str, Any]) -> dict[str, dict[str, float]]:
     """``min_relevance=0.5`` after an isotonic calibration on the odd queries, measured on
     the even ones: precision (relevant hits kept / hits kept) and recall (relevant hits kept
@@ -217,6 +294,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000, help="Debian queries timed per round")
     ap.add_argument("--k1", type=float, default=0.9)
     ap.add_argument("--b", type=float, default=0.4)
+    ap.add_argument("--token-queries", type=int, default=400,
+                    help="Debian queries of the three-retriever table (exact MaxSim each)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args()
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -252,6 +331,12 @@ def main() -> None:
                 entry["qps_runs"] = qps
             out["sets"][name] = entry
             s.coll.close()
+        out["late_interaction"] = {}
+        for name in ("faq", "debian"):
+            data = _with_tokens(name, args.token_queries)
+            out["late_interaction"][data["name"]] = {
+                "docs": len(data["texts"]), "queries": len(data["queries"]),
+                "hybrid": _hybrid_tokens(data, work / f"tokens-{name}")}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = _report(out, args)
@@ -295,8 +380,29 @@ def _report(out: dict[str, Any], args: argparse.Namespace) -> str:
                   "measured on the even ones):", "",
                   markdown_table(["field", "precision", "recall of the top-10's relevant",
                                   "hits kept / query"], rows), ""]
+    for name, e in out.get("late_interaction", {}).items():
+        lines += [f"## Dense, BM25 and token MaxSim: {name}, {e['docs']:,} documents, "
+                  f"{e['queries']:,} queries", "",
+                  "Tokens: MiniLM token vectors (untrained late interaction), 128-d, exact "
+                  "MaxSim. Equal weights unless fitted.", ""]
+        rows = [[run, f"{q['ndcg@10']:.4f}", f"{q['mrr@10']:.4f}", f"{q['recall@10']:.3f}"]
+                for run, q in e["hybrid"].items()]
+        lines += [markdown_table(["polyvec run", "nDCG@10", "MRR@10", "R@10"], rows), ""]
+        singles = {r: q["ndcg@10"] for r, q in e["hybrid"].items()
+                   if r in ("dense", "bm25", "tokens")}
+        fused = {r: q["ndcg@10"] for r, q in e["hybrid"].items()
+                 if "," in r and "even half" not in r}
+        best_single, best_fused = max(singles, key=singles.get), max(fused, key=fused.get)  # type: ignore[arg-type]
+        lines += [f"Best single retriever: {best_single} ({singles[best_single]:.4f}); best "
+                  f"fusion: {best_fused} ({fused[best_fused]:.4f}), "
+                  + ("beats it." if fused[best_fused] > singles[best_single] else
+                     "**does not beat it**.")
+                  + " Fusions below the best single retriever: "
+                  + (", ".join(f"{r} ({v:.4f})" for r, v in fused.items()
+                               if v < singles[best_single]) or "none") + ".", ""]
     lines.append("Command: `PYTHONPATH=benchmarks .venv/bin/python benchmarks/sparse.py "
-                 f"--rounds {args.rounds} --queries {args.queries}`")
+                 f"--rounds {args.rounds} --queries {args.queries} --token-queries "
+                 f"{args.token_queries}`")
     return "\n".join(lines)
 
 

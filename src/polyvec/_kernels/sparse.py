@@ -51,6 +51,7 @@ __all__ = ["BLOCK", "Postings", "Scoring", "scan_sparse", "sparse_scores"]
 
 BLOCK = 128  # postings per block-max entry (Lucene's block size)
 WINDOW = 2048  # rows per window of the pruned kernel (its accumulators stay in cache)
+_NONE = 9_223_372_036_854_775_807  # int64's largest: "no row"
 _NO_MASK = np.zeros(0, np.bool_)
 _NO_LENGTHS = np.zeros(0, np.int32)  # (read only, as a segment's memory-mapped lengths)
 _NO_LENGTHS.setflags(write=False)
@@ -262,6 +263,28 @@ _lookup._polyvec_compiled = _lookup.compiled  # type: ignore[attr-defined]
 
 
 @lazy_njit(inline="always")
+def _first_at_least(rows, blk_starts, blk_last, starts, t, p, end, x):  # pragma: no cover
+    """The first position from ``p`` in term ``t``'s list whose row is ``>= x``: whole blocks
+    skipped by their last row, then a binary search in the block."""
+    g = blk_starts[t] + (p - starts[t]) // BLOCK
+    last = blk_starts[t + 1] - 1
+    while g < last and blk_last[g] < x:
+        g += 1
+    lo = max(p, starts[t] + (g - blk_starts[t]) * BLOCK)
+    hi = min(end, starts[t] + (g - blk_starts[t] + 1) * BLOCK)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rows[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+_first_at_least._polyvec_compiled = _first_at_least.compiled  # type: ignore[attr-defined]
+
+
+@lazy_njit(inline="always")
 def _contrib(v, w, dl, bm25, scale, k1, b, avgdl):  # pragma: no cover
     """A posting's contribution (float32, the reference's operations in its order)."""
     x = np.float32(v)
@@ -292,7 +315,7 @@ def _topk(terms, q_idx, q_val, starts, rows, values, lengths, bm25, scale, k1, b
     count = 0
     visited = 0
     theta = theta0
-    none = np.iinfo(np.int64).max
+    none = _NONE  # (a literal: numba would unpickle np.iinfo's result on every call)
     has_mask = len(mask) > 0
     pos = np.empty(m, np.int64)  # each list's next entry
     end = np.empty(m, np.int64)
@@ -381,9 +404,8 @@ def _topk(terms, q_idx, q_val, starts, rows, values, lengths, bm25, scale, k1, b
                     break
                 j = order[i]
                 p = pos[j]
-                q = p  # the list's entries in the window: [p, q)
-                while q < end[j] and rows[q] < wend:
-                    q += 1
+                q = _first_at_least(rows, blk_starts, blk_last, starts, tpos[j], p, end[j],
+                                    wend)  # the list's entries in the window: [p, q)
                 if n * 8 < q - p:  # few candidates: look each up (binary search)
                     for c in range(n):
                         d = d0 + cand[c]
@@ -445,18 +467,10 @@ def _topk(terms, q_idx, q_val, starts, rows, values, lengths, bm25, scale, k1, b
                     out_r[c2] = d
                 if count == k and prune and out_s[0] > theta:
                     theta = float(out_s[0])
-        for j in range(m):  # every list past the window: whole blocks, then a short walk
-            t = tpos[j]
-            p = pos[j]
-            if p >= end[j] or rows[p] >= wend:
-                continue
-            g = blk_starts[t] + (p - starts[t]) // BLOCK
-            while g < blk_starts[t + 1] - 1 and blk_last[g] < wend:
-                g += 1
-            p = max(p, starts[t] + (g - blk_starts[t]) * BLOCK)
-            while p < end[j] and rows[p] < wend:
-                p += 1
-            pos[j] = p
+        for j in range(m):  # every list past the window
+            if pos[j] < end[j] and rows[pos[j]] < wend:
+                pos[j] = _first_at_least(rows, blk_starts, blk_last, starts, tpos[j], pos[j],
+                                         end[j], wend)
     res_s = np.empty(count, np.float32)  # pop the worst first into the back: best first
     res_r = np.empty(count, np.int64)
     for last in range(count - 1, -1, -1):

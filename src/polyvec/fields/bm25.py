@@ -3,7 +3,6 @@ plus its length; queries are texts, bound to the collection's statistics before 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 from .._growing import SparseGrowing, SparseRows, decode_sparse
 from .._kernels import TopK
 from ..errors import InvalidVector
-from ..lexical import bm25, term_ids
+from ..lexical import bm25, term_id, term_ids
 from ..spec import FieldSpec
 from .sparse import SparseKind
 
@@ -112,7 +111,10 @@ def _analyzed(spec: FieldSpec, text: str) -> tuple[np.ndarray, np.ndarray, int]:
     if len(terms) > 64:
         ids, counts = np.unique(term_ids(terms), return_counts=True)
         return ids, counts.astype(np.float32), len(terms)
-    tally = Counter(term_ids(terms).tolist())  # (a query's few terms: cheaper than numpy)
+    tally: dict[int, int] = {}  # (a query's few terms: cheaper in Python than numpy)
+    for t in terms:
+        h = term_id(t)
+        tally[h] = tally.get(h, 0) + 1
     keys = sorted(tally)
     return (np.array(keys, np.uint32), np.array([tally[t] for t in keys], np.float32),
             len(terms))

@@ -6,6 +6,6 @@ each item's length) and scores queries with the whole collection's statistics.
 
 from __future__ import annotations
 
-from .analyzer import ENGLISH_STOPWORDS, Analyzer, term_ids
+from .analyzer import ENGLISH_STOPWORDS, Analyzer, term_id, term_ids
 
-__all__ = ["Analyzer", "ENGLISH_STOPWORDS", "term_ids"]
+__all__ = ["Analyzer", "ENGLISH_STOPWORDS", "term_id", "term_ids"]

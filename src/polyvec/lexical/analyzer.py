@@ -28,7 +28,7 @@ import xxhash
 
 from ..errors import InvalidArgument, MissingExtra
 
-__all__ = ["Analyzer", "ENGLISH_STOPWORDS", "term_ids"]
+__all__ = ["Analyzer", "ENGLISH_STOPWORDS", "term_id", "term_ids"]
 
 ENGLISH_STOPWORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
@@ -118,7 +118,12 @@ def _stemmer(language: Any) -> Any:
     return Stemmer.Stemmer(language)
 
 
+def term_id(term: str) -> int:
+    """A term's id: xxHash32 of its UTF-8 bytes, seed 0."""
+    return xxhash.xxh32_intdigest(term.encode("utf-8"))
+
+
 def term_ids(terms: list[str]) -> np.ndarray:
-    """The uint32 ids of ``terms`` (xxHash32 of the UTF-8 bytes, seed 0)."""
+    """The uint32 ids of ``terms`` (:func:`term_id` each)."""
     return np.fromiter((xxhash.xxh32_intdigest(t.encode("utf-8")) for t in terms),
                        dtype=np.uint32, count=len(terms))

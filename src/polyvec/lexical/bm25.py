@@ -32,13 +32,14 @@ class BM25Query:
 
     ids: np.ndarray
     weights: np.ndarray
-    k1: float
-    b: float
-    avgdl: float
+    scoring: Scoring  # BM25's, with the collection's k1, b and mean length
 
     @property
-    def scoring(self) -> Scoring:
-        return Scoring(bm25=True, k1=self.k1, b=self.b, avgdl=self.avgdl)
+    def avgdl(self) -> float:
+        return self.scoring.avgdl
+
+
+DF_CACHE = 1 << 20  # document frequencies kept per snapshot and field, at most
 
 
 def idf(n: int, df: np.ndarray) -> np.ndarray:
@@ -52,7 +53,8 @@ def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
     field's rows (CSR ``indptr``/``indices`` of term counts, ``lengths``; sealed ones with
     their inverted lists) and its alive mask (``None``: every row is alive): N, the total
     length, and each query term's document frequency over live rows. ``memo`` (the field's, in
-    one snapshot: the same blocks) keeps N, the total length and each block's dead rows."""
+    one snapshot: the same blocks) keeps N, the total length, each block's dead rows and the
+    document frequencies found so far."""
     terms = (queries[0][0] if len(queries) == 1 else  # (a query's ids are unique, sorted)
              np.unique(np.concatenate([q for q, _ in queries])) if queries else
              np.zeros(0, np.uint32))
@@ -62,8 +64,30 @@ def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
         if memo is not None:
             memo["bm25"] = base
     n, total, deads = base
+    cache = memo.setdefault("df", {}) if memo is not None else {}  # term id -> df
+    keys = terms.tolist()
+    missing = [t for t in keys if t not in cache]
+    if missing:
+        if len(cache) > DF_CACHE:  # (bounded: a snapshot may serve many distinct terms)
+            cache.clear()
+        cache.update(zip(missing, _df(np.array(missing, np.uint32), blocks, deads).tolist(),
+                         strict=True))
+    df = [cache[t] for t in keys]
+    scoring = Scoring(bm25=True, k1=k1, b=b, avgdl=total / n if n else 0.0)
+    weights = np.array([math.log1p((n - d + 0.5) / (d + 0.5)) for d in df])
+    out = []
+    for q_ids, q_counts in queries:
+        w = (weights * q_counts if len(queries) == 1 else  # (then terms are its ids)
+             weights[np.searchsorted(terms, q_ids)] * q_counts if len(q_ids) else np.zeros(0))
+        out.append(BM25Query(q_ids, w.astype(np.float32), scoring))
+    return out
+
+
+def _df(terms: np.ndarray, blocks: list[tuple[Any, np.ndarray | None]],
+        deads: list[np.ndarray]) -> np.ndarray:
+    """Each of ``terms``' (sorted) document frequency over the live rows of ``blocks``."""
     df = np.zeros(len(terms), np.int64)
-    for (rows, alive), dead in zip(blocks, deads, strict=True) if len(terms) else ():
+    for (rows, alive), dead in zip(blocks, deads, strict=True):
         postings = rows.postings()
         if postings is not None:  # a sealed block: only the query terms' lists
             if not len(dead):
@@ -80,15 +104,7 @@ def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
             if alive is not None:
                 hit &= np.repeat(alive, np.diff(indptr))
             df += np.bincount(pos[hit], minlength=len(terms))
-    avgdl = total / n if n else 0.0
-    weights = idf(n, df) if len(df) > 16 else np.array(  # (few terms: cheaper in Python)
-        [math.log1p((n - d + 0.5) / (d + 0.5)) for d in df.tolist()])
-    out = []
-    for q_ids, q_counts in queries:
-        w = (weights * q_counts if len(queries) == 1 else  # (then terms are its ids)
-             weights[np.searchsorted(terms, q_ids)] * q_counts if len(q_ids) else np.zeros(0))
-        out.append(BM25Query(q_ids, w.astype(np.float32), k1, b, avgdl))
-    return out
+    return df
 
 
 def _totals(blocks: list[tuple[Any, np.ndarray | None]]) -> tuple[int, int, list[np.ndarray]]:
