@@ -365,7 +365,8 @@ def _report(out: dict[str, Any], args: argparse.Namespace) -> str:
                          f"tantivy {qps['tantivy']:,.0f}: polyvec / bm25s "
                          f"{qps['polyvec'] / qps['bm25s']:.2f}x (target 1.5x), polyvec / "
                          f"tantivy {qps['polyvec'] / qps['tantivy']:.2f}x (target 1.0x).")
-        lines.append("Build (s): " + ", ".join(f"{k} {v:.1f}" for k, v in e["build_s"].items())
+        lines.append("Build (s, and documents/s): " + ", ".join(
+            f"{k} {v:.1f} ({e['docs'] / v:,.0f}/s)" for k, v in e["build_s"].items())
                      + "; bytes per posting: " + ", ".join(
                          f"{k} {v:.1f}" for k, v in e["bytes_per_posting"].items())
                      + " (polyvec's folder also holds the dense vectors, 1,536 B a document).")

@@ -146,3 +146,61 @@ def test_segments_store_their_inverted_lists(tmp_path: Any) -> None:
     after = coll.search("alpha omega", 5, field="t")
     np.testing.assert_allclose(after.scores, before.scores, rtol=1e-6)
     coll.close()
+
+
+def test_bm25_impacts_of_the_debian_corpus_as_a_sparse_field(tmp_path: Any) -> None:
+    """Real sparse vectors: each Debian description's BM25 impacts (idf times the saturated,
+    length-normalised count of each of its terms, from the whole set's statistics) in a
+    Sparse field. A query of term counts then scores each item exactly as the BM25 field
+    does, searched through sealed segments' inverted lists (pruned) and the growing rows; in
+    u8 (255 steps of the largest impact) the top 10 are mostly kept."""
+    import json
+
+    import polyvec as pv
+    from polyvec.lexical import Analyzer, term_ids
+    from tests.conftest import shared_data
+
+    folder = shared_data("debian-minilm", "docs.jsonl", "queries.jsonl")
+    with open(folder / "docs.jsonl") as f:
+        texts = [json.loads(line)["description"] for _, line in zip(range(4_000), f)]
+    with open(folder / "queries.jsonl") as f:
+        queries = [json.loads(line)["text"] for _, line in zip(range(100), f)]
+    analyzer, k1, b = Analyzer(), 0.9, 0.4
+    docs = [np.unique(term_ids(analyzer.terms(t)), return_counts=True) for t in texts]
+    lengths = np.array([c.sum() for _, c in docs], np.float64)
+    vocab, df = np.unique(np.concatenate([i for i, _ in docs]), return_counts=True)
+    idf = dict(zip(vocab.tolist(), np.log1p((len(docs) - df + 0.5) / (df + 0.5)).tolist(),
+                   strict=True))
+    avgdl = lengths.mean()
+    impacts = []
+    for (ids, counts), dl in zip(docs, lengths, strict=True):
+        tf = counts.astype(np.float64)
+        w = np.array([idf[t] for t in ids.tolist()]) * tf / (tf + k1 * (1 - b + b * dl / avgdl))
+        impacts.append((ids, w.astype(np.float32)))
+    top = float(max(w.max() for _, w in impacts if len(w)))
+    db = pv.connect(tmp_path)
+    fields = {"text": pv.BM25(analyzer, k1=k1, b=b), "imp": pv.Sparse(),
+              "imp8": pv.Sparse(dtype="u8", max_weight=top)}
+    coll = db.create_collection("deb", fields, segment_rows=1_500)
+    for lo, hi in ((0, 1_000), (1_000, 2_000), (2_000, 3_500), (3_500, 4_000)):
+        coll.add(list(range(lo, hi)), {"text": texts[lo:hi], "imp": impacts[lo:hi],
+                                       "imp8": impacts[lo:hi]})
+        if hi == 3_500:
+            coll.flush()
+            coll.wait_for_maintenance()  # (the last 500 stay in the growing segment)
+    assert len(coll.info()["segments"]) >= 2 and coll.info()["growing_rows"] > 0
+    overlap = []
+    for q in queries:
+        ids, counts = np.unique(term_ids(analyzer.terms(q)), return_counts=True)
+        if not len(ids):
+            continue
+        query = (ids, counts.astype(np.float32))
+        bm = coll.search(q, 10, field="text")
+        sp = coll.search(query, 10, field="imp")
+        np.testing.assert_allclose(sp.scores, bm.scores, rtol=2e-5)
+        assert [i for i in sp.ids if i is not None] == [i for i in bm.ids if i is not None] \
+            or np.allclose(np.sort(sp.scores), np.sort(bm.scores), rtol=2e-5)  # (ties)
+        q8 = coll.search(query, 10, field="imp8")
+        overlap.append(len(set(q8.ids.tolist()) & set(sp.ids.tolist())) / 10)
+    assert np.mean(overlap) >= 0.9
+    coll.close()
