@@ -329,7 +329,6 @@ def _topk(terms, q_idx, q_val, starts, rows, values, lengths, bm25, scale, k1, b
     acc = np.empty(WINDOW, np.float64)  # the window's partial scores, by row - d0
     seen = np.zeros(WINDOW, np.bool_)  # (acc[r] is set when seen[r] is)
     cand = np.empty(WINDOW, np.int64)  # the window's candidates (row - d0)
-    d0 = 0
     while m > 0 and k > 0:
         d0 = none  # the window: WINDOW rows from the smallest next row
         for j in range(m):
