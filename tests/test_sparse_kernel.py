@@ -154,6 +154,7 @@ def test_bm25_impacts_of_the_debian_corpus_as_a_sparse_field(tmp_path: Any) -> N
     Sparse field. A query of term counts then scores each item exactly as the BM25 field
     does, searched through sealed segments' inverted lists (pruned) and the growing rows; in
     u8 (255 steps of the largest impact) the top 10 are mostly kept."""
+    import itertools
     import json
 
     import polyvec as pv
@@ -162,9 +163,9 @@ def test_bm25_impacts_of_the_debian_corpus_as_a_sparse_field(tmp_path: Any) -> N
 
     folder = shared_data("debian-minilm", "docs.jsonl", "queries.jsonl")
     with open(folder / "docs.jsonl") as f:
-        texts = [json.loads(line)["description"] for _, line in zip(range(4_000), f)]
+        texts = [json.loads(line)["description"] for line in itertools.islice(f, 4_000)]
     with open(folder / "queries.jsonl") as f:
-        queries = [json.loads(line)["text"] for _, line in zip(range(100), f)]
+        queries = [json.loads(line)["text"] for line in itertools.islice(f, 100)]
     analyzer, k1, b = Analyzer(), 0.9, 0.4
     docs = [np.unique(term_ids(analyzer.terms(t)), return_counts=True) for t in texts]
     lengths = np.array([c.sum() for _, c in docs], np.float64)

@@ -480,20 +480,16 @@ class RemoteCollection:
                    fusion: str = "weighted", k: int = 10, step: float = 0.1,
                    filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """As :meth:`polyvec.Collection.fit_fusion`."""
-        body = {"queries": [wire.encode_query(q) for q in queries]
-                if isinstance(queries, list | tuple) else queries,
-                "qrels": wire.encode_qrels(qrels), "fusion": fusion, "k": k, "step": step,
-                "filter": filter}
+        body = _labelled(queries, qrels) | {"fusion": fusion, "k": k, "step": step,
+                                             "filter": filter}
         return self._call("POST", "fit_fusion", body)
 
     def calibrate_relevance(self, queries: Sequence[Any], qrels: Sequence[Any], *,
                             field: str | None = None, method: str = "isotonic", k: int = 10,
                             filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """As :meth:`polyvec.Collection.calibrate_relevance`."""
-        body = {"queries": [wire.encode_query(q) for q in queries]
-                if isinstance(queries, list | tuple) else queries,
-                "qrels": wire.encode_qrels(qrels), "field": field, "method": method, "k": k,
-                "filter": filter}
+        body = _labelled(queries, qrels) | {"field": field, "method": method, "k": k,
+                                             "filter": filter}
         return self._call("POST", "calibrate_relevance", body)
 
     def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
@@ -517,3 +513,10 @@ def _stored(v: Any) -> Any:
     if isinstance(v, SparseVector):
         return SparseVector(v.indices.astype(np.uint32), v.values.astype(np.float32))
     return v
+
+
+def _labelled(queries: Any, qrels: Any) -> dict[str, Any]:
+    """Labelled queries for the wire (a malformed list travels as is: the server's
+    collection names what is wrong)."""
+    return {"queries": [wire.encode_query(q) for q in queries]
+            if isinstance(queries, list | tuple) else queries, "qrels": wire.encode_qrels(qrels)}

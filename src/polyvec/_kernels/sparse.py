@@ -235,6 +235,21 @@ class Postings:
         return out
 
 
+@lazy_njit(inline="always")
+def _lower_bound(a, lo, hi, x):  # pragma: no cover
+    """The first position in ``a[lo:hi]`` (sorted) holding a value ``>= x`` (``hi``: none)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+_lower_bound._polyvec_compiled = _lower_bound.compiled  # type: ignore[attr-defined]
+
+
 @lazy_njit()
 def _lookup(terms, q_idx):  # pragma: no cover
     """``(t, j)``: positions in ``terms`` of the query's indices it holds, and theirs in
@@ -245,13 +260,7 @@ def _lookup(terms, q_idx):  # pragma: no cover
     lo = 0
     for j in range(len(q_idx)):
         x = q_idx[j]
-        hi = len(terms)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if terms[mid] < x:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = _lower_bound(terms, lo, len(terms), x)
         if lo < len(terms) and terms[lo] == x:
             t_out[n] = lo
             j_out[n] = j
@@ -270,18 +279,35 @@ def _first_at_least(rows, blk_starts, blk_last, starts, t, p, end, x):  # pragma
     last = blk_starts[t + 1] - 1
     while g < last and blk_last[g] < x:
         g += 1
-    lo = max(p, starts[t] + (g - blk_starts[t]) * BLOCK)
-    hi = min(end, starts[t] + (g - blk_starts[t] + 1) * BLOCK)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rows[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    return _lower_bound(rows, max(p, starts[t] + (g - blk_starts[t]) * BLOCK),
+                        min(end, starts[t] + (g - blk_starts[t] + 1) * BLOCK), x)
 
 
 _first_at_least._polyvec_compiled = _first_at_least.compiled  # type: ignore[attr-defined]
+
+
+@lazy_njit(inline="always")
+def _sift_down(hs, hr, size, s, d):  # pragma: no cover
+    """``(s, d)`` put at the root of the min-heap ``hs[:size]``/``hr[:size]`` (the worst on
+    top: the lowest score, then the higher row) and sifted down."""
+    c = 0
+    while True:
+        ch = 2 * c + 1
+        if ch >= size:
+            break
+        if ch + 1 < size and (hs[ch + 1] < hs[ch] or (hs[ch + 1] == hs[ch]
+                                                       and hr[ch + 1] > hr[ch])):
+            ch += 1
+        if hs[ch] > s or (hs[ch] == s and hr[ch] < d):
+            break
+        hs[c] = hs[ch]
+        hr[c] = hr[ch]
+        c = ch
+    hs[c] = s
+    hr[c] = d
+
+
+_sift_down._polyvec_compiled = _sift_down.compiled  # type: ignore[attr-defined]
 
 
 @lazy_njit(inline="always")
@@ -408,14 +434,7 @@ def _topk(terms, q_idx, q_val, starts, rows, values, lengths, bm25, scale, k1, b
                 if n * 8 < q - p:  # few candidates: look each up (binary search)
                     for c in range(n):
                         d = d0 + cand[c]
-                        lo = p
-                        hi = q
-                        while lo < hi:
-                            mid = (lo + hi) // 2
-                            if rows[mid] < d:
-                                lo = mid + 1
-                            else:
-                                hi = mid
+                        lo = _lower_bound(rows, p, q, d)
                         if lo < q and rows[lo] == d:
                             dl = lengths[d] if bm25 else 0
                             acc[cand[c]] += _contrib(values[lo], w[j], dl, bm25, scale, k1,
@@ -448,22 +467,8 @@ def _topk(terms, q_idx, q_val, starts, rows, values, lengths, bm25, scale, k1, b
                         c2 = pp
                     out_s[c2] = s
                     out_r[c2] = d
-                else:  # replace the root and sift down
-                    c2 = 0
-                    while True:
-                        ch = 2 * c2 + 1
-                        if ch >= k:
-                            break
-                        if ch + 1 < k and (out_s[ch + 1] < out_s[ch] or (
-                                out_s[ch + 1] == out_s[ch] and out_r[ch + 1] > out_r[ch])):
-                            ch += 1
-                        if out_s[ch] > s or (out_s[ch] == s and out_r[ch] < d):
-                            break
-                        out_s[c2] = out_s[ch]
-                        out_r[c2] = out_r[ch]
-                        c2 = ch
-                    out_s[c2] = s
-                    out_r[c2] = d
+                else:
+                    _sift_down(out_s, out_r, k, s, d)  # (in place of the worst)
                 if count == k and prune and out_s[0] > theta:
                     theta = float(out_s[0])
         for j in range(m):  # every list past the window
@@ -475,23 +480,7 @@ def _topk(terms, q_idx, q_val, starts, rows, values, lengths, bm25, scale, k1, b
     for last in range(count - 1, -1, -1):
         res_s[last] = out_s[0]
         res_r[last] = out_r[0]
-        s = out_s[last]
-        d = out_r[last]
-        c = 0
-        while True:
-            ch = 2 * c + 1
-            if ch >= last:
-                break
-            if ch + 1 < last and (out_s[ch + 1] < out_s[ch] or
-                                  (out_s[ch + 1] == out_s[ch] and out_r[ch + 1] > out_r[ch])):
-                ch += 1
-            if out_s[ch] > s or (out_s[ch] == s and out_r[ch] < d):
-                break
-            out_s[c] = out_s[ch]
-            out_r[c] = out_r[ch]
-            c = ch
-        out_s[c] = s
-        out_r[c] = d
+        _sift_down(out_s, out_r, last, out_s[last], out_r[last])
     return res_s, res_r, visited
 
 

@@ -738,24 +738,23 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
                                                  filter=body.filter, model=body.model,
                                                  fields=body.fields, **hybrid))
 
-    @app.post("/v1/collections/{name}/fit_fusion")
-    def fit_fusion(name: str, body: FitFusion, key: ApiKey | None = read) -> dict[str, Any]:
+    def labelled(body: FitFusion | CalibrateRelevance) -> tuple[Any, Any]:
         queries = body.queries
         if isinstance(queries, list):
             queries = [wire.decode_query(q, f"queries[{i}]") for i, q in enumerate(queries)]
+        return queries, wire.decode_qrels(body.qrels)
+
+    @app.post("/v1/collections/{name}/fit_fusion")
+    def fit_fusion(name: str, body: FitFusion, key: ApiKey | None = read) -> dict[str, Any]:
         return wire.jsonable(coll(name).fit_fusion(
-            queries, wire.decode_qrels(body.qrels), fusion=body.fusion, k=body.k,
-            step=body.step, filter=body.filter))
+            *labelled(body), fusion=body.fusion, k=body.k, step=body.step, filter=body.filter))
 
     @app.post("/v1/collections/{name}/calibrate_relevance")
     def calibrate_relevance(name: str, body: CalibrateRelevance,
                             key: ApiKey | None = write) -> dict[str, Any]:
-        queries = body.queries
-        if isinstance(queries, list):
-            queries = [wire.decode_query(q, f"queries[{i}]") for i, q in enumerate(queries)]
         return wire.jsonable(coll(name).calibrate_relevance(
-            queries, wire.decode_qrels(body.qrels), field=body.field, method=body.method,
-            k=body.k, filter=body.filter))
+            *labelled(body), field=body.field, method=body.method, k=body.k,
+            filter=body.filter))
 
     @app.post("/v1/collections/{name}/add_texts")
     def add_texts(name: str, body: AddTexts, key: ApiKey | None = write) -> dict[str, Any]:
