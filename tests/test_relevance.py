@@ -97,3 +97,31 @@ def test_min_score_per_field_in_a_hybrid_query(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="no relevance calibration"):
         c.search("red", 3, field="text", min_relevance=0.5)
     db.close()
+
+
+def test_ranked_calibration_reads_a_hit_by_its_place_in_the_list() -> None:
+    """Queries whose scores sit at unrelated heights (BM25's grow with the query's terms), and
+    whose top hit is relevant 80% of the time, the others 2%: a curve on raw scores cannot
+    tell the top hit apart, the ranked features (score, gap to the top, 1/rank) can."""
+    rng = np.random.default_rng(5)
+
+    def draw(nq: int) -> tuple[np.ndarray, np.ndarray]:
+        s = rng.uniform(0, 10, (nq, 1)) - np.sort(rng.exponential(0.3, (nq, 10)), axis=1)
+        y = np.zeros(s.shape, bool)
+        y[:, 0] = rng.random(nq) < 0.8
+        y[:, 1:] = rng.random((nq, 9)) < 0.02
+        return s, y
+
+    train, test = draw(600), draw(600)
+    for method, floor in (("ranked", 0.9), ("isotonic", None)):
+        model = fit(*train, method)
+        keep = probabilities(model, test[0]) >= 0.5
+        recall = (keep & test[1]).sum() / test[1].sum()
+        if floor is not None:
+            assert recall >= floor * 0.8 / (0.8 + 9 * 0.02)  # (the top hits' share)
+            assert (keep & test[1]).sum() / keep.sum() >= 0.7
+            assert keep[:, 0].mean() > 0.9 and keep[:, 1:].mean() < 0.05
+        else:
+            assert recall < 0.5  # raw scores: the top hits are not told apart
+    empty = np.full((1, 10), -np.inf)
+    assert (probabilities(fit(*train, "ranked"), empty) == 0).all()

@@ -356,17 +356,19 @@ class Collection:
             raise InvalidArgument(f"calibrate_relevance: method: expected one of "
                                   f"{list(relevance_.METHODS)}, got {method!r}")
         _labelled(queries, qrels, "calibrate_relevance")
-        scores, labels = [], []
-        for q, rel in zip(queries, qrels, strict=True):
+        scores = np.full((len(queries), k), -np.inf)  # each query's hits, best first
+        labels = np.zeros(scores.shape, bool)
+        for i, (q, rel) in enumerate(zip(queries, qrels, strict=True)):
             grades = _grades(rel)
             ids, s = _hits(self.search(q, k, field=name, filter=filter))
-            scores += s.tolist()
-            labels += [grades.get(i, 0) > 0 for i in ids]
-        if not any(labels) or all(labels):
+            scores[i, :len(s)] = s
+            labels[i, :len(ids)] = [grades.get(x, 0) > 0 for x in ids]
+        filled = labels[np.isfinite(scores)]
+        if not filled.any() or filled.all():
             raise InvalidArgument(f"calibrate_relevance: the top {k} hits hold "
-                                  f"{'no' if not any(labels) else 'only'} relevant items: "
+                                  f"{'no' if not filled.any() else 'only'} relevant items: "
                                   "nothing to tell them apart by")
-        model = relevance_.fit(np.asarray(scores), np.asarray(labels), method)
+        model = relevance_.fit(scores, labels, method)
         st = self._store
         with st.mutex, st.lock:
             st.refresh()
@@ -374,8 +376,8 @@ class Collection:
                 kept = {**st.catalog.read_meta().get("relevance", {}), name: model}
                 st.catalog.set_meta({"relevance": kept})
             st.meta = {**st.meta, "relevance": kept}
-        return {"field": name, "method": method, "pairs": len(labels),
-                "relevant": int(sum(labels)), "model": model}
+        return {"field": name, "method": method, "pairs": len(filled),
+                "relevant": int(filled.sum()), "model": model}
 
     def _thresholded(self, res: SearchResult, name: str, min_score: Any,
                      min_relevance: Any) -> SearchResult:

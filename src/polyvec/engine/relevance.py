@@ -5,6 +5,11 @@
   function scikit-learn's ``IsotonicRegression`` fits).
 - ``platt``: a logistic curve ``1 / (1 + exp(-(a * score + b)))``, fitted by Newton's method
   on the log-loss (with Platt's target smoothing).
+- ``ranked``: the same logistic fit on three features of a hit *within its query's ranked
+  list*: its score, its score minus the query's top score, and 1 / its rank. A raw score
+  means different things for different queries (BM25's grows with the query's terms; one
+  relevant item among near-duplicates scores like them); its place in the list says more.
+  Its probabilities need the whole list, best first, as searches return it.
 
 A model is a small dict (kept in the collection's catalog meta) that :func:`probabilities`
 reads back.
@@ -20,31 +25,52 @@ from ..errors import InvalidArgument
 
 __all__ = ["METHODS", "fit", "probabilities"]
 
-METHODS = ("isotonic", "platt")
+METHODS = ("isotonic", "platt", "ranked")
 
 
 def fit(scores: np.ndarray, relevant: np.ndarray, method: str) -> dict[str, Any]:
-    """The model of ``method`` fitted on ``(score, relevant)`` pairs."""
+    """The model of ``method`` fitted on labelled hits: ``scores`` and ``relevant`` of one
+    shape, each row a query's hits best first (``-inf`` in empty slots, skipped), or one row
+    of pairs (``isotonic`` and ``platt`` read only the scores)."""
     if method not in METHODS:
         raise InvalidArgument(f"method: expected one of {list(METHODS)}, got {method!r}")
-    s = np.asarray(scores, np.float64)
-    y = np.asarray(relevant, np.float64)
+    s = np.atleast_2d(np.asarray(scores, np.float64))
+    y = np.atleast_2d(np.asarray(relevant, np.float64))
+    filled = np.isfinite(s)
     if method == "isotonic":
-        x, p = _isotonic(s, y)
+        x, p = _isotonic(s[filled], y[filled])
         return {"method": method, "x": x.tolist(), "p": p.tolist()}
-    a, b = _platt(s, y)
-    return {"method": method, "a": a, "b": b}
+    if method == "platt":
+        w = _logistic(s[filled][:, None], y[filled])
+        return {"method": method, "a": w[0], "b": w[1]}
+    return {"method": method, "w": _logistic(_ranked(s)[filled], y[filled], ridge=1e-3)}
 
 
 def probabilities(model: dict[str, Any], scores: np.ndarray) -> np.ndarray:
-    """The probability of relevance of each score (``-inf`` scores, empty slots: 0)."""
+    """The probability of relevance of each score (``-inf`` scores, empty slots: 0); for a
+    ``ranked`` model ``scores`` are lists best first (one, or one row per query)."""
     s = np.asarray(scores, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         if model["method"] == "isotonic":
             p = np.interp(s, model["x"], model["p"])
-        else:
+        elif model["method"] == "platt":
             p = 1 / (1 + np.exp(-(model["a"] * s + model["b"])))
+        else:
+            z = _ranked(np.atleast_2d(s)) @ np.asarray(model["w"][:-1]) + model["w"][-1]
+            p = _sigmoid(z).reshape(s.shape)
     return np.where(np.isfinite(s), p, 0.0)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * z))  # (1 / (1 + exp(-z)), without overflow)
+
+
+def _ranked(s: np.ndarray) -> np.ndarray:
+    """Each hit's features in its row (best first): score, score - the row's top score,
+    1 / rank (``(nq, k, 3)``; empty slots give non-finite rows, never read)."""
+    rank = np.arange(1, s.shape[1] + 1, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.stack([s, s - s[:, :1], np.broadcast_to(1 / rank, s.shape)], axis=-1)
 
 
 def _isotonic(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,19 +92,33 @@ def _isotonic(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, p
 
 
-def _platt(s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _logistic(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> list[float]:
+    """Weights ``[w_1..w_d, bias]`` of ``1 / (1 + exp(-(x @ w + bias)))`` minimising the
+    log-loss against Platt's smoothed targets (plus ``ridge`` times the squared weights of
+    the standardised features), by Newton's method."""
     pos, neg = float(y.sum()), float(len(y) - y.sum())
     t = np.where(y > 0, (pos + 1) / (pos + 2), 1 / (neg + 2))  # Platt's smoothed targets
-    mu, sd = float(s.mean()), float(s.std()) or 1.0
-    z = (s - mu) / sd  # (fitted on standardised scores, for a well-conditioned Newton step)
-    a, b = 0.0, float(np.log((pos + 1) / (neg + 1)))
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd[sd == 0] = 1.0
+    z = np.column_stack([(x - mu) / sd, np.ones(len(x))])  # (well-conditioned steps)
+    w = np.zeros(z.shape[1])
+    w[-1] = np.log((pos + 1) / (neg + 1))
+    reg = ridge * len(x) * np.diag([1.0] * (z.shape[1] - 1) + [0.0])
+
+    def loss(w: np.ndarray) -> float:
+        zw = z @ w
+        return float(np.sum(np.logaddexp(0, zw) - t * zw) + 0.5 * w @ reg @ w)
+
     for _ in range(100):
-        p = 1 / (1 + np.exp(-(a * z + b)))
-        g = np.array([np.sum((p - t) * z), np.sum(p - t)])
-        w = p * (1 - p) + 1e-12
-        h = np.array([[np.sum(w * z * z), np.sum(w * z)], [np.sum(w * z), np.sum(w)]])
-        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
-        a, b = a - float(step[0]), b - float(step[1])
-        if np.abs(step).max() < 1e-10:
+        p = _sigmoid(z @ w)
+        g = z.T @ (p - t) + reg @ w
+        h = (z * (p * (1 - p) + 1e-12)[:, None]).T @ z + reg
+        step = np.linalg.solve(h + 1e-9 * np.eye(len(w)), g)
+        rate, before = 1.0, loss(w)
+        while rate > 1e-6 and loss(w - rate * step) > before:  # (damped: never uphill)
+            rate /= 2
+        w -= rate * step
+        if np.abs(rate * step).max() < 1e-10:
             break
-    return a / sd, b - a * mu / sd
+    scaled = w[:-1] / sd
+    return [*scaled.tolist(), float(w[-1] - scaled @ mu)]
