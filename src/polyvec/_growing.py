@@ -299,14 +299,18 @@ class SparseGrowing:
 
     def frozen(self) -> Callable[[], SparseRows]:
         """A function making the rows as of now: the buffers are append-only, so the views
-        taken here never change; the offsets are made when called."""
+        taken here never change; the offsets are made on the first call, then kept."""
         counts, indices, values = self._counts.view, self._indices.view, self._values.view
         lengths = None if self._lengths is None else self._lengths.view
+        made: list[SparseRows] = []  # (a search's statistics and its scan share one)
 
         def pack() -> SparseRows:
-            indptr = np.zeros(len(counts) + 1, dtype=np.int64)
-            np.cumsum(counts, out=indptr[1:])
-            return SparseRows(indptr, indices[:indptr[-1]], values[:indptr[-1]], lengths)
+            if not made:
+                indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+                np.cumsum(counts, out=indptr[1:])
+                made.append(SparseRows(indptr, indices[:indptr[-1]], values[:indptr[-1]],
+                                       lengths))
+            return made[0]
 
         return pack
 
