@@ -92,6 +92,16 @@ class Scoring:
         return (self.k1 * ((1 - self.b) + self.b * np.asarray(lengths, np.float64)
                            / self.avgdl)).astype(np.float32)
 
+    def entries(self, indptr: np.ndarray, values: np.ndarray,
+                lengths: np.ndarray | None) -> np.ndarray:
+        """CSR rows' stored values as the float32 factors a query weight multiplies: BM25's
+        ``tf / (tf + norm)`` of each entry's row, or the value times ``scale``."""
+        v = values.astype(np.float32)
+        if self.bm25:
+            row = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+            return v / (v + self.norms(np.asarray(lengths))[row])
+        return v * np.float32(self.scale) if self.scale != 1 else v
+
 
 class Postings:
     """The inverted lists of one sealed block (see the module's layout)."""
@@ -504,23 +514,26 @@ def _warm_topk() -> None:
               mask=np.ones(2, bool), backend="numba")
 
 
-def scan_sparse(queries: list[tuple[np.ndarray, np.ndarray]], indptr: np.ndarray,
-                indices: np.ndarray, values: np.ndarray, row_ids: np.ndarray, topk: TopK,
-                *, mask: np.ndarray | None = None, postings: Postings | None = None,
+def scan_sparse(queries: list[tuple[np.ndarray, np.ndarray]], rows_: Any, row_ids: np.ndarray,
+                topk: TopK, *, mask: np.ndarray | None = None,
                 scoring: Scoring = Scoring()) -> None:
-    """Push each query's exact scores against the rows that share an index with it (and
-    that ``mask`` selects) into row ``i`` of ``topk``: through ``postings`` (pruned, the
-    running k-th score as the bar) when given, else the reference over every entry."""
+    """Push each query's exact scores against the rows (``rows_``: CSR ``indptr``,
+    ``indices``, ``values``, a BM25 field's ``lengths``, and ``postings()``) that share an
+    index with it and that ``mask`` selects into row ``i`` of ``topk``: through the inverted
+    lists of sealed rows (pruned, the running k-th score as the bar), else the reference
+    over every entry."""
     k = topk.shape[1]
+    postings = rows_.postings()
+    vals = None
     for i, (q_idx, q_val) in enumerate(queries):
         if postings is not None:
             s, rows, _ = postings.top(q_idx, q_val, k, scoring, mask=mask,
                                       theta=topk.floor(i))
             topk.push(s[None, :], row_ids[rows], row=i)
             continue
-        vals = values if scoring.scale == 1 else values.astype(np.float32) * np.float32(
-            scoring.scale)
-        scores, keep = sparse_scores(q_idx, q_val, indptr, indices, vals)
+        if vals is None:  # (the same for every query of the batch)
+            vals = scoring.entries(rows_.indptr, rows_.values, rows_.lengths)
+        scores, keep = sparse_scores(q_idx, q_val, rows_.indptr, rows_.indices, vals)
         if mask is not None:
             keep &= mask
         rows = np.flatnonzero(keep)

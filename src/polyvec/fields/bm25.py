@@ -10,6 +10,7 @@ import numpy as np
 
 from .._growing import SparseGrowing, SparseRows, decode_sparse
 from .._kernels import TopK
+from .._kernels.sparse import scan_sparse
 from ..errors import InvalidVector
 from ..lexical import bm25, term_id, term_ids
 from ..spec import FieldSpec
@@ -21,7 +22,6 @@ __all__ = ["BM25Kind"]
 class BM25Kind(SparseKind):
     name = "bm25"
     model_output = "text"
-    index_family = "sparse"
     stats = True
 
     def check_vectors(self, name: str, spec: FieldSpec, data: object, n: int) -> SparseRows:
@@ -75,20 +75,11 @@ class BM25Kind(SparseKind):
 
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:
-        postings = data.postings()  # (sealed rows: pruned through their inverted lists)
-        for i, q in enumerate(queries):
-            assert isinstance(q, bm25.BM25Query), "BM25 queries are bound before a scan"
-            if postings is not None:
-                s, rows, _ = postings.top(q.ids, q.weights, topk.shape[1], q.scoring,
-                                          mask=mask, theta=topk.floor(i))
-                topk.push(s[None, :], seqs[rows], row=i)
-                continue
-            scores, keep = bm25.block_scores(q, data)
-            if mask is not None:
-                keep &= mask
-            rows = np.flatnonzero(keep)
-            if len(rows):
-                topk.push(scores[rows][None, :], seqs[rows], row=i)
+        assert all(isinstance(q, bm25.BM25Query) for q in queries), \
+            "BM25 queries are bound before a scan"
+        # (one bind: every query of the batch has the collection's one scoring)
+        scan_sparse([(q.ids, q.weights) for q in queries], data, seqs, topk, mask=mask,
+                    scoring=queries[0].scoring)
 
 
 def _text(x: object, where: str) -> str:

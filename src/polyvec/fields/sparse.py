@@ -97,6 +97,5 @@ class SparseKind(FieldKind):
 
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:
-        scan_sparse(queries, data.indptr, data.indices, data.values, seqs, topk, mask=mask,
-                    postings=data.postings(),
+        scan_sparse(queries, data, seqs, topk, mask=mask,
                     scoring=Scoring(scale=spec.scale if isinstance(spec, Sparse) else 1.0))

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels.sparse import Scoring, sparse_scores
+from .._kernels.sparse import Scoring
 
-__all__ = ["BM25Query", "bind", "block_scores", "idf"]
+__all__ = ["BM25Query", "bind", "idf"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ class BM25Query:
 DF_CACHE = 1 << 20  # document frequencies kept per snapshot and field, at most
 
 
-def idf(n: int, df: np.ndarray) -> np.ndarray:
-    return np.log1p((n - df + 0.5) / (df + 0.5))
+def idf(n: int, df: int) -> float:
+    """A term's idf in ``n`` live documents, ``df`` of which hold it."""
+    return math.log1p((n - df + 0.5) / (df + 0.5))
 
 
 def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
@@ -74,7 +75,7 @@ def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
                          strict=True))
     df = [cache[t] for t in keys]
     scoring = Scoring(bm25=True, k1=k1, b=b, avgdl=total / n if n else 0.0)
-    weights = np.array([math.log1p((n - d + 0.5) / (d + 0.5)) for d in df])
+    weights = np.array([idf(n, d) for d in df])  # (a query's few terms: Python's math)
     out = []
     for q_ids, q_counts in queries:
         w = (weights * q_counts if len(queries) == 1 else  # (then terms are its ids)
@@ -117,12 +118,3 @@ def _totals(blocks: list[tuple[Any, np.ndarray | None]]) -> tuple[int, int, list
         total += rows.total_length() - int(lengths[dead].sum())
         deads.append(dead)
     return n, total, deads
-
-
-def block_scores(q: BM25Query, rows: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, matched)`` of one bound query against every row of a block: the numpy
-    reference, over every entry of the rows."""
-    norm = q.scoring.norms(np.asarray(rows.lengths))
-    row = np.repeat(np.arange(len(norm)), np.diff(rows.indptr))
-    tf = rows.values.astype(np.float32)
-    return sparse_scores(q.ids, q.weights, rows.indptr, rows.indices, tf / (tf + norm[row]))
