@@ -157,9 +157,10 @@ def test_bm25_impacts_of_the_debian_corpus_as_a_sparse_field(tmp_path: Any) -> N
     import itertools
     import json
 
+    from conftest import shared_data
+
     import polyvec as pv
     from polyvec.lexical import Analyzer, term_ids
-    from tests.conftest import shared_data
 
     folder = shared_data("debian-minilm", "docs.jsonl", "queries.jsonl")
     with open(folder / "docs.jsonl") as f:
