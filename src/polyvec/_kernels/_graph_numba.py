@@ -39,10 +39,10 @@ def _keep(s, v, rsc, rids, rsize):  # pragma: no cover - compiled
     rsc[pos], rids[pos] = s, v
     return min(rsize + 1, cap)
 
-@numba.njit(fastmath=True, cache=True)
-def _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
-         visited, stamp, ids, sc, done, use_sel, sel, rsc, rids
-         ):  # pragma: no cover - compiled
+@numba.njit(fastmath=True, cache=True, inline="always")
+def _descend(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level
+             ):  # pragma: no cover - compiled
+    """The greedy descent through the upper levels: level 0's entry node and its score."""
     cur = entry
     best = _score(w, bias, qq, codes, norms, l2, cur)
     for level in range(max_level, 0, -1):
@@ -57,13 +57,33 @@ def _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_lev
                 s = _score(w, bias, qq, codes, norms, l2, v)
                 if s > best:
                     best, cur, changed = s, v, True
+    return cur, best
+
+
+@numba.njit(cache=True, inline="always")
+def _prefetch_links(codes, neighbors, o, end, visited, stamp):  # pragma: no cover - compiled
+    """Issue the loads of every unvisited neighbour's codes before any is scored."""
+    width = codes.shape[1] * codes.itemsize
+    for p in range(o, end):
+        v = neighbors[p]
+        if v < 0:
+            break
+        if visited[v] != stamp:
+            for b in range(0, width, 64):
+                prefetch_row(codes, v, b // codes.itemsize)
+
+
+@numba.njit(fastmath=True, cache=True)
+def _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level, ef,
+          visited, stamp, ids, sc, done):  # pragma: no cover - compiled
+    """The unfiltered level-0 beam: the best ``ef`` nodes seen, always expanding the best
+    one not yet expanded; its size and the nodes it scored."""
+    cur, best = _descend(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
+                         max_level)
     ids[0], sc[0], done[0] = cur, best, False
     size = 1
-    rsize = 0
-    if use_sel and sel[cur]:
-        rsize = _keep(best, cur, rsc, rids, rsize)
     visited[cur] = stamp
-    width = codes.shape[1] * codes.itemsize
+    scored = 1
     k = 0
     while k < size:
         if done[k]:
@@ -71,14 +91,7 @@ def _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_lev
             continue
         done[k] = True
         o = offsets[ids[k]]
-        # issue every unvisited neighbour's loads before scoring any of them
-        for p in range(o, o + cum[1]):
-            v = neighbors[p]
-            if v < 0:
-                break
-            if visited[v] != stamp:
-                for b in range(0, width, 64):
-                    prefetch_row(codes, v, b // codes.itemsize)
+        _prefetch_links(codes, neighbors, o, o + cum[1], visited, stamp)
         lowest = size
         for p in range(o, o + cum[1]):
             v = neighbors[p]
@@ -88,8 +101,7 @@ def _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_lev
                 continue
             visited[v] = stamp
             s = _score(w, bias, qq, codes, norms, l2, v)
-            if use_sel and sel[v]:  # results: selected rows; the beam: every row
-                rsize = _keep(s, v, rsc, rids, rsize)
+            scored += 1
             if size == ef and s <= sc[size - 1]:
                 continue
             pos = size if size < ef else ef - 1
@@ -102,7 +114,102 @@ def _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_lev
                 size += 1
             lowest = min(lowest, pos)
         k = lowest if lowest <= k else k + 1
-    return size, rsize
+    return size, scored
+
+
+PROBE = 256  # nodes a filtered walk scores before it judges the selection's share near the query
+
+
+@numba.njit(cache=True, inline="always")
+def _before(s, v, hs, hi, j):  # pragma: no cover - compiled
+    """Whether (s, v) pops before heap entry j: the higher score, then the lower row."""
+    return s > hs[j] or (s == hs[j] and v < hi[j])
+
+
+@numba.njit(cache=True)
+def _heap_push(hs, hi, size, s, v):  # pragma: no cover - compiled
+    """Push (s, v) onto the max-heap (hs, hi) of ``size`` entries; the new size."""
+    j = size
+    while j > 0:
+        parent = (j - 1) >> 1
+        if not _before(s, v, hs, hi, parent):
+            break
+        hs[j], hi[j] = hs[parent], hi[parent]
+        j = parent
+    hs[j], hi[j] = s, v
+    return size + 1
+
+
+@numba.njit(cache=True)
+def _heap_pop(hs, hi, size):  # pragma: no cover - compiled
+    """Remove the top of the max-heap (hs, hi) of ``size`` > 0 entries (read it first)."""
+    size -= 1
+    s, v = hs[size], hi[size]
+    j = 0
+    while True:
+        c = 2 * j + 1
+        if c >= size:
+            break
+        if c + 1 < size and _before(hs[c + 1], hi[c + 1], hs, hi, c):
+            c += 1
+        if not _before(hs[c], hi[c], hs, hi, size):  # (s, v) is still at [size]
+            break
+        hs[j], hi[j] = hs[c], hi[c]
+        j = c
+    hs[j], hi[j] = s, v
+    return size
+
+
+@numba.njit(fastmath=True, cache=True)
+def _walk_sel(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max_level,
+              visited, stamp, sel, rsc, rids, hs, hi, budget, share
+              ):  # pragma: no cover - compiled
+    """The filtered level-0 walk (hnswlib's form): the results are the best ``len(rsc)``
+    *selected* nodes seen; the candidates, every node seen that beats the worst result (all
+    of them until the results fill), expanded best first through selected and unselected
+    nodes alike, until the best candidate left is worse than the worst of full results.
+    A filter far from the query (few selected rows near it) makes it walk further instead
+    of stopping with the nearest selected rows it happened to meet.
+
+    Gives up (the caller then scans the selected rows) once it has scored more than
+    ``budget`` nodes (Lucene's rule, in the scan's cost), or, after ``PROBE`` nodes, where
+    the selected rows met so far are under ``share`` of the nodes scored, or, at their rate,
+    would need more than ``budget`` nodes to fill the results (a filter negatively
+    correlated with the query: its rows are rare near the query, however common elsewhere).
+    Returns (results kept, nodes scored, gave up)."""
+    cap = rsc.shape[0]
+    cur, best = _descend(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
+                         max_level)
+    visited[cur] = stamp
+    scored = 1
+    rsize = 0
+    if sel[cur]:
+        rsize = _keep(best, cur, rsc, rids, rsize)
+    hsize = _heap_push(hs, hi, 0, best, cur)
+    while hsize > 0:
+        sc, u = hs[0], hi[0]
+        if rsize == cap and sc < rsc[cap - 1]:
+            break
+        hsize = _heap_pop(hs, hi, hsize)
+        o = offsets[u]
+        _prefetch_links(codes, neighbors, o, o + cum[1], visited, stamp)
+        for p in range(o, o + cum[1]):
+            v = neighbors[p]
+            if v < 0:
+                break
+            if visited[v] == stamp:
+                continue
+            visited[v] = stamp
+            s = _score(w, bias, qq, codes, norms, l2, v)
+            scored += 1
+            if rsize < cap or s > rsc[cap - 1]:
+                hsize = _heap_push(hs, hi, hsize, s, v)
+                if sel[v]:
+                    rsize = _keep(s, v, rsc, rids, rsize)
+        if scored > budget or (rsize < cap and scored >= PROBE and (
+                rsize < share * scored or scored * cap > budget * max(rsize, 1))):
+            return rsize, scored, True
+    return rsize, scored, False
 
 @numba.njit(fastmath=True, cache=True)
 def _refine(q, x, l2, ids, n, k, out_s, out_r):  # pragma: no cover - compiled
@@ -219,18 +326,28 @@ def selected_rows(sel):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, fastmath=True, cache=True)
 def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum, entry,
-           max_level, ef, kc, visited, state, use_sel, sel, scan, rows, use_map, remap, x, refine_k,
-           out_s, out_r):  # pragma: no cover - compiled
+           max_level, ef, kc, visited, state, use_sel, sel, scan, rows, use_map, remap, x,
+           refine_k, budget, share, out_s, out_r, stats):  # pragma: no cover - compiled
+    """Each query's candidates (the unfiltered walk; with ``use_sel`` the filtered walk,
+    falling back to a scan of the selected rows past ``budget`` nodes scored; with ``scan``
+    the scan of ``rows``), refined exactly against ``x`` when ``refine_k`` > 0.
+    ``stats[i]``: nodes scored, and 1 where query i scanned."""
     ids = np.empty(ef, np.int64)
     sc = np.empty(ef, np.float32)
     done = np.zeros(ef, np.bool_)
-    rids = np.empty(kc, np.int64)
-    rsc = np.empty(kc, np.float32)
+    cap = ef if use_sel else kc  # a filtered walk keeps ef selected rows, as its beam
+    rids = np.empty(cap, np.int64)
+    rsc = np.empty(cap, np.float32)
+    heap = min(budget, codes.shape[0]) + cum[1] + 1 if use_sel else 1
+    hs = np.empty(heap, np.float32)
+    hi = np.empty(heap, np.int64)
     w = np.empty(q.shape[1], np.float32)
     wi = np.empty(q.shape[1], np.int16)
-    buf = np.empty(256 if scan and sq8 else 1, np.int32)
+    buf = np.empty(256 if sq8 else 1, np.int32)
     out_s[:] = -np.inf
     out_r[:] = -1
+    picked = rows
+    found = False  # the selected rows, found on the first fallback to a scan
     for i in range(q.shape[0]):
         if state[0] >= np.uint32(0xFFFFFFFE):  # stamps wrap: start over
             visited[:] = 0
@@ -244,16 +361,29 @@ def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum,
                 bias += q[i, j] * center[j]
             if l2:
                 qq += q[i, j] * q[i, j]
-        if scan and sq8:  # the codes of ``rows`` scored one by one, no graph
-            size, rsize = 0, _scan_sq8(w, bias, qq, codes, norms, l2, rows, rsc, rids, wi, buf)
-        elif scan:
-            size, rsize = 0, _scan(w, bias, qq, codes, norms, l2, rows, rsc, rids)
-        else:
-            size, rsize = _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry,
-                                max_level, ef, visited, state[0], ids, sc, done, use_sel, sel,
-                                rsc, rids)
+        scanned = scan
+        scored = 0
+        if not scan and use_sel:
+            rsize, scored, gave_up = _walk_sel(w, bias, qq, codes, norms, l2, neighbors,
+                                               offsets, cum, entry, max_level, visited,
+                                               state[0], sel, rsc, rids, hs, hi, budget,
+                                               share)
+            if gave_up:  # the walk would cost more than the scan
+                if not found:
+                    picked, found = selected_rows(sel), True
+                scanned = True
+        elif not scan:
+            size, scored = _walk(w, bias, qq, codes, norms, l2, neighbors, offsets, cum,
+                                 entry, max_level, ef, visited, state[0], ids, sc, done)
+        if scanned:
+            scored += picked.shape[0]
+            if sq8:
+                rsize = _scan_sq8(w, bias, qq, codes, norms, l2, picked, rsc, rids, wi, buf)
+            else:
+                rsize = _scan(w, bias, qq, codes, norms, l2, picked, rsc, rids)
+        stats[i, 0], stats[i, 1] = scored, scanned
         if use_sel or scan:
-            n, top, top_s = rsize, rids, rsc
+            n, top, top_s = min(rsize, kc), rids, rsc
         else:
             n, top, top_s = min(size, kc), ids, sc
         if use_map:  # the graph's rows are these rows of x (and of the results)

@@ -18,8 +18,11 @@ Scores are higher-is-better: ``q·x̂`` for inner product, ``-‖q - x̂‖²`` 
 stored vector: the float row, or the SQ8 reconstruction ``center + c·scale``, faiss's
 ``vmin + (c + ½)·vdiff/255``).
 
-A selection (bool per row) keeps the beam walking every row but returns only selected ones,
-as faiss does with a selector; the caller widens ``ef`` for sparse selections.
+A selection (bool per row) changes the walk to hnswlib's filtered form: the results are the
+best ``ef`` selected rows met, the candidates every row met that beats the worst of them, so
+the walk goes on through unselected rows until it has found ``ef`` selected ones near the
+query, however far the filter's rows lie from where it started; past a budget of rows scored
+(the caller's: the selection's size, Lucene's rule) it scans the selected rows instead.
 
 ``walk_numpy`` is the reference twin: the same algorithm in plain Python over numpy rows.
 """
@@ -27,6 +30,7 @@ as faiss does with a selector; the caller widens ``ef`` for sparse selections.
 from __future__ import annotations
 
 import functools
+import heapq
 import os
 import threading
 from collections.abc import Callable
@@ -176,10 +180,12 @@ def query_weights(g: Graph, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- reference
-def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int, sel: np.ndarray | None = None
+def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int, sel: np.ndarray | None = None,
+               budget: int | None = None, share: float = 0.0
                ) -> tuple[np.ndarray, np.ndarray]:
     """Reference twin of the numba walk: top-``kc`` ``(scores, rows)`` of each query (of the
-    selected rows only, given ``sel``)."""
+    selected rows only, given ``sel``: the filtered walk, or past ``budget`` nodes scored,
+    the scan of the selected rows)."""
     w, bias = query_weights(g, q)
     nq = len(q)
     out_s = np.full((nq, kc), -np.inf, np.float32)
@@ -201,36 +207,85 @@ def walk_numpy(g: Graph, q: np.ndarray, ef: int, kc: int, sel: np.ndarray | None
                     s = score(v)
                     if s > best:
                         best, cur, changed = s, v, True
-        beam = [(best, cur, False)]      # sorted best first: (score, node, expanded)
-        seen = {cur}
-        kept = [(best, cur)] if sel is not None and sel[cur] else []  # in visiting order
-        while True:
-            k = next((t for t, b in enumerate(beam) if not b[2]), None)
-            if k is None:
-                break
-            s0, u, _ = beam[k]
-            beam[k] = (s0, u, True)
-            for v in _links(g, u, 0):
-                if v in seen:
-                    continue
-                seen.add(v)
-                s = score(v)
-                if sel is not None and sel[v]:
-                    kept.append((s, v))
-                if len(beam) == ef and s <= beam[-1][0]:
-                    continue
-                pos = len(beam)
-                while pos > 0 and beam[pos - 1][0] < s:  # after equal scores, like the kernel
-                    pos -= 1
-                beam.insert(pos, (s, v, False))
-                del beam[ef:]
-        if sel is None:
-            top = [(b[0], b[1]) for b in beam[:kc]]
-        else:  # best first; equal scores in visiting order, as the kernel keeps them
-            top = sorted(kept, key=lambda t: -t[0])[:kc]
+        walked = _beam_numpy(g, score, cur, best, ef) if sel is None else \
+            _walk_sel_numpy(g, score, cur, best, ef, sel, budget, share)
+        if walked is None:  # the filtered walk gave up: the selected rows, scanned
+            assert sel is not None
+            s_, r_ = scan_numpy(g, q[i:i + 1], np.flatnonzero(sel), kc)
+            walked = [(float(a), int(b)) for a, b in zip(s_[0], r_[0], strict=True) if b >= 0]
+        top = walked[:kc]
         out_s[i, :len(top)] = [b[0] for b in top]
         out_r[i, :len(top)] = [b[1] for b in top]
     return out_s, out_r
+
+
+def _beam_numpy(g: Graph, score: Callable[[int], float], cur: int, best: float, ef: int
+                ) -> list[tuple[float, int]]:
+    """The unfiltered level-0 beam (``_graph_numba._walk``), best first."""
+    beam = [(best, cur, False)]      # sorted best first: (score, node, expanded)
+    seen = {cur}
+    while True:
+        k = next((t for t, b in enumerate(beam) if not b[2]), None)
+        if k is None:
+            break
+        s0, u, _ = beam[k]
+        beam[k] = (s0, u, True)
+        for v in _links(g, u, 0):
+            if v in seen:
+                continue
+            seen.add(v)
+            s = score(v)
+            if len(beam) == ef and s <= beam[-1][0]:
+                continue
+            pos = len(beam)
+            while pos > 0 and beam[pos - 1][0] < s:  # after equal scores, like the kernel
+                pos -= 1
+            beam.insert(pos, (s, v, False))
+            del beam[ef:]
+    return [(b[0], b[1]) for b in beam]
+
+
+def _walk_sel_numpy(g: Graph, score: Callable[[int], float], cur: int, best: float, ef: int,
+                    sel: np.ndarray, budget: int | None, share: float
+                    ) -> list[tuple[float, int]] | None:
+    """The filtered level-0 walk (``_graph_numba._walk_sel``): the best ``ef`` selected rows
+    met, best first; ``None`` where it gives up (past ``budget`` nodes scored, or projected
+    past it from the selected share of the nodes met)."""
+    kept: list[tuple[float, int]] = []  # best first; equal scores in the order kept
+
+    def keep(s: float, v: int) -> None:
+        if len(kept) == ef and s <= kept[-1][0]:
+            return
+        pos = len(kept)
+        while pos > 0 and kept[pos - 1][0] < s:
+            pos -= 1
+        kept.insert(pos, (s, v))
+        del kept[ef:]
+
+    seen = {cur}
+    if sel[cur]:
+        keep(best, cur)
+    heap = [(-best, cur)]  # the higher score first, then the lower row (as the kernel)
+    scored = 1
+    while heap:
+        if len(kept) == ef and -heap[0][0] < kept[-1][0]:
+            break
+        _, u = heapq.heappop(heap)
+        for v in _links(g, u, 0):
+            if v in seen:
+                continue
+            seen.add(v)
+            s = score(v)
+            scored += 1
+            if len(kept) < ef or s > kept[-1][0]:
+                heapq.heappush(heap, (-s, v))
+                if sel[v]:
+                    keep(s, v)
+        cap = _NO_BUDGET if budget is None else budget
+        if scored > cap or (len(kept) < ef and scored >= PROBE and (
+                len(kept) < share * scored or scored * ef > cap * max(len(kept), 1))):
+            return None
+    return kept
 
 
 def scan_numpy(g: Graph, q: np.ndarray, rows: np.ndarray, kc: int
@@ -329,18 +384,25 @@ class GraphSearcher:
     def search(self, q: np.ndarray, ef: int, kc: int, *, rerank: np.ndarray | None = None,
                qr: np.ndarray | None = None, k: int = 0, sel: np.ndarray | None = None,
                rows: np.ndarray | None = None, scan: bool = False, threads: int = 1,
-               remap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               remap: np.ndarray | None = None, budget: int | None = None,
+               share: float = 0.0, stats: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``kc`` walk candidates of each query ``q`` (in the graph's space), or, given
         float32 ``rerank`` vectors, the exact top-``k`` of them for the queries ``qr``.
 
-        ``sel`` (bool, (n,)): only these rows are returned; the walk still steps through the
-        others (as faiss does with a selector), so a sparse selection wants a wider ``ef``.
+        ``sel`` (bool, (n,)): only these rows are returned; the walk keeps the best ``ef``
+        selected rows it meets and steps through the others to reach them (see
+        ``_graph_numba._walk_sel``); past ``budget`` nodes scored (default: no limit), or
+        where the selected rows are under ``share`` of the nodes scored (after the first
+        ``PROBE``), a query scans the selected rows instead.
         ``rows`` (int64, each in [0, n)): no walk; the codes of these rows are scored one by
         one (a filtered search whose selection is cheaper to scan than to walk).
         ``scan`` with ``sel``: the same scan of the selected rows (found by the kernel).
         ``remap`` (int64, sorted, one per graph row): the graph is over these rows of
         ``rerank`` (a partition graph), and results are rows of ``rerank``.
         A batch is split over ``threads`` Python threads (the kernel releases the GIL).
+        ``stats`` (int64, (nq, 2)), where given, gets each query's nodes scored and whether
+        it scanned (1) or walked (0).
         """
         q = _query_arg(q)
         qr = None if qr is None else q if qr is q else _query_arg(qr)
@@ -370,16 +432,22 @@ class GraphSearcher:
                                   < self.graph.n):
                 raise DimensionMismatch(f"graph search: expected rows in [0, "
                                         f"{self.graph.n}), got shape {rows.shape}")
+        budget = _NO_BUDGET if budget is None else max(0, min(int(budget), _NO_BUDGET))
+        if stats is None:
+            stats = np.empty((len(q), 2), np.int64)
+        elif stats.dtype != np.int64 or stats.shape != (len(q), 2):
+            raise DimensionMismatch(f"graph search: expected stats int64 ({len(q)}, 2), got "
+                                    f"{stats.dtype} {stats.shape}")
         if threads > 1 and len(q) >= 2 * MIN_CHUNK:
             bounds = np.linspace(0, len(q), min(threads, len(q) // MIN_CHUNK) + 1).astype(int)
             parts = list(_pool(threads).map(
                 lambda ab: self._search(q[ab[0]:ab[1]], ef, kc, rerank,
                                         None if qr is None else qr[ab[0]:ab[1]], k, sel,
-                                        rows, remap),
+                                        rows, remap, budget, share, stats[ab[0]:ab[1]]),
                 zip(bounds[:-1], bounds[1:], strict=True)))
             return (np.concatenate([p[0] for p in parts]),
                     np.concatenate([p[1] for p in parts]))
-        return self._search(q, ef, kc, rerank, qr, k, sel, rows, remap)
+        return self._search(q, ef, kc, rerank, qr, k, sel, rows, remap, budget, share, stats)
 
     def bind(self, ef: int, kc: int, *, rerank: np.ndarray, k: int,
              remap: np.ndarray | None = None,
@@ -413,7 +481,8 @@ class GraphSearcher:
             out_r = np.empty((len(q), k), np.int64)
             visited, state = scratch()
             call = (q, q, *args, ef, kc, visited, state, False, _NONE_SEL, False, _NONE_ROWS,
-                    remap is not None, mapped, x, k, out_s, out_r)
+                    remap is not None, mapped, x, k, _NO_BUDGET, 0.0, out_s, out_r,
+                    np.empty((len(q), 2), np.int64))
             if entry and _plain_query(q):
                 entry[0](*call)
             else:
@@ -434,7 +503,8 @@ class GraphSearcher:
 
     def _search(self, q: np.ndarray, ef: int, kc: int, rerank: np.ndarray | None,
                 qr: np.ndarray | None, k: int, sel: np.ndarray | None = None,
-                rows: np.ndarray | None = None, remap: np.ndarray | None = None
+                rows: np.ndarray | None = None, remap: np.ndarray | None = None,
+                budget: int = 0, share: float = 0.0, stats: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         width = k if rerank is not None else kc
         out_s = np.empty((len(q), width), np.float32)
@@ -445,7 +515,7 @@ class GraphSearcher:
                     rows is not None, _NONE_ROWS if rows is None else _readonly(rows),
                     remap is not None, _NONE_ROWS if remap is None else _readonly(remap),
                     _NONE_X if rerank is None else self._rerank_arg(rerank),
-                    0 if rerank is None else k, out_s, out_r)
+                    0 if rerank is None else k, budget, float(share), out_s, out_r, stats)
         return out_s, out_r
 
 
@@ -480,6 +550,8 @@ _NONE_F32 = np.zeros(1, np.float32)
 _NONE_X = _readonly(np.zeros((1, 1), np.float32))
 _NONE_SEL = np.zeros(1, np.bool_)
 _NONE_ROWS = _readonly(np.zeros(1, np.int64))
+_NO_BUDGET = 2**62  # a filtered walk with no limit on the nodes it scores
+PROBE = 256  # as _graph_numba.PROBE (that module imports numba)
 MIN_CHUNK = 16  # queries per thread: a batch splits over threads only above 2 * MIN_CHUNK
 
 

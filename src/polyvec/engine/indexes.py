@@ -159,9 +159,12 @@ class DenseEngine(IndexEngine):
     def search(self, idx: Any, queries: Any, k: int, data: Any, mask: np.ndarray | None,
                params: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         p, estimate = params
-        s, rows = idx.search(queries, k, params=p, selection=mask, rerank=data)
-        return s, rows, {"params": None if p is None else p.to_dict(),
-                         "recall_estimate": estimate}
+        report: dict[str, Any] | None = None if mask is None else {}
+        s, rows = idx.search(queries, k, params=p, selection=mask, rerank=data, report=report)
+        used = {"params": None if p is None else p.to_dict(), "recall_estimate": estimate}
+        if report:
+            used["plan"] = report
+        return s, rows, used
 
     def prepare(self, idx: Any, k: int, data: Any, mask: np.ndarray | None, params: Any
                 ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -562,8 +565,12 @@ class IndexManager:
                     "per_segment": [{k: u[k] for k in ("stages", "candidates", "selected")}
                                     for u in used]}
         estimates = [u["recall_estimate"] for u in used]
-        return {"index": self.spec_of(field), "params": used[0]["params"],
-                "recall_estimate": None if None in estimates else min(estimates)}
+        out = {"index": self.spec_of(field), "params": used[0]["params"],
+               "recall_estimate": None if None in estimates else min(estimates)}
+        plans = [u["plan"] for u in used if "plan" in u]
+        if plans:  # how each segment's index searched the selection (see VectorIndex.search)
+            out["plan"] = plans[0] if len(used) == 1 else plans
+        return out
 
     def index_info(self, segments: Sequence[Segment] | None = None) -> dict[str, Any]:
         """Per indexed field: spec, segments indexed, RAM bytes per vector (per token for

@@ -128,6 +128,7 @@ class VectorIndex(ABC):
     """
 
     knob: ClassVar[str] = "oversample"
+    family: ClassVar[str] = "flat"  # a filtered search's strategy when it uses the index
     partitioned: ClassVar[bool] = False  # builds partition graphs (see polyvec.index.parts)
 
     def __init__(self, spec: IndexSpec, metric: str, dim: int, n: int) -> None:
@@ -257,13 +258,18 @@ class VectorIndex(ABC):
         return self.spec.refine.effective(None)
 
     def search(self, queries: np.ndarray, k: int, *, params: QueryParams | None = None,
-               selection: np.ndarray | None = None, rerank: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+               selection: np.ndarray | None = None, rerank: np.ndarray | None = None,
+               report: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows of each query: ``(scores, rows)``, each (nq, k), best first.
 
         ``selection`` (bool, (n,)) restricts the rows that may be returned; ``rerank``
         (float32/float16 (n, d), may be memory-mapped) are the full vectors used by the
-        exact refine, required when the spec refines a compressed stage.
+        exact refine, required when the spec refines a compressed stage. ``report``, where
+        given, gets what a filtered search did: its ``strategy`` (``scan``: the selected
+        rows exactly; ``graph``/``ivf``: the index with the selection; ``graph+scan``: walks
+        that gave up and scanned; ``partition``: a partition's graph), the ``selected``
+        rows, and where the kernel counts them the mean nodes ``scored`` per query and the
+        queries that ``scanned``.
 
         An unfiltered search takes a short path (a few checks, one candidate call, one refine
         kernel call): per-query Python time matters when a graph walk costs ~100 µs.
@@ -292,8 +298,10 @@ class VectorIndex(ABC):
                 return done
             s, r = self._candidates(qt, min(kc, self.n), params, None)
         else:
-            got = self._filtered_parts(q, qt, k, kc, params, sel, n_sel, rerank) if n_sel \
-                else None
+            got = self._filtered_parts(q, qt, k, kc, params, sel, n_sel, rerank, report) \
+                if n_sel else None
+            if report is not None and not n_sel:
+                report.update(strategy="scan", selected=0)
             if got is None:
                 return (np.full((len(q), k), -np.inf, np.float32),
                         np.full((len(q), k), -1, np.int64))
@@ -322,15 +330,17 @@ class VectorIndex(ABC):
 
     def _filtered_parts(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int,
                         params: QueryParams, sel: np.ndarray, n_sel: int,
-                        rerank: np.ndarray | None
+                        rerank: np.ndarray | None, report: dict[str, Any] | None = None
                         ) -> tuple[np.ndarray, np.ndarray] | _Final | None:
         """:meth:`_filtered`, or its candidates from the smallest partition holding every
         selected row (``n_sel`` > 0 of them; see :mod:`polyvec.index.parts`), mapped back to
         this index's rows."""
         part = None if self.parts is None else self.parts.find(sel, n_sel)
         if part is None:
-            return self._filtered(q, qt, k, kc, params, sel, n_sel, rerank)
+            return self._filtered(q, qt, k, kc, params, sel, n_sel, rerank, report)
         sub, rows = part.index, part.group.rows
+        if report is not None:
+            report.update(strategy="partition", selected=n_sel, partition_rows=len(rows))
         qs = q if sub.transform is None else sub.transform.transform_queries(q)
         return sub._as_part(q, qs, k, kc, params,
                             None if n_sel == len(rows) else sel[rows], n_sel, rerank, rows)
@@ -350,13 +360,17 @@ class VectorIndex(ABC):
         return s, np.where(r >= 0, rows[np.maximum(r, 0)], -1)
 
     def _filtered(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
-                  sel: np.ndarray, n_sel: int, rerank: np.ndarray | None
+                  sel: np.ndarray, n_sel: int, rerank: np.ndarray | None,
+                  report: dict[str, Any] | None = None
                   ) -> tuple[np.ndarray, np.ndarray] | _Final | None:
         """Candidates under a selection of ``n_sel`` > 0 rows: a widened walk, or an exact
         scan when few rows are selected (``_Final`` when that scan already gives the
         answer)."""
         params = self._widen(params, kc, n_sel / self.n)  # in proportion to what is removed
-        if n_sel <= kc or n_sel < EXACT_BELOW * self.n or self._prefer_exact(params, n_sel):
+        scan = n_sel <= kc or n_sel < EXACT_BELOW * self.n or self._prefer_exact(params, n_sel)
+        if report is not None:
+            report.update(strategy="scan" if scan else self.family, selected=n_sel)
+        if scan:
             if rerank is not None:  # the selected rows, exactly, in the original space
                 return _Final(*exact_topk(q, rerank, k, self.metric, np.flatnonzero(sel)))
             return self._exhaustive(qt, min(kc, n_sel), sel)
@@ -364,6 +378,8 @@ class VectorIndex(ABC):
         want = min(kc, n_sel)
         short = np.flatnonzero((r >= 0).sum(axis=1) < want)
         if len(short):  # a filtered graph walk fell short: scan those queries exactly
+            if report is not None:
+                report.update(strategy=f"{self.family}+scan", scanned=len(short))
             s2, r2 = self._exhaustive(qt[short], want, sel)
             s[short, :want], r[short, :want] = s2, r2
         return s, r

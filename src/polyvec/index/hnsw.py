@@ -49,10 +49,17 @@ from .order import lid_order
 
 __all__ = ["HNSWIndex", "DEFAULT_EF"]
 
-# filtered: scan the selected codes when there are <= this many per unit of the widened ef
-# (Debian, int16 scan: at 8% the walk at recall 0.95 costs ~0.95x the scan (n_sel/ef ~39), at
-# 6% ~1.6x (~25), at 10% ~0.5x (~58); the scan's recall is ~1.0 either side)
-SCAN_PER_EF = 35
+# The filtered search's plan (numba walker; measured on Debian, HNSW32,SQ8): a filtered walk
+# scores about WALK_SCORED * (level-0 links) * ef nodes unfiltered, times fraction ** -SPREAD
+# under a filter keeping that fraction of the rows at random (1,200 at ef 64; 1,670 at 50%,
+# 3,750 at 20%); a node it scores costs WALK_COST rows of the selected rows' scan (~190 vs
+# ~50 ns). The selection is scanned where that is cheaper than the expected walk, and a walk
+# gives up and scans past the scan's cost (a filter far from the query).
+WALK_SCORED = 0.3
+SPREAD = 0.7
+WALK_COST = 4
+NEAR_SHARE = 0.25  # a walk whose first nodes hold under this share of the selected fraction
+#                    scans instead (a filter far from the query: see _graph_numba._walk_sel)
 WIDEN_POWER = 0.5  # filtered walks: ef / fraction ** WIDEN_POWER (see HNSWIndex._widen)
 DEFAULT_EF = 64
 WARMING_QUERIES = 4  # batches up to this size walk with the numpy twin while numba starts
@@ -62,6 +69,7 @@ class HNSWIndex(VectorIndex):
     """Graph index; candidates from a faiss HNSW walk over flat, SQ8 or F16 storage."""
 
     knob = "ef"
+    family = "graph"
     partitioned = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -69,6 +77,8 @@ class HNSWIndex(VectorIndex):
         self._plain_params: dict[int, Any] = {}
         self._walker: GraphSearcher | None = None
         self._walker_checked = False
+        self._flat_walker: GraphSearcher | None = None  # see _filter_walker
+        self._flat_checked = False
         # a loaded index keeps its serialized bytes (a memory map) and becomes a faiss index
         # only when something needs one: an SQ8 graph is walked from the bytes themselves
         self._faiss: Any = None
@@ -85,6 +95,7 @@ class HNSWIndex(VectorIndex):
     @faiss_index.setter
     def faiss_index(self, index: Any) -> None:
         self._faiss, self._blob, self._graph, self._graph_made = index, None, None, False
+        self._flat_walker, self._flat_checked = None, False
 
     def _build(self, x: np.ndarray, seed: int) -> None:
         faiss = faiss_module()
@@ -126,6 +137,7 @@ class HNSWIndex(VectorIndex):
         self._faiss, self._blob = None, arrays["faiss"]
         self._graph, self._graph_made = None, False
         self._walker, self._walker_checked = None, False
+        self._flat_walker, self._flat_checked = None, False
         if isinstance(self.spec.codec, SQ8):  # readable from the bytes: checked now
             self._graph = graph_from_serialized(self._blob, self.metric == "l2")
             self._graph_made = self._graph is not None and self._graph.n == self.n
@@ -267,27 +279,56 @@ class HNSWIndex(VectorIndex):
         return walker.search(qt, ef, kc, rerank=rerank, qr=q, k=k, threads=_batch_threads(q))
 
     def _filtered(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
-                  sel: np.ndarray, n_sel: int, rerank: np.ndarray | None
+                  sel: np.ndarray, n_sel: int, rerank: np.ndarray | None,
+                  report: dict[str, Any] | None = None
                   ) -> tuple[np.ndarray, np.ndarray] | _Final | None:
         """With the numba walker and float32 rerank vectors, a filtered search is one kernel
-        call: the selected rows' codes scanned when that costs less than the widened walk
-        (``SCAN_PER_EF`` rows per unit of ``ef``, measured on Debian), else the walk with
-        the selection; both refined exactly in the same call. Queries whose walk found
-        fewer than ``min(k, selected)`` rows are scanned (never fewer than k)."""
-        walker = self._searcher()
-        if walker is None or rerank is None or rerank.dtype != np.float32:
-            return super()._filtered(q, qt, k, kc, params, sel, n_sel, rerank)
-        wide = self._widen(params, kc, n_sel / self.n)
-        ef = max(kc, wide.ef if wide.ef is not None else DEFAULT_EF)
-        if n_sel <= SCAN_PER_EF * ef:
-            return _Final(*walker.search(qt, ef, kc, sel=sel, scan=True, rerank=rerank,
-                                         qr=q, k=k))
-        s, r = walker.search(qt, ef, kc, sel=sel, rerank=rerank, qr=q, k=k)
-        short = np.flatnonzero((r >= 0).sum(axis=1) < min(k, n_sel))
-        if len(short):
-            s[short], r[short] = walker.search(qt[short], ef, kc, sel=sel, scan=True,
-                                               rerank=rerank, qr=q[short], k=k)
-        return _Final(s, r)
+        call, refined exactly in the same call: the selected rows' codes scanned where that
+        costs less than the walk is expected to (:data:`WALK_SCORED`), else the filtered walk
+        (the best ``ef`` selected rows it meets, through unselected rows too), which gives up
+        and scans the selected rows once it has cost as much as their scan, or is projected
+        to (Lucene's rule: a filter far from the query, whose rows the walk meets late, costs
+        at most about twice the scan, and never its recall)."""
+        walker = self._filter_walker()
+        if walker is None or (rerank is not None and rerank.dtype != np.float32):
+            return super()._filtered(q, qt, k, kc, params, sel, n_sel, rerank, report)
+        kc = min(kc, self.n)
+        ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        stats = np.empty((len(q), 2), np.int64)
+        scan = n_sel <= WALK_COST * self._walk_nodes(walker, ef, n_sel / self.n)
+        qr, kr = (None, 0) if rerank is None else (q, k)
+        if scan:
+            got = walker.search(qt, ef, kc, sel=sel, scan=True, stats=stats, rerank=rerank,
+                                qr=qr, k=kr)
+        else:
+            got = walker.search(qt, ef, kc, sel=sel, budget=n_sel // WALK_COST,
+                                share=NEAR_SHARE * n_sel / self.n, stats=stats,
+                                threads=_batch_threads(q), rerank=rerank, qr=qr, k=kr)
+        if report is not None:
+            report.update(_walk_report(stats, n_sel, scan))
+        return got if rerank is None else _Final(*got)
+
+    def _filter_walker(self) -> GraphSearcher | None:
+        """The numba walker for filtered searches: :meth:`_searcher`'s for SQ8 graphs, and
+        one over a flat graph's float rows too (unfiltered, faiss walks those as fast; a
+        filtered search needs the walk of ``_graph_numba._walk_sel``); ``None`` for F16
+        graphs and where numba does not run (faiss's walk, widened)."""
+        if isinstance(self.spec.codec, SQ8):
+            return self._searcher()
+        if self.spec.codec is not None or resolve_backend("auto") != "numba" \
+                or not numba_warm():
+            return None
+        if not self._flat_checked:
+            graph = graph_from_faiss(self.faiss_index, self.metric == "l2")
+            self._flat_walker = None if graph is None else _compiled_walker(graph)
+            self._flat_checked = True
+        return self._flat_walker
+
+    @staticmethod
+    def _walk_nodes(walker: GraphSearcher, ef: int, fraction: float) -> float:
+        """The nodes a filtered walk is expected to score (see :data:`WALK_SCORED`)."""
+        links = int(walker.graph.cum[1])
+        return WALK_SCORED * links * ef / max(fraction, 1e-9) ** SPREAD
 
     def _as_part(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                  sel: np.ndarray | None, n_sel: int, rerank: np.ndarray | None,
@@ -349,6 +390,18 @@ class HNSWIndex(VectorIndex):
             p.sel = selector
         dist, ids = storage.search(q, kc, params=p)
         return faiss_result(dist, ids, self.metric == "l2")
+
+
+def _walk_report(stats: np.ndarray, n_sel: int, planned_scan: bool) -> dict[str, Any]:
+    """What a filtered search did, from the kernel's per-query ``stats`` (nodes scored,
+    scanned): the strategy (``scan`` planned, ``graph``, or ``graph+scan`` where some walks
+    gave up), the selection's size, the mean nodes scored per query, the queries that
+    scanned."""
+    scanned = int(stats[:, 1].sum())
+    strategy = "scan" if planned_scan else "graph" if not scanned else "graph+scan"
+    return {"strategy": strategy, "selected": n_sel,
+            "scored": float(stats[:, 0].mean()) if len(stats) else 0.0,
+            "scanned": scanned}
 
 
 def _batch_threads(q: np.ndarray) -> int:

@@ -34,6 +34,7 @@ class IVFIndex(VectorIndex):
     """Partition index; candidates from the ``nprobe`` nearest cells."""
 
     knob = "nprobe"
+    family = "ivf"
     faiss_index: Any
 
     def _build(self, x: np.ndarray, seed: int) -> None:

@@ -6,7 +6,7 @@ so it needs a beam about three times wider for the recall of the unfiltered walk
 a graph over just that value's rows answers it with the unfiltered walk's cost. So a graph
 index built over a segment also builds one over the rows of each value that between
 :data:`MIN_PART_ROWS` rows and :data:`MAX_PART_FRACTION` of the segment hold (rarer values are
-scanned: ``SCAN_PER_EF``; commoner ones cost the full walk little more), for every indexed
+scanned: see ``hnsw.WALK_SCORED``; commoner ones cost the full walk little more), for every indexed
 column, up to :data:`MAX_PART_ROWS` times the segment's rows in all (columns in path order).
 
 A search does not match filters against values: it takes the smallest partition that
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_PART_FRACTION", "MAX_PART_ROWS", "MIN_PART_ROWS", "Part", "Parts"]
 
-MIN_PART_ROWS = 2_000  # fewer selected rows are scanned (SCAN_PER_EF * DEFAULT_EF ~ 2,240)
+MIN_PART_ROWS = 2_000  # fewer selected rows are always scanned
 MAX_PART_FRACTION = 0.5  # a value on more rows than this fraction walks the whole graph
 MAX_PART_ROWS = 2  # rows over all partitions of a segment, per row of the segment
 
