@@ -221,6 +221,78 @@ def test_selection_walk_equals_twin_and_returns_only_selected(l2: bool, sq8: boo
     assert recall >= 0.85, recall  # declared floor: 30% selected, ef 64 (SQ8 ranks approximately)
 
 
+def _far_selection(x: np.ndarray, q: np.ndarray, fraction: float) -> np.ndarray:
+    """The ``fraction`` of rows farthest from the mean query: a filter negatively correlated
+    with the queries (none of their neighbourhoods hold a selected row)."""
+    s = x @ q.mean(axis=0)
+    return s <= np.quantile(s, fraction)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of result slots two searches fill with the same rows (as sets per query)."""
+    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True)]))
+
+
+def _recall(r: np.ndarray, x: np.ndarray, q: np.ndarray, sel: np.ndarray, l2: bool) -> float:
+    exact = (-((q[:, None] - x[None]) ** 2).sum(-1)) if l2 else q @ x.T
+    exact[:, ~sel] = -np.inf
+    truth = np.argsort(-exact, axis=1)[:, :10]
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(r, truth, strict=True)]))
+
+
+@pytest.mark.parametrize(("l2", "sq8"), CASES)
+def test_selection_walk_reaches_a_far_selection(l2: bool, sq8: bool) -> None:
+    """A selection far from every query: the filtered walk goes on through unselected rows
+    until it holds ef selected ones (the old beam stopped near the query with whatever
+    selected rows it had met: recall ~0.5 on Debian's far half)."""
+    x, q = _data(l2, seed=9)
+    g = graph_from_faiss(_faiss(x, l2, sq8), l2)
+    assert g is not None
+    sel = _far_selection(x, q, 0.3)
+    stats = np.zeros((NQ, 2), np.int64)
+    s_nb, r_nb = GraphSearcher(g).search(q, 64, 10, sel=sel, stats=stats)
+    _, r_np = walk_numpy(g, q, 64, 10, sel=sel)
+    # a long walk's float32 (kernel) and float64 (twin) sums may order a near tie apart
+    assert _same(r_nb, r_np) >= 0.97
+    assert sel[r_nb].all() and (stats[:, 1] == 0).all() and (stats[:, 0] > 64).all()
+    assert _recall(r_nb, x, q, sel, l2) >= 0.9  # declared floor (SQ8 ranks approximately)
+
+
+@pytest.mark.parametrize(("budget", "share"), [(400, 0.0), (10**9, 0.2)])
+@pytest.mark.parametrize(("l2", "sq8"), CASES)
+def test_selection_walk_gives_up_for_the_scan(l2: bool, sq8: bool, budget: int,
+                                              share: float) -> None:
+    """Past ``budget`` nodes scored, or with selected rows under ``share`` of the first
+    ``PROBE`` nodes met (a far filter), the kernel scans the selected rows: the scan's
+    exact answer, reported in ``stats``; the twin gives up on the same queries."""
+    x, q = _data(l2, seed=10)
+    g = graph_from_faiss(_faiss(x, l2, sq8), l2)
+    assert g is not None
+    sel = _far_selection(x, q, 0.3)
+    stats = np.zeros((NQ, 2), np.int64)
+    s_nb, r_nb = GraphSearcher(g).search(q, 64, 10, sel=sel, budget=budget, share=share,
+                                         stats=stats)
+    _, r_np = walk_numpy(g, q, 64, 10, sel=sel, budget=budget, share=share)
+    assert _same(r_nb, r_np) >= 0.97
+    gave_up = stats[:, 1] == 1
+    far = _near_share(x, q, sel, l2) == 0  # none of the query's 50 neighbours selected
+    assert far.sum() >= 10 and gave_up[far].mean() >= 0.75, stats
+    s_sc, r_sc = scan_numpy(g, q[gave_up], np.flatnonzero(sel), 10)
+    np.testing.assert_array_equal(r_nb[gave_up], r_sc)
+    assert (stats[gave_up, 0] >= sel.sum()).all()  # the scan's rows are counted
+    if share:  # a selection near the query fills the results at once: it does not give up
+        near = ~_far_selection(x, q, 0.7)
+        GraphSearcher(g).search(q, 64, 10, sel=near, share=share, stats=stats)
+        close = _near_share(x, q, near, l2) >= 0.8
+        assert close.sum() >= 10 and (stats[close, 1] == 0).mean() >= 0.9, stats
+
+
+def _near_share(x: np.ndarray, q: np.ndarray, sel: np.ndarray, l2: bool) -> np.ndarray:
+    """Per query, the share of its 50 exact nearest rows that ``sel`` selects."""
+    exact = (-((q[:, None] - x[None]) ** 2).sum(-1)) if l2 else q @ x.T
+    return np.asarray(sel[np.argsort(-exact, axis=1)[:, :50]].mean(axis=1))
+
+
 @pytest.mark.parametrize(("l2", "sq8"), CASES)
 def test_row_scan_equals_twin_and_exact_codes(l2: bool, sq8: bool, tmp_path: Path) -> None:
     x, q = _data(l2, seed=7)

@@ -274,6 +274,13 @@ class Collection:
         Searches from several threads run in parallel: each reads the snapshot published by
         the last write and holds no lock while it scans (see ``docs/ARCHITECTURE.md``).
         """
+        if isinstance(filter, list | tuple):  # one filter per query of a batch
+            return self._per_query_filters(
+                query, k, filter, dict(field=field, target_recall=target_recall, ef=ef,
+                                       nprobe=nprobe, oversample=oversample,
+                                       candidates=candidates, rerank_depth=rerank_depth,
+                                       model=model, fusion=fusion, weights=weights,
+                                       min_score=min_score, min_relevance=min_relevance))
         hybrid = field is None and isinstance(query, Mapping) and any(isinstance(f, str)
                                                                       for f in query)
         if not hybrid and (min_score is not None or min_relevance is not None):
@@ -308,6 +315,49 @@ class Collection:
                 return got
         return self._search(query, k, field, node, target_recall, ef, nprobe, oversample,
                             candidates, rerank_depth, model, False)
+
+    def _per_query_filters(self, query: Any, k: int, filters: Sequence[Any],
+                           knobs: dict[str, Any]) -> SearchResult:
+        """A batch whose query i has its own filter ``filters[i]`` (HQI's batched filtered
+        queries): the queries sharing a filter (equal parsed trees) are searched together, in
+        one call that compiles their selection once and scans it once for all of them (an
+        index scans a batch's selected rows with one matrix product), and the answers go
+        back in query order. ``info["filter_groups"]``: the distinct filters, and each
+        group's own ``info`` under ``"groups"``."""
+        if isinstance(query, np.ndarray):
+            if query.ndim != 2:
+                raise InvalidArgument(f"search: one filter per query takes a batch of queries; "
+                                      f"got an array of shape {query.shape}")
+            n = len(query)
+        elif isinstance(query, list | tuple):
+            n = len(query)
+        else:
+            raise InvalidArgument("search: one filter per query takes a batch of queries (a "
+                                  f"2-D array or a list), got {type(query).__name__}")
+        if len(filters) != n:
+            raise InvalidArgument(f"search: expected one filter per query ({n}), got "
+                                  f"{len(filters)} filters")
+        if not n:  # an empty batch: whatever the search says of one
+            return self.search(query, k, **knobs)
+        groups: dict[str, list[int]] = {}
+        first: dict[str, Any] = {}
+        for i, f in enumerate(filters):
+            key = "None" if f is None else repr(parse_filter(f))  # raises for a bad filter
+            groups.setdefault(key, []).append(i)
+            first.setdefault(key, f)
+        got = []
+        for key, members in groups.items():
+            at = np.asarray(members)
+            sub = query[at] if isinstance(query, np.ndarray) else [query[i] for i in members]
+            got.append((at, self.search(sub, k, filter=first[key], **knobs)))
+        width = max(res.ids.shape[1] for _, res in got)
+        ids = np.full((n, width), None, dtype=object)
+        scores = np.full((n, width), -np.inf, dtype=np.float32)
+        for at, res in got:
+            ids[at, :res.ids.shape[1]], scores[at, :res.ids.shape[1]] = res.ids, res.scores
+        return SearchResult(ids, scores, {
+            "filter_groups": len(groups),
+            "groups": [res.info | {"queries": len(at)} for at, res in got]})
 
     def fit_fusion(self, queries: Sequence[Mapping[str, Any]], qrels: Sequence[Any], *,
                    fusion: str = "weighted", k: int = 10, step: float = 0.1,

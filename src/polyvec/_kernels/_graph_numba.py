@@ -207,7 +207,8 @@ def _walk_sel(w, bias, qq, codes, norms, l2, neighbors, offsets, cum, entry, max
                 if sel[v]:
                     rsize = _keep(s, v, rsc, rids, rsize)
         if scored > budget or (rsize < cap and scored >= PROBE and (
-                rsize < share * scored or scored * cap > budget * max(rsize, 1))):
+                rsize < share * scored
+                or np.float64(scored) * cap > np.float64(budget) * max(rsize, 1))):
             return rsize, scored, True
     return rsize, scored, False
 

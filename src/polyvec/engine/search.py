@@ -13,6 +13,7 @@ goes through :meth:`SearchExecutor.quick`: what it repeats is made once per snap
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,8 +61,10 @@ class Plan:
         self.name, self.spec, self.kind, self.seg, self.entry = name, spec, kind, seg, entry
         self.check = kind.query_checker(spec)
         self.mask, self.keys, self.live = mask, keys, live
-        # knobs -> (bound index call, info, calibration table, info's nested dicts, k capped)
-        self.calls: dict[Any, tuple[Any, dict[str, Any], Any, tuple[str, ...], int]] = {}
+        # knobs -> (bound index call, info, calibration table, info's nested dicts, k capped,
+        # whether the call reports its plan: a filtered search's, see VectorIndex.search)
+        self.calls: dict[Any, tuple[Any, dict[str, Any], Any, tuple[str, ...], int,
+                                    bool]] = {}
 
 
 class SearchExecutor:
@@ -180,10 +183,15 @@ class SearchExecutor:
                                oversample, key, mask, selected)
         if not 0 < call[4] * len(queries) <= limits.MAX_RESULT_SLOTS:
             return None
-        scores, rows = call[0](queries)
         info = call[1].copy()
         for f in call[3]:
             info[f] = info[f].copy()
+        if call[5]:  # this call's own plan (a filter's: scan or walk, nodes scored)
+            plan_now: dict[str, Any] = {}
+            scores, rows = call[0](queries, report=plan_now)
+            info["plan"] = plan_now
+        else:
+            scores, rows = call[0](queries)
         if single:
             return SearchResult.made(plan.keys[rows][0], scores[0], info)
         return SearchResult.made(plan.keys[rows], scores, info)
@@ -243,8 +251,9 @@ class SearchExecutor:
         nested = tuple(f for f, v in info.items() if type(v) is dict)
         if len(plan.calls) >= MAX_SETTINGS:
             plan.calls.clear()
+        reports = "plan" in info and isinstance(fn, functools.partial)  # VectorIndex.search
         plan.calls[key] = (fn, {f: v.copy() if f in nested else v for f, v in info.items()},
-                           table, nested, k)
+                           table, nested, k, reports)
         ids = plan.keys[rows]
         return SearchResult(ids[0], scores[0], info) if single else \
             SearchResult(ids, scores, info)

@@ -39,6 +39,7 @@ from .base import (
     VectorIndex,
     _Final,
     deserialize,
+    exact_topk,
     faiss_module,
     faiss_result,
     faiss_search,
@@ -58,6 +59,7 @@ __all__ = ["HNSWIndex", "DEFAULT_EF"]
 WALK_SCORED = 0.3
 SPREAD = 0.7
 WALK_COST = 4
+BATCH_EXACT = 8  # a batch this large scans a selection in float32 by BLAS (exact_topk)
 NEAR_SHARE = 0.25  # a walk whose first nodes hold under this share of the selected fraction
 #                    scans instead (a filter far from the query: see _graph_numba._walk_sel)
 WIDEN_POWER = 0.5  # filtered walks: ef / fraction ** WIDEN_POWER (see HNSWIndex._widen)
@@ -296,6 +298,13 @@ class HNSWIndex(VectorIndex):
         ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
         stats = np.empty((len(q), 2), np.int64)
         scan = n_sel <= WALK_COST * self._walk_nodes(walker, ef, n_sel / self.n)
+        if scan and rerank is not None and len(q) >= BATCH_EXACT:
+            # a batch sharing the selection: its rows scored exactly, one matrix product
+            got = exact_topk(q, rerank, k, self.metric, np.flatnonzero(sel))
+            if report is not None:
+                report.update(strategy="scan", selected=n_sel, scored=float(n_sel),
+                              scanned=len(q))
+            return _Final(*got)
         qr, kr = (None, 0) if rerank is None else (q, k)
         if scan:
             got = walker.search(qt, ef, kc, sel=sel, scan=True, stats=stats, rerank=rerank,
