@@ -376,3 +376,19 @@ def test_a_frozen_column_keeps_its_answers_while_the_column_grows() -> None:
         np.testing.assert_array_equal(frozen.evaluate(leaf), b)
     assert compile_filter(parse_filter({"a": "zebra"}), n=len(ROWS), columns={A: frozen},
                           sql_mask=lambda sub: np.zeros(len(ROWS), bool)).sum() == 0
+
+
+def test_in_over_many_integers_equals_isin() -> None:
+    """``$in`` with many numbers takes a lookup table where they are integers on a modest
+    span (cluster ids, tenants): the same rows as ``np.isin``, NaN, infinities, fractions
+    and out-of-range values included; a wide span or a fraction goes back to ``np.isin``."""
+    from polyvec.filters.columns import LUT_SPAN, _isin_numbers
+
+    rng = np.random.default_rng(3)
+    num = rng.integers(-50, 1050, 5000).astype(np.float64)
+    num[::7] += 0.5
+    num[::11] = np.nan
+    num[1], num[2], num[3] = np.inf, -np.inf, -0.0
+    for wanted in ([float(v) for v in rng.choice(1000, 300, replace=False)] + [0.0, -3.0],
+                   [0.0, 1.0], [5.0, 2.0 * LUT_SPAN], [1.0, 2.5, 7.0]):
+        np.testing.assert_array_equal(_isin_numbers(num, wanted), np.isin(num, wanted))

