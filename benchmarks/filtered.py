@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 from _common import DATA, RESULTS, machine, markdown_table, write_results
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one query per call, one thread
+if "--batch-child" not in sys.argv:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one query per call, one thread
 os.environ.setdefault("LANCE_LOG", "error")  # (a deprecation warning per query)
 import polyvec as pv  # noqa: E402
 
@@ -58,6 +59,7 @@ FAISS_EF = [64, 256, 1024]
 LANCE = [("defaults", None, None), ("nprobes 50, refine 10", 50, 10),
          ("nprobes 128, refine 20", 128, 20)]
 TARGET = 0.95
+SAMPLES = slice(1000, 1400)  # calibration queries; the measured ones are the first --queries
 
 
 # ----------------------------------------------------------------------------- data
@@ -147,7 +149,10 @@ def build_polyvec(workdir: Path, data: dict[str, Any]) -> tuple[Any, Any, Any]:
                          payloads[lo:lo + 10_000])
             coll.flush()
         t = time.perf_counter()
-        db.get_collection("indexed").create_index("v", SPEC)
+        # calibrated on held-out real queries (not those measured): pseudo-queries drawn
+        # from the documents overestimate recall for short synopsis queries
+        db.get_collection("indexed").create_index("v", SPEC,
+                                                  sample_queries=data["queries"][SAMPLES])
         (folder / "build_s").write_text(f"{time.perf_counter() - t:.1f}")
         db.close()
         done.write_text("ok")
@@ -293,11 +298,16 @@ def chroma_round(python: str, workdir: Path, cell_list: list[dict[str, Any]], nq
 
 
 # ----------------------------------------------------------------------------- batches
-def batches(coll: Any, data: dict[str, Any], rounds: int) -> dict[str, Any]:
-    """1,000 queries over 20 distinct filters (5 each keeping 50%, 10%, 1%, 0.1% of the
-    items, at random): ``search(Q, filter=[...])`` against a loop of single searches."""
-    widths = [5000] * 5 + [1000] * 5 + [100] * 5 + [10] * 5
-    los = np.random.default_rng(4).integers(0, 10_000 - 5000, 20)
+BATCH_MIXES = {"20 filters of 5%": [500] * 20,
+               "20 filters: 5 each of 50%, 10%, 1%, 0.1%": [5000] * 5 + [1000] * 5
+               + [100] * 5 + [10] * 5}
+
+
+def batches(coll: Any, data: dict[str, Any], rounds: int, widths: list[int]
+            ) -> dict[str, Any]:
+    """1,000 queries over 20 distinct filters (``r`` ranges of ``widths``, in 10,000ths):
+    ``search(Q, filter=[...])`` against a loop of single searches."""
+    los = np.random.default_rng(4).integers(0, 10_000 - max(widths) + 1, 20)
     flts = [{"r": {"$gte": int(lo), "$lt": int(lo + w)}} for lo, w in zip(los, widths,
                                                                            strict=True)]
     pick = np.random.default_rng(5).integers(0, 20, 1000)
@@ -322,8 +332,21 @@ def batches(coll: Any, data: dict[str, Any], rounds: int) -> dict[str, Any]:
             "loop_qps": 1000 / float(np.median(loop)),
             "ratio": float(np.median(loop) / np.median(batched)),
             "batched_recall": recall([list(r) for r in res.ids], cell, data),
-            "loop_recall": recall([list(r) for r in singles], cell, data),
-            "threads": "the batch: faiss's OpenMP threads for a walk (2 here); the loop: 1"}
+            "loop_recall": recall([list(r) for r in singles], cell, data)}
+
+
+def batch_child(workdir: Path, rounds: int) -> None:
+    """The batch measurements in a process of their own with every core (the caller's runs
+    are pinned to one thread): a batched call may use the machine, a loop of single
+    searches uses one core, as a user's loop would."""
+    from polyvec._kernels._numba import wait_warm
+
+    data = load(workdir)
+    db, coll, _ = build_polyvec(workdir, data)
+    coll.search(data["queries"][0], k=K)
+    wait_warm(600)
+    print(json.dumps({name: batches(coll, data, rounds, w) for name, w in BATCH_MIXES.items()}))
+    db.close()
 
 
 # ----------------------------------------------------------------------------- main
@@ -335,12 +358,19 @@ def main() -> None:
     ap.add_argument("--chroma-python", default=None)
     ap.add_argument("--no-lance", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--batch-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.batch_child:
+        return batch_child(args.workdir, args.rounds)
     data = load(args.workdir)
     nq = args.queries
     q = data["queries"][:nq]
     cell_list = cells(data, nq)
     db, coll, exact = build_polyvec(args.workdir, data)
+    from polyvec._kernels._numba import wait_warm
+
+    coll.search(q[0], k=K)
+    wait_warm(600)  # timed searches use the compiled kernels (a first query: server.py)
     systems: dict[str, Any] = {
         "polyvec": polyvec_runner(coll),
         f"polyvec@{TARGET}": polyvec_runner(coll, target_recall=TARGET),
@@ -392,7 +422,11 @@ def main() -> None:
                                     "qps": float(np.median(qps)), "qps_rounds": qps,
                                     "plans": got[0][2]}
         results.append(row)
-    batch = batches(coll, data, args.rounds)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    child = subprocess.run([sys.executable, __file__, "--batch-child", "--workdir",
+                            str(args.workdir), "--rounds", str(args.rounds)], env=env,
+                           check=True, capture_output=True, text=True)
+    batch = json.loads(child.stdout.strip().splitlines()[-1])
     build_s = float((args.workdir / "polyvec" / "build_s").read_text())
     payload = {"machine": machine(), "queries_per_cell": nq, "rounds": args.rounds,
                "spec": SPEC, "target_recall": TARGET, "index_build_s": build_s,
@@ -444,17 +478,18 @@ def report(payload: dict[str, Any]) -> str:
     header = ["selected", "correlation", f"plan at target {TARGET}", "recall", "QPS",
               "defaults: recall / QPS", "exact scan QPS", "post-filter recall / QPS",
               "vs better fallback", "vs faiss", "vs LanceDB", "vs Chroma"]
-    b = payload["batches"]
     text = ["# Filtered search: Debian 58,026 x 384, k=10, one query per call", "",
             f"{payload['queries_per_cell']} queries per cell, median QPS of "
-            f"{payload['rounds']} alternated rounds; recall@10 tie-tolerant against the exact "
-            "top-10 of the filter's matches. `vs` columns: polyvec@0.95's QPS over the "
-            "peer's fastest setting reaching polyvec's recall (or 0.95).", "",
-            markdown_table(header, rows), "",
-            f"Batches: {b['queries']} queries over {b['filters']} filters: "
-            f"`search(Q, filter=[...])` {b['batched_qps']:.0f} QPS (recall "
-            f"{b['batched_recall']:.3f}) vs a loop of single searches {b['loop_qps']:.0f} QPS "
-            f"(recall {b['loop_recall']:.3f}): **{b['ratio']:.1f}x** ({b['threads']})."]
+            f"{payload['rounds']} alternated rounds, one thread; recall@10 tie-tolerant "
+            "against the exact top-10 of the filter's matches. polyvec's index calibrated "
+            "on 400 held-out queries. `vs` columns: polyvec@0.95's QPS over the peer's "
+            "fastest setting reaching polyvec's recall (or 0.95).", "",
+            markdown_table(header, rows), "", "Batches (1,000 queries, a filter each; "
+            "the batched call may use both cores, the loop of single searches uses one):", ""]
+    for name, b in payload["batches"].items():
+        text.append(f"- {name}: `search(Q, filter=[...])` {b['batched_qps']:.0f} QPS (recall "
+                    f"{b['batched_recall']:.3f}) vs the loop {b['loop_qps']:.0f} QPS (recall "
+                    f"{b['loop_recall']:.3f}): **{b['ratio']:.1f}x**")
     return "\n".join(text)
 
 

@@ -6,6 +6,7 @@ results; per-query filters of a batch equal the same filters one query at a time
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,27 @@ def test_target_recall_holds_under_filters(data: dict[str, Any], graph: Any) -> 
             assert np.mean(recalls) >= 0.93, (corr, fraction, np.mean(recalls))
 
 
+def test_calibration_measures_filtered_bands(graph: Any) -> None:
+    """The collection's calibration table holds its rows measured on filtered searches (50%
+    and 20% of the rows selected at random), each band's params reaching the target there,
+    and a filtered search's recall estimate is its band's."""
+    from polyvec.index.calibrate import FILTER_BANDS
+
+    table = graph._indexes.calibration["v"]
+    assert [b.fraction for b in table.bands] == list(FILTER_BANDS)
+    for band in table.bands:
+        assert len(band.params) == len(table.targets)
+        for target, recall in zip(table.targets, band.recalls, strict=True):
+            assert recall >= target, (band.fraction, target, recall)  # measured, reached
+    q = np.ones(D, np.float32) / np.sqrt(D)
+    info = graph.search(q, k=K, filter={"r": {"$lt": 2_000}}, target_recall=0.95).info
+    i = table.row_for(0.95)
+    assert info["recall_estimate"] == pytest.approx(table.bands[-1].recalls[i])
+    assert info["params"] == table.bands[-1].params[i].to_dict()
+    again = type(table).from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again == table
+
+
 def test_per_query_filters_equal_one_query_at_a_time(data: dict[str, Any],
                                                     graph: Any) -> None:
     c = graph
@@ -157,3 +179,26 @@ def test_per_query_filters_equal_one_query_at_a_time(data: dict[str, Any],
         c.search(q[0], k=K, filter=filters[:1])
     with pytest.raises(FilterError, match="bogus"):
         c.search(q[:2], k=K, filter=[{"r": {"$bogus": 1}}, None])
+
+
+@pytest.mark.parametrize("spec", ["HNSW16,SQ8,Refine", "IVF256,SQ8,Refine"])
+def test_a_selection_far_from_the_query_keeps_recall(data: dict[str, Any], spec: str) -> None:
+    """Per query, the half of the rows least similar to it: the graph walk and the probed
+    cells near the query hold a few selected rows, none of the best ones. A beam that stops
+    near the query (faiss's selector walk) or a widening of nprobe by the fraction returns
+    those few (recall ~0.5 on Debian's far clusters); the planner keeps >= 0.9."""
+    from polyvec.factory import parse_index
+    from polyvec.index.build import build_index
+
+    x, q = data["x"], data["q"]
+    index = build_index(x, parse_index(spec), "cosine")
+    recalls = []
+    for i in range(NQ):
+        s = x @ q[i]
+        sel = s <= np.median(s)
+        scores, rows = index.search(q[i:i + 1], K, selection=sel, rerank=x)
+        got = rows[0][rows[0] >= 0]
+        assert len(got) == K and sel[got].all()
+        kth = np.sort(s[sel])[::-1][K - 1]
+        recalls.append(np.mean(s[got] >= kth - 1e-5))
+    assert np.mean(recalls) >= 0.9, (spec, np.mean(recalls))

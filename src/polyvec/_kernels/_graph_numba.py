@@ -336,7 +336,9 @@ def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum,
     ids = np.empty(ef, np.int64)
     sc = np.empty(ef, np.float32)
     done = np.zeros(ef, np.bool_)
-    cap = ef if use_sel else kc  # a filtered walk keeps ef selected rows, as its beam
+    # a filtered walk keeps ef selected rows, as its beam; a scan keeps ef rows too, all
+    # refined (a scan of thousands of codes costs far more than refining ef of them)
+    cap = ef if use_sel or scan else kc
     rids = np.empty(cap, np.int64)
     rsc = np.empty(cap, np.float32)
     heap = min(budget, codes.shape[0]) + cum[1] + 1 if use_sel else 1
@@ -383,7 +385,9 @@ def search(q, qr, sq8, scale, center, codes, norms, l2, neighbors, offsets, cum,
             else:
                 rsize = _scan(w, bias, qq, codes, norms, l2, picked, rsc, rids)
         stats[i, 0], stats[i, 1] = scored, scanned
-        if use_sel or scan:
+        if scanned:
+            n, top, top_s = rsize if refine_k > 0 else min(rsize, kc), rids, rsc
+        elif use_sel:
             n, top, top_s = min(rsize, kc), rids, rsc
         else:
             n, top, top_s = min(size, kc), ids, sc

@@ -463,13 +463,22 @@ class IndexManager:
             return
         spec = st.fields[field]
         snap = st.snap
+        assert snap is not None  # (published before any index is built)
         q = self.samples.get(field)
         if q is None:
             rows = np.concatenate([np.asarray(s.fields[field][: max(1, nq // len(
                 st.segments))], dtype=np.float32) for s in st.segments])
             q = pseudo_queries(rows, nq, 0, spec.metric)
+        alive = snap.alive()
+
+        def filtered(p: Any, sel: np.ndarray | None, use_index: bool
+                     ) -> tuple[np.ndarray, np.ndarray]:
+            live = sel if alive is None or sel is None else sel & alive
+            return search(snap, q, k, field, spec, live, None, p, use_index=use_index)[:2]
+
         table = calibrate_collection(lambda p, use_index: search(
-            snap, q, k, field, spec, None, None, p, use_index=use_index)[:2], indexed, k=k)
+            snap, q, k, field, spec, None, None, p, use_index=use_index)[:2], indexed, k=k,
+            filtered=filtered, n=len(snap.seqs))
         self.calibration = {**self.calibration, field: table}
         self.lid = {**self.lid, field: sample_lid([s.fields[field] for s in st.segments],
                                                   sample=LID_SAMPLE)}
@@ -521,8 +530,9 @@ class IndexManager:
 
     # -- searching ------------------------------------------------------------------------
     def params(self, field: str, fspec: FieldSpec, idx: Any, target_recall: float | None,
-               params: Any) -> Any:
-        """The per-segment search parameters the engine of ``field`` takes."""
+               params: Any, mask: np.ndarray | None = None) -> Any:
+        """The per-segment search parameters the engine of ``field`` takes (for a search
+        among the segment's rows ``mask``: a filter's band of the calibration)."""
         engine = self.engine_of(fspec)
         if not engine.calibrated:
             if target_recall is not None:
@@ -530,17 +540,21 @@ class IndexManager:
                                       "which is not recall-calibrated; pass candidates=/"
                                       "rerank_depth=/nprobe= instead of target_recall")
             return params
-        return self._index_params(field, idx, target_recall, params)
+        fraction = 1.0 if mask is None or target_recall is None else \
+            float(np.count_nonzero(mask)) / max(len(mask), 1)
+        return self._index_params(field, idx, target_recall, params, fraction)
 
     def _index_params(self, field: str, idx: VectorIndex, target_recall: float | None,
-                      params: QueryParams | None) -> tuple[QueryParams | None, float | None]:
+                      params: QueryParams | None, fraction: float
+                      ) -> tuple[QueryParams | None, float | None]:
         """Per-call params: explicit ones, or the calibrated ones for ``target_recall`` (the
-        collection-wide table, else the segment's own)."""
+        collection-wide table, else the segment's own) on a search selecting ``fraction``
+        of the segment's rows (a filter's: its band of the table)."""
         table = self.calibration.get(field) or idx.calibration
         if target_recall is None or table is None:
             return params, None
-        i = table.row_for(target_recall)
-        return table.params[i], float(table.recalls[i])
+        p, recall = table.lookup(target_recall, fraction)
+        return p, float(recall)
 
     def search_segment(self, field: str, fspec: FieldSpec, idx: Any, queries: Any, k: int,
                        data: Any, mask: np.ndarray | None, params: Any

@@ -238,7 +238,7 @@ class SearchExecutor:
             return None
         idx, data = plan.entry[1], seg.fields[name]
         table = self.indexes.calibration.get(name)
-        p = self.indexes.params(name, spec, idx, target_recall, params)
+        p = self.indexes.params(name, spec, idx, target_recall, params, mask)
         fn = self.indexes.prepare_segment(spec, idx, k, data, mask, p)
         if fn is None:  # the engine binds nothing: the general path, for this snapshot
             for f, other in list(snap.plans.items()):
@@ -346,7 +346,7 @@ class SearchExecutor:
     def _search_index(self, name: str, spec: FieldSpec, idx: Any, queries: Any, k: int,
                       data: Any, mask: np.ndarray | None, target_recall: float | None,
                       params: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        p = self.indexes.params(name, spec, idx, target_recall, params)
+        p = self.indexes.params(name, spec, idx, target_recall, params, mask)
         return self.indexes.search_segment(name, spec, idx, queries, k, data, mask, p)
 
     def _info(self, name: str, spec: FieldSpec, selected: np.ndarray | None,

@@ -39,10 +39,14 @@ from .params import CalibrationTable, QueryParams
 from .parts import Group, Part, Parts
 from .refine import rerank_candidates
 
-__all__ = ["QueryParams", "VectorIndex", "EXACT_BELOW", "METRICS", "faiss_threads",
+__all__ = ["QueryParams", "VectorIndex", "EXACT_BELOW", "NEAR_SHARE", "METRICS", "faiss_threads",
            "exact_topk", "faiss_search"]
 
 EXACT_BELOW = 0.03  # selected fraction under which the selected rows are scanned exactly
+# a filtered search whose first rows (a walk's first nodes, the probed cells) hold selected
+# rows at under this share of the selected fraction scans the selected rows: the filter is
+# far from the query, where neither a graph walk nor the cells' order reaches its best rows
+NEAR_SHARE = 0.25
 METRICS = ("cosine", "dot", "l2")
 FORMAT_VERSION = 1
 

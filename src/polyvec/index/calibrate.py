@@ -38,20 +38,22 @@ The table is frozen, stored with the index (``to_arrays``) or in the catalog, an
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from ..errors import InvalidArgument
 from ..index_spec import DEFAULT_OVERSAMPLE
 from .base import VectorIndex, exact_topk
-from .params import CalibrationTable, QueryParams
+from .params import CalibrationTable, FilteredBand, QueryParams
 
-__all__ = ["CalibrationTable", "calibrate", "calibrate_search", "calibrate_collection",
-           "search_plane", "tie_recall", "recall_lower_bound", "pseudo_queries", "KNOB_GRIDS",
-           "OVERSAMPLES", "TARGETS"]
+__all__ = ["CalibrationTable", "calibrate", "calibrate_bands", "calibrate_search",
+           "calibrate_collection", "search_plane", "tie_recall", "recall_lower_bound",
+           "pseudo_queries", "KNOB_GRIDS", "OVERSAMPLES", "TARGETS", "FILTER_BANDS"]
 
 KNOB_GRIDS: dict[str, tuple[float, ...]] = {
     "ef": tuple(range(10, 64, 2)) + tuple(range(64, 128, 8)) + tuple(range(128, 513, 32)),
@@ -322,13 +324,18 @@ def calibrate_search(search: Search, exact: np.ndarray, exact_scores: np.ndarray
 def calibrate_collection(search: Callable[[QueryParams | None, bool], tuple[np.ndarray,
                                                                             np.ndarray]],
                          indexes: Sequence[VectorIndex], *, k: int,
-                         targets: Sequence[float] = TARGETS) -> CalibrationTable:
+                         targets: Sequence[float] = TARGETS,
+                         filtered: Callable[[QueryParams | None, np.ndarray | None, bool],
+                                            tuple[np.ndarray, np.ndarray]] | None = None,
+                         n: int = 0) -> CalibrationTable:
     """The table of a search over several indexed segments, merged (calibrated once, on the
     whole search: each segment of several only has to find its share of the true top-k).
 
     ``search(params, use_index)`` returns ``(ids, scores)`` of the calibration queries; with
     ``use_index=False`` it is the exact search. Found scores count for ties only where every
     index returns exact scores (it refines, or its candidates are uncompressed).
+    ``filtered(params, selection, use_index)``, where given, is that search among a
+    selection of the ``n`` rows: the table's filtered bands (:func:`calibrate_bands`).
     """
     exact, exact_scores = search(None, False)
     probe = indexes[0]
@@ -341,8 +348,58 @@ def calibrate_collection(search: Callable[[QueryParams | None, bool], tuple[np.n
         ids, scores = search(p, True)
         return ids, scores if exact_found else None
 
-    return calibrate_search(run, exact, exact_scores, plane, knob=probe.knob, k=k,
-                            targets=targets)
+    table = calibrate_search(run, exact, exact_scores, plane, knob=probe.knob, k=k,
+                             targets=targets)
+    if filtered is None:
+        return table
+
+    def run_filtered(p: QueryParams | None, sel: np.ndarray | None, use_index: bool
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        assert filtered is not None
+        ids, scores = filtered(p, sel, use_index)
+        return ids, scores if exact_found or not use_index else None
+
+    return calibrate_bands(run_filtered, table, plane, n, k=k)
+
+
+FILTER_BANDS = (0.5, 0.2)  # selected fractions whose filtered searches are calibrated too
+
+
+def calibrate_bands(search: Callable[[QueryParams | None, np.ndarray | None, bool],
+                                     tuple[np.ndarray, np.ndarray | None]],
+                    table: CalibrationTable, plane: list[list[QueryParams]], n: int, *,
+                    k: int, bands: Sequence[float] = FILTER_BANDS, seed: int = 0
+                    ) -> CalibrationTable:
+    """``table`` with its rows measured again on filtered searches, per band: a random
+    selection of that fraction of the ``n`` rows (a filter the query does not know of; a
+    filter correlated with the query makes the walk scan, see ``hnsw.NEAR_SHARE``). A row's
+    params that fall short of the target there move up their row of the plane to the first
+    point that qualifies (the last point where none does).
+
+    ``search(params, selection, use_index)``: ``(ids, scores)`` of the calibration queries
+    among the selected rows; ``use_index=False`` is the exact search."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for fraction in bands:
+        sel = rng.random(n) < fraction
+        exact, exact_scores = search(None, sel, False)
+        probe = _Probe(functools.partial(_filtered_run, search, sel), exact,
+                       np.asarray(exact_scores), k, Z, FLOOR)
+        params = []
+        for target, p in zip(table.targets, table.params, strict=True):
+            row = next((r for r in plane if p in r), [p])
+            i = _first_reaching(probe, row, row.index(p), len(row) - 1, target, math.inf)
+            params.append(row[-1] if i is None else row[i])
+            probe.bound(params[-1])
+        out.append(FilteredBand(fraction, tuple(params),
+                                tuple(probe.mean[p] for p in params)))
+    return replace(table, bands=tuple(out))
+
+
+def _filtered_run(search: Callable[[QueryParams | None, np.ndarray | None, bool],
+                                   tuple[np.ndarray, np.ndarray | None]],
+                  sel: np.ndarray, p: QueryParams) -> tuple[np.ndarray, np.ndarray | None]:
+    return search(p, sel, True)
 
 
 def pseudo_queries(vectors: np.ndarray, nq: int, seed: int, metric: str) -> np.ndarray:

@@ -35,6 +35,7 @@ from .._kernels.graph import (
 from ..errors import CorruptFile, InvalidArgument
 from ..index_spec import F16, HNSW, SQ8
 from .base import (
+    NEAR_SHARE,
     QueryParams,
     VectorIndex,
     _Final,
@@ -60,8 +61,6 @@ WALK_SCORED = 0.3
 SPREAD = 0.7
 WALK_COST = 4
 BATCH_EXACT = 8  # a batch this large scans a selection in float32 by BLAS (exact_topk)
-NEAR_SHARE = 0.25  # a walk whose first nodes hold under this share of the selected fraction
-#                    scans instead (a filter far from the query: see _graph_numba._walk_sel)
 WIDEN_POWER = 0.5  # filtered walks: ef / fraction ** WIDEN_POWER (see HNSWIndex._widen)
 DEFAULT_EF = 64
 WARMING_QUERIES = 4  # batches up to this size walk with the numpy twin while numba starts

@@ -16,8 +16,11 @@ import numpy as np
 from ..errors import InvalidArgument
 from ..index_spec import F16, IVF, PQ, SQ8
 from .base import (
+    EXACT_BELOW,
+    NEAR_SHARE,
     QueryParams,
     VectorIndex,
+    _Final,
     deserialize,
     faiss_module,
     faiss_result,
@@ -28,6 +31,7 @@ from .base import (
 __all__ = ["IVFIndex", "DEFAULT_NPROBE"]
 
 DEFAULT_NPROBE = 8
+FILTER_CANDIDATES = 64  # a filtered search refines at least this many candidates
 
 
 class IVFIndex(VectorIndex):
@@ -36,6 +40,10 @@ class IVFIndex(VectorIndex):
     knob = "nprobe"
     family = "ivf"
     faiss_index: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cell_of: np.ndarray | None = None  # each row's cell, read once (see _cells)
 
     def _build(self, x: np.ndarray, seed: int) -> None:
         faiss = faiss_module()
@@ -64,12 +72,14 @@ class IVFIndex(VectorIndex):
         index.add(x)
         self._quantizer = quantizer  # the IVF index borrows it
         self.faiss_index = index
+        self._cell_of = None
 
     def _stage_arrays(self) -> dict[str, np.ndarray]:
         return {"faiss": serialize(self.faiss_index)}
 
     def _load_stage(self, arrays: dict[str, np.ndarray]) -> None:
         self.faiss_index = deserialize(arrays)
+        self._cell_of = None
 
     def _stage_bytes(self) -> int:
         idx = self.faiss_index
@@ -84,6 +94,70 @@ class IVFIndex(VectorIndex):
             p.sel = selector
         dist, ids = self.faiss_index.search(q, kc, params=p)
         return faiss_result(dist, ids, self.metric == "l2")
+
+    def _filtered(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
+                  sel: np.ndarray, n_sel: int, rerank: np.ndarray | None,
+                  report: dict[str, Any] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray] | _Final | None:
+        """Probes chosen by the selection, per query: the cells nearest to the query, as many
+        as hold the selected rows an unfiltered search scores (``nprobe`` cells' worth), so
+        a filter far from the query probes farther cells instead of returning the few
+        selected rows of the near ones (a random filter keeping a fraction f of the rows
+        probes about ``nprobe / f`` cells, as the widening did). A query whose cells would
+        hold as many rows as are selected, or selected rows at under ``NEAR_SHARE`` of the
+        selected fraction (a filter far from the query: its best rows lie where the cells'
+        order ranks nothing), scans the selected rows instead; so do small selections (the
+        base).
+        Either way at least :data:`FILTER_CANDIDATES` candidates go to the refine."""
+        nlist = self.faiss_index.nlist
+        want = (params.nprobe or DEFAULT_NPROBE) * self.n / nlist
+        if n_sel <= kc or n_sel < EXACT_BELOW * self.n or want >= n_sel:
+            return super()._filtered(q, qt, k, kc, params, sel, n_sel, rerank, report)
+        kc = min(max(kc, FILTER_CANDIDATES), n_sel) if self.refines else kc
+        cells = self._cells()
+        counts = np.bincount(cells[sel], minlength=nlist)
+        sizes = np.bincount(cells, minlength=nlist)
+        quantizer = faiss_module().downcast_index(self.faiss_index.quantizer)
+        _, order = quantizer.search(qt, nlist)  # each query's cells, nearest first
+        order = np.maximum(order, 0)
+        held = np.cumsum(counts[order], axis=1)
+        probes = np.minimum((held < want).sum(axis=1) + 1, nlist)
+        rows_probed = np.cumsum(sizes[order], axis=1)[np.arange(len(q)), probes - 1]
+        share = held[np.arange(len(q)), probes - 1] / np.maximum(rows_probed, 1)
+        # 0: scan the selected rows (as many probed; or few of them near the query: a far
+        # filter, whose best rows the cells' order does not rank)
+        probes[(rows_probed >= n_sel) | (share < NEAR_SHARE * n_sel / self.n)] = 0
+        s = np.full((len(q), kc), -np.inf, np.float32)
+        r = np.full((len(q), kc), -1, np.int64)
+        for p in np.unique(probes):  # queries probing as many cells, in one call
+            at = np.flatnonzero(probes == p)
+            s[at], r[at] = self._search(qt[at], kc, int(p), sel) if p else \
+                self._exhaustive(qt[at], kc, sel)
+        scanned = int((probes == 0).sum())
+        if report is not None:
+            report.update(strategy="ivf+scan" if scanned else "ivf", selected=n_sel,
+                          probes=float(probes[probes > 0].mean()) if scanned < len(q) else 0.0,
+                          scanned=scanned)
+        want_k = min(kc, n_sel)
+        short = np.flatnonzero((r >= 0).sum(axis=1) < want_k)
+        if len(short):  # never fewer than k: those queries scan the selected rows
+            s[short, :want_k], r[short, :want_k] = self._exhaustive(qt[short], want_k, sel)
+        return s, r
+
+    def _cells(self) -> np.ndarray:
+        """The cell of each row (int64, (n,)), read from the inverted lists once."""
+        cells = self._cell_of
+        if cells is None:
+            faiss = faiss_module()
+            lists = faiss.extract_index_ivf(self.faiss_index).invlists
+            cells = np.empty(self.n, np.int64)
+            for c in range(lists.nlist):
+                size = lists.list_size(c)
+                if size:
+                    ids = faiss.rev_swig_ptr(lists.get_ids(c), size)
+                    cells[np.asarray(ids, dtype=np.int64)] = c
+            self._cell_of = cells
+        return cells
 
     def _widen(self, params: QueryParams, kc: int, fraction: float) -> QueryParams:
         nprobe = params.nprobe or DEFAULT_NPROBE

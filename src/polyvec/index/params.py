@@ -12,7 +12,9 @@ from typing import Any
 
 from ..errors import CorruptFile, InvalidArgument
 
-__all__ = ["QueryParams", "CalibrationTable"]
+__all__ = ["QueryParams", "CalibrationTable", "FilteredBand", "UNFILTERED_ABOVE"]
+
+UNFILTERED_ABOVE = 0.75  # a search selecting more of the rows takes the unfiltered row
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,26 @@ class QueryParams:
 
 
 @dataclass(frozen=True)
+class FilteredBand:
+    """A table's rows measured again on filtered searches selecting ``fraction`` of the
+    rows at random: per target, the params that reach it there (the unfiltered row's, or
+    more where that fell short) and the mean recall measured with them."""
+
+    fraction: float
+    params: tuple[QueryParams, ...]
+    recalls: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fraction": self.fraction, "params": [p.to_dict() for p in self.params],
+                "recalls": list(self.recalls)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> FilteredBand:
+        return cls(float(d["fraction"]), tuple(QueryParams(**p) for p in d["params"]),
+                   tuple(float(r) for r in d["recalls"]))
+
+
+@dataclass(frozen=True)
 class CalibrationTable:
     """Target recall -> the fastest params found that reach it, with what was measured there.
 
@@ -66,10 +88,22 @@ class CalibrationTable:
     lower: tuple[float, ...] = ()
     seconds: tuple[float, ...] = ()
     queries: int = 0
+    bands: tuple[FilteredBand, ...] = ()
 
     def params_for(self, target_recall: float) -> QueryParams:
         """Params for the smallest calibrated target >= ``target_recall`` (else the largest)."""
         return self.params[self.row_for(target_recall)]
+
+    def lookup(self, target_recall: float, fraction: float = 1.0
+               ) -> tuple[QueryParams, float]:
+        """Params and measured recall for ``target_recall`` on a search selecting
+        ``fraction`` of the rows: the unfiltered row from :data:`UNFILTERED_ABOVE` up, else
+        the filtered band nearest in ratio to ``fraction``."""
+        i = self.row_for(target_recall)
+        if fraction >= UNFILTERED_ABOVE or not self.bands:
+            return self.params[i], self.recalls[i]
+        band = min(self.bands, key=lambda b: abs(math.log(max(fraction, 1e-12) / b.fraction)))
+        return band.params[i], band.recalls[i]
 
     def row_for(self, target_recall: float) -> int:
         """Row of the smallest calibrated target >= ``target_recall`` (else the last row)."""
@@ -84,7 +118,8 @@ class CalibrationTable:
         return {"knob": self.knob, "k": self.k, "targets": list(self.targets),
                 "params": [p.to_dict() for p in self.params], "recalls": list(self.recalls),
                 "recall_lower_bounds": list(self.lower),
-                "seconds_per_query": list(self.seconds), "queries": self.queries}
+                "seconds_per_query": list(self.seconds), "queries": self.queries,
+                "filtered": [b.to_dict() for b in self.bands]}
 
     @classmethod
     def from_dict(cls, d: Any) -> CalibrationTable:
@@ -94,6 +129,7 @@ class CalibrationTable:
                        tuple(float(r) for r in d["recalls"]),
                        tuple(float(r) for r in d.get("recall_lower_bounds", ())),
                        tuple(float(s) for s in d.get("seconds_per_query", ())),
-                       int(d.get("queries", 0)))
+                       int(d.get("queries", 0)),
+                       tuple(FilteredBand.from_dict(b) for b in d.get("filtered", ())))
         except (KeyError, TypeError, ValueError, AttributeError, InvalidArgument) as e:
             raise CorruptFile("index arrays", f"unreadable calibration table: {e}") from None
