@@ -10,10 +10,10 @@ Query-time knobs (``ef``, ``nprobe``, ``oversample``) come per call in :class:`Q
 a selection (bool mask over the index's rows) is one argument of ``search``. When the
 selection is small (fewer than ``k`` rows, or under :data:`EXACT_BELOW` of the rows) the
 candidate stage is skipped and the selected rows are scanned exhaustively, so a search never
-returns fewer than ``k`` rows when ``k`` rows are selected. In between, the index widens its
-search in proportion to the rows the filter removes (``ef / fraction``, ``nprobe /
-fraction``) and falls back to the exact scan where that widened search would visit more
-rows than are selected.
+returns fewer than ``k`` rows when ``k`` rows are selected. Above that each index plans the
+search for its selection (the HNSW graph: scan, or a filtered walk that gives up for the
+scan; IVF: as many cells as hold the selected rows it needs, or the scan; see their
+``_filtered``), and any query still short of ``min(k, selected)`` rows scans them.
 
 Scores are "higher is better": inner product for ``cosine``/``dot``, minus the squared
 Euclidean distance for ``l2``; rows are local row numbers (int64), ``-1`` pads.

@@ -6,10 +6,16 @@ Built with ``M`` and ``ef_construction`` from the spec; ``ef`` is passed per sea
 Searches of SQ8 graphs walk faiss's graph with polyvec's numba kernel
 (:mod:`polyvec._kernels.graph`: prefetched neighbour codes, codes scored without decoding,
 the exact refine in the same call when unfiltered): same visits and candidates as faiss's
-walk, ~1.4x faster per query on debian-minilm. A selection (filter, deletes) is honoured the
-way faiss honours a selector: the walk steps through every row, only selected rows are
-returned. Float graphs (flat, F16), where faiss's own walk is as fast, go through faiss: a
-selection as an ``IDSelectorBitmap``. The exhaustive fallback scans the graph's storage.
+walk, ~1.4x faster per query on debian-minilm. Float graphs (flat, F16), where faiss's own
+walk is as fast, go through faiss unfiltered.
+
+A selection (a filter, deletes) is planned per search (:meth:`HNSWIndex._filtered`): the
+selected rows' codes scanned where that is cheaper than the walk is expected to be, else
+the numba kernel's filtered walk (SQ8 and flat graphs: the best ``ef`` selected rows it
+meets, stepping through unselected ones), which scans instead once it has cost as much as
+the scan, or where the selected rows are rare among the first nodes it meets (a filter far
+from the query). F16 graphs, and searches while numba starts, take faiss's walk with an
+``IDSelectorBitmap`` and a widened ``ef``. The exhaustive fallback scans the graph's storage.
 """
 
 from __future__ import annotations
@@ -353,10 +359,11 @@ class HNSWIndex(VectorIndex):
                                      threads=_batch_threads(q)))
 
     def _widen(self, params: QueryParams, kc: int, fraction: float) -> QueryParams:
-        """The beam walks every row and only selected rows enter the results (see
-        ``_graph_numba._walk``), so the beam needs less than ``1 / fraction`` more width:
-        ``ef / fraction ** WIDEN_POWER`` (measured on Debian at 10%: the same recall as the
-        unfiltered search at its ``ef`` with 0.5; ``1 / fraction`` overshot to 0.99+)."""
+        """faiss's filtered walk (F16 graphs, numba starting): its beam walks every row and
+        only selected rows enter the results, so the beam needs less than ``1 / fraction``
+        more width: ``ef / fraction ** WIDEN_POWER`` (measured on Debian at 10%: the same
+        recall as the unfiltered search at its ``ef`` with 0.5; ``1 / fraction`` overshot
+        to 0.99+). The numba walk keeps ``ef`` selected rows and is not widened."""
         ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
         return replace(params, ef=math.ceil(ef / max(fraction, 1e-9) ** WIDEN_POWER))
 

@@ -1,8 +1,8 @@
 """Partition graphs: one more graph per frequent value of an indexed payload column.
 
 A filtered graph walk at 10% selectivity steps through ten rows for every one it may return,
-so it needs a beam about three times wider for the recall of the unfiltered walk (see
-``HNSWIndex._widen``). Where the filter is ``column == value`` on an indexed payload column,
+so it scores several times the nodes of the unfiltered walk for its recall, or scans (see
+``HNSWIndex._filtered``). Where the filter is ``column == value`` on an indexed payload column,
 a graph over just that value's rows answers it with the unfiltered walk's cost. So a graph
 index built over a segment also builds one over the rows of each value that between
 :data:`MIN_PART_ROWS` rows and :data:`MAX_PART_FRACTION` of the segment hold (rarer values are
