@@ -48,6 +48,7 @@ from _common import DATA, RESULTS, machine, markdown_table, write_results
 if "--batch-child" not in sys.argv:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one query per call, one thread
 os.environ.setdefault("LANCE_LOG", "error")  # (a deprecation warning per query)
+os.environ.setdefault("RUST_LOG", "error")
 import polyvec as pv  # noqa: E402
 
 K = 10

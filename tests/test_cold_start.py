@@ -194,3 +194,41 @@ later = c.search(q, k=3).ids.tolist()
 print(json.dumps({{"during": seen[0], "started": started, "same": first == later}}))
 """
     assert _run(code) == {"during": False, "started": True, "same": True}
+
+
+FIRST_FILTERED = """
+import json, sys, numpy as np, polyvec as pv
+from polyvec._kernels import _numba
+c = pv.connect(sys.argv[1]).get_collection("c")
+q = np.load(sys.argv[2])
+first = c.search(q, k=5, filter={"far": True})
+warm_then = _numba._warm.is_set()
+assert _numba.wait_warm(600)
+later = c.search(q, k=5, filter={"far": True})
+print(json.dumps({"warm_at_first": warm_then, "first": first.ids.tolist(),
+                  "later": later.ids.tolist(), "plan": first.info.get("plan")}))
+"""
+
+
+def test_a_first_filtered_search_plans_like_later_ones(tmp_path: Path) -> None:
+    """A new process's first filtered searches run while numba starts: the numpy twins walk
+    and scan with the kernel's plan (faiss's selector walk would stop near the query and
+    miss a filter far from it), so the first answer is the later one."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3_000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:1] + 0.05 * rng.standard_normal((1, 16)).astype(np.float32)
+    far = (x @ q[0]) < np.quantile(x @ q[0], 0.4)  # the 40% of the rows farthest from q
+    db = pv.connect(tmp_path / "db")
+    c = db.create_collection("c", {"v": pv.Dense(16, metric="cosine")}, indexed=["far"])
+    c.add(list(range(len(x))), {"v": x}, [{"far": bool(f)} for f in far])
+    c.create_index("v", "HNSW16,SQ8,Refine")
+    db.close()
+    np.save(tmp_path / "q.npy", q)
+    code = FIRST_FILTERED.replace("sys.argv[1]", repr(str(tmp_path / "db"))) \
+        .replace("sys.argv[2]", repr(str(tmp_path / "q.npy")))
+    got = _run(code)
+    assert not got["warm_at_first"] and got["plan"]["selected"] == int(far.sum())
+    s = x @ q[0]
+    best = set(np.flatnonzero(far)[np.argsort(-s[far])[:5]].tolist())
+    assert len(best & set(got["first"][0])) >= 4 and got["first"] == got["later"]

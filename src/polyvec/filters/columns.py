@@ -30,6 +30,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from .._kernels._numba import lazy_njit, register_warmer, resolve_backend
 from .ast import Compare, Exists, In, Leaf, Path
 from .parse import MAX_SAFE_INT
 from .reference import MISSING, is_number, leaf_matches_value, resolve
@@ -381,6 +382,8 @@ class Column:
         if len(values) == 1 and is_number(values[0]):  # the common filter: one pass
             return np.equal(num, float(values[0]) + 0.0)  # type: ignore[arg-type]
         mask = np.zeros(len(kind), dtype=bool)
+        if all(type(v) is int for v in values):  # a list of ids: no strings, no atoms
+            return _isin_numbers(num, values)  # type: ignore[arg-type]
         nums = [float(v) + 0.0 for v in values if is_number(v)]  # type: ignore[arg-type]
         if nums:
             mask |= num == nums[0] if len(nums) == 1 else _isin_numbers(num, nums)
@@ -457,22 +460,51 @@ class Column:
 LUT_SPAN = 1 << 20  # $in over integers spanning at most this many values: a lookup table
 
 
-def _isin_numbers(num: Floats, nums: list[float]) -> Bools:
+def _isin_numbers(num: Floats, nums: Sequence[float], *, backend: str = "auto") -> Bools:
     """``np.isin(num, nums)``; where every wanted value is an integer and they span at most
     :data:`LUT_SPAN`, by a table lookup per row (a cluster or tenant list of 500 ids over
-    58,026 rows: 0.17 ms, where ``np.isin`` sorts both sides in 1.6 ms). NaN (a missing or
-    non-numeric value), infinities and fractions never match an integer."""
+    58,026 rows: 0.04 ms in one numba pass, 0.2 ms by its numpy twin, where ``np.isin``
+    sorts both sides in 1.6 ms). NaN (a missing or non-numeric value), infinities and
+    fractions never match an integer."""
     wanted = np.unique(np.asarray(nums, dtype=np.float64))
     lo, hi = float(wanted[0]), float(wanted[-1])
     span = hi - lo
     if span > LUT_SPAN or not np.array_equal(wanted, np.floor(wanted)):
         return np.isin(num, wanted)
-    size = int(span) + 1
-    table = np.zeros(size + 1, dtype=bool)  # the extra last slot: rows out of range
+    table = np.zeros(int(span) + 1, dtype=bool)
     table[(wanted - lo).astype(np.int64)] = True
+    if resolve_backend(backend, light=True) == "numba":
+        out = np.empty(len(num), dtype=bool)
+        _lookup_numba(num, lo, table, out)
+        return out
+    return _lookup_numpy(num, lo, table)
+
+
+def _lookup_numpy(num: Floats, lo: float, table: Bools) -> Bools:
+    """``table[num - lo]`` where ``num - lo`` is an integer within the table, else False."""
     offset = num - lo
-    inside = (offset >= 0) & (offset <= span) & (offset == np.floor(offset))  # NaN: False
-    return table[np.where(inside, offset, size).astype(np.int64)]
+    inside = (offset >= 0) & (offset < len(table)) & (offset == np.floor(offset))  # NaN: no
+    padded = np.append(table, False)  # the extra last slot: rows out of range
+    return padded[np.where(inside, offset, len(table)).astype(np.int64)]
+
+
+def _lookup_loop(num, lo, table, out):  # pragma: no cover - compiled; twin of _lookup_numpy
+    size = table.shape[0]
+    for i in range(num.shape[0]):
+        o = num[i] - lo
+        hit = False
+        if o >= 0 and o < size:  # NaN fails both
+            j = int(o)
+            hit = j == o and table[j]
+        out[i] = hit
+
+
+_lookup_numba = lazy_njit()(_lookup_loop)
+
+
+@register_warmer
+def _warm_lookup() -> None:
+    _lookup_numba(np.zeros(1), 0.0, np.zeros(1, dtype=bool), np.empty(1, dtype=bool))
 
 
 def _grown(buffer: npt.NDArray[Any], capacity: int, fill: Any) -> npt.NDArray[Any]:

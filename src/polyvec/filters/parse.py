@@ -89,7 +89,14 @@ def _check_size(obj: Any) -> None:
                                   f"MAX_FILTER_DEPTH = {limits.MAX_FILTER_DEPTH} levels, got "
                                   "deeper")
             items = value.values() if isinstance(value, dict) else value
-            stack.extend((v, depth + 1) for v in items)
+            for v in items:  # scalars counted here: a list of 10,000 ids pushes nothing
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1))
+                else:
+                    nodes += 1
+            if nodes > limits.MAX_FILTER_NODES:
+                raise FilterError(f"expected at most polyvec.limits.MAX_FILTER_NODES = "
+                                  f"{limits.MAX_FILTER_NODES:,} nodes, got more")
 
 
 def _join(prefix: str, key: str) -> str:
@@ -201,7 +208,12 @@ def _op_in(path: Path, op: str, operand: Any, where: str) -> Node:
     if not isinstance(operand, list) or not operand:
         got = "an empty list" if isinstance(operand, list) else type(operand).__name__
         raise FilterError(f"{op} expects a non-empty list of scalars, got {got}", where)
-    leaf = In(path, tuple(_scalar(v, f"{where}[{i}]") for i, v in enumerate(operand)))
+    if all(type(v) is int for v in operand) and \
+            -MAX_SAFE_INT <= min(operand) and max(operand) <= MAX_SAFE_INT:
+        values = tuple(operand)  # a list of ids, checked in three passes
+    else:
+        values = tuple(_scalar(v, f"{where}[{i}]") for i, v in enumerate(operand))
+    leaf = In(path, values)
     return _not(leaf) if op == "$nin" else leaf
 
 

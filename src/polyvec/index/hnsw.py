@@ -36,6 +36,7 @@ from .._kernels.graph import (
     GraphSearcher,
     graph_from_faiss,
     graph_from_serialized,
+    scan_numpy,
     walk_numpy,
 )
 from ..errors import CorruptFile, InvalidArgument
@@ -297,12 +298,22 @@ class HNSWIndex(VectorIndex):
         to (Lucene's rule: a filter far from the query, whose rows the walk meets late, costs
         at most about twice the scan, and never its recall)."""
         walker = self._filter_walker()
-        if walker is None or (rerank is not None and rerank.dtype != np.float32):
-            return super()._filtered(q, qt, k, kc, params, sel, n_sel, rerank, report)
         kc = min(kc, self.n)
         ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        if walker is None and len(q) <= WARMING_QUERIES and self._walks_itself():
+            graph = self._graph_arrays()  # numba is starting: the same plan, by the twins
+            if graph is not None:
+                scan = n_sel <= WALK_COST * _walk_nodes(graph, ef, n_sel / self.n)
+                if report is not None:
+                    report.update(strategy="scan" if scan else "graph", selected=n_sel)
+                if scan:
+                    return scan_numpy(graph, qt, np.flatnonzero(sel), kc)
+                return walk_numpy(graph, qt, ef, kc, sel, budget=n_sel // WALK_COST,
+                                  share=NEAR_SHARE * n_sel / self.n)
+        if walker is None or (rerank is not None and rerank.dtype != np.float32):
+            return super()._filtered(q, qt, k, kc, params, sel, n_sel, rerank, report)
         stats = np.empty((len(q), 2), np.int64)
-        scan = n_sel <= WALK_COST * self._walk_nodes(walker, ef, n_sel / self.n)
+        scan = n_sel <= WALK_COST * _walk_nodes(walker.graph, ef, n_sel / self.n)
         if scan and rerank is not None and len(q) >= BATCH_EXACT:
             # a batch sharing the selection: its rows scored exactly, one matrix product
             got = exact_topk(q, rerank, k, self.metric, np.flatnonzero(sel))
@@ -337,12 +348,6 @@ class HNSWIndex(VectorIndex):
             self._flat_walker = None if graph is None else _compiled_walker(graph)
             self._flat_checked = True
         return self._flat_walker
-
-    @staticmethod
-    def _walk_nodes(walker: GraphSearcher, ef: int, fraction: float) -> float:
-        """The nodes a filtered walk is expected to score (see :data:`WALK_SCORED`)."""
-        links = int(walker.graph.cum[1])
-        return WALK_SCORED * links * ef / max(fraction, 1e-9) ** SPREAD
 
     def _as_part(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
                  sel: np.ndarray | None, n_sel: int, rerank: np.ndarray | None,
@@ -405,6 +410,12 @@ class HNSWIndex(VectorIndex):
             p.sel = selector
         dist, ids = storage.search(q, kc, params=p)
         return faiss_result(dist, ids, self.metric == "l2")
+
+
+def _walk_nodes(graph: Graph, ef: int, fraction: float) -> float:
+    """The nodes a filtered walk of ``graph`` is expected to score (see
+    :data:`WALK_SCORED`)."""
+    return WALK_SCORED * int(graph.cum[1]) * ef / max(fraction, 1e-9) ** SPREAD
 
 
 def _walk_report(stats: np.ndarray, n_sel: int, planned_scan: bool) -> dict[str, Any]:
