@@ -504,10 +504,11 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     for ax, corr in zip(axes, CORRELATIONS, strict=True):
         rows = [r for r in payload["cells"] if r["correlation"] == corr]
         xs = [r["fraction"] * 100 for r in rows]
-        for name in rows[0]["systems"]:
+        colors = plt.get_cmap("tab20").colors  # one per system (the default cycle has 10)
+        for j, name in enumerate(rows[0]["systems"]):
             ys = [r["systems"][name]["qps"] if r["systems"][name]["recall"] >= 0.9 else np.nan
                   for r in rows]
-            ax.plot(xs, ys, marker="o", label=name,
+            ax.plot(xs, ys, marker="o", label=name, color=colors[j % len(colors)],
                     linewidth=2.5 if name.startswith("polyvec") else 1)
         ax.set_xscale("log")
         ax.set_yscale("log")
