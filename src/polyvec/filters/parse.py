@@ -209,7 +209,7 @@ def _op_in(path: Path, op: str, operand: Any, where: str) -> Node:
         got = "an empty list" if isinstance(operand, list) else type(operand).__name__
         raise FilterError(f"{op} expects a non-empty list of scalars, got {got}", where)
     if all(type(v) is int for v in operand) and \
-            -MAX_SAFE_INT <= min(operand) and max(operand) <= MAX_SAFE_INT:
+            min(operand) >= -MAX_SAFE_INT and max(operand) <= MAX_SAFE_INT:
         values = tuple(operand)  # a list of ids, checked in three passes
     else:
         values = tuple(_scalar(v, f"{where}[{i}]") for i, v in enumerate(operand))
