@@ -379,14 +379,19 @@ class VectorIndex(ABC):
                 return _Final(*exact_topk(q, rerank, k, self.metric, np.flatnonzero(sel)))
             return self._exhaustive(qt, min(kc, n_sel), sel)
         s, r = self._candidates(qt, min(kc, self.n), params, sel)
-        want = min(kc, n_sel)
-        short = np.flatnonzero((r >= 0).sum(axis=1) < want)
-        if len(short):  # a filtered graph walk fell short: scan those queries exactly
-            if report is not None:
-                report.update(strategy=f"{self.family}+scan", scanned=len(short))
-            s2, r2 = self._exhaustive(qt[short], want, sel)
-            s[short, :want], r[short, :want] = s2, r2
+        scanned = self._scan_short(qt, s, r, min(kc, n_sel), sel)
+        if scanned and report is not None:
+            report.update(strategy=f"{self.family}+scan", scanned=scanned)
         return s, r
+
+    def _scan_short(self, qt: np.ndarray, s: np.ndarray, r: np.ndarray, want: int,
+                    sel: np.ndarray) -> int:
+        """The queries whose filtered candidates ``(s, r)`` hold fewer than ``want`` rows get
+        the selected rows' exhaustive scan in place (never fewer than k); how many did."""
+        short = np.flatnonzero((r >= 0).sum(axis=1) < want)
+        if len(short):
+            s[short, :want], r[short, :want] = self._exhaustive(qt[short], want, sel)
+        return len(short)
 
     def _check_selection(self, selection: np.ndarray | None) -> tuple[np.ndarray | None, int]:
         """The selection and how many rows it selects; ``None`` where it selects all."""

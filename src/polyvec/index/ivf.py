@@ -138,10 +138,7 @@ class IVFIndex(VectorIndex):
             report.update(strategy="ivf+scan" if scanned else "ivf", selected=n_sel,
                           probes=float(probes[probes > 0].mean()) if scanned < len(q) else 0.0,
                           scanned=scanned)
-        want_k = min(kc, n_sel)
-        short = np.flatnonzero((r >= 0).sum(axis=1) < want_k)
-        if len(short):  # never fewer than k: those queries scan the selected rows
-            s[short, :want_k], r[short, :want_k] = self._exhaustive(qt[short], want_k, sel)
+        self._scan_short(qt, s, r, min(kc, n_sel), sel)  # never fewer than k
         return s, r
 
     def _cells(self) -> np.ndarray:
