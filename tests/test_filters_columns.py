@@ -392,3 +392,28 @@ def test_in_over_many_integers_equals_isin() -> None:
     for wanted in ([float(v) for v in rng.choice(1000, 300, replace=False)] + [0.0, -3.0],
                    [0.0, 1.0], [5.0, 2.0 * LUT_SPAN], [1.0, 2.5, 7.0], [2**52, 2**52 + 3]):
         np.testing.assert_array_equal(_isin_numbers(num, wanted), np.isin(num, wanted))
+
+
+def test_in_over_ids_through_the_kept_ints_while_the_column_grows() -> None:
+    """A column keeps its rows' numbers as small ints for ``$in`` over ids (one table
+    lookup a row). The answers equal the reference's for ids, negatives, fractions, huge
+    numbers, strings, lists and missing values; rows added after a lookup are covered by the
+    next one, and a frozen copy made before the growth keeps its own rows' answers."""
+    from polyvec.filters.columns import LUT_SPAN
+
+    rng = np.random.default_rng(8)
+    pool: list[Any] = [int(v) for v in rng.integers(0, 40, 30)] + [
+        -1, 2.0, 2.5, LUT_SPAN, LUT_SPAN - 1, 2**40, "7", True, None, [3, 9], [], {"x": 1}]
+    rows = [{"a": pool[int(i)]} if i < len(pool) else {} for i in rng.integers(0, 45, 400)]
+    col = Column(A)
+    leaves = [In(A, (3, 9, 17)), In(A, (0, LUT_SPAN - 1)), In(A, (2, 39, 7)),
+              In(A, (-1, 3)), In(A, (LUT_SPAN, 5))]
+    frozen = None
+    for lo in range(0, len(rows), 100):
+        col.extend(rows[lo:lo + 100])
+        for leaf in leaves:
+            assert col.evaluate(leaf).tolist() == [matches(leaf, r) for r in rows[:lo + 100]]
+        if lo == 100:
+            frozen = col.frozen()
+    assert frozen is not None and len(frozen) == 200
+    assert frozen.evaluate(leaves[0]).tolist() == [matches(leaves[0], r) for r in rows[:200]]
