@@ -101,7 +101,11 @@ def test_filtered_search_equals_exact_over_the_subset(data: dict[str, Any], coll
             res = c.search(data["q"][i], k=K, filter=flt)
             recalls.append(_check(data, i, mask, res.ids))
             plan = res.info.get("plan")
-            if plan is not None:
+            if plan is not None and plan["strategy"] == "post-filter":  # a sampled count
+                assert abs(plan["selected"] - mask.sum()) <= 0.06 * N and plan["passed"] >= K
+                assert res.info["selected"] is None
+                plans.add(plan["strategy"])
+            elif plan is not None:
                 assert plan["selected"] == int(mask.sum())
                 plans.add(plan["strategy"])
         assert np.mean(recalls) >= SPECS[spec], (spec, corr, fraction, np.mean(recalls), plans)
@@ -112,7 +116,8 @@ def test_graph_strategies_are_all_exercised(data: dict[str, Any], graph: Any) ->
     large ones, and a far filter's walks give up for the scan; each reported in info."""
     c = graph
     seen = {}
-    for fraction, corr in [(0.01, "random"), (1.0, "random"), (0.5, "random"), (1.0, "far")]:
+    for fraction, corr in [(0.01, "random"), (1.0, "random"), (0.5, "random"), (1.0, "far"),
+                           (1.0, "near")]:
         for i in range(NQ):
             flt, _ = _filter(data, i, fraction, corr)
             plan = c.search(data["q"][i], k=K, filter=flt, ef=32).info.get("plan", {})
@@ -120,6 +125,42 @@ def test_graph_strategies_are_all_exercised(data: dict[str, Any], graph: Any) ->
     assert seen[(0.01, "random")] == {"scan"}
     assert seen[(0.5, "random")] == {"graph"}
     assert "graph+scan" in seen[(1.0, "far")], seen
+    assert "post-filter" in seen[(1.0, "near")], seen  # a new filter, the query's clusters
+
+
+def test_post_filter_answers_only_where_k_candidates_pass(data: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    """A new filter keeping the query's neighbourhood is checked on the unfiltered
+    candidates only (``post-filter``): its answer equals the one through the selection,
+    deleted items stay out, a far filter falls back to the selection's plan, and a filter
+    on a path no column holds (SQL) or matching few rows never takes it."""
+    db = pv.connect(tmp_path)
+    c = db.create_collection("c", {"v": pv.Dense(D)}, indexed=["c", "r"])
+    payloads = [{"c": int(b), "s": int(b), "r": int(r)}
+                for b, r in zip(data["cl"], data["r"], strict=True)]
+    c.add(list(range(N)), {"v": data["x"]}, payloads)
+    c.create_index("v", "HNSW16,SQ8,Refine")
+    order = np.argsort(-(data["centers"] @ data["q"][0]))
+    near = [int(v) for v in order[:CLUSTERS // 4]]
+    far = [int(v) for v in order[-(CLUSTERS // 4):]]
+    got = c.search(data["q"][0], k=K, filter={"c": {"$in": near}}, ef=64)
+    assert got.info["plan"]["strategy"] == "post-filter" and got.info["selected"] is None
+    assert got.info["plan"]["candidates"] == 15 and got.info["plan"]["passed"] >= K
+    again = c.search(data["q"][0], k=K, filter={"c": {"$in": near}}, ef=64)  # now compiled?
+    exact = c.search(data["q"][0], k=K, filter={"c": {"$in": near}}, ef=2000)
+    assert set(got.ids.tolist()) == set(again.ids.tolist()) == set(exact.ids.tolist())
+    c.delete([int(v) for v in got.ids[:3]])
+    after = c.search(data["q"][0], k=K, filter={"c": {"$in": near}}, ef=64)
+    assert not set(after.ids.tolist()) & set(got.ids[:3].tolist()) and len(after.ids) == K
+    far_res = c.search(data["q"][0], k=K, filter={"c": {"$in": far}}, ef=64)
+    assert far_res.info["plan"]["strategy"] != "post-filter"
+    assert np.isin(data["cl"][far_res.ids.astype(int)], far).all()
+    sql = c.search(data["q"][0], k=K, filter={"s": {"$in": near}}, ef=64)
+    assert sql.info.get("plan", {}).get("strategy") != "post-filter"
+    assert set(sql.ids.tolist()) <= set(np.flatnonzero(np.isin(data["cl"], near)).tolist())
+    tiny = c.search(data["q"][0], k=K, filter={"r": {"$lt": 100}}, ef=64)  # 1%: scanned
+    assert tiny.info["plan"]["strategy"] == "scan"
+    db.close()
 
 
 def test_target_recall_holds_under_filters(data: dict[str, Any], graph: Any) -> None:

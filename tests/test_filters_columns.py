@@ -70,6 +70,8 @@ def test_evaluate_matches_reference(leaf: Compare | In | Exists) -> None:
     expected = [matches(leaf, row) for row in ROWS]
     assert column(ROWS).evaluate(leaf).tolist() == expected
     assert any(expected) and not all(expected)  # the table makes every leaf discriminate
+    rows = np.random.default_rng(1).integers(0, len(ROWS), 3 * len(ROWS))  # some, repeated
+    assert column(ROWS).evaluate(leaf, rows).tolist() == [expected[r] for r in rows]
 
 
 def test_take_reorders_and_compacts_strings() -> None:
@@ -180,6 +182,8 @@ def expected_mask(leaf: Node, rows: list[dict[str, Any]]) -> list[bool]:
 def test_list_rows_match_reference(leaf: Compare | In | Exists) -> None:
     expected = expected_mask(leaf, LIST_ROWS)
     assert column(LIST_ROWS, L).evaluate(leaf).tolist() == expected
+    rows = np.arange(len(LIST_ROWS))[::-2]
+    assert column(LIST_ROWS, L).evaluate(leaf, rows).tolist() == [expected[r] for r in rows]
     assert any(expected) and not all(expected)  # the table makes every leaf discriminate
     one_by_one = Column(L)
     for row in LIST_ROWS:  # element buffers grow one list at a time
@@ -342,6 +346,9 @@ def test_compile_filter_routes_non_indexed_subtrees_to_sql(
     assert mask.dtype == np.bool_
     assert mask.tolist() == [matches(node, row) for row in ROWS2]
     assert spy.asked == asked
+    rows = np.array([5, 0, 23, 5, 11], dtype=np.intp)  # a search's candidates, checked after
+    some = compile_filter(node, n=len(ROWS2), columns=COLS2, sql_mask=spy, rows=rows)
+    assert some.tolist() == mask[rows].tolist()
 
 
 def test_compile_filter_edges() -> None:
@@ -357,6 +364,11 @@ def test_compile_filter_edges() -> None:
         compile_filter(Exists(A), n=n + 1, columns=COLS2, sql_mask=spy)
     with pytest.raises(ValueError, match="n must"):
         compile_filter(Exists(A), n=-1, columns=COLS2, sql_mask=spy)
+    for bad in ([n], [-1, 0]):
+        with pytest.raises(ValueError, match="rows must lie"):
+            compile_filter(Exists(A), n=n, columns=COLS2, sql_mask=spy, rows=np.array(bad))
+    assert compile_filter(MatchAll(), n=n, columns={}, sql_mask=spy,
+                          rows=np.array([1, 2])).tolist() == [True, True]
 
 
 def test_a_frozen_column_keeps_its_answers_while_the_column_grows() -> None:

@@ -46,8 +46,10 @@ def compile_filter(
     n: int,
     columns: Mapping[Path, Column],
     sql_mask: Callable[[Node], npt.ArrayLike],
+    rows: npt.NDArray[np.intp] | None = None,
 ) -> Mask:
-    """Return the boolean mask of the row positions that match ``node``.
+    """Return the boolean mask of the row positions that match ``node`` (of the positions
+    ``rows`` only, where given).
 
     Parameters
     ----------
@@ -60,10 +62,13 @@ def compile_filter(
     sql_mask : callable
         ``sql_mask(subtree)`` returns a boolean array of shape ``(n,)`` for a subtree that
         reads no indexed path.
+    rows : numpy.ndarray of int, optional
+        Row positions in ``[0, n)``: the mask is of these rows, in that order (the
+        candidates of a search, checked after it: a loose filter is never compiled whole).
 
     Returns
     -------
-    numpy.ndarray of bool, shape (n,)
+    numpy.ndarray of bool, shape (n,) or (len(rows),)
 
     Raises
     ------
@@ -73,23 +78,28 @@ def compile_filter(
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    return _Compiler(n, columns, sql_mask).mask(node)
+    if rows is not None and len(rows) and not 0 <= rows.min() <= rows.max() < n:
+        raise ValueError(f"rows must lie in [0, {n}), got {rows.min()}..{rows.max()}")
+    return _Compiler(n, columns, sql_mask, rows).mask(node)
 
 
 class _Compiler:
     def __init__(
-        self, n: int, columns: Mapping[Path, Column], sql_mask: Callable[[Node], npt.ArrayLike]
+        self, n: int, columns: Mapping[Path, Column], sql_mask: Callable[[Node], npt.ArrayLike],
+        rows: npt.NDArray[np.intp] | None = None,
     ) -> None:
         self.n = n
         self.columns = columns
         self.sql_mask = sql_mask
+        self.rows = rows
+        self.size = n if rows is None else len(rows)  # the length of every mask made
 
     def indexed(self, node: Node) -> bool:
         return any(path in self.columns for path in leaf_paths(node))
 
     def mask(self, node: Node) -> Mask:
         if isinstance(node, MatchAll):
-            return np.ones(self.n, dtype=bool)
+            return np.ones(self.size, dtype=bool)
         if not self.indexed(node):
             return self.sql(node)
         if isinstance(node, (Compare, In, Exists)):
@@ -102,7 +112,7 @@ class _Compiler:
 
     def junction(self, node: And | Or) -> Mask:
         is_and = isinstance(node, And)
-        result = np.full(self.n, is_and, dtype=bool)
+        result = np.full(self.size, is_and, dtype=bool)
         rest = []
         for child in node.children:
             if not self.indexed(child):
@@ -120,12 +130,16 @@ class _Compiler:
         column = self.columns[leaf.path]
         if len(column) != self.n:
             raise ValueError(f"column {leaf.path!r} holds {len(column)} rows, expected {self.n}")
-        return column.evaluate(leaf)
+        return column.evaluate(leaf, self.rows)
 
     def sql(self, node: Node) -> Mask:
         """``sql_mask`` of a subtree, cut into pieces of at most :data:`SQL_CHUNK` operands
         when it is large: SQLite refuses expressions deeper than 1,000 and statements with
-        more than 32,766 parameters (a 5,000-branch ``$or`` was one)."""
+        more than 32,766 parameters (a 5,000-branch ``$or`` was one). With ``rows``, the
+        whole mask is read and those rows taken."""
+        if self.rows is not None:
+            whole = _Compiler(self.n, self.columns, self.sql_mask)
+            return whole.sql(node)[self.rows]
         big = isinstance(node, (And, Or, Not)) and _size(node) > SQL_CHUNK
         if big and isinstance(node, Not):
             return ~self.sql(node.child)

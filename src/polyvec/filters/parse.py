@@ -89,14 +89,21 @@ def _check_size(obj: Any) -> None:
                                   f"MAX_FILTER_DEPTH = {limits.MAX_FILTER_DEPTH} levels, got "
                                   "deeper")
             items = value.values() if isinstance(value, dict) else value
-            for v in items:  # scalars counted here: a list of 10,000 ids pushes nothing
-                if isinstance(v, dict | list):
-                    stack.append((v, depth + 1))
-                else:
-                    nodes += 1
+            if isinstance(value, list) and set(map(type, value)) <= _FLAT:
+                nodes += len(value)  # a list of ids or names: counted without a loop
+            else:
+                for v in items:  # scalars counted here: a list of 10,000 ids pushes nothing
+                    if isinstance(v, dict | list):
+                        stack.append((v, depth + 1))
+                    else:
+                        nodes += 1
             if nodes > limits.MAX_FILTER_NODES:
                 raise FilterError(f"expected at most polyvec.limits.MAX_FILTER_NODES = "
                                   f"{limits.MAX_FILTER_NODES:,} nodes, got more")
+
+
+_INT = {int}
+_FLAT = {int, float, str, bool, type(None)}  # the types of a list that nests nothing
 
 
 def _join(prefix: str, key: str) -> str:
@@ -208,7 +215,7 @@ def _op_in(path: Path, op: str, operand: Any, where: str) -> Node:
     if not isinstance(operand, list) or not operand:
         got = "an empty list" if isinstance(operand, list) else type(operand).__name__
         raise FilterError(f"{op} expects a non-empty list of scalars, got {got}", where)
-    if all(type(v) is int for v in operand) and \
+    if set(map(type, operand)) == _INT and \
             min(operand) >= -MAX_SAFE_INT and max(operand) <= MAX_SAFE_INT:
         values = tuple(operand)  # a list of ids, checked in three passes
     else:
