@@ -429,3 +429,31 @@ def test_in_over_ids_through_the_kept_ints_while_the_column_grows() -> None:
             frozen = col.frozen()
     assert frozen is not None and len(frozen) == 200
     assert frozen.evaluate(leaves[0]).tolist() == [matches(leaves[0], r) for r in rows[:200]]
+
+
+def test_count_from_the_value_counts_equals_the_mask() -> None:
+    """``Column.count`` answers ``$in``/``eq`` over ids from its value counts, kept while
+    the column grows: the mask's count; ``None`` where the counts cannot say (strings, a
+    range, a column with lists); ``count_bound`` takes the least of an ``$and``'s counts."""
+    from polyvec.filters import count_bound
+
+    rng = np.random.default_rng(2)
+    col = Column(A)
+    rows: list[dict[str, Any]] = []
+    for _ in range(3):
+        part = [{"a": int(v)} for v in rng.integers(0, 50, 300)] + [{"a": 3.0}, {"a": "3"},
+                                                                     {"a": -2}, {}]
+        col.extend(part)
+        rows += part
+        for leaf in (In(A, (3, 7, 7, 49, 500, -2)), Compare(A, "eq", 3), In(A, (60,))):
+            assert col.count(leaf) == int(col.evaluate(leaf).sum()) - (leaf == In(
+                A, (3, 7, 7, 49, 500, -2))) * sum(r.get("a") == -2 for r in rows)
+    assert col.count(Compare(A, "lt", 3)) is None and col.count(In(A, ("3",))) is None
+    assert col.count(In(A, (True,))) is None
+    lists = column([{"a": [1, 2]}, {"a": 1}])
+    assert lists.count(In(A, (1,))) is None
+    cols = {A: col, ("b",): column([{"b": i % 2} for i in range(len(col))], ("b",))}
+    node = parse_filter({"a": {"$in": [3, 7]}, "b": 1})
+    assert count_bound(node, cols) == min(col.count(In(A, (3, 7))),
+                                          cols[("b",)].count(Compare(("b",), "eq", 1)))
+    assert count_bound(parse_filter({"$or": [{"a": 1}, {"b": 1}]}), cols) is None

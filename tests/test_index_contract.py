@@ -202,3 +202,34 @@ def test_lid_order_inserts_hardest_first_and_keeps_row_labels(data) -> None:
     index = build_index(base, parse_index("HNSW16(lid,efc=40)"), "cosine", threads=1)
     _, rows = index.search(base[:50], 1, params=QueryParams(ef=32))
     assert (rows[:, 0] == np.arange(50)).mean() >= 0.98
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_exact_topk_of_a_few_rows_equals_the_streaming_top_k(metric: str) -> None:
+    """One query against at most SMALL_EXACT rows is scored by one product and one sort:
+    the same scores and rows as the streaming top-k (ties to the lower row; fewer rows than
+    k padded with -inf / -1)."""
+    from polyvec._kernels import TopK
+    from polyvec.index import base as b
+    from polyvec.index.flat import scan_dense
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    x[100:110] = x[7]  # ties
+    q = np.ascontiguousarray(x[7:8] + 0.01)
+    for rows in (np.arange(0, 3000, 3), np.array([9, 100, 7, 104, 5]), np.arange(b.SMALL_EXACT)):
+        got = exact_topk(q, x, 10, metric, rows)
+        top = TopK(1, 10)
+        scan_dense(q, x[rows], rows.astype(np.int64), top, metric="l2" if metric == "l2"
+                   else "dot")
+        want = top.result()
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-4)
+        m = min(10, len(rows))
+        s, r = got[0][0][:m], got[1][0][:m]
+        assert (np.diff(s) <= 0).all() and len(set(r.tolist())) == m
+        assert (got[1][0][m:] == -1).all() and np.isneginf(got[0][0][m:]).all()
+        above = want[0][0][:m] > s[-1] + 1e-4  # ties at the k-th may go either way
+        assert set(want[1][0][:m][above].tolist()) <= set(r.tolist())
+        tied = r[np.abs(s - s[-1]) <= 1e-4]
+        assert (np.diff(tied) > 0).all()  # among ties the lower rows, in order
+    assert len(np.arange(0, 3000, 3)) <= b.SMALL_EXACT

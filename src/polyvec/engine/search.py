@@ -24,7 +24,7 @@ from .._kernels import TopK
 from ..errors import CorruptFile, PolyvecError
 from ..fields import kind_of
 from ..fields.base import FieldKind
-from ..filters import MatchAll, compile_filter, to_sql
+from ..filters import MatchAll, compile_filter, count_bound, to_sql
 from ..spec import FieldSpec
 from ..types import SearchResult
 
@@ -239,6 +239,9 @@ class SearchExecutor:
         0.08 ms, as long as the walk), and a filter made per query (a user's own, a list of
         the query's clusters) finds none kept on the snapshot."""
         n = len(snap.seqs)
+        bound = count_bound(node, snap.columns)  # (an id list: counted, no pass)
+        if bound is not None and bound < POST_FRACTION * n:
+            return None
         sample = snap.memo.get("post sample")
         if sample is None:
             sample = snap.memo["post sample"] = np.unique(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .ast import And, Compare, Exists, In, MatchAll, Node, Not, Or, leaf_paths
 from .columns import Column
-from .compile import compile_filter
+from .compile import compile_filter, count_bound
 from .parse import parse_filter
 from .reference import matches
 from .sql import dumps_payload, to_sql
@@ -27,6 +27,7 @@ __all__ = [
     "to_sql",
     "dumps_payload",
     "compile_filter",
+    "count_bound",
     "leaf_paths",
     "Column",
     "Node",

@@ -125,6 +125,7 @@ class Column:
         self._sorted: tuple[list[str], npt.NDArray[np.int64]] | None = None
         # The rows' numbers as small ints (see _small_ints), for the rows made so far.
         self._ints: tuple[npt.NDArray[np.intp], int] | None = None
+        self._hist: tuple[int, npt.NDArray[np.int64]] | None = None  # rows per small int
 
     def __len__(self) -> int:
         return self._n
@@ -451,6 +452,38 @@ class Column:
         if kept is None:
             return np.empty(0, dtype=np.intp), -1
         return kept[0][:n], kept[1]
+
+    def count(self, leaf: Leaf) -> int | None:
+        """How many rows match ``leaf`` where the column's value counts say it without a
+        pass over the rows: an ``$in`` or ``eq`` over ids in ``[0, LUT_SPAN)`` on a column of
+        scalars (``None`` for anything else, or a column holding lists)."""
+        if leaf.path != self.path or self._el_n or self._raw_rows:
+            return None
+        values = leaf.values if isinstance(leaf, In) else (leaf.value,) \
+            if isinstance(leaf, Compare) and leaf.op == "eq" else None
+        if values is None or set(map(type, values)) != _INT:
+            return None
+        counts = self._counts()
+        wanted = np.asarray(values)
+        wanted = wanted[(wanted >= 0) & (wanted < len(counts))]
+        table = np.zeros(len(counts), dtype=bool)  # (an id listed twice counts once)
+        table[wanted] = True
+        return int(counts[table].sum())
+
+    def _counts(self) -> npt.NDArray[np.int64]:
+        """Rows per small int (see :meth:`_small_ints`), kept and extended as those are."""
+        index, _ = self._small_ints()
+        kept = self._hist
+        done = 0 if kept is None else kept[0]
+        if kept is None or done < len(index):
+            part = np.bincount(index[done:][index[done:] >= 0])
+            if kept is not None:
+                grown = np.zeros(max(len(part), len(kept[1])), dtype=np.int64)
+                grown[:len(kept[1])] += kept[1]
+                grown[:len(part)] += part
+                part = grown
+            kept = self._hist = (len(index), part)
+        return kept[1]
 
     def _some_ints(self, rows: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], int]:
         """:meth:`_small_ints` at ``rows``."""

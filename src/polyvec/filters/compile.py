@@ -35,7 +35,7 @@ import numpy.typing as npt
 from .ast import And, Compare, Exists, In, MatchAll, Node, Not, Or, Path, leaf_paths
 from .columns import Column
 
-__all__ = ["compile_filter"]
+__all__ = ["compile_filter", "count_bound"]
 
 Mask = npt.NDArray[np.bool_]
 
@@ -81,6 +81,20 @@ def compile_filter(
     if rows is not None and len(rows) and not 0 <= rows.min() <= rows.max() < n:
         raise ValueError(f"rows must lie in [0, {n}), got {rows.min()}..{rows.max()}")
     return _Compiler(n, columns, sql_mask, rows).mask(node)
+
+
+def count_bound(node: Node, columns: Mapping[Path, Column]) -> int | None:
+    """An upper bound on the rows ``node`` matches, from the columns' value counts alone
+    (:meth:`Column.count`): a counted leaf, or the least of an ``$and``'s counted children;
+    ``None`` where nothing is counted (then only a pass over the rows tells)."""
+    if isinstance(node, (Compare, In)):
+        column = columns.get(node.path)
+        return None if column is None else column.count(node)
+    if isinstance(node, And):
+        counts = [c for c in (count_bound(child, columns) for child in node.children)
+                  if c is not None]
+        return min(counts) if counts else None
+    return None
 
 
 class _Compiler:

@@ -73,6 +73,9 @@ def faiss_threads(threads: int | None) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
+SMALL_EXACT = 1024  # rows of a one-query exact_topk scored without the streaming top-k
+
+
 def exact_topk(q: np.ndarray, x: np.ndarray, k: int, metric: str,
                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of ``q`` against ``x`` (or against ``x[rows]``, reporting ``rows``)."""
@@ -81,6 +84,15 @@ def exact_topk(q: np.ndarray, x: np.ndarray, k: int, metric: str,
 
     ids = np.arange(len(x), dtype=np.int64) if rows is None else rows.astype(np.int64)
     vecs = x if rows is None else x[rows]
+    if len(q) == 1 and len(vecs) <= SMALL_EXACT:  # a few rows: one product, one sort
+        s = vecs.astype(np.float32, copy=False) @ q[0]
+        if metric == "l2":
+            s = 2 * s - float(q[0] @ q[0]) - np.einsum("ij,ij->i", vecs, vecs)
+        order = np.lexsort((ids, -s))[:k]  # higher score first, then the lower row
+        scores = np.full((1, k), -np.inf, np.float32)
+        out = np.full((1, k), -1, np.int64)
+        scores[0, :len(order)], out[0, :len(order)] = s[order], ids[order]
+        return scores, out
     top = TopK(len(q), k)
     scan_dense(q, vecs, ids, top, metric="l2" if metric == "l2" else "dot")
     return top.result()
