@@ -1,6 +1,7 @@
 """Filtered search against its oracle, exact search over the matching subset: every index
-kind and every strategy its planner picks (the selected rows scanned, the filtered graph
-walk, the walk that gives up for the scan), at selections of 100%, 50%, 10%, 1%, 0.1%,
+kind and every strategy its planner picks (a few selected rows scored exactly, the selected
+rows scanned, the filtered graph walk, the walk that gives up for the scan, a new filter
+checked on the unfiltered candidates), at selections of 100%, 50%, 10%, 1%, 0.1%,
 0.01% and none, random or near or far from the query; never fewer than ``min(k, matches)``
 results; per-query filters of a batch equal the same filters one query at a time."""
 
@@ -116,13 +117,14 @@ def test_graph_strategies_are_all_exercised(data: dict[str, Any], graph: Any) ->
     large ones, and a far filter's walks give up for the scan; each reported in info."""
     c = graph
     seen = {}
-    for fraction, corr in [(0.01, "random"), (1.0, "random"), (0.5, "random"), (1.0, "far"),
-                           (1.0, "near")]:
+    for fraction, corr in [(0.01, "random"), (0.05, "random"), (1.0, "random"),
+                           (0.5, "random"), (1.0, "far"), (1.0, "near")]:
         for i in range(NQ):
             flt, _ = _filter(data, i, fraction, corr)
             plan = c.search(data["q"][i], k=K, filter=flt, ef=32).info.get("plan", {})
             seen.setdefault((fraction, corr), set()).add(plan.get("strategy"))
-    assert seen[(0.01, "random")] == {"scan"}
+    assert seen[(0.01, "random")] == {"exact"}  # 200 rows: scored exactly, no index call
+    assert seen[(0.05, "random")] == {"scan"}
     assert seen[(0.5, "random")] == {"graph"}
     assert "graph+scan" in seen[(1.0, "far")], seen
     assert "post-filter" in seen[(1.0, "near")], seen  # a new filter, the query's clusters
@@ -146,7 +148,7 @@ def test_post_filter_answers_only_where_k_candidates_pass(data: dict[str, Any],
     got = c.search(data["q"][0], k=K, filter={"c": {"$in": near}}, ef=64)
     assert got.info["plan"]["strategy"] == "post-filter" and got.info["selected"] is None
     assert got.info["plan"]["candidates"] == 15 and got.info["plan"]["passed"] >= K
-    again = c.search(data["q"][0], k=K, filter={"c": {"$in": near}}, ef=64)  # now compiled?
+    again = c.search(data["q"][0], k=K, filter={"c": {"$in": near}}, ef=64)
     exact = c.search(data["q"][0], k=K, filter={"c": {"$in": near}}, ef=2000)
     assert set(got.ids.tolist()) == set(again.ids.tolist()) == set(exact.ids.tolist())
     c.delete([int(v) for v in got.ids[:3]])
@@ -158,8 +160,8 @@ def test_post_filter_answers_only_where_k_candidates_pass(data: dict[str, Any],
     sql = c.search(data["q"][0], k=K, filter={"s": {"$in": near}}, ef=64)
     assert sql.info.get("plan", {}).get("strategy") != "post-filter"
     assert set(sql.ids.tolist()) <= set(np.flatnonzero(np.isin(data["cl"], near)).tolist())
-    tiny = c.search(data["q"][0], k=K, filter={"r": {"$lt": 100}}, ef=64)  # 1%: scanned
-    assert tiny.info["plan"]["strategy"] == "scan"
+    tiny = c.search(data["q"][0], k=K, filter={"r": {"$lt": 100}}, ef=64)  # 1%: 200 rows
+    assert tiny.info["plan"]["strategy"] == "exact"
     db.close()
 
 

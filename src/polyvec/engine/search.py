@@ -24,6 +24,7 @@ from .._kernels import TopK
 from ..errors import CorruptFile, PolyvecError
 from ..fields import kind_of
 from ..fields.base import FieldKind
+from ..index.base import exact_topk
 from ..filters import MatchAll, compile_filter, count_bound, to_sql
 from ..spec import FieldSpec
 from ..types import SearchResult
@@ -38,6 +39,7 @@ __all__ = ["NeedsCatalog", "Plan", "SearchExecutor"]
 MAX_SETTINGS = 64  # bound calls a plan keeps (settings seen on one snapshot)
 
 
+FEW_ROWS = 256  # a selection this small is scored exactly, without the index (_few)
 POST_FRACTION = 0.02  # a new filter matching at least this share first tries post-filtering
 POST_DEPTH = 1.5  # ... the unfiltered top POST_DEPTH * k, where k of them must pass
 POST_SAMPLE = 1024  # rows the share is measured on
@@ -209,6 +211,9 @@ class SearchExecutor:
                 except NeedsCatalog:
                     return None
                 mask = snap.select_rows(selected, plan.seg)
+                n_sel = int(np.count_nonzero(mask))
+                if n_sel <= FEW_ROWS:
+                    return self._few(plan, queries, k, mask, n_sel)
             return self._first(snap, plan, queries, k, target_recall, ef, nprobe, oversample,
                                key, mask, selected)
         if not 0 < call[4] * len(queries) <= limits.MAX_RESULT_SLOTS:
@@ -281,6 +286,24 @@ class SearchExecutor:
         if single:
             return SearchResult.made(ids, top, info)
         return SearchResult.made(ids[None], top[None], info)
+
+    def _few(self, plan: Plan, queries: Any, k: int, mask: np.ndarray, n_sel: int
+             ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """A selection of at most :data:`FEW_ROWS` rows of ``plan``'s segment (``mask``,
+        ``n_sel`` of them): every one scored exactly, no index call and nothing to plan or
+        keep (a filter that picks a few items: a tenant's, a user's own)."""
+        data = plan.seg.fields[plan.name]
+        k = min(k, plan.live)
+        if type(data) is np.ndarray and data.ndim == 2:  # dense: one product, one sort
+            scores, rows = exact_topk(queries, data, k, plan.spec.metric, np.flatnonzero(mask))
+        else:
+            topk = TopK(len(queries), k)
+            plan.kind.scan(plan.spec, queries, data, np.arange(len(mask)), topk, mask)
+            scores, rows = topk.result()
+        info = {"strategy": "exact", "field": plan.name, "selected": n_sel,
+                "plan": {"strategy": "exact", "selected": n_sel, "scored": float(n_sel),
+                         "scanned": len(queries)}}
+        return scores, rows, info
 
     def _share(self, node: Any, snap: Snapshot, rows: np.ndarray) -> float | None:
         """The share of the live items at positions ``rows`` that ``node`` matches (``None``
