@@ -24,8 +24,8 @@ from .._kernels import TopK
 from ..errors import CorruptFile, PolyvecError
 from ..fields import kind_of
 from ..fields.base import FieldKind
+from ..filters import In, MatchAll, compile_filter, count_bound, to_sql
 from ..index.base import exact_topk
-from ..filters import MatchAll, compile_filter, count_bound, to_sql
 from ..spec import FieldSpec
 from ..types import SearchResult
 
@@ -84,7 +84,7 @@ class SearchExecutor:
     # alive items only: built once per call, then gathered per block through the block's
     # cached positions (``Snapshot.positions``).
     def select_columns(self, node: Any, snap: Snapshot, catalog: Any = None,
-                       key: str | None = None) -> np.ndarray:
+                       key: Any = None) -> np.ndarray:
         """The selection of ``node`` in ``snap``, from its frozen columns: no lock, so a
         filtered search runs while a writer of this handle seals, merges or builds an index.
         A subtree on a payload path no column holds is read with SQL on ``catalog`` (a
@@ -94,11 +94,11 @@ class SearchExecutor:
         Kept on the snapshot for the next search with the same filter (a tenant's, a
         category's: compiling is a pass over every row, ~0.4 ms at 1,000,000 items), keyed by
         the tree's ``repr`` (node equality takes ``1``, ``1.0`` and ``True`` for one value),
-        up to ``SELECTIONS`` of them and ``SELECTION_BYTES`` in all (``key``: that ``repr``,
-        where the caller has it). Nothing writes into a selection: searches read it and take
+        up to ``SELECTIONS`` of them and ``SELECTION_BYTES`` in all (``key``: the tree's
+        :func:`_filter_key`, where the caller has it). Nothing writes into a selection: searches read it and take
         views of it."""
         if key is None:
-            key = repr(node)
+            key = _filter_key(node)
         kept = snap.selections.get(key)
         if kept is not None:
             return kept
@@ -174,7 +174,7 @@ class SearchExecutor:
         if plan is None or plan.seg.indexes.get(plan.name) is not plan.entry:
             return None
         queries, single = plan.check(query)
-        shown = None if node is None else repr(node)
+        shown = None if node is None else _filter_key(node)
         key = (k, ef, type(ef), nprobe, type(nprobe), oversample, type(oversample),
                target_recall, type(target_recall), shown)
         try:
@@ -213,7 +213,7 @@ class SearchExecutor:
                 mask = snap.select_rows(selected, plan.seg)
                 n_sel = int(np.count_nonzero(mask))
                 if n_sel <= FEW_ROWS:
-                    return self._few(plan, queries, k, mask, n_sel)
+                    return self._few(plan, queries, k, key, mask, n_sel)
             return self._first(snap, plan, queries, k, target_recall, ef, nprobe, oversample,
                                key, mask, selected)
         if not 0 < call[4] * len(queries) <= limits.MAX_RESULT_SLOTS:
@@ -245,13 +245,14 @@ class SearchExecutor:
         the query's clusters) finds none kept on the snapshot."""
         n = len(snap.seqs)
         bound = count_bound(node, snap.columns)  # (an id list: counted, no pass)
-        if bound is not None and bound < POST_FRACTION * n:
-            return None
-        sample = snap.memo.get("post sample")
-        if sample is None:
-            sample = snap.memo["post sample"] = np.unique(
-                np.linspace(0, n - 1, min(n, POST_SAMPLE)).astype(np.intp))
-        fraction = self._share(node, snap, sample)
+        if bound is not None and (bound < POST_FRACTION * n or isinstance(node, In)):
+            fraction: float | None = bound / max(n, 1)  # (one leaf: its count, not a bound)
+        else:
+            sample = snap.memo.get("post sample")
+            if sample is None:
+                sample = snap.memo["post sample"] = np.unique(
+                    np.linspace(0, n - 1, min(n, POST_SAMPLE)).astype(np.intp))
+            fraction = self._share(node, snap, sample)
         if fraction is None or fraction < POST_FRACTION:
             return None
         estimate = None
@@ -287,23 +288,26 @@ class SearchExecutor:
             return SearchResult.made(ids, top, info)
         return SearchResult.made(ids[None], top[None], info)
 
-    def _few(self, plan: Plan, queries: Any, k: int, mask: np.ndarray, n_sel: int
+    def _few(self, plan: Plan, queries: Any, k: int, key: Any, mask: np.ndarray, n_sel: int
              ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """A selection of at most :data:`FEW_ROWS` rows of ``plan``'s segment (``mask``,
-        ``n_sel`` of them): every one scored exactly, no index call and nothing to plan or
-        keep (a filter that picks a few items: a tenant's, a user's own)."""
-        data = plan.seg.fields[plan.name]
-        k = min(k, plan.live)
+        ``n_sel`` of them): every one scored exactly, no index call and nothing to plan (a
+        filter that picks a few items: a tenant's, a user's own); kept as the setting's
+        bound call ``plan.calls[key]`` for the next search with this filter."""
+        data, k = plan.seg.fields[plan.name], min(k, plan.live)
+        rows = np.flatnonzero(mask)
         if type(data) is np.ndarray and data.ndim == 2:  # dense: one product, one sort
-            scores, rows = exact_topk(queries, data, k, plan.spec.metric, np.flatnonzero(mask))
+            fn = functools.partial(exact_topk, x=data, k=k, metric=plan.spec.metric, rows=rows)
         else:
-            topk = TopK(len(queries), k)
-            plan.kind.scan(plan.spec, queries, data, np.arange(len(mask)), topk, mask)
-            scores, rows = topk.result()
-        info = {"strategy": "exact", "field": plan.name, "selected": n_sel,
-                "plan": {"strategy": "exact", "selected": n_sel, "scored": float(n_sel),
-                         "scanned": len(queries)}}
-        return scores, rows, info
+            fn = functools.partial(_scan_rows, plan.kind, plan.spec, data, k, mask)
+        what = {"strategy": "exact", "selected": n_sel, "scored": float(n_sel)}
+        info = {"strategy": "exact", "field": plan.name, "selected": n_sel, "plan": what}
+        if len(plan.calls) >= MAX_SETTINGS:
+            plan.calls.clear()
+        plan.calls[key] = (fn, info, self.indexes.calibration.get(plan.name), ("plan",), k,
+                           False)
+        scores, got = fn(queries)
+        return scores, got, {**info, "plan": dict(what)}
 
     def _share(self, node: Any, snap: Snapshot, rows: np.ndarray) -> float | None:
         """The share of the live items at positions ``rows`` that ``node`` matches (``None``
@@ -480,6 +484,24 @@ class SearchExecutor:
             info["segments"] = {"indexed": len(used), "exact": blocks - len(used)}
             info |= self.indexes.search_info(name, spec, used)
         return info
+
+
+def _filter_key(node: Any) -> Any:
+    """What a filter's selection and bound calls are kept under: the tree's ``repr`` (node
+    equality takes ``1``, ``1.0`` and ``True`` for one value), or for one ``$in`` over ids
+    (the parser's ``In.ids``: ints only, so equal tuples are equal filters) its path and
+    values, hashed rather than printed (a list of 500 ids: 0.02 ms to print)."""
+    if type(node) is In and node.ids is not None:
+        return ("$in", node.path, node.values)
+    return repr(node)
+
+
+def _scan_rows(kind: FieldKind, spec: FieldSpec, data: Any, k: int, mask: np.ndarray,
+               queries: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-``k`` segment rows among ``mask`` (a kind's own scan)."""
+    topk = TopK(len(queries), k)
+    kind.scan(spec, queries, data, np.arange(len(mask)), topk, mask)
+    return topk.result()
 
 
 def _deeper(breadth: int | None) -> int | None:

@@ -13,8 +13,11 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "Path",
@@ -97,10 +100,14 @@ class Compare(Node):
 
 @dataclass(frozen=True)
 class In(Node):
-    """Matches when the value at ``path`` equals one of ``values`` (``$in``)."""
+    """Matches when the value at ``path`` equals one of ``values`` (``$in``). ``ids``: the
+    values as an int64 array where every one is an int (a list of ids, as the parser found
+    it), so that the evaluators need not look at them one by one again; it takes no part in
+    equality or ``repr``."""
 
     path: Path
     values: tuple[Scalar, ...]
+    ids: npt.NDArray[np.int64] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -389,6 +389,8 @@ class Column:
         :meth:`_small_ints`), for an ``$in`` over ids.
         """
         if isinstance(leaf, In):
+            if leaf.ids is not None and len(leaf.ids) > 1:  # ids, as the parser found them
+                return _isin_numbers(num, leaf.ids, ints)  # type: ignore[arg-type]
             return self._equal_any(leaf.values, kind, num, code, ints)
         if leaf.op == "eq":
             return self._equal_any((leaf.value,), kind, num, code)
@@ -461,10 +463,11 @@ class Column:
             return None
         values = leaf.values if isinstance(leaf, In) else (leaf.value,) \
             if isinstance(leaf, Compare) and leaf.op == "eq" else None
-        if values is None or set(map(type, values)) != _INT:
+        ids = leaf.ids if isinstance(leaf, In) else None
+        if ids is None and (values is None or set(map(type, values)) != _INT):
             return None
         counts = self._counts()
-        wanted = np.asarray(values)
+        wanted = np.asarray(values) if ids is None else ids
         wanted = wanted[(wanted >= 0) & (wanted < len(counts))]
         table = np.zeros(len(counts), dtype=bool)  # (an id listed twice counts once)
         table[wanted] = True

@@ -22,6 +22,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from polyvec import limits
 from polyvec.errors import FilterError
 
@@ -215,12 +217,14 @@ def _op_in(path: Path, op: str, operand: Any, where: str) -> Node:
     if not isinstance(operand, list) or not operand:
         got = "an empty list" if isinstance(operand, list) else type(operand).__name__
         raise FilterError(f"{op} expects a non-empty list of scalars, got {got}", where)
+    ids = None
     if set(map(type, operand)) == _INT and \
             min(operand) >= -MAX_SAFE_INT and max(operand) <= MAX_SAFE_INT:
         values = tuple(operand)  # a list of ids, checked in three passes
+        ids = np.array(values, dtype=np.int64)
     else:
         values = tuple(_scalar(v, f"{where}[{i}]") for i, v in enumerate(operand))
-    leaf = In(path, values)
+    leaf = In(path, values, ids)
     return _not(leaf) if op == "$nin" else leaf
 
 

@@ -372,9 +372,12 @@ def calibrate_bands(search: Callable[[QueryParams | None, np.ndarray | None, boo
                     ) -> CalibrationTable:
     """``table`` with its rows measured again on filtered searches, per band: a random
     selection of that fraction of the ``n`` rows (a filter the query does not know of; a
-    filter correlated with the query makes the walk scan, see ``hnsw.NEAR_SHARE``). A row's
-    params that fall short of the target there move up their row of the plane to the first
-    point that qualifies (the last point where none does).
+    filter correlated with the query makes the walk scan, see ``hnsw.NEAR_SHARE``). Each
+    row's params become the first point of their row of the plane that qualifies there
+    (the last point where none does): up where the unfiltered params fall short, down
+    where fewer reach the target (a walk keeping ``ef`` selected rows scores more nodes
+    than an unfiltered one: on Debian at 20% selected ``ef`` 12 reached 0.95, where
+    unfiltered takes 24).
 
     ``search(params, selection, use_index)``: ``(ids, scores)`` of the calibration queries
     among the selected rows; ``use_index=False`` is the exact search."""
@@ -388,7 +391,7 @@ def calibrate_bands(search: Callable[[QueryParams | None, np.ndarray | None, boo
         params = []
         for target, p in zip(table.targets, table.params, strict=True):
             row = next((r for r in plane if p in r), [p])
-            i = _first_reaching(probe, row, row.index(p), len(row) - 1, target, math.inf)
+            i = _first_reaching(probe, row, 0, row.index(p), target, math.inf)
             params.append(row[-1] if i is None else row[i])
             probe.bound(params[-1])
         out.append(FilteredBand(fraction, tuple(params),
