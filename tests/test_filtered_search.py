@@ -245,3 +245,25 @@ def test_a_selection_far_from_the_query_keeps_recall(data: dict[str, Any], spec:
         kth = np.sort(s[sel])[::-1][K - 1]
         recalls.append(np.mean(s[got] >= kth - 1e-5))
     assert np.mean(recalls) >= 0.9, (spec, np.mean(recalls))
+
+
+def test_kept_selections_tell_id_lists_from_lists_of_other_types(tmp_path: Path) -> None:
+    """A filter's selection is kept on the snapshot under its key: an ``$in`` over ids under
+    its values, any other filter under its ``repr``; ``[1, 2]``, ``[True, 2]`` and
+    ``["1", 2]`` select different rows, searched in any order, twice."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((600, 8)).astype(np.float32)
+    db = pv.connect(tmp_path)
+    c = db.create_collection("c", {"v": pv.Dense(8)}, indexed=["t"])
+    values: list[Any] = [1, 2, True, "1", 3, 1.0]
+    c.add(list(range(600)), {"v": x}, [{"t": values[i % 6]} for i in range(600)])
+    c.create_index("v", "HNSW16")
+    lists = ([1, 2], [True, 2], ["1", 2], [1, 2])
+    want = [{i for i in range(600) if i % 6 in (0, 1, 5)},
+            {i for i in range(600) if i % 6 in (1, 2)},
+            {i for i in range(600) if i % 6 in (1, 3)}]
+    for _ in range(2):
+        for j, flt in enumerate(lists):
+            got = c.search(x[0], k=600, filter={"t": {"$in": flt}})
+            assert set(got.ids.tolist()) == want[j % 3], flt
+    db.close()

@@ -93,10 +93,9 @@ class SearchExecutor:
 
         Kept on the snapshot for the next search with the same filter (a tenant's, a
         category's: compiling is a pass over every row, ~0.4 ms at 1,000,000 items), keyed by
-        the tree's ``repr`` (node equality takes ``1``, ``1.0`` and ``True`` for one value),
-        up to ``SELECTIONS`` of them and ``SELECTION_BYTES`` in all (``key``: the tree's
-        :func:`_filter_key`, where the caller has it). Nothing writes into a selection: searches read it and take
-        views of it."""
+        :func:`_filter_key` (``key``, where the caller has it), up to ``SELECTIONS`` of them
+        and ``SELECTION_BYTES`` in all. Nothing writes into a selection: searches read it and
+        take views of it."""
         if key is None:
             key = _filter_key(node)
         kept = snap.selections.get(key)
