@@ -341,8 +341,11 @@ class Collection:
             return self.search(query, k, **knobs)
         groups: dict[str, list[int]] = {}
         first: dict[str, Any] = {}
+        known: dict[int, str] = {}  # id of a filter object met already -> its key
         for i, f in enumerate(filters):
-            key = "None" if f is None else repr(parse_filter(f))  # raises for a bad filter
+            key = known.get(id(f))  # (a batch often repeats one filter object: parsed once)
+            if key is None:
+                key = known[id(f)] = "None" if f is None else repr(parse_filter(f))  # checked
             groups.setdefault(key, []).append(i)
             first.setdefault(key, f)
         got = []
