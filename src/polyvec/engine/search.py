@@ -210,9 +210,11 @@ class SearchExecutor:
                 except NeedsCatalog:
                     return None
                 mask = snap.select_rows(selected, plan.seg)
-                n_sel = int(np.count_nonzero(mask))
-                if n_sel <= FEW_ROWS:
-                    return self._few(plan, queries, k, key, mask, n_sel)
+                data = plan.seg.fields[plan.name]
+                if plan.kind.name == "dense":  # (an (n, dim) array)
+                    n_sel = int(np.count_nonzero(mask))
+                    if n_sel <= FEW_ROWS:
+                        return self._few(plan, queries, k, key, data, mask, n_sel)
             return self._first(snap, plan, queries, k, target_recall, ef, nprobe, oversample,
                                key, mask, selected)
         if not 0 < call[4] * len(queries) <= limits.MAX_RESULT_SLOTS:
@@ -287,26 +289,24 @@ class SearchExecutor:
             return SearchResult.made(ids, top, info)
         return SearchResult.made(ids[None], top[None], info)
 
-    def _few(self, plan: Plan, queries: Any, k: int, key: Any, mask: np.ndarray, n_sel: int
-             ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """A selection of at most :data:`FEW_ROWS` rows of ``plan``'s segment (``mask``,
-        ``n_sel`` of them): every one scored exactly, no index call and nothing to plan (a
-        filter that picks a few items: a tenant's, a user's own); kept as the setting's
-        bound call ``plan.calls[key]`` for the next search with this filter."""
-        data, k = plan.seg.fields[plan.name], min(k, plan.live)
-        rows = np.flatnonzero(mask)
-        if type(data) is np.ndarray and data.ndim == 2:  # dense: one product, one sort
-            fn = functools.partial(exact_topk, x=data, k=k, metric=plan.spec.metric, rows=rows)
-        else:
-            fn = functools.partial(_scan_rows, plan.kind, plan.spec, data, k, mask)
+    def _few(self, plan: Plan, queries: Any, k: int, key: Any, data: np.ndarray,
+             mask: np.ndarray, n_sel: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """A selection of at most :data:`FEW_ROWS` rows (``mask``, ``n_sel`` of them) of
+        ``plan``'s dense segment ``data``: every one scored exactly, by one product and one
+        sort, with no index call and nothing to plan (a filter that picks a few items: a
+        tenant's, a user's own); kept as the setting's bound call ``plan.calls[key]`` for the
+        next search with this filter."""
+        k = min(k, plan.live)
+        fn = functools.partial(exact_topk, x=data, k=k, metric=plan.spec.metric,
+                               rows=np.flatnonzero(mask))
         what = {"strategy": "exact", "selected": n_sel, "scored": float(n_sel)}
         info = {"strategy": "exact", "field": plan.name, "selected": n_sel, "plan": what}
         if len(plan.calls) >= MAX_SETTINGS:
             plan.calls.clear()
         plan.calls[key] = (fn, info, self.indexes.calibration.get(plan.name), ("plan",), k,
                            False)
-        scores, got = fn(queries)
-        return scores, got, {**info, "plan": dict(what)}
+        scores, rows = fn(queries)
+        return scores, rows, {**info, "plan": dict(what)}
 
     def _share(self, node: Any, snap: Snapshot, rows: np.ndarray) -> float | None:
         """The share of the live items at positions ``rows`` that ``node`` matches (``None``
@@ -493,14 +493,6 @@ def _filter_key(node: Any) -> Any:
     if type(node) is In and node.ids is not None:
         return ("$in", node.path, node.values)
     return repr(node)
-
-
-def _scan_rows(kind: FieldKind, spec: FieldSpec, data: Any, k: int, mask: np.ndarray,
-               queries: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The exact top-``k`` segment rows among ``mask`` (a kind's own scan)."""
-    topk = TopK(len(queries), k)
-    kind.scan(spec, queries, data, np.arange(len(mask)), topk, mask)
-    return topk.result()
 
 
 def _deeper(breadth: int | None) -> int | None:
