@@ -25,7 +25,7 @@ from ..errors import CorruptFile, PolyvecError
 from ..fields import kind_of
 from ..fields.base import FieldKind
 from ..filters import In, MatchAll, compile_filter, count_bound, to_sql
-from ..index.base import exact_topk
+from ..index.base import FEW_EXACT, exact_topk
 from ..spec import FieldSpec
 from ..types import SearchResult
 
@@ -39,7 +39,6 @@ __all__ = ["NeedsCatalog", "Plan", "SearchExecutor"]
 MAX_SETTINGS = 64  # bound calls a plan keeps (settings seen on one snapshot)
 
 
-FEW_ROWS = 256  # a selection this small is scored exactly, without the index (_few)
 POST_FRACTION = 0.02  # a new filter matching at least this share first tries post-filtering
 POST_DEPTH = 1.5  # ... the unfiltered top POST_DEPTH * k, where k of them must pass
 POST_SAMPLE = 1024  # rows the share is measured on
@@ -174,8 +173,7 @@ class SearchExecutor:
             return None
         queries, single = plan.check(query)
         shown = None if node is None else _filter_key(node)
-        key = (k, ef, type(ef), nprobe, type(nprobe), oversample, type(oversample),
-               target_recall, type(target_recall), shown)
+        key = _setting(k, ef, nprobe, oversample, target_recall, shown)
         try:
             call = plan.calls.get(key)
         except TypeError:  # an unhashable knob: the general path says what is wrong
@@ -213,7 +211,7 @@ class SearchExecutor:
                 data = plan.seg.fields[plan.name]
                 if plan.kind.name == "dense":  # (an (n, dim) array)
                     n_sel = int(np.count_nonzero(mask))
-                    if n_sel <= FEW_ROWS:
+                    if n_sel <= FEW_EXACT:
                         return self._few(plan, queries, k, key, data, mask, n_sel)
             return self._first(snap, plan, queries, k, target_recall, ef, nprobe, oversample,
                                key, mask, selected)
@@ -265,8 +263,7 @@ class SearchExecutor:
             p, estimate = table.lookup(target_recall)
             ef, nprobe, oversample = _deeper(p.ef), _deeper(p.nprobe), p.oversample
         wide = min(plan.live, math.ceil(k * POST_DEPTH))
-        key = (wide, ef, type(ef), nprobe, type(nprobe), oversample, type(oversample), None,
-               type(None), None)
+        key = _setting(wide, ef, nprobe, oversample, None, None)
         found = self._rows(snap, plan, queries, wide, None, ef, nprobe, oversample, key,
                            plan.calls.get(key), None, None)
         if found is None:
@@ -291,7 +288,7 @@ class SearchExecutor:
 
     def _few(self, plan: Plan, queries: Any, k: int, key: Any, data: np.ndarray,
              mask: np.ndarray, n_sel: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """A selection of at most :data:`FEW_ROWS` rows (``mask``, ``n_sel`` of them) of
+        """A selection of at most ``FEW_EXACT`` rows (``mask``, ``n_sel`` of them) of
         ``plan``'s dense segment ``data``: every one scored exactly, by one product and one
         sort, with no index call and nothing to plan (a filter that picks a few items: a
         tenant's, a user's own); kept as the setting's bound call ``plan.calls[key]`` for the
@@ -483,6 +480,14 @@ class SearchExecutor:
             info["segments"] = {"indexed": len(used), "exact": blocks - len(used)}
             info |= self.indexes.search_info(name, spec, used)
         return info
+
+
+def _setting(k: Any, ef: Any, nprobe: Any, oversample: Any, target_recall: Any,
+             shown: Any) -> tuple[Any, ...]:
+    """The key of a plan's bound call: the knobs by value and type (``1`` and ``1.0`` are
+    checked apart), and the filter's :func:`_filter_key` (``None``: unfiltered)."""
+    return (k, ef, type(ef), nprobe, type(nprobe), oversample, type(oversample),
+            target_recall, type(target_recall), shown)
 
 
 def _filter_key(node: Any) -> Any:

@@ -400,9 +400,9 @@ class Column:
                    ints: Callable[[], tuple[Indices, int]] | None = None) -> Bools:
         if len(values) == 1 and is_number(values[0]):  # the common filter: one pass
             return np.equal(num, float(values[0]) + 0.0)  # type: ignore[arg-type]
-        mask = np.zeros(len(kind), dtype=bool)
         if set(map(type, values)) == _INT:  # a list of ids: no strings, no atoms
             return _isin_numbers(num, values, ints)  # type: ignore[arg-type]
+        mask = np.zeros(len(kind), dtype=bool)
         nums = [float(v) + 0.0 for v in values if is_number(v)]  # type: ignore[arg-type]
         if nums:
             mask |= num == nums[0] if len(nums) == 1 else _isin_numbers(num, nums, ints)

@@ -42,6 +42,7 @@ from .._kernels.graph import (
 from ..errors import CorruptFile, InvalidArgument
 from ..index_spec import F16, HNSW, SQ8
 from .base import (
+    FEW_EXACT,
     NEAR_SHARE,
     QueryParams,
     VectorIndex,
@@ -67,7 +68,6 @@ __all__ = ["HNSWIndex", "DEFAULT_EF"]
 WALK_SCORED = 0.3
 SPREAD = 0.7
 WALK_COST = 4
-FEW_EXACT = 256  # ... as are so few selected rows (no codes, no refine: 0.01 ms for 58)
 BATCH_EXACT = 8  # a batch this large scans a selection in float32 by BLAS (exact_topk)
 WIDEN_POWER = 0.5  # filtered walks: ef / fraction ** WIDEN_POWER (see HNSWIndex._widen)
 DEFAULT_EF = 64
