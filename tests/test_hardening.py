@@ -158,6 +158,14 @@ def test_deeply_nested_or_huge_filter_is_a_typed_error(coll, rng):
         coll.search(q, filter=f)
     with pytest.raises(E.FilterError, match="MAX_FILTER_NODES"):
         coll.search(q, filter={"n": {"$in": list(range(200_000))}})
+    deep: list = [1]
+    for _ in range(2000):  # an $in list's items are counted, never walked
+        deep = [deep]
+    for bad in ([1, deep], [1, {"a": deep}], [1, 2**64], [2**63, 1]):
+        with pytest.raises(E.FilterError, match=r"n\.\$in\[1\]|n\.\$in\[0\]"):
+            coll.search(q, filter={"n": {"$in": bad}})
+    with pytest.raises(E.FilterError, match="MAX_FILTER_NODES"):
+        coll.search(q, filter={"$or": [{"n": {"$nin": [[0]] * 100_000}}] * 3})
 
 
 def test_payload_size_limit(coll, rng, monkeypatch):

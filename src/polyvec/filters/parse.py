@@ -18,6 +18,7 @@ MatchAll()
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -90,21 +91,25 @@ def _check_size(obj: Any) -> None:
                 raise FilterError(f"expected nesting of at most polyvec.limits."
                                   f"MAX_FILTER_DEPTH = {limits.MAX_FILTER_DEPTH} levels, got "
                                   "deeper")
-            items = value.values() if isinstance(value, dict) else value
             if isinstance(value, list) and set(map(type, value)) <= _FLAT:
                 nodes += len(value)  # a list of ids or names: counted without a loop
-            else:
-                for v in items:  # scalars counted here: a list of 10,000 ids pushes nothing
-                    if isinstance(v, dict | list):
-                        stack.append((v, depth + 1))
-                    else:
-                        nodes += 1
+                continue
+            for key, v in (value.items() if isinstance(value, dict) else enumerate(value)):
+                if key in _LISTS and isinstance(v, list):  # its own parser refuses any
+                    nodes += 1 + len(v)  # container in it, so its items are only counted
+                    if depth + 1 > limits.MAX_FILTER_DEPTH:
+                        stack.append((v, depth + 1))  # (refused at the next pop)
+                elif isinstance(v, dict | list):
+                    stack.append((v, depth + 1))
+                else:  # scalars counted here: a list of 10,000 ids pushes nothing
+                    nodes += 1
             if nodes > limits.MAX_FILTER_NODES:
                 raise FilterError(f"expected at most polyvec.limits.MAX_FILTER_NODES = "
                                   f"{limits.MAX_FILTER_NODES:,} nodes, got more")
 
 
 _INT = {int}
+_LISTS = ("$in", "$nin")  # operators whose operand is a list of scalars
 _FLAT = {int, float, str, bool, type(None)}  # the types of a list that nests nothing
 
 
@@ -218,10 +223,13 @@ def _op_in(path: Path, op: str, operand: Any, where: str) -> Node:
         got = "an empty list" if isinstance(operand, list) else type(operand).__name__
         raise FilterError(f"{op} expects a non-empty list of scalars, got {got}", where)
     ids = None
-    if set(map(type, operand)) == _INT and \
-            min(operand) >= -MAX_SAFE_INT and max(operand) <= MAX_SAFE_INT:
-        values = tuple(operand)  # a list of ids, checked in three passes
-        ids = np.array(values, dtype=np.int64)
+    if set(map(type, operand)) == _INT:  # a list of ids, checked in numpy
+        with contextlib.suppress(OverflowError):  # past int64: _scalar refuses it below
+            ids = np.array(operand, dtype=np.int64)
+        if ids is not None and not -MAX_SAFE_INT <= ids.min() <= ids.max() <= MAX_SAFE_INT:
+            ids = None
+    if ids is not None:
+        values = tuple(operand)
     else:
         values = tuple(_scalar(v, f"{where}[{i}]") for i, v in enumerate(operand))
     leaf = In(path, values, ids)
