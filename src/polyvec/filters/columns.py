@@ -468,7 +468,8 @@ class Column:
             return None
         counts = self._counts()
         wanted = np.asarray(values) if ids is None else ids
-        wanted = wanted[(wanted >= 0) & (wanted < len(counts))]
+        if not 0 <= wanted.min() <= wanted.max() < len(counts):
+            wanted = wanted[(wanted >= 0) & (wanted < len(counts))]
         table = np.zeros(len(counts), dtype=bool)  # (an id listed twice counts once)
         table[wanted] = True
         return int(counts[table].sum())
