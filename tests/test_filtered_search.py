@@ -201,6 +201,31 @@ def test_calibration_measures_filtered_bands(graph: Any) -> None:
     assert again == table
 
 
+def test_a_band_takes_a_point_whose_lower_bound_reaches_the_target() -> None:
+    """A band's point must have the lower confidence bound of its recall at the target, not
+    only its mean: ``ef`` 12 here has mean 0.952 over 400 queries (its bound 0.946 would do
+    for an unfiltered row, which may fall FLOOR short), so the band takes ``ef`` 14."""
+    from polyvec.index.calibrate import calibrate_bands
+    from polyvec.index.params import CalibrationTable, QueryParams
+
+    nq, k = 400, 10
+    exact = np.tile(np.arange(k), (nq, 1))
+    missed = {10: 300, 12: 192, 14: 100, 16: 40, 20: 0}  # queries that miss one of their k
+
+    def search(p: Any, sel: Any, use_index: bool) -> tuple[np.ndarray, Any]:
+        if not use_index:
+            return exact, np.tile(np.linspace(1.0, 0.5, k), (nq, 1))
+        found = exact.copy()
+        found[:missed[p.ef], -1] = 10_000
+        return found, None
+
+    plane = [[QueryParams(ef=e) for e in missed]]
+    table = CalibrationTable("ef", k, (0.95,), (QueryParams(ef=20),), (1.0,))
+    band = calibrate_bands(search, table, plane, 1_000, k=k, bands=(0.5,)).bands[0]
+    assert band.params == (QueryParams(ef=14),)
+    assert band.recalls == (pytest.approx(0.975),)
+
+
 def test_per_query_filters_equal_one_query_at_a_time(data: dict[str, Any],
                                                     graph: Any) -> None:
     c = graph
