@@ -431,23 +431,43 @@ def test_in_over_ids_through_the_kept_ints_while_the_column_grows() -> None:
     assert frozen.evaluate(leaves[0]).tolist() == [matches(leaves[0], r) for r in rows[:200]]
 
 
-def test_count_from_the_value_counts_equals_the_mask() -> None:
-    """``Column.count`` answers ``$in``/``eq`` over ids from its value counts, kept while
-    the column grows: the mask's count; ``None`` where the counts cannot say (strings, a
-    range, a column with lists); ``count_bound`` takes the least of an ``$and``'s counts."""
+def test_count_and_rows_from_the_kept_values_equal_the_reference() -> None:
+    """``Column.count`` and ``Column.rows_of`` answer ``$in``/``eq`` over ids from the value
+    counts and the rows kept by value, while the column grows (the kept rows made again or
+    extended by a lookup) and on frozen copies shorter and longer than what is kept: the
+    reference's count and rows; ``None`` where they cannot say (strings, a range, an id
+    outside ``[0, LUT_SPAN)`` such as -2, a column with lists); ``count_bound`` takes the
+    least of an ``$and``'s counts."""
     from polyvec.filters import count_bound
 
     rng = np.random.default_rng(2)
     col = Column(A)
     rows: list[dict[str, Any]] = []
-    for _ in range(3):
-        part = [{"a": int(v)} for v in rng.integers(0, 50, 300)] + [{"a": 3.0}, {"a": "3"},
-                                                                     {"a": -2}, {}]
+    copies: list[tuple[Column, int]] = []
+    later: list[tuple[Column, int]] = []
+    leaves = (In(A, (3, 7, 7, 49, 500)), Compare(A, "eq", 3), In(A, (60,)),
+              In(A, tuple(range(0, 50, 2))), In(A, (3, 2**20 - 1)))
+
+    def check(copy: Column, size: int) -> None:
+        for leaf in leaves:
+            want = [i for i, r in enumerate(rows[:size]) if matches(leaf, r)]
+            assert copy.count(leaf) == len(want), (leaf, size)
+            got = copy.rows_of(leaf)
+            assert got is not None and got.tolist() == want, (leaf, size)
+
+    for _ in range(12):
+        part = [{"a": int(v)} for v in rng.integers(0, 50, rng.integers(1, 300))] + [
+            {"a": 3.0}, {"a": "3"}, {"a": -2}, {"a": 7.5}, {}]
         col.extend(part)
         rows += part
-        for leaf in (In(A, (3, 7, 7, 49, 500, -2)), Compare(A, "eq", 3), In(A, (60,))):
-            assert col.count(leaf) == int(col.evaluate(leaf).sum()) - (leaf == In(
-                A, (3, 7, 7, 49, 500, -2))) * sum(r.get("a") == -2 for r in rows)
+        copies.append((col.frozen(), len(rows)))
+        later.append((col.frozen(), len(rows)))  # first asked once the kept cover more
+        for copy, size in [copies[-1], *(copies[j] for j in rng.permutation(len(copies))[:3])]:
+            check(copy, size)
+    for copy, size in later:
+        check(copy, size)
+    for leaf in (In(A, (3, -2)), Compare(A, "eq", -2), Compare(A, "eq", 2**20)):
+        assert col.count(leaf) is None and col.rows_of(leaf) is None
     assert col.count(Compare(A, "lt", 3)) is None and col.count(In(A, ("3",))) is None
     assert col.count(In(A, (True,))) is None
     lists = column([{"a": [1, 2]}, {"a": 1}])
@@ -457,3 +477,22 @@ def test_count_from_the_value_counts_equals_the_mask() -> None:
     assert count_bound(node, cols) == min(col.count(In(A, (3, 7))),
                                           cols[("b",)].count(Compare(("b",), "eq", 1)))
     assert count_bound(parse_filter({"$or": [{"a": 1}, {"b": 1}]}), cols) is None
+
+
+@pytest.mark.parametrize("share", [1, 10**9])
+def test_an_id_list_matching_a_few_rows_reads_them_by_value(monkeypatch: Any,
+                                                           share: int) -> None:
+    """``Column.evaluate`` of an id list matching at most ``1/FEW_SHARE`` of the rows sets
+    the rows ``rows_of`` reads (``share`` 1: always; 10**9: never); both equal the
+    reference, for whole, fractional, negative, text and missing values."""
+    import polyvec.filters.columns as columns
+
+    monkeypatch.setattr(columns, "FEW_SHARE", share)
+    rng = np.random.default_rng(3)
+    rows = [{"a": int(v)} for v in rng.integers(0, 400, 3_000)] + [
+        {"a": 5.0}, {"a": 5.5}, {"a": -5}, {"a": "5"}, {}, {"a": 2**40}]
+    col = column(rows)
+    for ids in ([5, 9], [5, 9, 9, 399, 10_000], list(range(0, 400, 7))):
+        leaf = In(A, tuple(ids), np.array(ids, dtype=np.int64))
+        want = [i for i, r in enumerate(rows) if matches(leaf, r)]
+        assert np.flatnonzero(col.evaluate(leaf)).tolist() == want
