@@ -272,6 +272,40 @@ def test_a_selection_far_from_the_query_keeps_recall(data: dict[str, Any], spec:
     assert np.mean(recalls) >= 0.9, (spec, np.mean(recalls))
 
 
+def test_a_few_rows_of_an_id_list_are_read_by_value(tmp_path: Path, monkeypatch: Any) -> None:
+    """A new filter counted at most ``FEW_EXACT`` rows by an id list (alone, or under an
+    ``$and``) is answered from the rows its column keeps by value: strategy ``exact``, the
+    exact answer over its live matches (deleted items left out), and no selection made."""
+    from polyvec.engine import search as engine
+
+    rng = np.random.default_rng(4)
+    n = 3_000
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    db = pv.connect(tmp_path)
+    c = db.create_collection("c", {"v": pv.Dense(8)}, indexed=["g", "r"])
+    c.add(list(range(n)), {"v": x}, [{"g": i % 100, "r": i % 7} for i in range(n)])
+    c.flush()
+    c.create_index("v", "HNSW16")
+    c.delete([0, 1, 105, 2_999])
+    made = []
+    select = engine.SearchExecutor.select_columns
+    monkeypatch.setattr(engine.SearchExecutor, "select_columns",
+                        lambda self, *a, **kw: made.append(a) or select(self, *a, **kw))
+    for flt, keep in [({"g": {"$in": [0, 5, 99, 1, 0]}}, lambda i: i % 100 in (0, 1, 5, 99)),
+                      ({"g": 5}, lambda i: i % 100 == 5),
+                      ({"g": {"$in": [0, 5]}, "r": {"$lt": 3}},
+                       lambda i: i % 100 in (0, 5) and i % 7 < 3)]:
+        live = np.array([i for i in range(n) if keep(i) and i not in (0, 1, 105, 2_999)])
+        for i in range(3):
+            got = c.search(x[i], k=10, filter=flt)
+            want = live[np.argsort(-(x[live] @ x[i]), kind="stable")[:10]]
+            assert got.ids.tolist() == want.tolist(), flt
+            assert got.info["plan"]["strategy"] == "exact"
+    assert made == []
+    db.close()
+
+
 def test_kept_selections_tell_id_lists_from_lists_of_other_types(tmp_path: Path) -> None:
     """A filter's selection is kept on the snapshot under its key: an ``$in`` over ids under
     its values, any other filter under its ``repr``; ``[1, 2]``, ``[True, 2]`` and

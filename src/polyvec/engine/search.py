@@ -24,7 +24,7 @@ from .._kernels import TopK
 from ..errors import CorruptFile, PolyvecError
 from ..fields import kind_of
 from ..fields.base import FieldKind
-from ..filters import In, MatchAll, compile_filter, count_bound, to_sql
+from ..filters import In, MatchAll, compile_filter, count_bound, rows_by_value, to_sql
 from ..index.base import FEW_EXACT, exact_topk
 from ..spec import FieldSpec
 from ..types import SearchResult
@@ -179,14 +179,16 @@ class SearchExecutor:
             call = plan.calls.get(key)
         except TypeError:  # an unhashable knob: the general path says what is wrong
             return None
-        if call is None and node is not None and len(queries) == 1 and \
-                shown not in snap.selections:  # a new filter: loose ones need no selection
-            got = self._post_filter(snap, plan, queries, single, k, target_recall, ef,
-                                    nprobe, oversample, node)
-            if got is not None:
-                return got
+        bound = None
+        if call is None and node is not None and shown not in snap.selections:  # a new one
+            bound = count_bound(node, snap.columns)  # (an id list: counted, no pass)
+            if len(queries) == 1:  # loose filters need no selection
+                got = self._post_filter(snap, plan, queries, single, k, target_recall, ef,
+                                        nprobe, oversample, node, bound)
+                if got is not None:
+                    return got
         found = self._rows(snap, plan, queries, k, target_recall, ef, nprobe, oversample, key,
-                           call, node, shown)
+                           call, node, shown, bound)
         if found is None:
             return None
         scores, rows, info = found
@@ -196,13 +198,22 @@ class SearchExecutor:
 
     def _rows(self, snap: Snapshot, plan: Plan, queries: Any, k: int, target_recall: Any,
               ef: Any, nprobe: Any, oversample: Any, key: Any, call: Any, node: Any,
-              shown: str | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+              shown: str | None, bound: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
         """:meth:`quick`'s search on ``plan``: the scores, segment rows and info, through the
         setting's bound call ``call`` (``plan.calls[key]``) or, where there is none yet (or
-        the calibration changed since), :meth:`_first`."""
+        the calibration changed since), :meth:`_first`. ``bound``: a new filter's
+        :func:`count_bound`, where one is known; at most :data:`FEW_EXACT` on a dense field,
+        its rows are read by value (:func:`rows_by_value`) and scored by :meth:`_few`, with
+        no selection made."""
         if call is None or (target_recall is not None
                             and call[2] is not self.indexes.calibration.get(plan.name)):
             mask, selected = plan.mask, None
+            if bound is not None and bound <= FEW_EXACT and plan.kind.name == "dense":
+                rows = self._rows_by_value(snap, plan, node)
+                if rows is not None:
+                    data = plan.seg.fields[plan.name]
+                    return self._few(plan, queries, k, key, data, rows)
             if node is not None:  # the selection (kept on the snapshot), as rows of the segment
                 try:
                     selected = self.select_columns(node, snap, key=shown)
@@ -210,10 +221,8 @@ class SearchExecutor:
                     return None
                 mask = snap.select_rows(selected, plan.seg)
                 data = plan.seg.fields[plan.name]
-                if plan.kind.name == "dense":  # (an (n, dim) array)
-                    n_sel = int(np.count_nonzero(mask))
-                    if n_sel <= FEW_EXACT:
-                        return self._few(plan, queries, k, key, data, mask, n_sel)
+                if plan.kind.name == "dense" and np.count_nonzero(mask) <= FEW_EXACT:
+                    return self._few(plan, queries, k, key, data, np.flatnonzero(mask))
             return self._first(snap, plan, queries, k, target_recall, ef, nprobe, oversample,
                                key, mask, selected)
         if not 0 < call[4] * len(queries) <= limits.MAX_RESULT_SLOTS:
@@ -230,8 +239,8 @@ class SearchExecutor:
         return scores, rows, info
 
     def _post_filter(self, snap: Snapshot, plan: Plan, queries: Any, single: bool, k: int,
-                     target_recall: Any, ef: Any, nprobe: Any, oversample: Any, node: Any
-                     ) -> SearchResult | None:
+                     target_recall: Any, ef: Any, nprobe: Any, oversample: Any, node: Any,
+                     bound: int | None) -> SearchResult | None:
         """A new filter's search without its selection, where the filter keeps the query's
         own neighbourhood: the unfiltered top ``POST_DEPTH * k``, then the filter evaluated
         on those candidates only; where ``k`` of them pass, they are the answer (every
@@ -242,9 +251,9 @@ class SearchExecutor:
 
         Compiling a filter is a pass over every row (a 500-id ``$in`` over 58,026 rows:
         0.08 ms, as long as the walk), and a filter made per query (a user's own, a list of
-        the query's clusters) finds none kept on the snapshot."""
+        the query's clusters) finds none kept on the snapshot. ``bound``: the filter's
+        :func:`count_bound` (an id list's count: no pass over the rows)."""
         n = len(snap.seqs)
-        bound = count_bound(node, snap.columns)  # (an id list: counted, no pass)
         if bound is not None and (bound < POST_FRACTION * n or isinstance(node, In)):
             fraction: float | None = bound / max(n, 1)  # (one leaf: its count, not a bound)
         else:
@@ -287,16 +296,28 @@ class SearchExecutor:
             return SearchResult.made(ids, top, info)
         return SearchResult.made(ids[None], top[None], info)
 
+    def _rows_by_value(self, snap: Snapshot, plan: Plan, node: Any) -> np.ndarray | None:
+        """The rows of ``plan``'s segment holding live items ``node`` matches, read by value
+        (:func:`rows_by_value`); ``None`` where they cannot be (then a selection is made)."""
+        try:
+            pos = rows_by_value(node, snap.columns, n=len(snap.seqs), sql_mask=_no_catalog)
+        except NeedsCatalog:
+            return None
+        if pos is None:
+            return None
+        alive = snap.alive()
+        if alive is not None:
+            pos = pos[alive[pos]]
+        return snap.rows_at(pos, plan.seg)
+
     def _few(self, plan: Plan, queries: Any, k: int, key: Any, data: np.ndarray,
-             mask: np.ndarray, n_sel: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """A selection of at most ``FEW_EXACT`` rows (``mask``, ``n_sel`` of them) of
-        ``plan``'s dense segment ``data``: every one scored exactly, by one product and one
-        sort, with no index call and nothing to plan (a filter that picks a few items: a
-        tenant's, a user's own); kept as the setting's bound call ``plan.calls[key]`` for the
-        next search with this filter."""
-        k = min(k, plan.live)
-        fn = functools.partial(exact_topk, x=data, k=k, metric=plan.spec.metric,
-                               rows=np.flatnonzero(mask))
+             rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """At most ``FEW_EXACT`` selected ``rows`` of ``plan``'s dense segment ``data``:
+        every one scored exactly, by one product and one sort, with no index call and
+        nothing to plan (a filter that picks a few items: a tenant's, a user's own); kept as
+        the setting's bound call ``plan.calls[key]`` for the next search with this filter."""
+        k, n_sel = min(k, plan.live), len(rows)
+        fn = functools.partial(exact_topk, x=data, k=k, metric=plan.spec.metric, rows=rows)
         what = {"strategy": "exact", "selected": n_sel, "scored": float(n_sel)}
         info = {"strategy": "exact", "field": plan.name, "selected": n_sel, "plan": what}
         if len(plan.calls) >= MAX_SETTINGS:

@@ -198,6 +198,17 @@ class Snapshot:
             return selected[start:start + len(pos)]
         return self.select_by(selected, pos)
 
+    def rows_at(self, positions: np.ndarray, seg: Segment) -> np.ndarray | None:
+        """The rows of ``seg`` at live-table ``positions`` (ascending) that it holds, where
+        its rows are consecutive positions (see :meth:`select_rows`); ``None`` elsewhere."""
+        pos = self.positions(seg)
+        assert seg.rows_at is not None
+        start = seg.rows_at[2]
+        if start < 0:
+            return None
+        lo, hi = np.searchsorted(positions, (start, start + len(pos)))
+        return positions[lo:hi] - start
+
     @staticmethod
     def select_by(selected: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """A block's row mask from ``selected`` and the block's positions (``-1``: not

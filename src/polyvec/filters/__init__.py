@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .ast import And, Compare, Exists, In, MatchAll, Node, Not, Or, leaf_paths
 from .columns import Column
-from .compile import compile_filter, count_bound
+from .compile import compile_filter, count_bound, rows_by_value
 from .parse import parse_filter
 from .reference import matches
 from .sql import dumps_payload, to_sql
@@ -28,6 +28,7 @@ __all__ = [
     "dumps_payload",
     "compile_filter",
     "count_bound",
+    "rows_by_value",
     "leaf_paths",
     "Column",
     "Node",

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from .ast import And, Compare, Exists, In, MatchAll, Node, Not, Or, Path, leaf_paths
 from .columns import Column
 
-__all__ = ["compile_filter", "count_bound"]
+__all__ = ["compile_filter", "count_bound", "rows_by_value"]
 
 Mask = npt.NDArray[np.bool_]
 
@@ -95,6 +95,31 @@ def count_bound(node: Node, columns: Mapping[Path, Column]) -> int | None:
                   if c is not None]
         return min(counts) if counts else None
     return None
+
+
+def rows_by_value(node: Node, columns: Mapping[Path, Column], *, n: int,
+                  sql_mask: Callable[[Node], npt.ArrayLike]) -> npt.NDArray[np.intp] | None:
+    """The rows ``node`` matches, ascending, without a pass over every row, where a column
+    reads them by value (:meth:`Column.rows_of`): ``node`` is an id list, or an ``$and`` of
+    one or more (the least counted read, the other children evaluated on those rows only,
+    as :func:`compile_filter` with ``rows``); ``None`` elsewhere."""
+    if isinstance(node, (Compare, In)):
+        column = columns.get(node.path)
+        return None if column is None or len(column) != n else column.rows_of(node)
+    if not isinstance(node, And):
+        return None
+    counts = [(count_bound(child, columns), i) for i, child in enumerate(node.children)
+              if isinstance(child, (Compare, In))]
+    counted = [(count, i) for count, i in counts if count is not None]
+    if not counted:
+        return None
+    i = min(counted)[1]
+    rows = rows_by_value(node.children[i], columns, n=n, sql_mask=sql_mask)
+    if rows is None:
+        return None
+    rest = node.children[:i] + node.children[i + 1:]
+    sub = rest[0] if len(rest) == 1 else And(rest)
+    return rows[compile_filter(sub, n=n, columns=columns, sql_mask=sql_mask, rows=rows)]
 
 
 class _Compiler:
