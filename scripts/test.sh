@@ -12,7 +12,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned: the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[test,models,eval,server,langchain,llamaindex,haystack,lexical]'
+.venv/bin/python -m pip install -q -e '.[test,models,eval,server,langchain,llamaindex,haystack,lexical,ray]'
 .venv/bin/python -m ruff check src tests benchmarks examples scripts
 .venv/bin/python -m mypy src/polyvec
 .venv/bin/python -m pytest -q "$@"

@@ -20,7 +20,7 @@ TOP_LEVEL = frozenset(p.name.removesuffix(".py") for p in SRC.iterdir()
                       if (p.is_dir() and any(p.rglob("*.py"))) or p.suffix == ".py")
 # the private modules under the engine (buffers, live table, input checks): below the facade
 ENGINE_INTERNALS = {"_buffers", "_growing", "_live", "_validate"}
-FACADE = {"collection", "db", "cli", "server", "client"}  # and distributed when it comes
+FACADE = {"collection", "db", "cli", "server", "client", "distributed"}
 # what the server and the client may not touch: anything under the public facade
 BELOW_FACADE = ENGINE_INTERNALS | {"storage", "index", "multivector", "codecs", "_kernels",
                                    "engine", "fields", "filters"}
@@ -70,6 +70,10 @@ FORBIDDEN = {
     "lexical": FACADE | ENGINE_INTERNALS | {"engine", "storage", "index", "multivector",
                                             "filters", "fields", "codecs", "models", "embed",
                                             "eval", "integrations"},
+    # sharded collections on Ray: the facade in each shard; the driver checks input as the
+    # facade does (its validators and the field kinds' checks) before any shard changes
+    "distributed": (BELOW_FACADE - {"_validate", "fields"}) | {
+        "cli", "eval", "server", "client", "integrations", "models", "embed", "lexical"},
     "_buffers": TOP_LEVEL - {"errors"},  # a leaf of the write path
     "_validate": FACADE | ENGINE_INTERNALS | {"eval", "embed", "storage", "index",
                                               "multivector", "filters"},

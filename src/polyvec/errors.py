@@ -24,6 +24,7 @@ __all__ = [
     "Locked",
     "ReadOnly",
     "MissingExtra",
+    "ShardUnavailable",
     "ModelMismatch",
     "InvalidPayload",
     "InvalidId",
@@ -164,6 +165,16 @@ class Forbidden(PolyvecError, PermissionError):
 
 class RequestTooLarge(PolyvecError, ValueError):
     """A request body over the server's limit (the message names the limit and its flag)."""
+
+
+class ShardUnavailable(PolyvecError, ConnectionError):
+    """No live replica of a shard of a sharded collection (``polyvec.distributed``) could
+    take a write or answer a read that needs every item (a search answers without it, with
+    ``info["partial"]``). ``.shards`` names them."""
+
+    def __init__(self, message: str, shards: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.shards = shards
 
 
 class UnknownJob(PolyvecError, KeyError):

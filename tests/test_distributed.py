@@ -1,0 +1,319 @@
+"""Sharded collections on a real local Ray cluster of three nodes (``ray.cluster_utils``):
+merged search against one embedded collection holding every item (the oracle), replicas
+losing their node under read and write load, and a shard added while writes go on."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import extra, shared_data
+
+import polyvec as pv
+from polyvec.errors import DuplicateId, InvalidArgument, ShardUnavailable
+
+extra("ray", "ray")
+
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from polyvec.distributed import HashRing, connect_ray  # noqa: E402
+
+N, NQ, K = 4_000, 20, 10
+NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+
+
+def test_ring_moves_about_one_nth_to_the_new_shard() -> None:
+    """Consistent hashing: adding a fifth shard moves about a fifth of the ids, all of them
+    to the new shard; the largest shard holds at most 1.35x the mean (64 points each)."""
+    ring = HashRing([f"s{i}" for i in range(4)])
+    keys = [*range(20_000), *(f"doc-{i}" for i in range(20_000))]
+    owners = [ring.shard_of(k) for k in keys]
+    sizes = np.unique(owners, return_counts=True)[1]
+    assert sizes.max() <= 1.35 * sizes.mean(), sizes
+    wider = ring.with_shard("s4")
+    moved = [(a, wider.shard_of(k)) for a, k in zip(owners, keys, strict=True)
+             if wider.shard_of(k) != a]
+    assert 0.15 <= len(moved) / len(keys) <= 0.25 and {b for _, b in moved} == {"s4"}
+    assert ring.split(keys[:5]) == {s: [i for i in range(5) if owners[i] == s]
+                                    for s in set(owners[:5])}
+    assert HashRing.from_dict(ring.to_dict()) == ring
+    assert ring.shard_of(1) == HashRing([f"s{i}" for i in range(4)]).shard_of(1)  # stable
+    with pytest.raises(InvalidArgument):
+        HashRing(["a", "a"])
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, Any]:
+    folder = shared_data("debian-minilm", "base_f16.npy", "queries_f16.npy", "docs.jsonl")
+    import json
+
+    x = np.load(folder / "base_f16.npy")[:N].astype(np.float32)
+    q = np.load(folder / "queries_f16.npy")[:NQ].astype(np.float32)
+    sections = []
+    with open(folder / "docs.jsonl") as f:
+        for _ in range(N):
+            sections.append(json.loads(next(f))["section"])
+    payloads = [{"section": s, "n": i} for i, s in enumerate(sections)]
+    return {"x": x, "q": q, "payloads": payloads, "ids": [f"d{i}" for i in range(N)]}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    """Three nodes on this machine: the head and two workers (the driver joins the head)."""
+    c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
+    workers = [c.add_node(**NODE) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+
+
+def _filled(db: Any, name: str, data: dict[str, Any], **kw: Any) -> Any:
+    coll = db.create_collection(name, {"v": pv.Dense(384)}, indexed=["section", "n"], **kw)
+    for lo in range(0, N, 1_000):
+        coll.add(data["ids"][lo:lo + 1_000], {"v": data["x"][lo:lo + 1_000]},
+                 data["payloads"][lo:lo + 1_000])
+    return coll
+
+
+def _assert_same(got: Any, want: Any) -> None:
+    """Equal scores, and equal ids wherever a score is not tied (ties may order apart)."""
+    np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-5)
+    s = np.asarray(want.scores, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # (-inf - -inf: an empty slot beside another)
+        near = np.abs(np.diff(s)) < 1e-5
+    tied = np.zeros(len(s), dtype=bool)
+    tied[1:] |= near
+    tied[:-1] |= near
+    assert [a for a, t in zip(got.ids, tied, strict=True) if not t] == \
+        [b for b, t in zip(want.ids, tied, strict=True) if not t]
+
+
+def test_merged_exact_search_equals_one_collection(cluster: Any, data: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    """Three shards (one replica each, one per node): exact search, filtered and not, one
+    query and a batch, equals one embedded collection holding every item; so do get, find
+    and len; bad input raises before any shard changes; an indexed search at
+    ``target_recall=0.95`` keeps recall >= 0.93 against the oracle."""
+    rdb = connect_ray(tmp_path / "ray")
+    coll = _filled(rdb, "debian", data, shards=3)
+    oracle = pv.connect(tmp_path / "one").create_collection(
+        "debian", {"v": pv.Dense(384)}, indexed=["section", "n"])
+    oracle.add(data["ids"], {"v": data["x"]}, data["payloads"])
+    assert {r[0]["node"] for r in coll.replicas().values()} == {
+        n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    filters = [None, {"section": "python"}, {"section": {"$in": ["libs", "devel"]}, "n": {
+        "$lt": 2_000}}, {"n": {"$lt": 3}}, {"section": "no-such-section"}]
+    for flt in filters:
+        for i in range(NQ):
+            _assert_same(coll.search(data["q"][i], k=K, filter=flt),
+                         oracle.search(data["q"][i], k=K, filter=flt))
+        batch, one = coll.search(data["q"], k=K, filter=flt), oracle.search(data["q"], k=K,
+                                                                           filter=flt)
+        for i in range(NQ):
+            _assert_same(batch[i], one[i])
+        assert "partial" not in batch.info
+    assert len(coll) == N and sorted(coll.find({"n": {"$lt": 5}})) == [f"d{i}" for i in
+                                                                        range(5)]
+    got = coll.get(["d7", "nope", "d3999"])
+    assert got[0].payload == data["payloads"][7] and got[1] is None
+    np.testing.assert_allclose(got[2].vectors["v"], oracle.get(["d3999"])[0].vectors["v"],
+                               atol=1e-6)  # (normalized in batches of another size)
+    with pytest.raises(DuplicateId):
+        coll.add(["d1", "new"], {"v": data["x"][:2]})
+    with pytest.raises(pv.errors.DimensionMismatch):
+        coll.upsert(["new", "d2"], {"v": np.ones((2, 5), np.float32)})
+    assert "new" not in coll and len(coll) == N
+    assert coll.delete(["d1", "d2", "nope"]) == 2 and len(coll) == N - 2
+    oracle.delete(["d1", "d2"])
+    coll.create_index("v", "HNSW16,SQ8,Refine", sample_queries=data["q"])
+    hits = []
+    for i in range(NQ):
+        res = coll.search(data["q"][i], k=K, target_recall=0.95)
+        want = set(oracle.search(data["q"][i], k=K).ids.tolist())
+        hits.append(len(want & set(res.ids.tolist())) / K)
+        assert set(res.info["shards"]) == {"s0", "s1", "s2"}
+    assert np.mean(hits) >= 0.93, np.mean(hits)
+    rdb.drop_collection("debian")
+    assert rdb.list_collections() == [] and not any((tmp_path / "ray" / "debian").iterdir())
+
+
+def test_add_shard_while_writes_go_on_keeps_every_item(cluster: Any, data: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    """A third shard added to two while a writer upserts and deletes: the new shard takes
+    about a third of the items, and the final content equals the writer's model (no item
+    lost, none left twice). A move interrupted after one batch resumes on reopening."""
+    rdb = connect_ray(tmp_path / "ray")
+    coll = _filled(rdb, "grow", data, shards=2)
+    model = {k: p for k, p in zip(data["ids"], data["payloads"], strict=True)}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    stable = data["ids"][2_000:]  # never written again: always there
+
+    def writer() -> None:
+        rng = np.random.default_rng(5)
+        try:
+            while not stop.is_set():
+                pick = [int(i) for i in rng.choice(2_500, 20, replace=False)]
+                pick = [i if i < 2_000 else N + i for i in pick]
+                keys = [f"d{i}" for i in pick]
+                if rng.random() < 0.3:
+                    coll.delete(keys[:5])
+                    for key in keys[:5]:
+                        model.pop(key, None)
+                else:
+                    pays = [{"section": "moved", "n": i, "t": time.time()} for i in pick]
+                    coll.upsert(keys, {"v": data["x"][[i % N for i in pick]]}, pays)
+                    model.update(zip(keys, pays, strict=True))
+                    # read-your-writes while moving: no older copy left on the old shard
+                    assert [item.payload for item in coll.get(keys)] == pays
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    def reader() -> None:
+        rng = np.random.default_rng(6)
+        try:
+            while not stop.is_set():
+                keys = [stable[int(i)] for i in rng.choice(len(stable), 50, replace=False)]
+                assert all(item is not None for item in coll.get(keys))
+                res = coll.search(data["x"][int(rng.integers(2_000, N))], k=K)
+                got = [i for i in res.ids if i is not None]
+                assert len(got) == K == len(set(got)) and "partial" not in res.info
+                seen.append(res)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    seen: list[Any] = []
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert coll.add_shard() == "s2"
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(seen) > 5
+    assert sorted(coll.find(), key=str) == sorted(model, key=str) and len(coll) == len(model)
+    got = coll.get(list(model))
+    assert all(item.payload == model[item.id] for item in got)
+    held = {s: coll._read_each("ids", (), [s])[s] for s in coll.ring.shards}
+    assert all(coll.ring.shard_of(key) == s for s, keys in held.items() for key in keys)
+    assert 0.2 < len(held["s2"]) / len(model) < 0.5 and sum(map(len, held.values())) == len(
+        model)
+    # interrupted after one batch, then reopened: the move resumes
+    assert coll.add_shard(limit=1) == "s3" and coll.info()["moving"] is not None
+    assert sorted(coll.find(), key=str) == sorted(model, key=str)  # none lost or twice
+    coll.close()
+    again = rdb.get_collection("grow")
+    assert again.info()["moving"] is None and len(again.ring.shards) == 4
+    assert sorted(again.find(), key=str) == sorted(model, key=str)
+    assert all(item.payload == model[item.id] for item in again.get(list(model)))
+    again.close(remove=True)
+
+
+def test_losing_a_node_under_read_and_write_load_with_two_replicas(
+        cluster: Any, data: dict[str, Any], tmp_path: Path) -> None:
+    """Two replicas a shard: a worker node removed while one thread searches and another
+    upserts; every acknowledged write is there, searches keep answering whole (no
+    ``partial``); ``repair`` brings each shard back to two replicas; a shard whose replicas
+    are all gone is named in ``info["partial"]`` and its writes raise."""
+    c, workers = cluster
+    rdb = connect_ray(tmp_path / "ray", timeout=30)
+    coll = _filled(rdb, "safe", data, shards=3, replicas=2)
+    acked: dict[str, dict[str, Any]] = {}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    answers: list[Any] = []
+
+    def writer() -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                keys = [f"w{i + j}" for j in range(10)]
+                pays = [{"section": "w", "n": i + j} for j in range(10)]
+                coll.upsert(keys, {"v": data["x"][(i % 3_000):(i % 3_000) + 10]}, pays)
+                acked.update(zip(keys, pays, strict=True))  # acknowledged
+                i += 10
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                res = coll.search(data["q"][len(answers) % NQ], k=K)
+                answers.append((sum(i is not None for i in res.ids), res.info.get("partial")))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    lost = workers[0]
+    c.remove_node(lost)
+    time.sleep(2.0)
+    deadline = time.monotonic() + 60  # until the cluster says so (repair picks live nodes)
+    while any(n["NodeID"] == lost.node_id and n["Alive"] for n in ray.nodes()):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert answers and all(n == K and p is None for n, p in answers), answers[-5:]
+    assert len(acked) > 0
+    got = coll.get(list(acked))
+    assert all(item is not None and item.payload == acked[item.id] for item in got)
+    assert any(not r["alive"] for reps in coll.replicas().values() for r in reps)
+    made = coll.repair()
+    assert sum(made.values()) >= 1
+    assert all(sum(r["alive"] for r in reps) == 2 for reps in coll.replicas().values())
+    assert len(coll) == N + len(acked)
+    # every replica of one shard gone: searches say so; its writes raise
+    victim = "s1"
+    for rep in coll._replicas[victim]:
+        ray.kill(rep.actor)
+        with pytest.raises(ray.exceptions.RayActorError):  # (ray.kill returns at once)
+            ray.get(rep.actor.count.remote(), timeout=30)
+    res = coll.search(data["q"][0], k=K)
+    assert res.info["partial"] == [victim] and len(res.ids) == K
+    on_victim = next(f"z{i}" for i in range(1_000) if coll.ring.shard_of(f"z{i}") == victim)
+    with pytest.raises(ShardUnavailable) as info:
+        coll.upsert([on_victim], {"v": data["x"][:1]})
+    assert info.value.shards == (victim,)
+    coll.close(remove=True)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own settings warn
+def test_ingest_reads_embeds_and_writes_every_record(cluster: Any, tmp_path: Path) -> None:
+    """Ray Data ingest of a JSONL file: every record embedded by MiniLM in a Ray worker and
+    written to its shard, with the other keys as payload; the vectors are the embedder's."""
+    extra("models", "sentence_transformers")
+    import json
+
+    from polyvec.distributed import ingest
+    from polyvec.embed import minilm
+
+    folder = shared_data("debian-minilm", "docs.jsonl")
+    with open(folder / "docs.jsonl") as f:
+        docs = [json.loads(next(f)) for _ in range(300)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"p{d['id']}", "text": d["synopsis"],
+                                        "section": d["section"]}) + "\n" for d in docs))
+    rdb = connect_ray(tmp_path / "ray")
+    coll = rdb.create_collection("ingested", {"v": pv.Dense(384)}, shards=2)
+    assert ingest(coll, str(path), minilm, batch_size=64) == 300 and len(coll) == 300
+    got = coll.get([f"p{d['id']}" for d in docs[:8]])
+    want = minilm().embed_documents([d["synopsis"] for d in docs[:8]])
+    np.testing.assert_allclose(np.stack([g.vectors["v"] for g in got]), want, atol=1e-4)
+    assert got[3].payload == {"text": docs[3]["synopsis"], "section": docs[3]["section"]}
+    coll.close(remove=True)
