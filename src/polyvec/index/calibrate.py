@@ -377,7 +377,7 @@ def calibrate_bands(search: Callable[[QueryParams | None, np.ndarray | None, boo
     row's params become the first point of their row of the plane that qualifies there
     (the last point where none does): up where the unfiltered params fall short, down
     where fewer reach the target (a walk keeping ``ef`` selected rows scores more nodes
-    than an unfiltered one: on Debian at 20% selected ``ef`` 13 reached 0.95, where
+    than an unfiltered one: on Debian at 20% selected ``ef`` 14 reached 0.95, where
     unfiltered takes 24). A band's point qualifies when the lower confidence bound of its
     recall at :data:`BAND_Z` reaches the target itself (unfiltered rows: at :data:`Z`,
     :data:`FLOOR` below it): a band's estimate stands on one random selection too, and its
