@@ -514,9 +514,11 @@ class Collection:
     def _search(self, query: Any, k: int, field: str | None, node: Any,
                 target_recall: float | None, ef: int | None, nprobe: int | None,
                 oversample: float | None, candidates: int | None, rerank_depth: int | None,
-                model: str | None, quick: bool) -> SearchResult:
+                model: str | None, quick: bool, memo: dict[str, Any] | None = None
+                ) -> SearchResult:
         """:meth:`search` with the filter parsed (``node``; ``None``: no filter); ``quick``:
-        an unfiltered call is first offered to the quick path."""
+        an unfiltered call is first offered to the quick path; ``memo``: the statistics a
+        BM25 query binds to, in place of this collection's (see :meth:`_search_as`)."""
         if quick and node is None:
             got = self._executor.quick(query, k, field, target_recall, ef, nprobe, oversample)
             if got is not None:
@@ -540,7 +542,7 @@ class Collection:
             snap, selected = self._selection(node)
             k = v.cap_k(k, len(snap.live_seqs), 0 if queries is None else len(queries))
             ids, scores, info = self._executor.search(snap, queries, k, name, spec, selected,
-                                                      target_recall, params)
+                                                      target_recall, params, memo=memo)
         if target_recall is not None and info.get("strategy") == "exact":
             info["warnings"] = [f"target_recall={target_recall} not applied: no index serves "
                                 f"field {name!r} yet (see create_index / index_info); the "
@@ -548,6 +550,33 @@ class Collection:
         if single:
             return SearchResult(ids[0], scores[0], info)
         return SearchResult(ids, scores, info)
+
+    # -- for the shards of a sharded collection (polyvec.distributed) ---------------------------
+    def _statistics(self, query: Any, field: str | None = None) -> dict[str, Any]:
+        """What BM25 ``query`` (a text or a list) of ``field`` binds to here: live documents,
+        their total length and each query term's document frequency, to be summed over a
+        sharded collection's shards and given back to :meth:`_search_as`."""
+        name, spec = self._store.field(field)
+        kind = kind_of(spec)
+        if not kind.stats:
+            raise InvalidArgument(f"field {name!r} is not a BM25 field: its queries bind to no "
+                                  "statistics")
+        queries, _ = kind.check_query(spec, query)
+        return self._executor.statistics(self._snapshot(), queries, name)
+
+    def _search_as(self, query: Any, k: int, stats: dict[str, Any], *,
+                   field: str | None = None, filter: Mapping[str, Any] | None = None
+                   ) -> SearchResult:
+        """:meth:`search` of a BM25 field scored with ``stats`` (:meth:`_statistics` summed
+        over the shards) in place of this collection's own: a shard's scores are then the
+        whole sharded collection's, and the shards' top-k merge by score."""
+        name, spec = self._store.field(field)
+        kind = kind_of(spec)
+        if not kind.stats:
+            raise InvalidArgument(f"field {name!r} is not a BM25 field")
+        node = None if filter is None else parse_filter(filter)
+        return self._search(query, k, name, node, None, None, None, None, None, None, None,
+                            False, memo=kind.given(stats))
 
     def _snapshot(self) -> Any:
         """The snapshot a read answers from (``SegmentStore.current``: reloaded first if

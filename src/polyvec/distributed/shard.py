@@ -78,6 +78,13 @@ class ShardReplica:
     def search(self, query: Any, k: int, knobs: dict[str, Any]) -> SearchResult:
         return self.coll.search(query, k, **knobs)
 
+    def statistics(self, query: Any, field: str | None) -> dict[str, Any]:
+        return self.coll._statistics(query, field)
+
+    def search_as(self, query: Any, k: int, stats: dict[str, Any], field: str | None,
+                  filter: Any) -> SearchResult:
+        return self.coll._search_as(query, k, stats, field=field, filter=filter)
+
     def create_index(self, field: str, spec: Any, knobs: dict[str, Any]) -> None:
         self.coll.create_index(field, spec, **knobs)
 

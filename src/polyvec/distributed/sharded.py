@@ -108,10 +108,6 @@ class RayDatabase:
         if path.exists():
             raise CollectionExists(f"sharded collection {name!r} already exists in {self.root}")
         schema = CollectionSchema.build(vectors, list(indexed))
-        bm25 = [f for f, spec in schema.vectors if isinstance(spec, BM25)]
-        if bm25:
-            raise InvalidArgument(f"vectors: BM25 fields ({bm25}) are not shardable yet: their "
-                                  "statistics would be each shard's, not the collection's")
         for what, value in (("shards", shards), ("replicas", replicas)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgument(f"{what}: expected an int >= 1, got {value!r}")
@@ -395,8 +391,9 @@ class ShardedCollection:
         for f, spec in fields.items():
             checked = kind_of(spec).check_vectors(f, spec, vectors[f], n)
             # what each replica checks and prepares again: dense rows and token sets as
-            # checked (nothing pooled yet), sparse input as given (checking quantizes it)
-            out[f] = vectors[f] if isinstance(spec, Sparse) else checked
+            # checked (nothing pooled yet), sparse input and texts as given (checking
+            # quantizes or analyzes them)
+            out[f] = vectors[f] if isinstance(spec, Sparse | BM25) else checked
         return out
 
     # -- reading -----------------------------------------------------------------------------
@@ -441,14 +438,19 @@ class ShardedCollection:
         there are some."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"k: expected an int >= 1, got {k!r}")
-        if knobs.get("fusion") is not None or knobs.get("weights") is not None:
-            raise InvalidArgument("fusion: scores fused per shard do not compare across "
-                                  "shards; search each field and fuse the results")
+        if knobs.get("fusion") is not None or knobs.get("weights") is not None or \
+                isinstance(query, Mapping):
+            raise InvalidArgument("search: a hybrid query's fused scores do not compare "
+                                  "across shards; search each field and fuse the results")
         self._check_open()
+        bm25 = self._bm25(knobs.get("field"))
         while True:
             version, moving = self._version, self._moving is not None
             with self._steady():
-                got, missing = self._read_all("search", (query, k, knobs))
+                if bm25 is None:
+                    got, missing = self._read_all("search", (query, k, knobs))
+                else:  # each shard scores with the statistics summed over all of them
+                    got, missing = self._search_bm25(query, k, bm25, knobs)
             if self._version == version:
                 break
         if not got:
@@ -463,6 +465,33 @@ class ShardedCollection:
         if missing:
             info["partial"] = sorted(missing)
         return SearchResult(ids, scores, info)
+
+    def _bm25(self, field: str | None) -> str | None:
+        """The BM25 field a search of ``field`` reads, if it is one."""
+        fields = dict(self.schema.vectors)
+        name = field if field is not None else next(iter(fields)) if len(fields) == 1 else None
+        return name if isinstance(fields.get(name), BM25) else None  # type: ignore[arg-type]
+
+    def _search_bm25(self, query: Any, k: int, field: str, knobs: dict[str, Any]
+                     ) -> tuple[dict[str, Any], list[str]]:
+        """A BM25 search scored as one collection holding every item would score it: each
+        shard's statistics for the query (live documents, total length, each term's
+        document frequency) summed, then every shard searched with the sums. A shard with no
+        live replica is left out of both (``partial``)."""
+        extra = set(knobs) - {"field", "filter"}
+        if extra:
+            raise InvalidArgument(f"search: a BM25 field takes field and filter, got "
+                                  f"{sorted(extra)}")
+        parts, missing = self._read_all("statistics", (query, field))
+        total: dict[str, Any] = {"n": 0, "total": 0, "df": {}}
+        for stats in parts.values():
+            total["n"] += stats["n"]
+            total["total"] += stats["total"]
+            for term, df in stats["df"].items():
+                total["df"][term] = total["df"].get(term, 0) + df
+        got, lost = self._read_all("search_as", (query, k, total, field, knobs.get("filter")),
+                                   list(parts))
+        return got, sorted({*missing, *lost})
 
     # -- indexes and maintenance -------------------------------------------------------------
     def create_index(self, field: str, spec: Any, **knobs: Any) -> None:
@@ -548,10 +577,10 @@ class ShardedCollection:
         """Items are moved (and copied to new replicas) as ``get`` gives them back; fields
         whose stored form is not what a write takes cannot be."""
         for f, spec in self.schema.vectors:
-            if (isinstance(spec, Multi) and spec.pool_factor > 1) or \
+            if (isinstance(spec, Multi) and spec.pool_factor > 1) or isinstance(spec, BM25) or \
                     (isinstance(spec, Sparse) and spec.dtype == "u8"):
-                raise InvalidArgument(f"field {f!r} ({spec}) stores a pooled or quantized "
-                                      "form: its items cannot be moved or copied yet")
+                raise InvalidArgument(f"field {f!r} ({spec}) stores a pooled, quantized or "
+                                      "analyzed form: its items cannot be moved or copied yet")
 
     def _move(self, shard: str, keys: list[Any], target: HashRing) -> None:
         with self._lock:

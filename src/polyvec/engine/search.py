@@ -404,9 +404,12 @@ class SearchExecutor:
 
     def search(self, snap: Snapshot, queries: Any, k: int, name: str, spec: FieldSpec,
                selected: np.ndarray | None, target_recall: float | None, params: Any, *,
-               use_index: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+               use_index: bool = True, memo: dict[str, Any] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Top-k of checked ``queries`` over ``snap``, among ``selected`` (a selection mask,
-        or sorted seqs; ``None``: every live item)."""
+        or sorted seqs; ``None``: every live item). ``memo``: the statistics a ``stats``
+        kind binds its queries to, where they are not ``snap``'s own (a shard's search
+        scored as its whole sharded collection's: ``FieldKind.given``)."""
         if selected is not None and selected.dtype != np.bool_:  # sorted seqs
             pos = snap.positions_of(selected)
             selected = np.zeros(len(snap.seqs), dtype=bool)
@@ -414,7 +417,7 @@ class SearchExecutor:
         kind = kind_of(spec)
         if kind.stats:  # (BM25: the whole collection's statistics, whatever the selection)
             queries = kind.bind(spec, queries, self._blocks(snap, name),
-                              snap.memo.setdefault(name, {}))
+                              snap.memo.setdefault(name, {}) if memo is None else memo)
         gseqs, _ = snap.growing[name]
         gmask = None
         if len(gseqs):  # growing rows none of which may be returned count as none
@@ -437,6 +440,11 @@ class SearchExecutor:
                                                                [seg_info], 1)
         return self._fan_out(snap, queries, k, name, spec, selected, target_recall, params,
                              use_index, gmask if growing else None, growing)
+
+    def statistics(self, snap: Snapshot, queries: Any, name: str) -> dict[str, Any]:
+        """The statistics checked ``queries`` of field ``name`` (a ``stats`` kind's: BM25)
+        bind to on ``snap`` (``FieldKind.statistics``)."""
+        return kind_of(self.store.fields[name]).statistics(queries, self._blocks(snap, name))
 
     @staticmethod
     def _blocks(snap: Snapshot, name: str) -> list[tuple[Any, np.ndarray | None]]:

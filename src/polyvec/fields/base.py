@@ -118,6 +118,17 @@ class FieldKind(ABC):
         (the field's, in this snapshot) keeps what depends on the blocks only."""
         return queries
 
+    def statistics(self, queries: Any, blocks: list[tuple[Any, np.ndarray | None]]
+                   ) -> dict[str, Any]:
+        """What :meth:`bind` reads of ``blocks`` for ``queries``, as plain data that adds up
+        over the shards of a collection (``stats`` kinds only)."""
+        raise TypeError(f"{type(self).__name__} binds its queries to no statistics")
+
+    def given(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """A ``memo`` for :meth:`bind` holding ``stats`` (:meth:`statistics`' form, summed
+        over shards) in place of the blocks' own."""
+        raise TypeError(f"{type(self).__name__} binds its queries to no statistics")
+
     @abstractmethod
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:

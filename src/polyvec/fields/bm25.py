@@ -73,6 +73,13 @@ class BM25Kind(SparseKind):
              memo: dict[str, Any]) -> list[bm25.BM25Query]:
         return bm25.bind(queries, spec.k1, spec.b, blocks, memo)  # type: ignore[union-attr]
 
+    def statistics(self, queries: Any, blocks: list[tuple[Any, np.ndarray | None]]
+                   ) -> dict[str, Any]:
+        return bm25.statistics(queries, blocks)
+
+    def given(self, stats: dict[str, Any]) -> dict[str, Any]:
+        return bm25.given(stats)
+
     def scan(self, spec: FieldSpec, queries: Any, data: Any, seqs: np.ndarray, topk: TopK,
              mask: np.ndarray | None) -> None:
         assert all(isinstance(q, bm25.BM25Query) for q in queries), \

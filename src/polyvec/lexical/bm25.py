@@ -22,7 +22,7 @@ import numpy as np
 
 from .._kernels.sparse import Scoring
 
-__all__ = ["BM25Query", "bind", "idf"]
+__all__ = ["BM25Query", "bind", "idf", "statistics"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,27 @@ def bind(queries: list[tuple[np.ndarray, np.ndarray]], k1: float, b: float,
              weights[np.searchsorted(terms, q_ids)] * q_counts if len(q_ids) else np.zeros(0))
         out.append(BM25Query(q_ids, w.astype(np.float32), scoring))
     return out
+
+
+def statistics(queries: list[tuple[np.ndarray, np.ndarray]],
+               blocks: list[tuple[Any, np.ndarray | None]]) -> dict[str, Any]:
+    """What :func:`bind` reads of ``blocks`` for ``queries``: N (live documents), their total
+    length, and each query term's document frequency (``{term id: df}``). Statistics summed
+    over several collections (the shards of one) bind as one collection's would (see
+    ``memo`` in :func:`given`)."""
+    terms = np.unique(np.concatenate([q for q, _ in queries])) if queries else \
+        np.zeros(0, np.uint32)
+    n, total, deads = _totals(blocks)
+    df = _df(terms.astype(np.uint32), blocks, deads) if len(terms) else np.zeros(0, np.int64)
+    return {"n": n, "total": total, "df": dict(zip(terms.tolist(), df.tolist(), strict=True))}
+
+
+def given(stats: dict[str, Any]) -> dict[str, Any]:
+    """A ``memo`` for :func:`bind` holding ``stats`` (:func:`statistics`' form, summed over
+    shards): bound with it, queries score as over the union of the blocks it counts. Every
+    query term must have its document frequency there."""
+    return {"bm25": (int(stats["n"]), int(stats["total"]), []),
+            "df": {int(t): int(d) for t, d in stats["df"].items()}}
 
 
 def _df(terms: np.ndarray, blocks: list[tuple[Any, np.ndarray | None]],
