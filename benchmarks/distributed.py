@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/pv-dist"))
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--items", type=int, default=0, help="use the first N items (0: all)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     import ray
@@ -85,6 +86,8 @@ def main() -> None:
 
     data = load()
     base, q = data["base"], data["queries"][:args.queries]
+    if args.items:
+        base = base[:args.items]
     truth = np.argsort(-(q @ base.T), axis=1)[:, :K]
     shutil.rmtree(args.workdir, ignore_errors=True)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

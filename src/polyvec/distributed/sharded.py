@@ -261,8 +261,12 @@ class ShardedCollection:
         sent = [(shard, rep, getattr(rep.actor, method).remote(*args))
                 for shard, (method, args) in calls.items() for rep in self._live(shard)]
         out: dict[str, Any] = {}
+        values = _all(sent, timeout)
+        if values is not None:  # the common case: every one committed
+            for (shard, _, _), value in zip(sent, values, strict=True):
+                out.setdefault(shard, value)
         error: BaseException | None = None
-        for shard, rep, ref in sent:
+        for shard, rep, ref in sent if values is None else ():  # which failed, and how
             try:
                 got = _get(ref, timeout)
             except down as e:
@@ -300,7 +304,12 @@ class ShardedCollection:
                     tried[shard].append(rep)
                     sent.append((shard, rep, getattr(rep.actor, method).remote(*args)))
             todo = []
-            for shard, rep, ref in sent:
+            values = _all(sent, self.db.timeout)
+            if values is not None:  # the common case: every one answered
+                out.update((shard, value) for (shard, _, _), value in zip(sent, values,
+                                                                          strict=True))
+                continue
+            for shard, rep, ref in sent:  # (each again, to tell which failed and how)
                 try:
                     out[shard] = _get(ref, self.db.timeout)
                 except down as e:
@@ -699,6 +708,15 @@ def _down_errors() -> tuple[type[BaseException], ...]:
 
     return (e.RayActorError, e.NodeDiedError, e.WorkerCrashedError, e.GetTimeoutError,
             e.ObjectLostError, e.LocalRayletDiedError, e.ActorUnschedulableError)
+
+
+def _all(sent: list[tuple[str, Replica, Any]], timeout: float | None) -> list[Any] | None:
+    """The answers of every call in ``sent`` (one wait for all), or ``None`` where any
+    failed (the caller then waits for each to tell)."""
+    try:
+        return list(_get([ref for _, _, ref in sent], timeout))
+    except Exception:  # noqa: BLE001 - told apart call by call by the caller
+        return None
 
 
 def _slow(error: BaseException) -> bool:
