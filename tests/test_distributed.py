@@ -337,7 +337,8 @@ def test_losing_a_node_under_read_and_write_load_with_two_replicas(
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own settings warn
 def test_ingest_reads_embeds_and_writes_every_record(cluster: Any, tmp_path: Path) -> None:
     """Ray Data ingest of a JSONL file: every record embedded by MiniLM in a Ray worker and
-    written to its shard, with the other keys as payload; the vectors are the embedder's."""
+    written to its shard, with the other keys as payload; the vectors are the embedder's.
+    A Parquet file with a list column likewise (the list a list again in the payload)."""
     extra("models", "sentence_transformers")
     import json
 
@@ -357,4 +358,13 @@ def test_ingest_reads_embeds_and_writes_every_record(cluster: Any, tmp_path: Pat
     want = minilm().embed_documents([d["synopsis"] for d in docs[:8]])
     np.testing.assert_allclose(np.stack([g.vectors["v"] for g in got]), want, atol=1e-4)
     assert got[3].payload == {"text": docs[3]["synopsis"], "section": docs[3]["section"]}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    more = [{"id": f"q{i}", "text": d["description"][:200], "tags": [d["section"], "x"]}
+            for i, d in enumerate(docs[:40])]
+    pq.write_table(pa.Table.from_pylist(more), tmp_path / "more.parquet")
+    assert ingest(coll, [str(tmp_path / "more.parquet")], minilm, payload_keys=["tags"]) == 40
+    assert len(coll) == 340 and coll.get(["q5"])[0].payload == {"tags": [docs[5]["section"],
+                                                                         "x"]}
     coll.close(remove=True)
