@@ -493,9 +493,8 @@ class Column:
         if done > n:  # kept by a copy with more rows
             return rows[:np.searchsorted(rows, n)]
         if done < n:  # the rows made since: one lookup each
-            table = np.zeros(max(int(wanted.max()), top) + 2, dtype=bool)  # last slot: -1
-            table[wanted] = True
-            rows = np.concatenate([rows, np.flatnonzero(table[index[done:]]) + done])
+            tail = _isin_numbers(self._num[done:n], wanted, lambda: (index[done:], top))  # type: ignore[arg-type]
+            rows = np.concatenate([rows, np.flatnonzero(tail) + done])
         return rows
 
     def _ids_of(self, leaf: Leaf) -> npt.NDArray[np.int64] | None:
