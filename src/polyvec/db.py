@@ -54,6 +54,14 @@ def connect(path: str | os.PathLike[str], *, create: bool | None = None,
     return Database(Path(path), lock_timeout=lock_timeout, create=create)
 
 
+def check_name(name: object) -> str:
+    """``name`` if it is a valid collection name (a folder's, a sharded layout's)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidArgument(f"collection name: expected letters, digits, '_' or '-' "
+                              f"(1-128 chars, not starting with '_'/'-'), got {name!r}")
+    return name
+
+
 class Database:
     def __init__(self, path: Path, *, lock_timeout: float = 10.0,
                  create: bool | None = None) -> None:
@@ -88,10 +96,7 @@ class Database:
         self._open: dict[str, Collection] = {}
 
     def _dir(self, name: str) -> Path:
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise InvalidArgument(f"collection name: expected letters, digits, '_' or '-' "
-                                  f"(1-128 chars, not starting with '_'/'-'), got {name!r}")
-        return self.path / name
+        return self.path / check_name(name)
 
     def list_collections(self) -> list[str]:
         return sorted(p.name for p in self.path.iterdir()

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import _validate as v
 from ..collection import DEFAULT_SEGMENT_ROWS
-from ..db import _NAME
+from ..db import check_name
 from ..errors import (
     CollectionExists,
     DuplicateId,
@@ -90,10 +90,7 @@ class RayDatabase:
         self._open: dict[str, ShardedCollection] = {}
 
     def _layout(self, name: str) -> Path:
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise InvalidArgument(f"collection name: expected letters, digits, '_' or '-' "
-                                  f"(1-128 chars, not starting with '_'/'-'), got {name!r}")
-        return self.root / f"{name}.sharded.json"
+        return self.root / f"{check_name(name)}.sharded.json"
 
     def list_collections(self) -> list[str]:
         return sorted(p.name[:-len(".sharded.json")] for p in self.root.glob("*.sharded.json"))
