@@ -49,7 +49,7 @@ from ..errors import (
     ShardUnavailable,
     UnknownCollection,
 )
-from ..fields import kind_of
+from ..fields import check_inputs
 from ..spec import BM25, CollectionSchema, FieldSpec, Multi, Sparse
 from ..types import SearchResult
 from .ring import HashRing
@@ -384,23 +384,14 @@ class ShardedCollection:
         return {s: ("delete", (ks,)) for s, ks in gone.items()}
 
     def _check_vectors(self, vectors: Any, n: int) -> dict[str, Any]:
+        """Each field's input checked as a collection checks it, then what each replica
+        checks and prepares again: dense rows and token sets as checked (nothing pooled
+        yet), sparse input and texts as given (checking quantizes or analyzes them)."""
         fields = dict(self.schema.vectors)
-        if not isinstance(vectors, Mapping):
-            if len(fields) != 1:
-                raise InvalidArgument(f"vectors: expected a dict with fields {list(fields)}, "
-                                      f"got {type(vectors).__name__}")
-            vectors = {next(iter(fields)): vectors}
-        if set(vectors) != set(fields):
-            raise InvalidArgument(f"vectors: expected the fields {sorted(fields)}, got "
-                                  f"{sorted(vectors)}")
-        out = {}
-        for f, spec in fields.items():
-            checked = kind_of(spec).check_vectors(f, spec, vectors[f], n)
-            # what each replica checks and prepares again: dense rows and token sets as
-            # checked (nothing pooled yet), sparse input and texts as given (checking
-            # quantizes or analyzes them)
-            out[f] = vectors[f] if isinstance(spec, Sparse | BM25) else checked
-        return out
+        checked = check_inputs(fields, vectors, n)
+        given = vectors if isinstance(vectors, Mapping) else {next(iter(fields)): vectors}
+        return {f: given[f] if isinstance(spec, Sparse | BM25) else checked[f]
+                for f, spec in fields.items()}
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, ids: Sequence[int | str]) -> list[Any]:

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ from ..errors import (
     Locked,
     UnknownField,
 )
-from ..fields import kind_of
+from ..fields import check_inputs, kind_of
 from ..filters.columns import Encoded
 from ..spec import CollectionSchema, FieldSpec, ModelSpec
 from ..storage import Catalog, WriteLock, open_segment, segment_name, sidecar, write_segment
@@ -652,24 +652,9 @@ class SegmentStore:
 
     def check_vectors(self, vectors: Any, n: int) -> dict[str, Any]:
         """Every field's input checked (and prepared: pooled) by its kind."""
-        if not isinstance(vectors, Mapping):
-            if len(self.fields) != 1:
-                raise UnknownField(f"vectors: expected a dict with fields {list(self.fields)}, "
-                                   f"got {type(vectors).__name__}")
-            vectors = {next(iter(self.fields)): vectors}
-        unknown = set(vectors) - set(self.fields)
-        if unknown:
-            raise UnknownField(f"unknown vector field(s) {sorted(unknown)}; this collection has "
-                               f"{list(self.fields)}")
-        missing = set(self.fields) - set(vectors)
-        if missing:
-            raise UnknownField(f"vectors: expected every field {list(self.fields)}, missing "
-                               f"{sorted(missing)}")
-        out = {}
-        for name, spec in self.fields.items():
-            kind = kind_of(spec)
-            out[name] = kind.prepare(spec, kind.check_vectors(name, spec, vectors[name], n))
-        return out
+        checked = check_inputs(self.fields, vectors, n)
+        return {name: kind_of(spec).prepare(spec, checked[name])
+                for name, spec in self.fields.items()}
 
     # -- writing --------------------------------------------------------------------------
     def write(self, keys: list[Any], data: dict[str, Any], payload_objs: Any,

@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidArgument
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import InvalidArgument, UnknownField
 from ..spec import FieldSpec
 from .base import FieldKind
 from .bm25 import BM25Kind
@@ -15,7 +18,7 @@ from .dense import DenseKind
 from .multi import MultiKind
 from .sparse import SparseKind
 
-__all__ = ["FieldKind", "KINDS", "kind_of", "register"]
+__all__ = ["FieldKind", "KINDS", "check_inputs", "kind_of", "register"]
 
 KINDS: dict[str, FieldKind] = {}
 
@@ -33,6 +36,27 @@ def kind_of(spec: FieldSpec) -> FieldKind:
     except (KeyError, AttributeError):
         raise InvalidArgument(f"unknown vector field kind {getattr(spec, 'kind', spec)!r}; "
                               f"expected one of {list(KINDS)}") from None
+
+
+def check_inputs(fields: Mapping[str, FieldSpec], vectors: Any, n: int) -> dict[str, Any]:
+    """Each of ``fields``' input among ``vectors`` (a dict by field; a collection of one
+    field also takes the input alone) for ``n`` items, checked by its kind (not prepared:
+    nothing pooled yet)."""
+    if not isinstance(vectors, Mapping):
+        if len(fields) != 1:
+            raise UnknownField(f"vectors: expected a dict with fields {list(fields)}, "
+                               f"got {type(vectors).__name__}")
+        vectors = {next(iter(fields)): vectors}
+    unknown = set(vectors) - set(fields)
+    if unknown:
+        raise UnknownField(f"unknown vector field(s) {sorted(unknown)}; this collection has "
+                           f"{list(fields)}")
+    missing = set(fields) - set(vectors)
+    if missing:
+        raise UnknownField(f"vectors: expected every field {list(fields)}, missing "
+                           f"{sorted(missing)}")
+    return {name: kind_of(spec).check_vectors(name, spec, vectors[name], n)
+            for name, spec in fields.items()}
 
 
 register(DenseKind())
