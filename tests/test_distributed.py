@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import extra, shared_data
+from stored_kinds import FIELDS, kinds_data, same_items
 
 import polyvec as pv
 from polyvec.errors import DuplicateId, InvalidArgument, ShardUnavailable
@@ -180,9 +181,50 @@ def test_bm25_over_shards_scores_as_one_collection(cluster: Any, tmp_path: Path)
     full = oracle.search(texts[0], k=3_000)
     score = dict(zip(full.ids.tolist(), full.scores.tolist(), strict=True))
     assert any(abs(float(r.scores[0]) - score[r.ids[0]]) > 1e-3 for r in alone.values())
-    with pytest.raises(InvalidArgument, match="analyzed"):
-        coll.add_shard()
+    # moved to a fourth shard, each item keeps its terms and length: scores stay the same
+    assert coll.add_shard() == "s3" and len(coll) == len(ids) - 50
+    for text in texts:
+        _assert_same(coll.search(text, k=K), oracle.search(text, k=K))
     coll.close(remove=True)
+
+
+def test_moved_and_copied_items_keep_their_stored_form(cluster: Any, tmp_path: Path) -> None:
+    """Items of the fields whose stored form is not what a write takes (cosine rows cast to
+    f16, pooled token sets, u8 weights, analyzed texts), moved to a new shard and copied to
+    a new replica, come back bit for bit as one collection holds them, and score alike."""
+    keys, vectors, payloads = kinds_data()
+    rdb = connect_ray(tmp_path / "ray")
+    coll = rdb.create_collection("kinds", FIELDS, shards=2, replicas=2)
+    oracle = pv.connect(tmp_path / "one").create_collection("kinds", FIELDS)
+    for target in (coll, oracle):
+        target.add(keys, vectors, payloads)
+    assert coll.add_shard() == "s2"
+    lost = coll._replicas["s0"][0]
+    coll._lost(lost)  # (its actor killed: the shard is down to one replica)
+    assert coll.repair() == {"s0": 1}
+    for shard in coll.ring.shards:  # read each replica: the new one included
+        for rep in coll._live(shard):
+            held = ray.get(rep.actor.ids.remote())
+            same_items(_Remote(rep.actor), oracle, held)
+    assert sorted(coll.find()) == sorted(keys)
+    rng = np.random.default_rng(1)
+    queries = {"d": rng.standard_normal(FIELDS["d"].dim).astype(np.float32),
+               "m": rng.standard_normal((4, FIELDS["m"].dim)).astype(np.float32),
+               "s": (np.array([3, 50, 700], np.uint32), np.ones(3, np.float32)),
+               "t": "python debian package"}
+    for f, q in queries.items():
+        _assert_same(coll.search(q, k=K, field=f), oracle.search(q, k=K, field=f))
+    coll.close(remove=True)
+
+
+class _Remote:
+    """A replica's ``get`` called as a collection's."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def get(self, keys: list[Any]) -> list[Any]:
+        return ray.get(self.actor.get.remote(keys))
 
 
 def test_add_shard_while_writes_go_on_keeps_every_item(cluster: Any, data: dict[str, Any],

@@ -331,11 +331,12 @@ def _warm_norm_rows() -> None:
     _norm_rows_numba(np.ones((1, 4), np.float32), True)
 
 
-def _finish(arr: np.ndarray, spec: FieldSpec, where: str, *, backend: str = "auto"
-            ) -> np.ndarray:
-    """Check finiteness, normalize for cosine, cast to the storage dtype."""
+def _finish(arr: np.ndarray, spec: FieldSpec, where: str, *, backend: str = "auto",
+            stored: bool = False) -> np.ndarray:
+    """Check finiteness, normalize for cosine (unless ``stored``: rows stored already, which
+    normalizing again could change by an ulp), cast to the storage dtype."""
     arr = np.array(arr, dtype=np.float32, order="C")  # a copy: normalized in place
-    cosine = spec.metric == "cosine"
+    cosine = spec.metric == "cosine" and not stored
     bad = norm_rows(arr, cosine, backend=backend)
     if bad != -1:  # NaN/inf; squares that overflow (or, under cosine, underflow) float32
         bad_rows = ~np.isfinite(arr).all(axis=1)
@@ -361,22 +362,26 @@ def _finish(arr: np.ndarray, spec: FieldSpec, where: str, *, backend: str = "aut
 
 
 def _check_matrix(x: object, spec: FieldSpec, where: str, rows: int | None, *,
-                  backend: str = "auto") -> np.ndarray:
+                  backend: str = "auto", stored: bool = False) -> np.ndarray:
     arr = _as_float_array(x, where)
     if arr.ndim != 2 or arr.shape[1] != spec.dim or (rows is not None and arr.shape[0] != rows):
         want = f"({rows if rows is not None else 'n'}, {spec.dim})"
         raise DimensionMismatch(f"{where}: expected shape {want}, got {arr.shape}")
-    return _finish(arr, spec, where, backend=backend)
+    return _finish(arr, spec, where, backend=backend, stored=stored)
 
 
-def check_dense_vectors(name: str, spec: FieldSpec, data: object, n: int) -> np.ndarray:
+def check_dense_vectors(name: str, spec: FieldSpec, data: object, n: int, *,
+                        stored: bool = False) -> np.ndarray:
     """A Dense field's input: an (n, dim) array. Checked with numpy: a batch amortizes its
-    calls, and a process that only writes never starts numba (~1 s)."""
-    return _check_matrix(data, spec, f"vectors[{name!r}]", n, backend="numpy")
+    calls, and a process that only writes never starts numba (~1 s). ``stored``: rows as a
+    collection stored them (not normalized again)."""
+    return _check_matrix(data, spec, f"vectors[{name!r}]", n, backend="numpy", stored=stored)
 
 
-def check_multi_vectors(name: str, spec: FieldSpec, data: object, n: int) -> list[np.ndarray]:
-    """A Multi field's input: a list of n (tokens_i, dim) arrays, tokens_i >= 1."""
+def check_multi_vectors(name: str, spec: FieldSpec, data: object, n: int, *,
+                        stored: bool = False) -> list[np.ndarray]:
+    """A Multi field's input: a list of n (tokens_i, dim) arrays, tokens_i >= 1;
+    ``stored``: token sets as a collection stored them (not normalized again)."""
     if isinstance(data, np.ndarray) and data.ndim == 3:
         data = list(data)
     if not isinstance(data, Sequence) or isinstance(data, str | bytes):
@@ -392,7 +397,7 @@ def check_multi_vectors(name: str, spec: FieldSpec, data: object, n: int) -> lis
                                     f"{spec.dim}), got {arr.shape}")
         if arr.shape[0] == 0:
             raise InvalidVector(f"vectors[{name!r}][{i}]: expected at least one token, got 0")
-        out.append(_finish(arr, spec, f"vectors[{name!r}][{i}]"))
+        out.append(_finish(arr, spec, f"vectors[{name!r}][{i}]", stored=stored))
     return out
 
 
@@ -478,12 +483,14 @@ _QUERY_CHECKS: dict[str, Any] = {"dense": check_dense_query, "multi": check_mult
 
 # -- sparse vectors -----------------------------------------------------------------------------
 
-def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int
-                         ) -> list[tuple[np.ndarray, np.ndarray]]:
+def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int, *,
+                         stored: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """A Sparse field's input for ``n`` items: a scipy.sparse matrix of n rows, or a list of
     n sparse vectors (each a ``(indices, values)`` pair, a ``{index: value}`` dict or a
     :class:`~polyvec.types.SparseVector`); returned as ``(uint32 indices, sorted; values in
-    the storage dtype)`` pairs."""
+    the storage dtype)`` pairs. ``stored``: ``u8`` weights that were stored already (each
+    its step times ``scale``, which float32 may put an ulp above ``max_weight``) are
+    rounded to their step, unchecked."""
     where = f"vectors[{name!r}]"
     u8 = spec.dtype == "u8"
     rows = _sparse_rows(data, spec.dim, np.dtype(np.float32) if u8 else storage_dtype(spec),
@@ -494,8 +501,11 @@ def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int
                             f"{type(data).__name__}")
     if len(rows) != n:
         raise InvalidVector(f"{where}: expected {n} sparse vectors, got {len(rows)}")
-    return [(i, _quantized(v, spec, f"{where}[{r}]")) for r, (i, v) in enumerate(rows)] if u8 \
-        else rows
+    if not u8:
+        return rows
+    if stored:
+        return [(i, _steps(v, spec)) for i, v in rows]
+    return [(i, _quantized(v, spec, f"{where}[{r}]")) for r, (i, v) in enumerate(rows)]
 
 
 def _quantized(values: np.ndarray, spec: Any, where: str) -> np.ndarray:
@@ -506,6 +516,11 @@ def _quantized(values: np.ndarray, spec: Any, where: str) -> np.ndarray:
         raise InvalidVector(f"{where}: expected weights in [0, {top:g}] (dtype 'u8', "
                             f"max_weight {top:g}), got {float(values[bad][0]):g}")
     return np.rint(values / np.float32(spec.scale)).astype(np.uint8)
+
+
+def _steps(values: np.ndarray, spec: Any) -> np.ndarray:
+    """Stored ``u8`` weights (each its step times ``scale``) as their steps again."""
+    return np.clip(np.rint(values / np.float32(spec.scale)), 0, 255).astype(np.uint8)
 
 
 def check_sparse_query(spec: FieldSpec, q: object) -> tuple[list[tuple[np.ndarray, np.ndarray]],

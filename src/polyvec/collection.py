@@ -90,10 +90,11 @@ class Collection:
         """Insert items, replacing (vectors and payload) any that already exist."""
         self._write(ids, vectors, payloads, replace=True)
 
-    def _write(self, ids: Any, vectors: Any, payloads: Any, *, replace: bool) -> None:
+    def _write(self, ids: Any, vectors: Any, payloads: Any, *, replace: bool,
+               stored: bool = False) -> None:
         keys = v.check_ids(ids)
         n = len(keys)
-        data = self._store.check_vectors(vectors, n)
+        data = self._store.check_vectors(vectors, n, stored=stored)
         payload_texts, payload_objs = v.check_payloads(payloads, n)
         if n == 0:
             return
@@ -552,6 +553,13 @@ class Collection:
         return SearchResult(ids, scores, info)
 
     # -- for the shards of a sharded collection (polyvec.distributed) ---------------------------
+    def _restore(self, ids: Sequence[int | str], vectors: Mapping[str, Any],
+                 payloads: Sequence[dict[str, Any] | None]) -> None:
+        """Upsert items copied from another collection of this schema, their vectors as
+        :meth:`get` gave them back there (pooled, quantized or analyzed already: they are
+        checked, not pooled or analyzed again)."""
+        self._write(ids, vectors, payloads, replace=True, stored=True)
+
     def _statistics(self, query: Any, field: str | None = None) -> dict[str, Any]:
         """What BM25 ``query`` (a text or a list) of ``field`` binds to here: live documents,
         their total length and each query term's document frequency, to be summed over a

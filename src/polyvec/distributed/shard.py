@@ -49,8 +49,9 @@ class ShardReplica:
         a newer write); how many were inserted."""
         keep = [i for i, item in enumerate(self.coll.get(ids)) if item is None]
         if keep:
-            self.coll.upsert([ids[i] for i in keep], {f: take(v, keep) for f, v in vectors.items()},
-                             [payloads[i] for i in keep])
+            self.coll._restore([ids[i] for i in keep],
+                               {f: take(v, keep) for f, v in vectors.items()},
+                               [payloads[i] for i in keep])
         return len(keep)
 
     def delete(self, ids: list[Any]) -> int:
@@ -60,7 +61,8 @@ class ShardReplica:
         return self.coll.get(ids)
 
     def export(self, ids: list[Any]) -> tuple[list[Any], dict[str, Any], list[Any]]:
-        """The items of ``ids`` this replica holds, as ``add`` takes them."""
+        """The items of ``ids`` this replica holds, as :meth:`add_absent` takes them back
+        (their vectors in their stored form)."""
         items = [it for it in self.coll.get(ids) if it is not None]
         fields = dict(self.coll.schema.vectors)
         vectors = {f: _stack(spec, [it.vectors[f] for it in items]) for f, spec in fields.items()}

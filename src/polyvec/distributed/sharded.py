@@ -50,7 +50,7 @@ from ..errors import (
     UnknownCollection,
 )
 from ..fields import check_inputs
-from ..spec import BM25, CollectionSchema, FieldSpec, Multi, Sparse
+from ..spec import BM25, CollectionSchema, FieldSpec
 from ..types import SearchResult
 from .ring import HashRing
 from .shard import replica_class, take
@@ -384,14 +384,13 @@ class ShardedCollection:
         return {s: ("delete", (ks,)) for s, ks in gone.items()}
 
     def _check_vectors(self, vectors: Any, n: int) -> dict[str, Any]:
-        """Each field's input checked as a collection checks it, then what each replica
-        checks and prepares again: dense rows and token sets as checked (nothing pooled
-        yet), sparse input and texts as given (checking quantizes or analyzes them)."""
+        """Each field's input checked as a collection checks it (bad input raises here,
+        before any shard changes), then given to the replicas as it came: each checks and
+        prepares it once, as one collection would (normalizing rows checked here again
+        could move them by an ulp)."""
         fields = dict(self.schema.vectors)
-        checked = check_inputs(fields, vectors, n)
-        given = vectors if isinstance(vectors, Mapping) else {next(iter(fields)): vectors}
-        return {f: given[f] if isinstance(spec, Sparse | BM25) else checked[f]
-                for f, spec in fields.items()}
+        check_inputs(fields, vectors, n)
+        return dict(vectors) if isinstance(vectors, Mapping) else {next(iter(fields)): vectors}
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, ids: Sequence[int | str]) -> list[Any]:
@@ -526,7 +525,6 @@ class ShardedCollection:
         :meth:`rebalance` resumes it)."""
         with self._lock:
             self._check_open()
-            self._check_movable()
             if self._moving is not None:
                 raise InvalidArgument("a move is under way: resume it with rebalance() first")
             name = f"s{max(int(s[1:]) for s in self.ring.shards) + 1}"
@@ -570,15 +568,6 @@ class ShardedCollection:
         info = self._read_each("info", (), [shard])[shard]
         return want <= set(info.get("indexes", {}))
 
-    def _check_movable(self) -> None:
-        """Items are moved (and copied to new replicas) as ``get`` gives them back; fields
-        whose stored form is not what a write takes cannot be."""
-        for f, spec in self.schema.vectors:
-            if (isinstance(spec, Multi) and spec.pool_factor > 1) or isinstance(spec, BM25) or \
-                    (isinstance(spec, Sparse) and spec.dtype == "u8"):
-                raise InvalidArgument(f"field {f!r} ({spec}) stores a pooled, quantized or "
-                                      "analyzed form: its items cannot be moved or copied yet")
-
     def _move(self, shard: str, keys: list[Any], target: HashRing) -> None:
         with self._lock:
             ids, vectors, payloads = self._read_each("export", (keys,), [shard])[shard]
@@ -599,7 +588,6 @@ class ShardedCollection:
         down = _down_errors()
         with self._lock:
             self._check_open()
-            self._check_movable()
             nodes = _live_nodes()
             for shard in list(self._replicas):
                 tried: set[str] = set()

@@ -650,8 +650,11 @@ class SegmentStore:
             raise UnknownField(f"field: expected one of {list(self.fields)}, got {name!r}")
         return name, self.fields[name]
 
-    def check_vectors(self, vectors: Any, n: int) -> dict[str, Any]:
-        """Every field's input checked (and prepared: pooled) by its kind."""
+    def check_vectors(self, vectors: Any, n: int, *, stored: bool = False) -> dict[str, Any]:
+        """Every field's input checked (and prepared: pooled) by its kind; ``stored``:
+        items in their stored form, as ``get`` gives them back (checked, not prepared)."""
+        if stored:
+            return check_inputs(self.fields, vectors, n, stored=True)
         checked = check_inputs(self.fields, vectors, n)
         return {name: kind_of(spec).prepare(spec, checked[name])
                 for name, spec in self.fields.items()}

@@ -38,10 +38,12 @@ def kind_of(spec: FieldSpec) -> FieldKind:
                               f"expected one of {list(KINDS)}") from None
 
 
-def check_inputs(fields: Mapping[str, FieldSpec], vectors: Any, n: int) -> dict[str, Any]:
+def check_inputs(fields: Mapping[str, FieldSpec], vectors: Any, n: int, *,
+                 stored: bool = False) -> dict[str, Any]:
     """Each of ``fields``' input among ``vectors`` (a dict by field; a collection of one
     field also takes the input alone) for ``n`` items, checked by its kind (not prepared:
-    nothing pooled yet)."""
+    nothing pooled yet); ``stored``: items given back as ``get`` gives them, in their stored
+    form (:meth:`FieldKind.restore`)."""
     if not isinstance(vectors, Mapping):
         if len(fields) != 1:
             raise UnknownField(f"vectors: expected a dict with fields {list(fields)}, "
@@ -55,6 +57,9 @@ def check_inputs(fields: Mapping[str, FieldSpec], vectors: Any, n: int) -> dict[
     if missing:
         raise UnknownField(f"vectors: expected every field {list(fields)}, missing "
                            f"{sorted(missing)}")
+    if stored:
+        return {name: kind_of(spec).restore(name, spec, vectors[name], n)
+                for name, spec in fields.items()}
     return {name: kind_of(spec).check_vectors(name, spec, vectors[name], n)
             for name, spec in fields.items()}
 

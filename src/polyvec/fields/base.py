@@ -52,6 +52,13 @@ class FieldKind(ABC):
         """Write-time transform of checked input (e.g. token pooling); identity by default."""
         return data
 
+    def restore(self, name: str, spec: FieldSpec, data: object, n: int) -> Any:
+        """What ``write`` takes for ``n`` items given back as :meth:`row` gives them (their
+        stored form: pooled, quantized or analyzed already), checked but not prepared again;
+        :meth:`check_vectors` by default. Items copied between collections (a sharded
+        collection's moves and new replicas) come back through this."""
+        return self.check_vectors(name, spec, data, n)
+
     @abstractmethod
     def search_params(self, name: str, *, ef: Any, nprobe: Any, oversample: Any,
                       candidates: Any, rerank_depth: Any) -> Any:

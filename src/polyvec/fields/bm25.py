@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _validate as v
 from .._growing import SparseGrowing, SparseRows, decode_sparse
 from .._kernels import TopK
 from .._kernels.sparse import scan_sparse
@@ -33,6 +34,13 @@ class BM25Kind(SparseKind):
         for i, text in enumerate(texts):
             ids, counts, lengths[i] = _analyzed(spec, text)
             rows.append((ids, counts))
+        return SparseRows.from_list(rows, np.dtype(np.float32), lengths)
+
+    def restore(self, name: str, spec: FieldSpec, data: object, n: int) -> SparseRows:
+        """An item comes back as its term ids and counts (:meth:`row`); its length, the
+        number of its terms, is the sum of the counts."""
+        rows = v.check_sparse_vectors(name, spec, data, n)
+        lengths = np.array([counts.sum() for _, counts in rows], np.int32)
         return SparseRows.from_list(rows, np.dtype(np.float32), lengths)
 
     def check_query(self, spec: FieldSpec, query: object

@@ -27,6 +27,9 @@ class DenseKind(FieldKind):
     def check_vectors(self, name: str, spec: FieldSpec, data: object, n: int) -> np.ndarray:
         return v.check_dense_vectors(name, spec, data, n)
 
+    def restore(self, name: str, spec: FieldSpec, data: object, n: int) -> np.ndarray:
+        return v.check_dense_vectors(name, spec, data, n, stored=True)
+
     def check_query(self, spec: FieldSpec, query: object) -> tuple[np.ndarray, bool]:
         return v.check_dense_query(spec, query)
 

@@ -27,6 +27,9 @@ class MultiKind(FieldKind):
                       ) -> list[np.ndarray]:
         return v.check_multi_vectors(name, spec, data, n)
 
+    def restore(self, name: str, spec: FieldSpec, data: object, n: int) -> list[np.ndarray]:
+        return v.check_multi_vectors(name, spec, data, n, stored=True)
+
     def check_query(self, spec: FieldSpec, query: object) -> tuple[list[np.ndarray], bool]:
         return v.check_multi_query(spec, query)
 

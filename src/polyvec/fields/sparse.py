@@ -30,6 +30,11 @@ class SparseKind(FieldKind):
         return SparseRows.from_list(v.check_sparse_vectors(name, spec, data, n),
                                     v.storage_dtype(spec))
 
+    def restore(self, name: str, spec: FieldSpec, data: object, n: int) -> SparseRows:
+        """(``u8`` weights come back as step times scale: each is rounded to its step.)"""
+        return SparseRows.from_list(v.check_sparse_vectors(name, spec, data, n, stored=True),
+                                    v.storage_dtype(spec))
+
     def check_query(self, spec: FieldSpec, query: object
                     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
         return v.check_sparse_query(spec, query)
