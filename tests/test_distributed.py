@@ -214,6 +214,18 @@ def test_moved_and_copied_items_keep_their_stored_form(cluster: Any, tmp_path: P
                "t": "python debian package"}
     for f, q in queries.items():
         _assert_same(coll.search(q, k=K, field=f), oracle.search(q, k=K, field=f))
+    # hybrid: each field's list merged over the shards, then fused as one collection fuses
+    for kw in ({}, {"fusion": "weighted", "weights": {"d": 0.3, "t": 0.7}},
+               {"filter": {"n": {"$lt": 40}}, "min_score": {"t": 1.0}}):
+        got = coll.search({"d": queries["d"], "t": queries["t"]}, k=K, **kw)
+        want = oracle.search({"d": queries["d"], "t": queries["t"]}, k=K, **kw)
+        assert got.ids.tolist() == want.ids.tolist()
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+        assert got.info["hits"] == want.info["hits"] and "partial" not in got.info
+    with pytest.raises(InvalidArgument, match="target_recall"):
+        coll.search({"d": queries["d"], "t": queries["t"]}, k=K, target_recall=0.9)
+    with pytest.raises(pv.errors.UnknownField):
+        coll.search({"d": queries["d"], "nope": "x"}, k=K)
     coll.close(remove=True)
 
 

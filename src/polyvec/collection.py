@@ -392,7 +392,7 @@ class Collection:
         depth = max(k, fusion_.DEPTH)
         lists = []
         for q in queries:
-            lists.append({f: _hits(self.search(fq, depth, field=f, filter=filter))
+            lists.append({f: fusion_.hits(self.search(fq, depth, field=f, filter=filter))
                           for f, fq in q.items()})
         return fusion_.fit(lists, [_grades(r) for r in qrels], fusion, k, float(step))
 
@@ -414,7 +414,7 @@ class Collection:
         labels = np.zeros(scores.shape, bool)
         for i, (q, rel) in enumerate(zip(queries, qrels, strict=True)):
             grades = _grades(rel)
-            ids, s = _hits(self.search(q, k, field=name, filter=filter))
+            ids, s = fusion_.hits(self.search(q, k, field=name, filter=filter))
             scores[i, :len(s)] = s
             labels[i, :len(ids)] = [grades.get(x, 0) > 0 for x in ids]
         filled = labels[np.isfinite(scores)]
@@ -469,48 +469,8 @@ class Collection:
                 fusion: str | None, weights: Mapping[str, float] | None, min_score: Any,
                 knobs: dict[str, Any]) -> SearchResult:
         """:meth:`search` of a dict of field -> query: each field's list, then one fusion."""
-        k = v.check_k(k)
-        given = sorted(n for n, x in knobs.items() if x is not None)
-        if given:
-            raise InvalidArgument(f"search: a hybrid query takes filter, fusion and weights; "
-                                  f"{given} apply to one field's search")
-        for f in queries:
-            self._store.field(f)  # an unknown one: UnknownField naming the fields there are
-        fields = list(queries)
-        method = "rrf" if fusion is None else fusion
-        w = fusion_.check_weights(method, weights, fields)
-        depth = max(k, fusion_.DEPTH)
-        if min_score is not None and (not isinstance(min_score, Mapping) or set(min_score)
-                                      - set(fields)):
-            raise InvalidArgument(f"min_score: for a hybrid query, expected a dict of some of "
-                                  f"its fields {fields} -> threshold, got {min_score!r}")
-        results = {f: self.search(queries[f], depth, field=f, filter=filter,
-                                  min_score=None if min_score is None else min_score.get(f))
-                   for f in fields}
-        kinds = {(r.ids.ndim == 1, 1 if r.ids.ndim == 1 else len(r.ids))
-                 for r in results.values()}
-        if len(kinds) != 1:
-            raise InvalidArgument("search: a hybrid query's fields must all hold one query, or "
-                                  "batches of one size")
-        single, nq = kinds.pop()
-        rows = [dict(results)] if single else [
-            {f: SearchResult(r.ids[i], r.scores[i]) for f, r in results.items()}
-            for i in range(nq)]
-        width = min(k, len(self))
-        ids = np.full((len(rows), width), None, dtype=object)
-        scores = np.full((len(rows), width), -np.inf, dtype=np.float32)
-        hits = []
-        for qi, row in enumerate(rows):
-            got, fused, explain = fusion_.fuse({f: _hits(r) for f, r in row.items()}, width,
-                                               method, w)
-            ids[qi, :len(got)] = got
-            scores[qi, :len(got)] = fused
-            hits.append(explain)
-        info = {"strategy": "hybrid", "fusion": method, "weights": w, "depth": depth,
-                "retrievers": {f: r.info for f, r in results.items()},
-                "hits": hits[0] if single else hits}
-        return SearchResult(ids[0], scores[0], info) if single else \
-            SearchResult(ids, scores, info)
+        return fusion_.hybrid_search(self.search, self._store.field, lambda: len(self), queries,
+                                     k, filter, fusion, weights, min_score, knobs)
 
     def _search(self, query: Any, k: int, field: str | None, node: Any,
                 target_recall: float | None, ef: int | None, nprobe: int | None,
@@ -774,12 +734,6 @@ def _call_checked(fn: Any, what: str, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, the arguments checked by :func:`bind_args` first."""
     bound = bind_args(fn, what, *args, **kwargs)
     return fn(*bound.args, **bound.kwargs)
-
-
-def _hits(r: SearchResult) -> tuple[list[Any], np.ndarray]:
-    """One query's filled slots: ids and scores (best first)."""
-    ids = [i for i in r.ids if i is not None]
-    return ids, r.scores[:len(ids)]
 
 
 def _labelled(queries: Any, qrels: Any, what: str) -> None:

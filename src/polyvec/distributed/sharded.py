@@ -41,6 +41,7 @@ import numpy as np
 from .. import _validate as v
 from ..collection import DEFAULT_SEGMENT_ROWS
 from ..db import check_name
+from ..engine import fusion as fusion_
 from ..errors import (
     CollectionExists,
     DuplicateId,
@@ -48,6 +49,7 @@ from ..errors import (
     MissingExtra,
     ShardUnavailable,
     UnknownCollection,
+    UnknownField,
 )
 from ..fields import check_inputs
 from ..spec import BM25, CollectionSchema, FieldSpec
@@ -431,13 +433,22 @@ class ShardedCollection:
         """Top-k over every shard, as :meth:`polyvec.Collection.search` takes it (``filter``,
         ``target_recall``, ``ef`` ... pass through to every shard). ``info["shards"]``: each
         shard's info; ``info["partial"]``: the shards left out (no live replica), only where
-        there are some."""
+        there are some. A hybrid query (a dict of field -> query) searches each field over
+        every shard, merges, and fuses the merged lists here, as one collection fuses its
+        own (``fusion``, ``weights``, ``min_score`` per field)."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"k: expected an int >= 1, got {k!r}")
-        if knobs.get("fusion") is not None or knobs.get("weights") is not None or \
-                isinstance(query, Mapping):
-            raise InvalidArgument("search: a hybrid query's fused scores do not compare "
-                                  "across shards; search each field and fuse the results")
+        knobs = {name: x for name, x in knobs.items() if x is not None}
+        if knobs.get("field") is None and isinstance(query, Mapping) and \
+                any(isinstance(f, str) for f in query):
+            return self._hybrid(query, k, knobs)
+        if "fusion" in knobs or "weights" in knobs:
+            raise InvalidArgument("search: fusion and weights apply to a hybrid query (a dict "
+                                  "of field -> query)")
+        if "min_relevance" in knobs:
+            raise InvalidArgument("search: min_relevance is not taken by a sharded collection "
+                                  "(each shard would calibrate its own); use min_score")
+        min_score = knobs.pop("min_score", None)
         self._check_open()
         bm25 = self._bm25(knobs.get("field"))
         while True:
@@ -454,6 +465,11 @@ class ShardedCollection:
                                    tuple(missing))
         parts = [got[s] for s in sorted(got)]
         ids, scores = merge_topk(parts, k, unique=moving)
+        if min_score is not None:  # (scored as one collection: a BM25 score needs the sums)
+            if isinstance(min_score, bool) or not isinstance(min_score, int | float):
+                raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
+            ids[scores < min_score] = None
+            scores[scores < min_score] = -np.inf
         info: dict[str, Any] = {"strategy": "sharded", "shards": {s: got[s].info for s in got}}
         estimates = [r.info.get("recall_estimate") for r in parts]
         if all(e is not None for e in estimates):
@@ -461,6 +477,30 @@ class ShardedCollection:
         if missing:
             info["partial"] = sorted(missing)
         return SearchResult(ids, scores, info)
+
+    def _hybrid(self, queries: Mapping[str, Any], k: int, knobs: dict[str, Any]
+                ) -> SearchResult:
+        """Each field's list merged over the shards (so each is one collection's list),
+        fused here; ``info["partial"]``: the shards any field's search left out."""
+        filter, fusion, weights, min_score = (knobs.pop(name, None) for name in (
+            "filter", "fusion", "weights", "min_score"))
+        knobs.pop("field", None)
+        if "min_relevance" in knobs:
+            raise InvalidArgument("search: min_relevance applies to one field's search; a "
+                                  "hybrid query takes min_score per field")
+        res = fusion_.hybrid_search(self.search, self._field, self.__len__, queries, k, filter,
+                                    fusion, weights, min_score, knobs)
+        missing = sorted({s for r in res.info["retrievers"].values()
+                          for s in r.get("partial", ())})
+        if missing:
+            res.info["partial"] = missing
+        return res
+
+    def _field(self, name: str) -> FieldSpec:
+        fields = dict(self.schema.vectors)
+        if not isinstance(name, str) or name not in fields:
+            raise UnknownField(f"field: expected one of {list(fields)}, got {name!r}")
+        return fields[name]
 
     def _bm25(self, field: str | None) -> str | None:
         """The BM25 field a search of ``field`` reads, if it is one."""

@@ -16,14 +16,17 @@ appearance (lists in the order given, each best first).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .. import _validate as v
 from ..errors import InvalidArgument
+from ..types import SearchResult
 
-__all__ = ["DEPTH", "FUSIONS", "RRF_K", "check_weights", "fit", "fuse", "ndcg"]
+__all__ = ["DEPTH", "FUSIONS", "RRF_K", "check_weights", "fit", "fuse", "fuse_results", "hits",
+           "hybrid_search", "ndcg"]
 
 FUSIONS = ("rrf", "weighted", "dbsf")
 RRF_K = 60
@@ -87,6 +90,71 @@ def fuse(lists: Mapping[str, tuple[Sequence[Any], Any]], k: int, fusion: str,
             explain.setdefault(i, {})[field] = {"rank": rank, "score": float(raw[rank - 1])}
     order = sorted(fused, key=lambda i: -fused[i])[:k]  # (stable: first appearance breaks ties)
     return order, [fused[i] for i in order], [explain[i] for i in order]
+
+
+def hits(r: SearchResult) -> tuple[list[Any], np.ndarray]:
+    """One query's filled slots: ids and scores (best first)."""
+    ids = [i for i in r.ids if i is not None]
+    return ids, r.scores[:len(ids)]
+
+
+def hybrid_search(search: Callable[..., SearchResult], field: Callable[[str], Any],
+                  size: Callable[[], int], queries: Mapping[str, Any], k: int,
+                  filter: Mapping[str, Any] | None, fusion: str | None,
+                  weights: Mapping[str, float] | None, min_score: Any,
+                  knobs: Mapping[str, Any]) -> SearchResult:
+    """A hybrid query (a dict of field -> that field's query) checked, each field searched
+    by ``search(query, depth, field=, filter=, min_score=)`` and the lists fused into
+    ``min(k, size())`` slots; ``field(name)`` raises for an unknown field, ``knobs`` are the
+    one-field search parameters given (any not ``None`` is refused). A collection's and a
+    sharded collection's hybrid search."""
+    k = v.check_k(k)
+    given = sorted(n for n, x in knobs.items() if x is not None)
+    if given:
+        raise InvalidArgument(f"search: a hybrid query takes filter, fusion and weights; "
+                              f"{given} apply to one field's search")
+    for f in queries:
+        field(f)  # an unknown one: UnknownField naming the fields there are
+    fields = list(queries)
+    method = "rrf" if fusion is None else fusion
+    w = check_weights(method, weights, fields)
+    depth = max(k, DEPTH)
+    if min_score is not None and (not isinstance(min_score, Mapping) or set(min_score)
+                                  - set(fields)):
+        raise InvalidArgument(f"min_score: for a hybrid query, expected a dict of some of "
+                              f"its fields {fields} -> threshold, got {min_score!r}")
+    results = {f: search(queries[f], depth, field=f, filter=filter,
+                         min_score=None if min_score is None else min_score.get(f))
+               for f in fields}
+    return fuse_results(results, min(k, size()), method, w, depth)
+
+
+def fuse_results(results: Mapping[str, SearchResult], width: int, fusion: str,
+                 weights: Mapping[str, float], depth: int) -> SearchResult:
+    """A hybrid search's answer: each field's result (its top ``depth``, one query or a batch
+    of one size in every field) fused into ``width`` slots a query (empty ones: ``None``,
+    ``-inf``); ``info`` says how (``hits``: each hit's rank and score in every list that
+    has it; ``retrievers``: each field's own ``info``)."""
+    kinds = {(r.ids.ndim == 1, 1 if r.ids.ndim == 1 else len(r.ids)) for r in results.values()}
+    if len(kinds) != 1:
+        raise InvalidArgument("search: a hybrid query's fields must all hold one query, or "
+                              "batches of one size")
+    single, nq = kinds.pop()
+    rows = [dict(results)] if single else [
+        {f: SearchResult(r.ids[i], r.scores[i]) for f, r in results.items()} for i in range(nq)]
+    ids = np.full((len(rows), width), None, dtype=object)
+    scores = np.full((len(rows), width), -np.inf, dtype=np.float32)
+    explained = []
+    for qi, row in enumerate(rows):
+        got, fused, explain = fuse({f: hits(r) for f, r in row.items()}, width, fusion,
+                                   weights)
+        ids[qi, :len(got)] = got
+        scores[qi, :len(got)] = fused
+        explained.append(explain)
+    info = {"strategy": "hybrid", "fusion": fusion, "weights": dict(weights), "depth": depth,
+            "retrievers": {f: r.info for f, r in results.items()},
+            "hits": explained[0] if single else explained}
+    return SearchResult(ids[0], scores[0], info) if single else SearchResult(ids, scores, info)
 
 
 def ndcg(ranked: Sequence[Any], grades: Mapping[Any, float], k: int) -> float:
