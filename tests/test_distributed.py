@@ -83,10 +83,10 @@ def _filled(db: Any, name: str, data: dict[str, Any], **kw: Any) -> Any:
     return coll
 
 
-def _assert_same(got: Any, want: Any) -> None:
+def _assert_same(got: Any, want: Any, atol: float = 1e-5) -> None:
     """Equal scores, and equal ids wherever a score is not tied (ties may order apart, and
     one tied with the k-th may give its place to one past k)."""
-    np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=atol)
     s = np.asarray(want.scores, dtype=np.float64)
     with np.errstate(invalid="ignore"):  # (-inf - -inf: an empty slot beside another)
         near = np.abs(np.diff(s)) < 1e-5
@@ -428,3 +428,72 @@ def test_ingest_reads_embeds_and_writes_every_record(cluster: Any, tmp_path: Pat
     assert len(coll) == 340 and coll.get(["q5"])[0].payload == {"tags": [docs[5]["section"],
                                                                          "x"]}
     coll.close(remove=True)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own settings warn
+def test_ingest_and_texts_use_the_collections_embedders(cluster: Any, tmp_path: Path) -> None:
+    """The embedders attached to a sharded collection (a built-in dense model, rebuilt from
+    its spec in the Ray worker; a token model, sent there as it is) embed an ingest, and a
+    BM25 field takes the texts; ``add_texts`` and ``search_text`` embed on the driver. The
+    recorded model survives reopening and refuses another."""
+    extra("models", "sentence_transformers")
+    import json
+
+    from polyvec.distributed import ingest
+    from polyvec.embed import minilm, minilm_tokens
+    from polyvec.errors import ModelMismatch
+    from polyvec.spec import ModelSpec
+
+    folder = shared_data("debian-minilm", "docs.jsonl")
+    with open(folder / "docs.jsonl") as f:
+        docs = [json.loads(next(f)) for _ in range(120)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": d["id"], "text": d["synopsis"],
+                                        "section": d["section"]}) + "\n" for d in docs))
+    rdb = connect_ray(tmp_path / "ray")
+    fields = {"v": pv.Dense(384), "tok": pv.Multi(64), "t": pv.BM25()}
+    coll = rdb.create_collection("texts", fields, shards=2)
+    with pytest.raises(InvalidArgument, match="no embedder"):
+        ingest(coll, str(path))
+    dense, tokens = minilm(), minilm_tokens(dim=64)
+    coll.use_embedder("v", dense)
+    coll.use_embedder("tok", tokens)
+    assert ingest(coll, str(path), batch_size=50) == 120 and len(coll) == 120
+    texts = [d["synopsis"] for d in docs[:6]]
+    got = coll.get([d["id"] for d in docs[:6]])
+    np.testing.assert_allclose(np.stack([g.vectors["v"] for g in got]),
+                               dense.embed_documents(texts), atol=1e-4)
+    for g, want in zip(got, tokens.embed_documents(texts), strict=True):
+        np.testing.assert_allclose(g.vectors["tok"], want, atol=1e-4)
+    assert got[0].payload == {"text": texts[0], "section": docs[0]["section"]}
+    oracle = pv.connect(tmp_path / "one").create_collection("texts", fields)
+    oracle.use_embedder("v", dense)
+    oracle.use_embedder("tok", tokens)
+    held = coll.get([d["id"] for d in docs])  # (as stored: scored alike to the last ulp)
+    oracle._restore([h.id for h in held], {"v": np.stack([h.vectors["v"] for h in held]),
+                                           **{f: [h.vectors[f] for h in held]
+                                              for f in ("tok", "t")}},
+                    [h.payload for h in held])
+    coll.add_texts(["a tool to read the Debian package index"], [10**6], upsert=True)
+    oracle.add_texts(["a tool to read the Debian package index"], [10**6], upsert=True)
+    for query in ("package index reader", ["python library", "sound server"]):
+        # (hybrid weighted: RRF's ranks among BM25's many tied scores follow insertion order
+        # in one collection and shard order here, and move the fused scores by a rank)
+        for kw in ({"field": "v"}, {"field": "tok"}, {"field": "t"},
+                   {"fields": ["v", "t"], "fusion": "weighted"}):
+            a, b = coll.search_text(query, k=5, **kw), oracle.search_text(query, k=5, **kw)
+            for i in range(len(query) if isinstance(query, list) else 1):
+                _assert_same(a[i] if isinstance(query, list) else a,
+                             b[i] if isinstance(query, list) else b)
+
+    class Other:
+        spec = ModelSpec("other-model", "1", 384)
+
+    with pytest.raises(ModelMismatch):
+        coll.use_embedder("v", Other())
+    coll.close()
+    again = rdb.get_collection("texts")
+    assert again.model_of("v") == dense.spec and again.embedders() == {}
+    with pytest.raises(ModelMismatch):
+        again.use_embedder("v", Other())
+    again.close(remove=True)

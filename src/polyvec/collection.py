@@ -611,6 +611,10 @@ class Collection:
         """
         self._text.use_embedder(field, embedder)
 
+    def embedders(self) -> dict[str, Any]:
+        """The embedders attached in this process (:meth:`use_embedder`), by field."""
+        return dict(self._text.embedders)
+
     def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
                   payloads: Sequence[dict[str, Any] | None] | None = None, *,
                   vectors: Mapping[str, Any] | None = None, upsert: bool = False,

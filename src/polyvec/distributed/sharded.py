@@ -41,18 +41,21 @@ import numpy as np
 from .. import _validate as v
 from ..collection import DEFAULT_SEGMENT_ROWS
 from ..db import check_name
+from ..embed.base import check_texts
 from ..engine import fusion as fusion_
+from ..engine.upgrade.text import check_compatible
 from ..errors import (
     CollectionExists,
     DuplicateId,
     InvalidArgument,
     MissingExtra,
+    ModelMismatch,
     ShardUnavailable,
     UnknownCollection,
     UnknownField,
 )
 from ..fields import check_inputs
-from ..spec import BM25, CollectionSchema, FieldSpec
+from ..spec import BM25, CollectionSchema, FieldSpec, ModelSpec
 from ..types import SearchResult
 from .ring import HashRing
 from .shard import replica_class, take
@@ -190,6 +193,7 @@ class ShardedCollection:
         self._lock = threading.RLock()  # writes, and each step of a move
         self._saving = threading.Lock()  # the layout file
         self._version = 0  # bumped when a move starts or ends (a read across one retries)
+        self._embedders: dict[str, Any] = {}  # attached in this process (use_embedder)
         self.closed = False
 
     # -- layout and replicas -----------------------------------------------------------------
@@ -502,6 +506,17 @@ class ShardedCollection:
             raise UnknownField(f"field: expected one of {list(fields)}, got {name!r}")
         return fields[name]
 
+    def _name(self, field: str | None) -> str:
+        """``field``, or the only field when ``None`` (else :class:`UnknownField`)."""
+        if field is None:
+            names = [name for name, _ in self.schema.vectors]
+            if len(names) != 1:
+                raise UnknownField(f"field: this collection has several vector fields {names}; "
+                                   "name one")
+            return names[0]
+        self._field(field)
+        return field
+
     def _bm25(self, field: str | None) -> str | None:
         """The BM25 field a search of ``field`` reads, if it is one."""
         fields = dict(self.schema.vectors)
@@ -528,6 +543,80 @@ class ShardedCollection:
         got, lost = self._read_all("search_as", (query, k, total, field, knobs.get("filter")),
                                    list(parts))
         return got, sorted({*missing, *lost})
+
+    # -- texts: embedders attached on the driver ---------------------------------------------
+    def use_embedder(self, field: str, embedder: Any) -> None:
+        """Attach ``embedder`` to ``field`` for :meth:`add_texts`, :meth:`search_text` and
+        :func:`~polyvec.distributed.ingest` (which rebuilds a built-in model in each Ray
+        worker, or sends this one there). The first embedder attached to a field records its
+        model in the layout; later ones must match it (:class:`ModelMismatch`)."""
+        spec = self._field(field)
+        model = getattr(embedder, "spec", None)
+        if not isinstance(model, ModelSpec):
+            raise InvalidArgument(f"embedder: expected an object with a ModelSpec `.spec`, got "
+                                  f"{type(embedder).__name__}")
+        check_compatible(field, spec, model)
+        with self._lock:
+            self._check_open()
+            recorded = self.model_of(field)
+            if recorded is None:
+                self.layout.setdefault("models", {})[field] = model.to_dict()
+                self._save()
+            elif recorded != model:
+                raise ModelMismatch(f"field {field!r} holds vectors of {recorded.name!r} "
+                                    f"(revision {recorded.revision!r}); the embedder is "
+                                    f"{model.name!r} (revision {model.revision!r})")
+            self._embedders[field] = embedder
+
+    def model_of(self, field: str | None = None) -> ModelSpec | None:
+        """The model recorded for ``field`` (``None`` before an embedder was attached)."""
+        name = self._name(field)
+        got = self.layout.get("models", {}).get(name)
+        return None if got is None else ModelSpec.from_dict(got)
+
+    def embedders(self) -> dict[str, Any]:
+        """The embedders attached in this process, by field."""
+        return dict(self._embedders)
+
+    def _embedder(self, field: str) -> Any:
+        if field not in self._embedders:
+            raise UnknownField(f"field {field!r} has no embedder attached; call "
+                               f"use_embedder({field!r}, embedder) first")
+        return self._embedders[field]
+
+    def add_texts(self, texts: Sequence[str], ids: Sequence[int | str],
+                  payloads: Sequence[dict[str, Any] | None] | None = None, *,
+                  vectors: Mapping[str, Any] | None = None, upsert: bool = False,
+                  batch_size: int = 32) -> None:
+        """Embed ``texts`` here with each field's embedder (a BM25 field takes the texts
+        themselves; ``vectors`` gives the other fields'), then add or ``upsert`` them."""
+        texts = check_texts(texts)
+        data = dict(vectors or {})
+        for name, spec in self.schema.vectors:
+            if name not in data:
+                data[name] = texts if isinstance(spec, BM25) else \
+                    self._embedder(name).embed_documents(texts, batch_size=batch_size)
+        (self.upsert if upsert else self.add)(ids, data, payloads)
+
+    def search_text(self, query: str | Sequence[str], k: int = 10, *, field: str | None = None,
+                    filter: Mapping[str, Any] | None = None, fields: Sequence[str] | None = None,
+                    **knobs: Any) -> SearchResult:
+        """Embed ``query`` (one text or a list) with the field's embedder and search; a BM25
+        field takes the text itself. ``fields=[...]`` makes a hybrid search of several
+        (``fusion``, ``weights``, ``min_score``: see :meth:`search`)."""
+        single = isinstance(query, str)
+        texts = [query] if single else check_texts(query, "query")
+        names = [self._name(field)] if fields is None else list(fields)
+
+        def made(name: str) -> Any:
+            if isinstance(self._field(name), BM25):
+                return query if single else texts
+            vecs = self._embedder(name).embed_queries(texts)
+            return vecs[0] if single else vecs
+
+        if fields is None:
+            return self.search(made(names[0]), k, field=names[0], filter=filter, **knobs)
+        return self.search({f: made(f) for f in names}, k, filter=filter, **knobs)
 
     # -- indexes and maintenance -------------------------------------------------------------
     def create_index(self, field: str, spec: Any, **knobs: Any) -> None:
