@@ -372,12 +372,7 @@ class ShardedCollection:
                 if there:
                     raise DuplicateId(f"ids already exist: {there[:5]!r}"
                                       f"{' ...' if len(there) > 5 else ''}")
-            calls = {}
-            for shard, pos in ring.split(keys).items():
-                calls[shard] = ("write", ([keys[i] for i in pos],
-                                          {f: take(x, pos) for f, x in data.items()},
-                                          [objs[i] for i in pos], replace))
-            self._write_all(calls)
+            self._write_all(_routed(ring, "write", keys, data, objs, replace))
             if self._moving is not None:  # what the old ring put elsewhere is gone there
                 self._write_all(self._elsewhere(keys, ring, self.ring))
 
@@ -717,12 +712,7 @@ class ShardedCollection:
         with self._lock:
             ids, vectors, payloads = self._read_each("export", (keys,), [shard])[shard]
             if ids:
-                calls = {}
-                for to, pos in target.split(ids).items():
-                    calls[to] = ("add_absent", ([ids[i] for i in pos],
-                                                {f: take(x, pos) for f, x in vectors.items()},
-                                                [payloads[i] for i in pos]))
-                self._write_all(calls)
+                self._write_all(_routed(target, "add_absent", ids, vectors, payloads))
             self._write_all({shard: ("delete", (keys,))})
 
     def repair(self) -> dict[str, int]:
@@ -792,6 +782,15 @@ class ShardedCollection:
     def _check_open(self) -> None:
         if self.closed:
             raise InvalidArgument(f"sharded collection {self.name!r} is closed")
+
+
+def _routed(ring: HashRing, method: str, ids: list[Any], vectors: Mapping[str, Any],
+            payloads: list[Any], *args: Any) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """``method(ids, vectors, payloads, *args)`` calls for the shards ``ring`` routes the
+    items to, each with its own items."""
+    return {shard: (method, ([ids[i] for i in pos], {f: take(x, pos) for f, x in vectors.items()},
+                             [payloads[i] for i in pos], *args))
+            for shard, pos in ring.split(ids).items()}
 
 
 def merge_topk(parts: Sequence[SearchResult], k: int, *, unique: bool = False
