@@ -25,7 +25,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from polyvec.distributed import HashRing, connect_ray  # noqa: E402
 
 N, NQ, K = 4_000, 20, 10
-NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+NODE = {"num_cpus": 2, "object_store_memory": 80 * 1024 * 1024}
 
 
 def test_ring_moves_about_one_nth_to_the_new_shard() -> None:
@@ -112,6 +112,11 @@ def test_merged_exact_search_equals_one_collection(cluster: Any, data: dict[str,
     oracle.add(data["ids"], {"v": data["x"]}, data["payloads"])
     assert {r[0]["node"] for r in coll.replicas().values()} == {
         n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    # one replica a node: each gets its node's 2 CPUs as threads (Ray would give it 1)
+    threads = {ray.get(reps[0].actor.__ray_call__.remote(
+        lambda self: __import__("os").environ.get("OMP_NUM_THREADS")))
+        for reps in coll._replicas.values()}
+    assert threads == {"2"}
     filters = [None, {"section": "python"}, {"section": {"$in": ["libs", "devel"]}, "n": {
         "$lt": 2_000}}, {"n": {"$lt": 3}}, {"section": "no-such-section"}]
     for flt in filters:
