@@ -4,6 +4,7 @@ losing their node under read and write load, and a shard added while writes go o
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,11 @@ import polyvec as pv
 from polyvec.errors import DuplicateId, InvalidArgument, ShardUnavailable
 
 extra("ray", "ray")
+# no usage reporting: Ray Data's poller thread would query Prometheus every 10 s for the rest
+# of the session, logging each failure's traceback, and Python 3.11 formats a traceback with
+# ast.parse, whose state another thread's ast.parse shares ("AST constructor recursion depth
+# mismatch" in test_hooks, once)
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402

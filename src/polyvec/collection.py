@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -469,7 +469,7 @@ class Collection:
                 fusion: str | None, weights: Mapping[str, float] | None, min_score: Any,
                 knobs: dict[str, Any]) -> SearchResult:
         """:meth:`search` of a dict of field -> query: each field's list, then one fusion."""
-        return fusion_.hybrid_search(self.search, self._store.field, lambda: len(self), queries,
+        return hybrid_search(self.search, self._store.field, lambda: len(self), queries,
                                      k, filter, fusion, weights, min_score, knobs)
 
     def _search(self, query: Any, k: int, field: str | None, node: Any,
@@ -710,6 +710,37 @@ class Collection:
     def __repr__(self) -> str:
         return (f"Collection({self.name!r}, count={len(self._store.live)}, "
                 f"fields={list(self._store.fields)})")
+
+
+def hybrid_search(search: Callable[..., SearchResult], field: Callable[[str], Any],
+                  size: Callable[[], int], queries: Mapping[str, Any], k: int,
+                  filter: Mapping[str, Any] | None, fusion: str | None,
+                  weights: Mapping[str, float] | None, min_score: Any,
+                  knobs: Mapping[str, Any]) -> SearchResult:
+    """A hybrid query (a dict of field -> that field's query) checked, each field searched
+    by ``search(query, depth, field=, filter=, min_score=)`` and the lists fused into
+    ``min(k, size())`` slots; ``field(name)`` raises for an unknown field, ``knobs`` are the
+    one-field search parameters given (any not ``None`` is refused). A collection's and a
+    sharded collection's hybrid search."""
+    k = v.check_k(k)
+    given = sorted(n for n, x in knobs.items() if x is not None)
+    if given:
+        raise InvalidArgument(f"search: a hybrid query takes filter, fusion and weights; "
+                              f"{given} apply to one field's search")
+    for f in queries:
+        field(f)  # an unknown one: UnknownField naming the fields there are
+    fields = list(queries)
+    method = "rrf" if fusion is None else fusion
+    w = fusion_.check_weights(method, weights, fields)
+    depth = max(k, fusion_.DEPTH)
+    if min_score is not None and (not isinstance(min_score, Mapping) or set(min_score)
+                                  - set(fields)):
+        raise InvalidArgument(f"min_score: for a hybrid query, expected a dict of some of "
+                              f"its fields {fields} -> threshold, got {min_score!r}")
+    results = {f: search(queries[f], depth, field=f, filter=filter,
+                         min_score=None if min_score is None else min_score.get(f))
+               for f in fields}
+    return fusion_.fuse_results(results, min(k, size()), method, w, depth)
 
 
 def _bytes_on_disk(path: Path) -> int:

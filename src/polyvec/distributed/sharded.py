@@ -39,11 +39,9 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
-from ..collection import DEFAULT_SEGMENT_ROWS
+from ..collection import DEFAULT_SEGMENT_ROWS, hybrid_search
 from ..db import check_name
 from ..embed.base import check_texts
-from ..engine import fusion as fusion_
-from ..engine.upgrade.text import check_compatible
 from ..errors import (
     CollectionExists,
     DuplicateId,
@@ -54,7 +52,7 @@ from ..errors import (
     UnknownCollection,
     UnknownField,
 )
-from ..fields import check_inputs
+from ..fields import check_compatible, check_inputs
 from ..spec import BM25, CollectionSchema, FieldSpec, ModelSpec
 from ..types import SearchResult
 from .ring import HashRing
@@ -503,7 +501,7 @@ class ShardedCollection:
         if "min_relevance" in knobs:
             raise InvalidArgument("search: min_relevance applies to one field's search; a "
                                   "hybrid query takes min_score per field")
-        res = fusion_.hybrid_search(self.search, self._field, self.__len__, queries, k, filter,
+        res = hybrid_search(self.search, self._field, self.__len__, queries, k, filter,
                                     fusion, weights, min_score, knobs)
         missing = sorted({s for r in res.info["retrievers"].values()
                           for s in r.get("partial", ())})

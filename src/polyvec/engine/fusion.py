@@ -16,17 +16,16 @@ appearance (lists in the order given, each best first).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .. import _validate as v
 from ..errors import InvalidArgument
 from ..types import SearchResult
 
 __all__ = ["DEPTH", "FUSIONS", "RRF_K", "check_weights", "fit", "fuse", "fuse_results", "hits",
-           "hybrid_search", "ndcg"]
+           "ndcg"]
 
 FUSIONS = ("rrf", "weighted", "dbsf")
 RRF_K = 60
@@ -96,37 +95,6 @@ def hits(r: SearchResult) -> tuple[list[Any], np.ndarray]:
     """One query's filled slots: ids and scores (best first)."""
     ids = [i for i in r.ids if i is not None]
     return ids, r.scores[:len(ids)]
-
-
-def hybrid_search(search: Callable[..., SearchResult], field: Callable[[str], Any],
-                  size: Callable[[], int], queries: Mapping[str, Any], k: int,
-                  filter: Mapping[str, Any] | None, fusion: str | None,
-                  weights: Mapping[str, float] | None, min_score: Any,
-                  knobs: Mapping[str, Any]) -> SearchResult:
-    """A hybrid query (a dict of field -> that field's query) checked, each field searched
-    by ``search(query, depth, field=, filter=, min_score=)`` and the lists fused into
-    ``min(k, size())`` slots; ``field(name)`` raises for an unknown field, ``knobs`` are the
-    one-field search parameters given (any not ``None`` is refused). A collection's and a
-    sharded collection's hybrid search."""
-    k = v.check_k(k)
-    given = sorted(n for n, x in knobs.items() if x is not None)
-    if given:
-        raise InvalidArgument(f"search: a hybrid query takes filter, fusion and weights; "
-                              f"{given} apply to one field's search")
-    for f in queries:
-        field(f)  # an unknown one: UnknownField naming the fields there are
-    fields = list(queries)
-    method = "rrf" if fusion is None else fusion
-    w = check_weights(method, weights, fields)
-    depth = max(k, DEPTH)
-    if min_score is not None and (not isinstance(min_score, Mapping) or set(min_score)
-                                  - set(fields)):
-        raise InvalidArgument(f"min_score: for a hybrid query, expected a dict of some of "
-                              f"its fields {fields} -> threshold, got {min_score!r}")
-    results = {f: search(queries[f], depth, field=f, filter=filter,
-                         min_score=None if min_score is None else min_score.get(f))
-               for f in fields}
-    return fuse_results(results, min(k, size()), method, w, depth)
 
 
 def fuse_results(results: Mapping[str, SearchResult], width: int, fusion: str,

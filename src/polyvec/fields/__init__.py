@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import InvalidArgument, UnknownField
-from ..spec import FieldSpec
+from ..errors import InvalidArgument, ModelMismatch, UnknownField
+from ..spec import FieldSpec, ModelSpec
 from .base import FieldKind
 from .bm25 import BM25Kind
 from .dense import DenseKind
 from .multi import MultiKind
 from .sparse import SparseKind
 
-__all__ = ["FieldKind", "KINDS", "check_inputs", "kind_of", "register"]
+__all__ = ["FieldKind", "KINDS", "check_compatible", "check_inputs", "kind_of", "register"]
 
 KINDS: dict[str, FieldKind] = {}
 
@@ -62,6 +62,16 @@ def check_inputs(fields: Mapping[str, FieldSpec], vectors: Any, n: int, *,
                 for name, spec in fields.items()}
     return {name: kind_of(spec).check_vectors(name, spec, vectors[name], n)
             for name, spec in fields.items()}
+
+
+def check_compatible(field: str, spec: FieldSpec, model: ModelSpec) -> None:
+    """A model fits a field when its output kind, dimension and metric match."""
+    want = kind_of(spec).model_output
+    if model.output != want or model.dim != spec.dim or model.metric != spec.metric:
+        raise ModelMismatch(
+            f"field {field!r} ({type(spec).__name__}, dim {spec.dim}, {spec.metric}) expects a "
+            f"{want!r} model of dim {spec.dim} and metric {spec.metric!r}; got {model.name!r} "
+            f"({model.output!r}, dim {model.dim}, {model.metric!r})")
 
 
 register(DenseKind())

@@ -12,24 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidArgument, ModelMismatch, UnknownField
-from ...fields import kind_of
-from ...spec import FieldSpec, ModelSpec
+from ...fields import check_compatible
+from ...spec import ModelSpec
 from ...types import SearchResult
 
 if TYPE_CHECKING:
     from ..store import SegmentStore
 
 __all__ = ["Embedders", "check_compatible"]
-
-
-def check_compatible(field: str, spec: FieldSpec, model: ModelSpec) -> None:
-    """A model fits a field when its output kind, dimension and metric match."""
-    want = kind_of(spec).model_output
-    if model.output != want or model.dim != spec.dim or model.metric != spec.metric:
-        raise ModelMismatch(
-            f"field {field!r} ({type(spec).__name__}, dim {spec.dim}, {spec.metric}) expects a "
-            f"{want!r} model of dim {spec.dim} and metric {spec.metric!r}; got {model.name!r} "
-            f"({model.output!r}, dim {model.dim}, {model.metric!r})")
 
 
 def _texts(texts: object, what: str) -> list[str]:
