@@ -233,6 +233,14 @@ def test_moved_and_copied_items_keep_their_stored_form(cluster: Any, tmp_path: P
         assert got.ids.tolist() == want.ids.tolist()
         np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
         assert got.info["hits"] == want.info["hits"] and "partial" not in got.info
+    for f in ("t", "d"):  # one field's min_score, applied after the merge
+        bar = float(oracle.search(queries[f], k=K, field=f).scores[4])  # (keeps ~5)
+        got = coll.search(queries[f], k=K, field=f, min_score=bar)
+        want = oracle.search(queries[f], k=K, field=f, min_score=bar)
+        assert got.ids.tolist() == want.ids.tolist() and None in got.ids.tolist()
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+    with pytest.raises(InvalidArgument, match="min_score"):
+        coll.search(queries["t"], k=K, field="t", min_score="high")
     with pytest.raises(InvalidArgument, match="target_recall"):
         coll.search({"d": queries["d"], "t": queries["t"]}, k=K, target_recall=0.9)
     with pytest.raises(pv.errors.UnknownField):

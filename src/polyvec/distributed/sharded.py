@@ -462,6 +462,9 @@ class ShardedCollection:
             raise InvalidArgument("search: min_relevance is not taken by a sharded collection "
                                   "(each shard would calibrate its own); use min_score")
         min_score = knobs.pop("min_score", None)
+        if min_score is not None and (isinstance(min_score, bool)
+                                      or not isinstance(min_score, int | float)):
+            raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
         self._check_open()
         bm25 = self._bm25(knobs.get("field"))
         while True:
@@ -479,8 +482,6 @@ class ShardedCollection:
         parts = [got[s] for s in sorted(got)]
         ids, scores = merge_topk(parts, k, unique=moving)
         if min_score is not None:  # (scored as one collection: a BM25 score needs the sums)
-            if isinstance(min_score, bool) or not isinstance(min_score, int | float):
-                raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
             ids[scores < min_score] = None
             scores[scores < min_score] = -np.inf
         info: dict[str, Any] = {"strategy": "sharded", "shards": {s: got[s].info for s in got}}
@@ -501,8 +502,8 @@ class ShardedCollection:
         if "min_relevance" in knobs:
             raise InvalidArgument("search: min_relevance applies to one field's search; a "
                                   "hybrid query takes min_score per field")
-        res = hybrid_search(self.search, self._field, self.__len__, queries, k, filter,
-                                    fusion, weights, min_score, knobs)
+        res = hybrid_search(self.search, self._field, self.__len__, queries, k, filter, fusion,
+                            weights, min_score, knobs)
         missing = sorted({s for r in res.info["retrievers"].values()
                           for s in r.get("partial", ())})
         if missing:
