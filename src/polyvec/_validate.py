@@ -489,8 +489,8 @@ def check_sparse_vectors(name: str, spec: FieldSpec, data: object, n: int, *,
     n sparse vectors (each a ``(indices, values)`` pair, a ``{index: value}`` dict or a
     :class:`~polyvec.types.SparseVector`); returned as ``(uint32 indices, sorted; values in
     the storage dtype)`` pairs. ``stored``: ``u8`` weights that were stored already (each
-    its step times ``scale``, which float32 may put an ulp above ``max_weight``) are
-    rounded to their step, unchecked."""
+    its step times ``scale``, range-checked when first written) are rounded back to their
+    step."""
     where = f"vectors[{name!r}]"
     u8 = spec.dtype == "u8"
     rows = _sparse_rows(data, spec.dim, np.dtype(np.float32) if u8 else storage_dtype(spec),

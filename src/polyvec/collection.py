@@ -469,8 +469,8 @@ class Collection:
                 fusion: str | None, weights: Mapping[str, float] | None, min_score: Any,
                 knobs: dict[str, Any]) -> SearchResult:
         """:meth:`search` of a dict of field -> query: each field's list, then one fusion."""
-        return hybrid_search(self.search, self._store.field, lambda: len(self), queries,
-                                     k, filter, fusion, weights, min_score, knobs)
+        return hybrid_search(self.search, self._store.field, lambda: len(self), queries, k,
+                             filter, fusion, weights, min_score, knobs)
 
     def _search(self, query: Any, k: int, field: str | None, node: Any,
                 target_recall: float | None, ef: int | None, nprobe: int | None,

@@ -13,11 +13,16 @@ polyvec collection in a folder on its node's disk, on distinct nodes.
   through), failing over to the shard's next replica; the shards' top-k are merged by score.
   Exact search merged equals one collection holding every item. A shard with no live
   replica is left out and named in ``info["partial"]``; the result never silently has less.
+  A BM25 field scores with its statistics summed over the shards; a hybrid query merges
+  each field's list over the shards and fuses the merged lists here.
 - **Adding a shard** (:meth:`ShardedCollection.add_shard`) moves the ~1/N of the items the
   new ring gives it, batch by batch (copied where absent, then deleted from the old shard),
   while writes go on under the new ring. The move is recorded before it starts, so an
   interrupted one resumes (:meth:`ShardedCollection.rebalance`, or reopening): no item is
-  lost or left twice.
+  lost or left twice. Items move (and fill new replicas) in their stored form.
+- **Texts** are embedded here by the embedders attached with
+  :meth:`ShardedCollection.use_embedder` (the model is recorded in the layout);
+  :func:`~polyvec.distributed.ingest` embeds in Ray workers.
 
 The collection's layout (ring, replicas and their nodes and folders, a move under way) is a
 JSON file in the driver's ``root`` folder; each replica's data lives under ``root`` on its
