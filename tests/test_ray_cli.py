@@ -15,9 +15,13 @@ from conftest import extra
 
 extra("ray", "ray")
 
+from ray._common.utils import get_ray_address_file  # noqa: E402
+
 PORT = 6411  # the head's GCS (a fixed port, as on a real cluster)
 TOKEN = "polyvec-test-token-0123456789abcdef"  # what RAY_AUTH_TOKEN carries to each node
 DRIVER = Path(__file__).parent / "helpers" / "ray_cli_driver.py"
+# where `ray start` records the latest head (a private helper of Ray's, as its CLI finds it)
+CURRENT = Path(get_ray_address_file(None))
 
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -57,6 +61,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def test_a_cluster_started_by_ray_start_serves_a_sharded_collection(tmp_path: Path) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
+    latest = CURRENT.read_text() if CURRENT.exists() else None
     nodes = [_start(["--head", f"--port={PORT}", "--include-dashboard=false"], env)]
     try:
         _wait_for_nodes(env, 1)
@@ -70,3 +75,15 @@ def test_a_cluster_started_by_ray_start_serves_a_sharded_collection(tmp_path: Pa
             (run.stdout[-2_000:], run.stderr[-4_000:])
     finally:
         _stop(nodes)
+        _forget(latest)
+
+
+def _forget(latest: str | None) -> None:
+    """Put back the address of the cluster ``ray start`` last started before this one:
+    stopped by a signal, the head leaves its own there, and a later ``ray.init()`` (no
+    address) would try to join the stopped cluster."""
+    if CURRENT.exists() and CURRENT.read_text().strip().endswith(f":{PORT}"):
+        if latest is None:
+            CURRENT.unlink()
+        else:
+            CURRENT.write_text(latest)
