@@ -76,6 +76,7 @@ def test_a_cluster_started_by_ray_start_serves_a_sharded_collection(tmp_path: Pa
     finally:
         _stop(nodes)
         _forget(latest)
+    assert not CURRENT.exists() or not CURRENT.read_text().strip().endswith(f":{PORT}")
 
 
 def _forget(latest: str | None) -> None:
