@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--items", type=int, default=0, help="use the first N items (0: all)")
-    ap.add_argument("--texts", type=int, default=2_000,
+    ap.add_argument("--texts", type=int, default=1_000,
                     help="descriptions ingested through ingest() with MiniLM (0: skip)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--from-json", type=Path, help="write the report again from a run's JSON")
