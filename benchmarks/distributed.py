@@ -154,7 +154,8 @@ def main() -> None:
         base = base[:args.items]
     truth = np.argsort(-(q @ base.T), axis=1)[:, :K]
     shutil.rmtree(args.workdir, ignore_errors=True)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+             log_to_driver=False)
     rdb = connect_ray(args.workdir / "ray")
     systems: dict[str, Any] = {
         "embedded": pv.connect(args.workdir / "one").create_collection(

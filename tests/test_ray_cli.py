@@ -5,9 +5,11 @@ then a driver that joins with ``connect_ray(root, address="auto")`` in its own p
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -88,3 +90,26 @@ def _forget(latest: str | None) -> None:
             CURRENT.unlink()
         else:
             CURRENT.write_text(latest)
+
+
+def test_connect_ray_without_an_address_starts_its_own_cluster(tmp_path: Path) -> None:
+    """``connect_ray(root)`` starts a local cluster, as it says, even where ``ray start``
+    left the address of a stopped head as the latest cluster (Ray's default would try to
+    join it)."""
+    temp = Path(tempfile.mkdtemp(prefix="pv", dir="/tmp"))  # (short: Ray's socket paths)
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray" / "ray_current_cluster").write_text("127.0.0.1:6499")  # nobody there
+        code = ("import numpy as np, polyvec as pv\n"
+                "from polyvec.distributed import connect_ray\n"
+                f"rdb = connect_ray({str(tmp_path)!r}, num_cpus=1, include_dashboard=False)\n"
+                "c = rdb.create_collection('one', {'v': pv.Dense(4)}, shards=2)\n"
+                "c.add([1, 2], {'v': np.eye(2, 4, dtype=np.float32)})\n"
+                "print('ok', len(c))\n")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=180, env={**os.environ, "RAY_TMPDIR": str(temp),
+                                               "RAY_USAGE_STATS_ENABLED": "0"})
+        assert run.returncode == 0 and run.stdout.split()[-2:] == ["ok", "2"], \
+            (run.stdout[-2_000:], run.stderr[-4_000:])
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

@@ -74,17 +74,18 @@ def connect_ray(root: str | os.PathLike[str], *, address: str | None = None,
     """Sharded collections kept under ``root``, on the Ray cluster at ``address``.
 
     Joins the cluster this process is already connected to, else ``ray.init(address,
-    **init)``: ``None`` starts a local one-node cluster (for development), ``"auto"`` joins
-    the cluster started on this machine by ``ray start``, ``"ray://host:10001"`` a remote
-    one. ``root`` must be a folder every node can write (their local disk at the same
-    path); the layout files stay in it on this machine.
+    **init)``: ``None`` starts a new local one-node cluster (for development; Ray's own
+    default would join the last cluster ``ray start`` started here, even a stopped one),
+    ``"auto"`` joins the cluster started on this machine by ``ray start``,
+    ``"ray://host:10001"`` a remote one. ``root`` must be a folder every node can write
+    (their local disk at the same path); the layout files stay in it on this machine.
     """
     try:
         import ray
     except ImportError:
         raise MissingExtra("polyvec.distributed needs Ray: pip install 'polyvec[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, **init)
+        ray.init(address="local" if address is None else address, **init)
     return RayDatabase(Path(root), timeout=timeout)
 
 
