@@ -234,10 +234,10 @@ class ShardedCollection:
         collection puts on each node (its shards times replicas, spread over the nodes)."""
         import ray
 
-        cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node),
-                    1)
+        live = [n for n in ray.nodes() if n["Alive"]]  # (one call to the cluster's state)
+        cpus = next((n["Resources"].get("CPU", 1) for n in live if n["NodeID"] == node), 1)
         shards = len((self._moving or self.ring).shards)
-        per_node = -(-shards * self.layout["replicas"] // max(1, len(_live_nodes())))
+        per_node = -(-shards * self.layout["replicas"] // max(1, len(live)))
         return max(1, int(cpus) // per_node)
 
     def _start_shard(self, shard: str, at: int) -> None:
@@ -504,7 +504,6 @@ class ShardedCollection:
         fused here; ``info["partial"]``: the shards any field's search left out."""
         filter, fusion, weights, min_score = (knobs.pop(name, None) for name in (
             "filter", "fusion", "weights", "min_score"))
-        knobs.pop("field", None)
         if "min_relevance" in knobs:
             raise InvalidArgument("search: min_relevance applies to one field's search; a "
                                   "hybrid query takes min_score per field")
