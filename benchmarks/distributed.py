@@ -269,8 +269,8 @@ def capacity(p: dict[str, Any]) -> str:
              "add those). Expect 2-4x less once the codes no longer fit in cache. The "
              "hops were measured with SQ8 codes for every row: a float32 hop costs more, a "
              "PQ or binary one less (not measured here).", "",
-             "| codec | bytes/vector in RAM | vectors | RAM | nodes | shards | items a shard | "
-             "QPS (whole = per node) |", "|---|---|---|---|---|---|---|---|"]
+             "| codec | bytes/vector in RAM | vectors | RAM | nodes | RAM a node | shards | "
+             "items a shard | QPS (whole = per node) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, b in per.items():
         total = b + graph
         for n in (100e6, 1e9):
@@ -278,7 +278,8 @@ def capacity(p: dict[str, Any]) -> str:
             shards = nodes * per_node
             hops = np.log(n / shards) / np.log(p["items"])
             lines.append(f"| {name} | {total:,} | {n / 1e6:,.0f} M | "
-                         f"{total * n / 2**30:,.0f} GiB | {nodes} | {shards} | "
+                         f"{total * n / 2**30:,.0f} GiB | {nodes} | "
+                         f"{total * n / nodes / 2**30:,.0f} GiB | {shards} | "
                          f"{n / shards / 1e6:,.1f} M | {cores * own['qps'] / hops:,.0f} |")
     lines += ["",
               f"Through Ray each query pays the scatter-gather on top of the shards' own "
