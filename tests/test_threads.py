@@ -209,11 +209,20 @@ def test_reader_connections_close_with_their_threads_and_the_catalog(tmp_path) -
     coll._store.wait_checks()  # the open's integrity check has a connection of its own
     if coll._store.tidying is not None:
         coll._store.tidying.join(60)
-    before = open_catalogs()
-    for _ in range(20):
+
+    def read_on_a_thread() -> None:
         t = threading.Thread(target=lambda: coll.get([1]))
         t.start()
         t.join()
+
+    # SQLite keeps a closed connection's descriptor open for reuse while another connection
+    # of the process locks the file (the writer's, in WAL mode, always): whether the open's
+    # integrity check left one depends on timing, so one thread's read comes first
+    read_on_a_thread()
+    gc.collect()
+    before = open_catalogs()
+    for _ in range(20):
+        read_on_a_thread()
     # a thread's locals may go a moment after join returns; and SQLite defers closing a
     # connection's file while another connection of the process holds a lock on it, until
     # that one unlocks: each round reads through the writer's connection
