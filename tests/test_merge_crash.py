@@ -61,6 +61,9 @@ def _run(folder: Path, start: int, point: str | None, nth: int, delay: float
                         pass
                     proc.send_signal(signal.SIGKILL)
                     break
+        # what the child printed while it was being killed: a batch may have been
+        # acknowledged (or started) during the delay
+        lines += [line.strip() for line in proc.stdout]
         rc = proc.wait(timeout=120)
         assert proc.stderr is not None
         return lines, rc, proc.stderr.read()
