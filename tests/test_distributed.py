@@ -140,8 +140,23 @@ def test_merged_exact_search_equals_one_collection(cluster: Any, data: dict[str,
     assert got[0].payload == data["payloads"][7] and got[1] is None
     np.testing.assert_allclose(got[2].vectors["v"], oracle.get(["d3999"])[0].vectors["v"],
                                atol=1e-6)  # (normalized in batches of another size)
-    with pytest.raises(DuplicateId):
+    # a refusal is one collection's (type and message), not Ray's task error around it:
+    # those the driver checks first, and one only a shard tells (an unknown model version)
+    with pytest.raises(DuplicateId) as dup:
         coll.add(["d1", "new"], {"v": data["x"][:2]})
+    assert type(dup.value) is DuplicateId and "ray" not in str(dup.value).lower(), dup.value
+    q0 = data["q"][0]
+    for knobs, q in [({"filter": {"n": {"$foo": 1}}}, q0), ({"filter": "n = 1"}, q0),
+                     ({"field": "nope"}, q0), ({"model": "v9"}, q0),
+                     ({}, q0[:5]), ({}, np.full(384, np.nan, np.float32)),
+                     ({}, np.ones((2, 2, 384), np.float32))]:
+        with pytest.raises(pv.errors.PolyvecError) as want:
+            oracle.search(q, k=K, **knobs)
+        with pytest.raises(pv.errors.PolyvecError) as got:
+            coll.search(q, k=K, **knobs)
+        assert (type(got.value), str(got.value)) == (type(want.value), str(want.value))
+    with pytest.raises(pv.errors.FilterError, match=r"\$foo"):
+        coll.find({"n": {"$foo": 1}})
     with pytest.raises(pv.errors.DimensionMismatch):
         coll.upsert(["new", "d2"], {"v": np.ones((2, 5), np.float32)})
     assert "new" not in coll and len(coll) == N

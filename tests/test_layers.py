@@ -71,9 +71,10 @@ FORBIDDEN = {
                                             "filters", "fields", "codecs", "models", "embed",
                                             "eval", "integrations"},
     # sharded collections on Ray: the facade in each shard; the driver checks input as the
-    # facade does (its validators and the field kinds' checks) before any shard changes, and
-    # its ingest makes each Ray worker's embedder from a recorded model spec (embed.registry)
-    "distributed": (BELOW_FACADE - {"_validate", "fields"}) | {
+    # facade does (its validators, the field kinds' checks, the filter parser) before any
+    # shard is called, and its ingest makes each Ray worker's embedder from a recorded model
+    # spec (embed.registry)
+    "distributed": (BELOW_FACADE - {"_validate", "fields", "filters"}) | {
         "cli", "eval", "server", "client", "integrations", "models", "lexical"},
     "_buffers": TOP_LEVEL - {"errors"},  # a leaf of the write path
     "_validate": FACADE | ENGINE_INTERNALS | {"eval", "embed", "storage", "index",

@@ -53,11 +53,13 @@ from ..errors import (
     InvalidArgument,
     MissingExtra,
     ModelMismatch,
+    PolyvecError,
     ShardUnavailable,
     UnknownCollection,
     UnknownField,
 )
-from ..fields import check_compatible, check_inputs
+from ..fields import check_compatible, check_inputs, kind_of
+from ..filters import parse_filter
 from ..spec import BM25, CollectionSchema, FieldSpec, ModelSpec
 from ..types import SearchResult
 from .ring import HashRing
@@ -332,6 +334,7 @@ class ShardedCollection:
                 out.update((shard, value) for (shard, _, _), value in zip(sent, values,
                                                                           strict=True))
                 continue
+            error: BaseException | None = None
             for shard, rep, ref in sent:  # (each again, to tell which failed and how)
                 try:
                     out[shard] = _get(ref, self.db.timeout)
@@ -339,6 +342,10 @@ class ShardedCollection:
                     if not (_slow(e) and len(self._live(shard)) == 1):
                         self._lost(rep)  # (a slow last replica stays: the read is partial)
                     todo.append(shard)
+                except Exception as e:  # the replica refused it: each refuses alike
+                    error = error or e  # (raised once every call is in: none unread)
+            if error is not None:
+                raise error
         missing = [s for s in tried if s not in out]
         return out, missing
 
@@ -444,6 +451,8 @@ class ShardedCollection:
     def find(self, filter: Mapping[str, Any] | None = None) -> list[int | str]:
         """The ids of the items matching ``filter``, shard by shard."""
         self._check_open()
+        if filter is not None:
+            parse_filter(filter)  # refused here, as one collection refuses it
         with self._lock:
             got = self._read_each("find", (filter,))
         return [k for shard in sorted(got) for k in got[shard]]
@@ -472,6 +481,7 @@ class ShardedCollection:
                                       or not isinstance(min_score, int | float)):
             raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
         self._check_open()
+        self._check_query(query, knobs)
         bm25 = self._bm25(knobs.get("field"))
         while True:
             version, moving = self._version, self._moving is not None
@@ -514,6 +524,15 @@ class ShardedCollection:
         if missing:
             res.info["partial"] = missing
         return res
+
+    def _check_query(self, query: Any, knobs: Mapping[str, Any]) -> None:
+        """Refuse here what every shard would refuse (an unknown field, a query of the wrong
+        shape, a bad filter), with one collection's error, before any shard is called."""
+        if knobs.get("filter") is not None:
+            parse_filter(knobs["filter"])
+        spec = self._field(self._name(knobs.get("field")))
+        if "model" not in knobs:  # (a model version's query is the shards' to refuse)
+            kind_of(spec).check_query(spec, query)
 
     def _field(self, name: str) -> FieldSpec:
         fields = dict(self.schema.vectors)
@@ -858,9 +877,16 @@ def _kill(actor: Any) -> None:
 
 
 def _get(ref: Any, timeout: float | None) -> Any:
+    """``ray.get``; a replica's own refusal (a polyvec error) is raised as one collection
+    raises it, not wrapped in Ray's task error with the actor's traceback."""
     import ray
 
-    return ray.get(ref, timeout=timeout)
+    try:
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, PolyvecError):
+            raise e.cause from None
+        raise
 
 
 _turns = iter(range(1 << 62))
