@@ -157,6 +157,8 @@ def test_merged_exact_search_equals_one_collection(cluster: Any, data: dict[str,
         assert (type(got.value), str(got.value)) == (type(want.value), str(want.value))
     with pytest.raises(pv.errors.FilterError, match=r"\$foo"):
         coll.find({"n": {"$foo": 1}})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'efs'"):
+        coll.search(q0, k=K, efs=64)
     with pytest.raises(pv.errors.DimensionMismatch):
         coll.upsert(["new", "d2"], {"v": np.ones((2, 5), np.float32)})
     assert "new" not in coll and len(coll) == N
@@ -172,6 +174,9 @@ def test_merged_exact_search_equals_one_collection(cluster: Any, data: dict[str,
     assert np.mean(hits) >= 0.93, np.mean(hits)
     rdb.drop_collection("debian")
     assert rdb.list_collections() == [] and not any((tmp_path / "ray" / "debian").iterdir())
+    for call in (lambda: len(coll), lambda: coll.search(q0, k=K), lambda: coll.delete(["d0"])):
+        with pytest.raises(pv.errors.CollectionDropped):
+            call()
 
 
 def test_bm25_over_shards_scores_as_one_collection(cluster: Any, tmp_path: Path) -> None:
@@ -342,6 +347,8 @@ def test_add_shard_while_writes_go_on_keeps_every_item(cluster: Any, data: dict[
     assert coll.add_shard(limit=1) == "s3" and coll.info()["moving"] is not None
     assert sorted(coll.find(), key=str) == sorted(model, key=str)  # none lost or twice
     coll.close()
+    with pytest.raises(pv.errors.CollectionClosed):
+        coll.get([0])
     again = rdb.get_collection("grow")
     assert again.info()["moving"] is None and len(again.ring.shards) == 4
     assert sorted(again.find(), key=str) == sorted(model, key=str)

@@ -32,6 +32,7 @@ own node (on a real cluster, a path every node can write: its local disk).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import threading
@@ -44,10 +45,12 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
-from ..collection import DEFAULT_SEGMENT_ROWS, hybrid_search
+from ..collection import DEFAULT_SEGMENT_ROWS, Collection, hybrid_search
 from ..db import check_name
 from ..embed.base import check_texts
 from ..errors import (
+    CollectionClosed,
+    CollectionDropped,
     CollectionExists,
     DuplicateId,
     InvalidArgument,
@@ -200,7 +203,7 @@ class ShardedCollection:
         self._saving = threading.Lock()  # the layout file
         self._version = 0  # bumped when a move starts or ends (a read across one retries)
         self._embedders: dict[str, Any] = {}  # attached in this process (use_embedder)
-        self.closed = False
+        self.closed = self.dropped = False
 
     # -- layout and replicas -----------------------------------------------------------------
     def _save(self) -> None:
@@ -466,6 +469,10 @@ class ShardedCollection:
         own (``fusion``, ``weights``, ``min_score`` per field)."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidArgument(f"k: expected an int >= 1, got {k!r}")
+        unknown = sorted(set(knobs) - _SEARCH_KNOBS)
+        if unknown:  # (as a Python call with an unknown keyword fails)
+            raise TypeError(f"ShardedCollection.search() got an unexpected keyword argument "
+                            f"{unknown[0]!r}")
         knobs = {name: x for name, x in knobs.items() if x is not None}
         if knobs.get("field") is None and isinstance(query, Mapping) and \
                 any(isinstance(f, str) for f in query):
@@ -789,7 +796,7 @@ class ShardedCollection:
         with self._lock:
             if self.closed:
                 return
-            self.closed = True
+            self.closed, self.dropped = True, remove
             for reps in self._replicas.values():
                 for r in reps:
                     if r.alive:
@@ -803,8 +810,17 @@ class ShardedCollection:
         return self._lock if self._moving is not None else contextlib.nullcontext()
 
     def _check_open(self) -> None:
+        if self.dropped:
+            raise CollectionDropped(f"sharded collection {self.name!r}: expected a live "
+                                    "collection, got one dropped through this database")
         if self.closed:
-            raise InvalidArgument(f"sharded collection {self.name!r} is closed")
+            raise CollectionClosed(f"sharded collection {self.name!r}: expected an open "
+                                   "handle, got one that was closed")
+
+
+# the keyword arguments of Collection.search, which every shard's search takes
+_SEARCH_KNOBS = frozenset(inspect.signature(Collection.search).parameters) - {
+    "self", "query", "k"}
 
 
 def _routed(ring: HashRing, method: str, ids: list[Any], vectors: Mapping[str, Any],
