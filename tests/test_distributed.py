@@ -179,6 +179,36 @@ def test_merged_exact_search_equals_one_collection(cluster: Any, data: dict[str,
             call()
 
 
+def test_bad_layouts_are_refused_and_a_failed_start_leaves_nothing(
+        cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layout arguments are checked before any actor starts (a typo of a million shards
+    would start a million processes); replicas that fail to start are stopped and the
+    collection is not created; ``add_shard`` stops at ``limits.MAX_SHARDS``."""
+    rdb = connect_ray(tmp_path / "ray")
+    fields = {"v": pv.Dense(4)}
+    for bad in ({"shards": 10**6}, {"shards": 0}, {"replicas": 4}, {"segment_rows": 0},
+                {"vnodes": 10**9}, {"shards": True}):
+        with pytest.raises(InvalidArgument, match=next(iter(bad))):
+            rdb.create_collection("c", fields, **bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"MAX_SHARDS = 1024\], got 1000000"):
+        rdb.create_collection("c", fields, shards=10**6)
+    assert rdb.list_collections() == [] and not (tmp_path / "ray" / "c").exists()
+    (tmp_path / "ray" / "c").write_text("a file where the replicas' folders would go")
+    with pytest.raises(Exception) as failed:
+        rdb.create_collection("c", fields, shards=3)
+    assert not isinstance(failed.value, InvalidArgument)  # (Ray's: the actors died)
+    assert rdb.list_collections() == []
+    (tmp_path / "ray" / "c").unlink()
+    coll = rdb.create_collection("c", fields, shards=2)
+    coll.add([1, 2, 3], {"v": np.eye(3, 4, dtype=np.float32)})
+    monkeypatch.setattr(pv.limits, "MAX_SHARDS", 2)
+    with pytest.raises(InvalidArgument, match="MAX_SHARDS = 2"):
+        coll.add_shard()
+    assert len(coll.ring.shards) == 2 and set(coll.replicas()) == {"s0", "s1"}
+    assert len(coll) == 3 and coll.search(np.eye(1, 4, dtype=np.float32)[0], k=1).ids[0] == 1
+    rdb.drop_collection("c")
+
+
 def test_bm25_over_shards_scores_as_one_collection(cluster: Any, tmp_path: Path) -> None:
     """A BM25 field over three shards: each shard scores with the statistics summed over
     all of them (live documents, total length, each term's document frequency), so merged

@@ -15,6 +15,8 @@ Every limit is a module attribute (change it to configure: ``polyvec.limits.MAX_
   ``MAX_FILTER_DEPTH`` levels.
 - A payload is nested at most ``MAX_PAYLOAD_DEPTH`` levels and its JSON text is at most
   ``MAX_PAYLOAD_BYTES`` bytes.
+- A sharded collection (``polyvec.distributed``) has at most ``MAX_SHARDS`` shards: each
+  replica of a shard is a Ray actor, a process of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "MAX_FILTER_DEPTH",
     "MAX_PAYLOAD_DEPTH",
     "MAX_PAYLOAD_BYTES",
+    "MAX_SHARDS",
 ]
 
 RESULT_SLOT_BYTES = 32
@@ -34,3 +37,4 @@ MAX_FILTER_NODES = 100_000
 MAX_FILTER_DEPTH = 64
 MAX_PAYLOAD_DEPTH = 64
 MAX_PAYLOAD_BYTES = 16 << 20
+MAX_SHARDS = 1024

@@ -24,6 +24,7 @@ from ..errors import InvalidArgument
 __all__ = ["HashRing", "id_hash"]
 
 VNODES = 64  # points per shard: the largest shard holds ~1.2x the mean at 4 shards
+MAX_VNODES = 4096  # (the ring holds shards x vnodes points, each looked up per id)
 
 
 def id_hash(key: int | str) -> int:
@@ -40,8 +41,10 @@ class HashRing:
     def __init__(self, shards: Sequence[str], vnodes: int = VNODES) -> None:
         if not shards or len(set(shards)) != len(shards):
             raise InvalidArgument(f"shards: expected distinct names, got {list(shards)!r}")
-        if not isinstance(vnodes, int) or isinstance(vnodes, bool) or vnodes < 1:
-            raise InvalidArgument(f"vnodes: expected an int >= 1, got {vnodes!r}")
+        if not isinstance(vnodes, int) or isinstance(vnodes, bool) or not \
+                1 <= vnodes <= MAX_VNODES:
+            raise InvalidArgument(f"vnodes: expected an int in [1, {MAX_VNODES}], got "
+                                  f"{vnodes!r}")
         self.shards = tuple(shards)
         self.vnodes = vnodes
         points = [(id_hash(f"{name}#{v}"), i) for i, name in enumerate(self.shards)

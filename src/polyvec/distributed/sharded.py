@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
+from .. import limits
 from ..collection import DEFAULT_SEGMENT_ROWS, Collection, hybrid_search
 from ..db import check_name
 from ..embed.base import check_texts
@@ -65,7 +66,7 @@ from ..fields import check_compatible, check_inputs, kind_of
 from ..filters import parse_filter
 from ..spec import BM25, CollectionSchema, FieldSpec, ModelSpec
 from ..types import SearchResult
-from .ring import HashRing
+from .ring import MAX_VNODES, HashRing
 from .shard import replica_class, take
 
 __all__ = ["RayDatabase", "ShardedCollection", "connect_ray"]
@@ -119,9 +120,14 @@ class RayDatabase:
         if path.exists():
             raise CollectionExists(f"sharded collection {name!r} already exists in {self.root}")
         schema = CollectionSchema.build(vectors, list(indexed))
-        for what, value in (("shards", shards), ("replicas", replicas)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgument(f"{what}: expected an int >= 1, got {value!r}")
+        bounds = {"shards": (shards, limits.MAX_SHARDS, "polyvec.limits.MAX_SHARDS = "),
+                  "replicas": (replicas, None, ""), "segment_rows": (segment_rows, None, ""),
+                  "vnodes": (vnodes, MAX_VNODES, "")}
+        for what, (value, most, bound) in bounds.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (
+                    most is not None and value > most):
+                within = ">= 1" if most is None else f"in [1, {bound}{most}]"
+                raise InvalidArgument(f"{what}: expected an int {within}, got {value!r}")
         nodes = _live_nodes()
         if replicas > len(nodes):
             raise InvalidArgument(f"replicas: expected at most the {len(nodes)} live nodes "
@@ -131,8 +137,12 @@ class RayDatabase:
                   "replicas": replicas, "ring": ring.to_dict(), "moving": None, "shards": {},
                   "indexes": {}}
         coll = ShardedCollection(self, name, layout)
-        for i, shard in enumerate(ring.shards):
-            coll._start_shard(shard, i)
+        try:
+            for i, shard in enumerate(ring.shards):
+                coll._start_shard(shard, i)
+        except BaseException:
+            coll.close(remove=True)  # the shards started: stopped, their folders gone
+            raise
         coll._save()
         self._open[name] = coll
         return coll
@@ -247,17 +257,24 @@ class ShardedCollection:
 
     def _start_shard(self, shard: str, at: int) -> None:
         """Start ``shard``'s replicas on distinct live nodes, from the ``at``-th one on."""
-        nodes = _live_nodes()
-        reps = []
-        for j in range(self.layout["replicas"]):
-            node = nodes[(at + j) % len(nodes)]
-            folder = str(self.db.root / self.name / f"{shard}-{_token()}")
-            rep = Replica(shard, folder, node)
-            rep.actor = self._actor(rep)
-            reps.append(rep)
         import ray
 
-        ray.get([r.actor.count.remote() for r in reps], timeout=self.db.timeout)  # started
+        nodes = _live_nodes()
+        reps: list[Replica] = []
+        try:
+            for j in range(self.layout["replicas"]):
+                node = nodes[(at + j) % len(nodes)]
+                folder = str(self.db.root / self.name / f"{shard}-{_token()}")
+                rep = Replica(shard, folder, node)
+                rep.actor = self._actor(rep)
+                reps.append(rep)
+            ray.get([r.actor.count.remote() for r in reps], timeout=self.db.timeout)  # started
+        except BaseException:
+            for r in reps:  # a shard starts whole or not at all (best effort: the first
+                with contextlib.suppress(Exception):  # error is the one to raise)
+                    _get(r.actor.close.remote(True), self.db.timeout)
+                _kill(r.actor)
+            raise
         self._replicas[shard] = reps
 
     def replicas(self) -> dict[str, list[dict[str, Any]]]:
@@ -697,6 +714,10 @@ class ShardedCollection:
             self._check_open()
             if self._moving is not None:
                 raise InvalidArgument("a move is under way: resume it with rebalance() first")
+            if len(self.ring.shards) >= limits.MAX_SHARDS:
+                raise InvalidArgument(f"add_shard: expected fewer shards than "
+                                      f"polyvec.limits.MAX_SHARDS = {limits.MAX_SHARDS}, got "
+                                      f"{len(self.ring.shards)}")
             name = f"s{max(int(s[1:]) for s in self.ring.shards) + 1}"
             self._start_shard(name, len(self.ring.shards))
             self._moving = self.ring.with_shard(name)
