@@ -71,6 +71,16 @@ def test_a_drop_is_reported_rather_than_a_check_that_raced_it(db, coll, rng):
         other.search(unit(rng, 1, 16)[0])
 
 
+def test_indexed_paths_must_be_a_list_not_one_string(db):
+    """``indexed="section"`` indexed the paths s, e, c, t, i, o, n; now a typed error."""
+    for bad in ("section", b"section", {"section": 1}, 5):
+        with pytest.raises(E.InvalidArgument, match="indexed: expected a list of dotted"):
+            db.create_collection("c", {"v": pv.Dense(4)}, indexed=bad)
+    assert db.list_collections() == []
+    c = db.create_collection("c", {"v": pv.Dense(4)}, indexed=("section", "a.b", "section"))
+    assert c.info()["schema"]["indexed"] == ["section", "a.b"]
+
+
 def test_closed_handle_raises_typed_error(db, coll, rng):
     coll.close()
     with pytest.raises(E.CollectionClosed):

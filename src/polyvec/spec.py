@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -206,7 +207,7 @@ class CollectionSchema:
 
     @classmethod
     def build(
-        cls, vectors: dict[str, FieldSpec], indexed: list[str] | tuple[str, ...] = ()
+        cls, vectors: dict[str, FieldSpec], indexed: Iterable[str] = ()
     ) -> CollectionSchema:
         if not isinstance(vectors, dict) or not vectors:
             raise InvalidArgument(
@@ -220,6 +221,11 @@ class CollectionSchema:
                 raise InvalidArgument(
                     f"vector field {name!r}: expected Dense, Multi, Sparse or BM25, got "
                     f"{spec!r}")
+        if isinstance(indexed, str | bytes | Mapping) or not isinstance(indexed, Iterable):
+            # (a str would index each of its characters)
+            raise InvalidArgument(f"indexed: expected a list of dotted payload paths, got "
+                                  f"{type(indexed).__name__} {indexed!r}")
+        indexed = list(indexed)
         for path in indexed:
             if (
                 not isinstance(path, str)

@@ -119,7 +119,7 @@ class RayDatabase:
         path = self._layout(name)
         if path.exists():
             raise CollectionExists(f"sharded collection {name!r} already exists in {self.root}")
-        schema = CollectionSchema.build(vectors, list(indexed))
+        schema = CollectionSchema.build(vectors, indexed)
         bounds = {"shards": (shards, limits.MAX_SHARDS, "polyvec.limits.MAX_SHARDS = "),
                   "replicas": (replicas, None, ""), "segment_rows": (segment_rows, None, ""),
                   "vnodes": (vnodes, MAX_VNODES, "")}
