@@ -81,6 +81,27 @@ def test_indexed_paths_must_be_a_list_not_one_string(db):
     assert c.info()["schema"]["indexed"] == ["section", "a.b"]
 
 
+def test_unordered_ids_string_payloads_and_nan_thresholds_are_refused(coll, rng):
+    """Inputs that were taken and quietly did something else: a set of ids pairs with the
+    vectors in the set's order; a str of payloads counted its characters; a NaN
+    ``min_score`` dropped every hit."""
+    before = {item.id: item.payload for item in coll.get(list(coll))}
+    for write in (coll.add, coll.upsert):
+        with pytest.raises(E.InvalidId, match="got set"):
+            write({"a", "b"}, unit(rng, 2, 16), [{"n": 1}, {"n": 2}])
+        with pytest.raises(E.InvalidPayload, match="expected a list of 3 dicts, got str"):
+            write(["a", "b", "c"], unit(rng, 3, 16), "abc")
+    with pytest.raises(E.InvalidId, match="got frozenset"):
+        coll.get(frozenset({"i1"}))
+    assert {item.id: item.payload for item in coll.get(list(coll))} == before
+    q = unit(rng, 1, 16)[0]
+    with pytest.raises(E.InvalidArgument, match="min_score: expected a number"):
+        coll.search(q, k=3, min_score=float("nan"))
+    assert coll.search(q, k=20, min_score=np.float32(-2)).ids.tolist() == \
+        coll.search(q, k=20).ids.tolist()  # (a numpy scalar is a number)
+    assert coll.delete({"i1", "i2", "nope"}) == 2  # a set is fine where order is not used
+
+
 def test_closed_handle_raises_typed_error(db, coll, rng):
     coll.close()
     with pytest.raises(E.CollectionClosed):

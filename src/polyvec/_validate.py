@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,23 @@ def cap_k(k: int, live: int, nq: int) -> int:
     return k
 
 
-def check_ids(ids: object) -> list[Key]:
+def check_min_score(x: object) -> float:
+    """A score threshold: a real number (a numpy scalar too), not NaN (it would drop every
+    hit without saying so)."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or math.isnan(x):
+        raise InvalidArgument(f"min_score: expected a number (not NaN), got {x!r}")
+    return float(x)
+
+
+def check_ids(ids: object, *, ordered: bool = True) -> list[Key]:
+    """The ids as a list (numpy ints and strs as Python's), each checked; ``ordered``: they
+    pair with vectors, payloads or results by position, so a set's order will not do."""
     if isinstance(ids, str | bytes | int) or ids is None:
         raise InvalidId(f"ids: expected a sequence of str/int ids, got {type(ids).__name__}")
+    if isinstance(ids, Mapping) or (ordered and isinstance(ids, Set)):
+        raise InvalidId(f"ids: expected an ordered sequence (list, tuple, array) of ids, got "
+                        f"{type(ids).__name__} (ids pair with vectors, payloads or results "
+                        "by position)")
     # the common case, checked in bulk: a list of plain ints (no bool), in range, distinct
     if (type(ids) is list and ids and all(type(i) is int for i in ids)
             and _INT64[0] <= min(ids) and max(ids) <= _INT64[1] and len(set(ids)) == len(ids)):
@@ -208,7 +223,7 @@ def check_payloads(payloads: object, n: int) -> tuple[list[str], list[dict[str, 
     through the recursive check."""
     if payloads is None:
         return ["{}"] * n, [{} for _ in range(n)]
-    if isinstance(payloads, dict) or not isinstance(payloads, Sequence):
+    if isinstance(payloads, Mapping | str | bytes) or not isinstance(payloads, Sequence):
         raise InvalidPayload(f"payloads: expected a list of {n} dicts, got "
                              f"{type(payloads).__name__}")
     if len(payloads) != n:

@@ -105,7 +105,7 @@ class Collection:
 
     def delete(self, ids: Sequence[int | str]) -> int:
         """Delete items by id; ids that do not exist are ignored. Returns how many were deleted."""
-        return self._store.delete(v.check_ids(ids))
+        return self._store.delete(v.check_ids(ids, ordered=False))
 
     def verify(self) -> None:
         """Check the whole collection now and raise ``CorruptFile`` naming what is damaged.
@@ -440,9 +440,7 @@ class Collection:
         keep = np.ones(res.scores.shape, bool)
         info = dict(res.info)
         if min_score is not None:
-            if isinstance(min_score, bool) or not isinstance(min_score, int | float):
-                raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
-            keep &= res.scores >= min_score
+            keep &= res.scores >= v.check_min_score(min_score)
         if min_relevance is not None:
             if isinstance(min_relevance, bool) or not isinstance(min_relevance, int | float) \
                     or not 0 <= min_relevance <= 1:

@@ -409,7 +409,7 @@ class ShardedCollection:
 
     def delete(self, ids: Sequence[int | str]) -> int:
         """Delete items by id (unknown ids ignored); how many were deleted."""
-        keys = v.check_ids(ids)
+        keys = v.check_ids(ids, ordered=False)
         with self._lock:
             self._check_open()
             rings = [self.ring] if self._moving is None else [self._moving, self.ring]
@@ -501,9 +501,8 @@ class ShardedCollection:
             raise InvalidArgument("search: min_relevance is not taken by a sharded collection "
                                   "(each shard would calibrate its own); use min_score")
         min_score = knobs.pop("min_score", None)
-        if min_score is not None and (isinstance(min_score, bool)
-                                      or not isinstance(min_score, int | float)):
-            raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
+        if min_score is not None:
+            min_score = v.check_min_score(min_score)
         self._check_open()
         self._check_query(query, knobs)
         bm25 = self._bm25(knobs.get("field"))

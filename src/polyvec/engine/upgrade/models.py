@@ -223,7 +223,8 @@ class Models:
             if not (isinstance(pairs, tuple | list) and len(pairs) == 2):
                 raise InvalidArgument("pairs: expected (new_vectors, old_vectors)")
             return np.asarray(pairs[0], np.float32), np.asarray(pairs[1], np.float32)
-        keys = v.check_ids(ids) if ids is not None else self._sample_keys(sample, seed)
+        keys = (v.check_ids(ids, ordered=False) if ids is not None
+                else self._sample_keys(sample, seed))
         old, payloads = self._stored(field, keys)
         words = self._texts_of(keys, payloads, text_key, texts)
         new = self._embedder_of(field, frm).embed_documents(words, batch_size=batch_size,
