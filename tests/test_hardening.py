@@ -130,6 +130,34 @@ def test_huge_k_is_capped_before_anything_is_allocated(coll, rng):
     assert peak < 10 << 20
 
 
+_HUGE_EF = """
+import resource, sys
+import numpy as np
+import polyvec as pv
+coll = pv.connect(sys.argv[1]).create_collection("c", {"v": pv.Dense(16)})
+x = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32)
+coll.add(list(range(3000)), x)
+coll.create_index("v", sys.argv[2])
+coll.search(x[:2], k=3, ef=16)  # (everything a search loads is loaded)
+size = next(int(line.split()[1]) for line in open("/proc/self/status")
+            if line.startswith("VmSize")) << 10
+resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30),) * 2)  # 1 GiB more, at most
+for q in (x[0], x[:5]):
+    got = coll.search(q, k=3, ef=2**31 - 1)
+    want = coll.search(q, k=3, ef=3000)  # (a beam as wide as the graph: the same walk)
+    assert np.array_equal(got.ids, want.ids), (got.ids, want.ids)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("spec", ["HNSW16", "HNSW16,SQ8,Refine"])
+def test_huge_ef_is_capped_at_the_graph_size(tmp_path, spec):
+    """``ef=2**31 - 1`` walked with a beam that wide: 16 GB and a minute on 3,000 rows (one
+    HTTP request could take a server down); the beam is capped at the graph's rows."""
+    out = _run([sys.executable, "-c", _HUGE_EF, str(tmp_path / "db"), spec])
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_result_memory_beyond_the_bound_is_refused(coll, rng, monkeypatch):
     from polyvec import limits
 

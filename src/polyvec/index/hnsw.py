@@ -270,7 +270,7 @@ class HNSWIndex(VectorIndex):
         a large one is split over threads."""
         p = params if params is not None else QueryParams()
         kc = min(max(k, math.ceil(k * self.oversample(p))), n)
-        ef = max(kc, p.ef if p.ef is not None else DEFAULT_EF)
+        ef = _ef(p, kc, n)
         def large(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return walker.search(q, ef, kc, rerank=rerank, qr=q, k=k, remap=remap,
                                  threads=_batch_threads(q))
@@ -284,7 +284,7 @@ class HNSWIndex(VectorIndex):
         walker = self._searcher()
         if walker is None or rerank is None or rerank.dtype != np.float32:
             return None
-        ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        ef = _ef(params, kc, self.n)
         return walker.search(qt, ef, kc, rerank=rerank, qr=q, k=k, threads=_batch_threads(q))
 
     def _filtered(self, q: np.ndarray, qt: np.ndarray, k: int, kc: int, params: QueryParams,
@@ -300,7 +300,7 @@ class HNSWIndex(VectorIndex):
         at most about twice the scan, and never its recall)."""
         walker = self._filter_walker()
         kc = min(kc, self.n)
-        ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        ef = _ef(params, kc, self.n)
         if walker is None and len(q) <= WARMING_QUERIES and self._walks_itself():
             graph = self._graph_arrays()  # numba is starting: the same plan, by the twins
             if graph is not None:
@@ -360,7 +360,7 @@ class HNSWIndex(VectorIndex):
                 or rerank.dtype != np.float32:
             return super()._as_part(q, qt, k, kc, params, sel, n_sel, rerank, rows)
         kc = min(kc, self.n)
-        ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        ef = _ef(params, kc, self.n)
         return _Final(*walker.search(qt, ef, kc, rerank=rerank, qr=q, k=k, remap=rows,
                                      threads=_batch_threads(q)))
 
@@ -370,15 +370,16 @@ class HNSWIndex(VectorIndex):
         more width: ``ef / fraction ** WIDEN_POWER`` (measured on Debian at 10%: the same
         recall as the unfiltered search at its ``ef`` with 0.5; ``1 / fraction`` overshot
         to 0.99+). The numba walk keeps ``ef`` selected rows and is not widened."""
-        ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
-        return replace(params, ef=math.ceil(ef / max(fraction, 1e-9) ** WIDEN_POWER))
+        ef = _ef(params, kc, self.n)
+        return replace(params, ef=min(math.ceil(ef / max(fraction, 1e-9) ** WIDEN_POWER),
+                                      max(kc, self.n)))
 
     def _prefer_exact(self, params: QueryParams, n_sel: int) -> bool:
         return params.ef is not None and params.ef >= n_sel
 
     def _candidates(self, q: np.ndarray, kc: int, params: QueryParams,
                     sel: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        ef = max(kc, params.ef if params.ef is not None else DEFAULT_EF)
+        ef = _ef(params, kc, self.n)
         walker = self._searcher()
         if walker is not None:
             return walker.search(q, ef, kc, sel=sel,
@@ -411,6 +412,14 @@ class HNSWIndex(VectorIndex):
             p.sel = selector
         dist, ids = storage.search(q, kc, params=p)
         return faiss_result(dist, ids, self.metric == "l2")
+
+
+def _ef(params: QueryParams, kc: int, n: int) -> int:
+    """The beam width of a walk over ``n`` rows: ``params.ef`` (default :data:`DEFAULT_EF`),
+    at least the ``kc`` candidates wanted, at most ``n``: a wider beam finds nothing more,
+    and faiss allocates for its width (16 GB and a minute at ``ef=2**31 - 1``)."""
+    ef = params.ef if params.ef is not None else DEFAULT_EF
+    return max(kc, min(ef, n))
 
 
 def _walk_nodes(graph: Graph, ef: int, fraction: float) -> float:
