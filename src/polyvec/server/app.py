@@ -444,7 +444,7 @@ class _Guard:
         answers that one)."""
         try:
             fields = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested too deeply: the route says so)
             return None
         if not (isinstance(fields, dict) and "query" in fields and fields.keys() <= _SEARCH):
             return None
@@ -509,6 +509,8 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
 
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's body decoding
+            return _error(InvalidArgument(f"request body: {exc.detail} ({exc.__cause__})"))
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # every route of the path, not only the first one tried
             headers["Allow"] = ", ".join(sorted({
@@ -695,7 +697,7 @@ def create_app(db_path: str | os.PathLike[str], *, keys: KeyStore | None = None,
                 return
             try:
                 item = json.loads(raw)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # (RecursionError: nested too deeply)
                 raise bad(InvalidArgument(f"not JSON ({e})")) from None
             if not isinstance(item, dict) or not set(item) <= {"id", "vectors", "payload"}:
                 raise bad(InvalidArgument('expected an object with "id", "vectors" and '
