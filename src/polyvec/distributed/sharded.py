@@ -73,6 +73,7 @@ __all__ = ["RayDatabase", "ShardedCollection", "connect_ray"]
 
 MOVE_BATCH = 512  # items moved per step of a rebalance (writes wait for one step at most)
 TIMEOUT = 60.0  # seconds a replica may take to answer before it counts as lost
+CLEANUP_S = 10.0  # seconds a shard that failed to start gets to remove its replicas' folders
 
 
 def connect_ray(root: str | os.PathLike[str], *, address: str | None = None,
@@ -269,10 +270,11 @@ class ShardedCollection:
                 rep.actor = self._actor(rep)
                 reps.append(rep)
             ray.get([r.actor.count.remote() for r in reps], timeout=self.db.timeout)  # started
-        except BaseException:
-            for r in reps:  # a shard starts whole or not at all (best effort: the first
-                with contextlib.suppress(Exception):  # error is the one to raise)
-                    _get(r.actor.close.remote(True), self.db.timeout)
+        except BaseException:  # a shard starts whole or not at all: the replicas that did
+            closing = [r.actor.close.remote(True) for r in reps]  # remove their folders
+            with contextlib.suppress(Exception):  # (best effort, one bounded wait: the
+                ray.get(closing, timeout=CLEANUP_S)  # first error is the one to raise)
+            for r in reps:
                 _kill(r.actor)
             raise
         self._replicas[shard] = reps
